@@ -1,0 +1,1 @@
+"""Product-softmax addressing with exact beam Top-K."""

@@ -1,0 +1,1 @@
+"""PDMA sparse memory: write, decay and normalised read."""

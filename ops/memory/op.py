@@ -1,0 +1,70 @@
+"""Registered PDMA memory ops: ``ramnet::pdma_scan`` (+ ``_bwd``) for training/prefill and
+``ramnet::pdma_step_`` (in place) for decode.
+
+They take addresses that are already computed and CAPE-shifted; :mod:`ops.ram` composes them with
+``ramnet::address`` into the public ``ram_attention`` / ``ram_step``. Default kernels are the pure-PyTorch
+parallel form and step (``naive.py``). Shapes are documented in ``naive.py``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .._namespace import NAMESPACE
+from .naive import pdma_parallel, pdma_parallel_backward, pdma_step_inplace
+
+
+@torch.library.custom_op(f"{NAMESPACE}::pdma_scan", mutates_args=())
+def pdma_scan_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor, read_idx: torch.Tensor,
+                 read_w: torch.Tensor, S0: torch.Tensor, z0: torch.Tensor, gamma: float, eps: float,
+                 proxy_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps)
+
+
+@pdma_scan_op.register_fake
+def _pdma_scan_fake(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, proxy_eps):
+    return torch.empty_like(v), torch.empty_like(S0), torch.empty_like(z0)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::pdma_scan_bwd", mutates_args=())
+def pdma_scan_bwd_op(grad_o: torch.Tensor, grad_S: torch.Tensor, grad_z: torch.Tensor, v: torch.Tensor,
+                     write_idx: torch.Tensor, write_w: torch.Tensor, read_idx: torch.Tensor, read_w: torch.Tensor,
+                     S0: torch.Tensor, z0: torch.Tensor, gamma: float, eps: float, proxy_eps: float
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return pdma_parallel_backward(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
+                                  gamma, eps, proxy_eps)
+
+
+@pdma_scan_bwd_op.register_fake
+def _pdma_scan_bwd_fake(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps,
+                        proxy_eps):
+    return (torch.empty_like(v), torch.empty_like(write_w), torch.empty_like(read_w), torch.empty_like(S0),
+            torch.empty_like(z0))
+
+
+def _setup_context(ctx, inputs, output):
+    v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, proxy_eps = inputs
+    # recompute the scan in backward instead of saving per-event states (memory stays O(inputs + state))
+    ctx.save_for_backward(v, write_idx, write_w, read_idx, read_w, S0, z0)
+    ctx.gamma, ctx.eps, ctx.proxy_eps = gamma, eps, proxy_eps
+
+
+def _backward(ctx, grad_o, grad_S, grad_z):
+    v, write_idx, write_w, read_idx, read_w, S0, z0 = ctx.saved_tensors
+    d_v, d_ww, d_rw, d_S0, d_z0 = pdma_scan_bwd_op(
+        grad_o.contiguous(), grad_S.contiguous(), grad_z.contiguous(), v, write_idx, write_w, read_idx, read_w,
+        S0, z0, ctx.gamma, ctx.eps, ctx.proxy_eps)
+    return d_v, None, d_ww, None, d_rw, d_S0, d_z0, None, None, None
+
+
+pdma_scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::pdma_step_", mutates_args=("S", "z"))
+def pdma_step_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor, read_idx: torch.Tensor,
+                 read_w: torch.Tensor, S: torch.Tensor, z: torch.Tensor, gamma: float, eps: float) -> torch.Tensor:
+    return pdma_step_inplace(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps)
+
+
+@pdma_step_op.register_fake
+def _pdma_step_fake(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps):
+    return torch.empty_like(v)

@@ -1,0 +1,169 @@
+"""Public functional API: ``ram_attention`` (training / prefill), ``ram_step`` (decode, in place) and
+``ram_step_functional`` (decode, for export). Each composes the registered ``ramnet::address`` and
+``ramnet::pdma_*`` ops, so ``torch.compile(fullgraph=True)`` and ``torch.export`` see only registered ops
+and a few aten ops (the CAPE shift).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _checks as C
+from .address.op import address_op
+from .memory.op import pdma_scan_op, pdma_step_op
+
+DEFAULT_PROXY_EPS = 1e-3
+
+
+def address(x: torch.Tensor, *, num_factors: int, top_k: int, tau: float = 1.0):
+    """Product-softmax address with exact Top-K.
+
+    Args:
+        x: ``[..., U * d_p]`` floating tensor (keys or queries).
+        num_factors: U, the number of softmax factors; must divide ``x.shape[-1]``.
+        top_k: K in ``[1, M]`` with ``M = d_p ** U``.
+        tau: softmax temperature, > 0.
+    Returns:
+        ``(indices int64 [..., K], weights [..., K])``: flat slots ``i_1 + i_2 d_p + ...`` and their product
+        probabilities, in descending weight order, not renormalised. Ties: the lower flat index wins.
+    """
+    C.check_tensor("x", x, min_ndim=1)
+    C.address_geometry("x", x.shape[-1], num_factors, top_k)
+    tau = C.check_float("tau", tau, 0.0, low_open=True)
+    weights, indices = address_op(x, num_factors, top_k, tau)
+    return indices, weights
+
+
+def _cape_shift(indices, positions, cape, M: int):
+    """``slot -> (slot - t) mod M`` on CAPE heads. ``indices [B,T,H,K]``, ``positions [B or 1, T]``."""
+    if cape is None:
+        return indices
+    shifted = torch.remainder(indices - positions[:, :, None, None], M)
+    return torch.where(cape.view(1, 1, -1, 1), shifted, indices)
+
+
+def _check_cape(cape, H: int, device):
+    if cape is None:
+        return None
+    if not isinstance(cape, torch.Tensor):
+        cape = torch.as_tensor(cape, dtype=torch.bool, device=device)
+    C.check_tensor("cape", cape, ndim=1, dtypes=(torch.bool,), device=device)
+    C.check_same("cape", cape.shape[0], "the number of heads H", H, "length")
+    return cape
+
+
+def _check_qkv(q, k, v, rank: int):
+    C.check_tensor("q", q, ndim=rank)
+    C.check_tensor("k", k, ndim=rank, device=q.device)
+    C.check_tensor("v", v, ndim=rank, device=q.device)
+    C.check_same("k", tuple(k.shape), "q", tuple(q.shape), "shape")
+    C.check_same("v", tuple(v.shape[:-1]), "q", tuple(q.shape[:-1]), "leading (batch, [time,] heads) dims")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+
+
+def _check_state(S, z, B: int, H: int, M: int, d_v: int, device, names=("S", "z")):
+    C.check_tensor(names[0], S, ndim=4, dtypes=C.STATE_DTYPES, device=device)
+    C.check_tensor(names[1], z, ndim=3, dtypes=(S.dtype,), device=device)
+    C.check_same(names[0], tuple(S.shape), "(B, H, M, d_v) of q, v and num_factors", (B, H, M, d_v), "shape")
+    C.check_same(names[1], tuple(z.shape), "(B, H, M)", (B, H, M), "shape")
+
+
+def empty_state(batch: int, heads: int, num_slots: int, d_v: int, *, dtype=torch.float32, device=None):
+    """The empty memory: ``S = 0 [B,H,M,d_v]`` and ``z = 1/M [B,H,M]``."""
+    S = torch.zeros(batch, heads, num_slots, d_v, dtype=dtype, device=device)
+    z = torch.full((batch, heads, num_slots), 1.0 / num_slots, dtype=dtype, device=device)
+    return S, z
+
+
+initial_state = empty_state  # public name; ram_attention's keyword of the same name shadows it there
+
+
+def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, tau: float = 1.0,
+                  eps: float = 1e-6, cape=None, offset: int = 0, initial_state=None,
+                  output_final_state: bool = False, proxy_eps: float = DEFAULT_PROXY_EPS):
+    """RAM-Net sparse-memory attention over a sequence (exact, parallel over time).
+
+    Args:
+        q, k: ``[B, T, H, d_k]`` with ``d_k = U * d_p``; v: ``[B, T, H, d_v]``. fp16/bf16/fp32/fp64.
+        num_factors: U. top_k: K in ``[1, M]``, ``M = d_p ** U``.
+        gamma: PDMA decay exponent ``a = (1 - w) ** gamma``, >= 0. tau: address temperature, > 0.
+        eps: read normaliser ``o = sum r S / (z + eps)``, >= 0.
+        cape: bool ``[H]`` (or a sequence of H bools): heads whose addresses shift by ``-t mod M``; None = off.
+        offset: absolute position of the first token (for chunked prefill), >= 0.
+        initial_state: ``(S [B,H,M,d_v], z [B,H,M])`` in fp32/fp64, or None for ``S = 0, z = 1/M``.
+        output_final_state: also return the state after the last token.
+        proxy_eps: the ``e`` of the proxy decay gradient, in ``[0, 1)``.
+    Returns:
+        ``(o [B, T, H, d_v] in q.dtype, (S, z) or None)``. The state is fp32 (fp64 for fp64 inputs).
+    """
+    _check_qkv(q, k, v, rank=4)
+    B, T, H, d_k = q.shape
+    d_v = v.shape[-1]
+    C.check_int("T (q.shape[1])", T, 1)
+    d_p, M = C.address_geometry("q", d_k, num_factors, top_k)
+    gamma = C.check_float("gamma", gamma, 0.0)
+    tau = C.check_float("tau", tau, 0.0, low_open=True)
+    eps = C.check_float("eps", eps, 0.0)
+    proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
+    offset = C.check_int("offset", offset, 0)
+    cape = _check_cape(cape, H, q.device)
+    if initial_state is None:
+        state_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+        S0, z0 = empty_state(B, H, M, d_v, dtype=state_dtype, device=q.device)
+    else:
+        if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
+            raise TypeError("initial_state must be a tuple (S, z) or None")
+        S0, z0 = initial_state
+        _check_state(S0, z0, B, H, M, d_v, q.device, names=("initial_state[0] (S)", "initial_state[1] (z)"))
+    write_w, write_idx = address_op(k, num_factors, top_k, tau)
+    read_w, read_idx = address_op(q, num_factors, top_k, tau)
+    if cape is not None:
+        positions = (offset + torch.arange(T, device=q.device)).view(1, T)
+        write_idx = _cape_shift(write_idx, positions, cape, M)
+        read_idx = _cape_shift(read_idx, positions, cape, M)
+    o, S, z = pdma_scan_op(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, proxy_eps)
+    return o, ((S, z) if output_final_state else None)
+
+
+def _step_addresses(q, k, v, S, z, position, num_factors, top_k, tau, cape):
+    _check_qkv(q, k, v, rank=3)
+    B, H, d_k = q.shape
+    d_p, M = C.address_geometry("q", d_k, num_factors, top_k)
+    _check_state(S, z, B, H, M, v.shape[-1], q.device)
+    tau = C.check_float("tau", tau, 0.0, low_open=True)
+    cape = _check_cape(cape, H, q.device)
+    if isinstance(position, torch.Tensor):
+        C.check_tensor("position", position, ndim=1, dtypes=(torch.int32, torch.int64), device=q.device)
+        C.check_same("position", position.shape[0], "batch B", B, "length")
+        positions = position.to(torch.int64).view(B, 1)
+    else:
+        positions = torch.full((1, 1), C.check_int("position", position, 0), dtype=torch.int64, device=q.device)
+    write_w, write_idx = address_op(k.unsqueeze(1), num_factors, top_k, tau)
+    read_w, read_idx = address_op(q.unsqueeze(1), num_factors, top_k, tau)
+    write_idx = _cape_shift(write_idx, positions, cape, M)
+    read_idx = _cape_shift(read_idx, positions, cape, M)
+    return write_idx, write_w, read_idx, read_w
+
+
+def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0, tau: float = 1.0,
+             eps: float = 1e-6, cape=None):
+    """One decode token; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` **in place**.
+
+    ``q, k [B, H, d_k]``, ``v [B, H, d_v]``; ``position``: int or int64 ``[B]`` (absolute position, for CAPE).
+    Returns ``o [B, H, d_v]``. Equal to ``ram_attention`` at that position.
+    """
+    widx, ww, ridx, rw = _step_addresses(q, k, v, S, z, position, num_factors, top_k, tau, cape)
+    gamma = C.check_float("gamma", gamma, 0.0)
+    eps = C.check_float("eps", eps, 0.0)
+    return pdma_step_op(v, widx[:, 0], ww[:, 0], ridx[:, 0], rw[:, 0], S, z, gamma, eps)
+
+
+def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0,
+                        tau: float = 1.0, eps: float = 1e-6, cape=None, proxy_eps: float = DEFAULT_PROXY_EPS):
+    """Out-of-place twin of :func:`ram_step` (for export and autograd): returns ``(o, S_new, z_new)``."""
+    widx, ww, ridx, rw = _step_addresses(q, k, v, S, z, position, num_factors, top_k, tau, cape)
+    gamma = C.check_float("gamma", gamma, 0.0)
+    eps = C.check_float("eps", eps, 0.0)
+    proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
+    o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, ww, ridx, rw, S, z, gamma, eps, proxy_eps)
+    return o[:, 0], S_new, z_new
