@@ -1,0 +1,115 @@
+"""``RamNetMixer`` (the RAM-Net attention layer), its optional short convolution, norms and SwiGLU."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ramnet.ops import ram_attention, ram_step
+
+from .config import RamNetConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def make_norm(config: RamNetConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class ShortConv(nn.Module):
+    """Causal depthwise convolution over time, ``[B, T, D] -> [B, T, D]``, with an explicit cache of the last
+    ``kernel - 1`` inputs so that decode equals prefill."""
+
+    def __init__(self, dim: int, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+        self.weight = nn.Parameter(torch.zeros(dim, kernel))
+        with torch.no_grad():  # start as identity plus a small random mix, so the model begins as without conv
+            self.weight[:, -1] = 1.0
+            self.weight[:, :-1].normal_(0.0, 0.1)
+
+    def forward(self, x, cache=None):
+        B, T, D = x.shape
+        if cache is None:
+            cache = x.new_zeros(B, self.kernel - 1, D)
+        padded = torch.cat([cache.to(x.dtype), x], dim=1)
+        out = F.conv1d(padded.transpose(1, 2), self.weight.unsqueeze(1), groups=D).transpose(1, 2)
+        return out, padded[:, padded.shape[1] - (self.kernel - 1):]
+
+
+class RamNetMixer(nn.Module):
+    """RAM-Net attention: ``[B, T, d_model] -> [B, T, d_model]`` with a sparse memory of ``M = d_p ** U`` slots
+    per head. ``Wq`` and ``Wk`` carry a per-head temperature ``exp(alpha_h)`` (one alpha per head, shared by q
+    and k); CAPE heads follow ``config.cape_mask(layer_idx)``."""
+
+    def __init__(self, config: RamNetConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        H, d_k, d_v, D = config.n_heads, config.d_k, config.d_v, config.d_model
+        self.q_proj = nn.Linear(D, H * d_k, bias=False)
+        self.k_proj = nn.Linear(D, H * d_k, bias=False)
+        self.v_proj = nn.Linear(D, H * d_v, bias=False)
+        self.o_proj = nn.Linear(H * d_v, D, bias=False)
+        self.alpha = nn.Parameter(torch.full((H,), float(config.alpha_init)))
+        mask = config.cape_mask(layer_idx)
+        self.register_buffer("cape", torch.tensor(mask, dtype=torch.bool), persistent=False)
+        self.any_cape = any(mask)
+        self.conv = ShortConv(D, config.short_conv_kernel) if config.short_conv else None
+
+    def _qkv(self, x):
+        c = self.config
+        lead = x.shape[:-1]
+        scale = self.alpha.exp().unsqueeze(-1)  # [H, 1]
+        q = self.q_proj(x).view(*lead, c.n_heads, c.d_k) * scale
+        k = self.k_proj(x).view(*lead, c.n_heads, c.d_k) * scale
+        v = self.v_proj(x).view(*lead, c.n_heads, c.d_v)
+        return q, k, v
+
+    def _op_kwargs(self):
+        c = self.config
+        return dict(num_factors=c.num_factors, top_k=c.top_k, gamma=c.gamma, tau=c.tau, eps=c.eps,
+                    cape=self.cape if self.any_cape else None)
+
+    def forward(self, x, state=None, *, offset: int = 0, output_final_state: bool = False):
+        """``x [B, T, D]``; ``state`` is ``(S, z, conv_cache)`` or None. Returns ``(y [B, T, D], state or None)``."""
+        S_z = None if state is None else state[:2]
+        conv_cache = None if state is None else state[2]
+        if self.conv is not None:
+            x, conv_cache = self.conv(x, conv_cache)
+        q, k, v = self._qkv(x)
+        o, final = ram_attention(q, k, v, offset=offset, initial_state=S_z, output_final_state=output_final_state,
+                                 proxy_eps=self.config.proxy_eps, **self._op_kwargs())
+        y = self.o_proj(o.flatten(-2))
+        return y, (None if final is None else (final[0], final[1], conv_cache))
+
+    def step(self, x, state, position):
+        """Decode one token ``x [B, D]``; updates ``state = (S, z, conv_cache)`` in place. Returns ``[B, D]``."""
+        S, z, conv_cache = state
+        if self.conv is not None:
+            out, new_cache = self.conv(x.unsqueeze(1), conv_cache)
+            conv_cache.copy_(new_cache)
+            x = out[:, 0]
+        q, k, v = self._qkv(x)
+        o = ram_step(q, k, v, S, z, position=position, **self._op_kwargs())
+        return self.o_proj(o.flatten(-2))

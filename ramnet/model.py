@@ -1,0 +1,111 @@
+"""RAM-Net language model: pre-norm blocks ``x += Mixer(Norm(x)); x += SwiGLU(Norm(x))``, LM head, ``generate``."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .cache import RamCache
+from .config import RamNetConfig
+from .layers import RamNetMixer, SwiGLU, make_norm
+
+
+class RamNetBlock(nn.Module):
+    def __init__(self, config: RamNetConfig, layer_idx: int):
+        super().__init__()
+        self.mixer_norm = make_norm(config)
+        self.mixer = RamNetMixer(config, layer_idx)
+        self.mlp_norm = make_norm(config)
+        self.mlp = SwiGLU(config.d_model, config.d_ff)
+
+    def forward(self, x, state=None, *, offset: int = 0, output_final_state: bool = False):
+        y, state = self.mixer(self.mixer_norm(x), state, offset=offset, output_final_state=output_final_state)
+        x = x + y
+        return x + self.mlp(self.mlp_norm(x)), state
+
+    def step(self, x, state, position):
+        x = x + self.mixer.step(self.mixer_norm(x), state, position)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class RamNetForCausalLM(nn.Module):
+    """``input_ids [B, T] -> logits [B, T, vocab]``; ``generate`` prefills once, then decodes with ``ram_step``."""
+
+    def __init__(self, config: RamNetConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(RamNetBlock(config, i) for i in range(config.n_layers))
+        self.norm = make_norm(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+
+    def num_parameters(self, exclude_embeddings: bool = True) -> int:
+        total = sum(p.numel() for p in self.parameters())
+        return total - self.embed.weight.numel() if exclude_embeddings and not self.config.tie_embeddings else total
+
+    def forward(self, input_ids, states=None, *, offset: int = 0, return_states: bool = False):
+        """``input_ids`` int64 ``[B, T]``; ``states``: per-layer ``(S, z, conv)`` or None; ``offset``: position of
+        the first token. Returns ``logits [B, T, V]``, or ``(logits, states)`` with ``return_states``."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape [B, T], got {tuple(input_ids.shape)}")
+        if states is not None and len(states) != len(self.blocks):
+            raise ValueError(f"states must have one entry per layer ({len(self.blocks)}), got {len(states)}")
+        x = self.embed(input_ids)
+        new_states = []
+        for i, block in enumerate(self.blocks):
+            x, st = block(x, None if states is None else states[i], offset=offset, output_final_state=return_states)
+            new_states.append(st)
+        logits = self.lm_head(self.norm(x))
+        return (logits, new_states) if return_states else logits
+
+    @torch.no_grad()
+    def prefill(self, input_ids, cache: RamCache | None = None):
+        """Run a prompt ``[B, T]`` (continuing ``cache`` if given). Returns ``(logits [B, T, V], RamCache)``."""
+        offset = 0 if cache is None else cache.position
+        logits, states = self(input_ids, None if cache is None else cache.layers, offset=offset, return_states=True)
+        return logits, RamCache.from_states(states, offset + input_ids.shape[1])
+
+    @torch.no_grad()
+    def decode_step(self, token, cache: RamCache):
+        """One token ``[B]`` -> ``logits [B, V]``; updates ``cache`` in place."""
+        x = self.embed(token)
+        for block, state in zip(self.blocks, cache.layers):
+            x = block.step(x, state, cache.position)
+        cache.position += 1
+        return self.lm_head(self.norm(x))
+
+    @torch.no_grad()
+    def generate(self, input_ids, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None):
+        """Greedy (``temperature=0``) or sampled continuation. ``input_ids [B, T] -> [B, T + max_new_tokens]``."""
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        out = [input_ids]
+        if max_new_tokens == 0:
+            return input_ids
+        logits, cache = self.prefill(input_ids)
+        next_logits = logits[:, -1]
+        for i in range(max_new_tokens):
+            token = _choose(next_logits, temperature, top_k, generator)
+            out.append(token.unsqueeze(1))
+            if i + 1 < max_new_tokens:
+                next_logits = self.decode_step(token, cache)
+        return torch.cat(out, dim=1)
+
+
+def _choose(logits, temperature: float, top_k: int | None, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
