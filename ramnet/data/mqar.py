@@ -1,0 +1,78 @@
+"""Multi-query associative recall (MQAR), following Zoology's ``multiquery_ar`` generator.
+
+A sequence starts with ``num_kv_pairs`` key-value pairs (keys from the lower half of the vocabulary, values from
+the upper half, distinct within a sequence); the rest holds the keys again as queries, at gaps drawn without
+replacement from a power law ``p(g) ~ power_a * g ** (power_a - 1)``, between random filler tokens. The label is
+the value right after each query position and -100 elsewhere. Seeded and deterministic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class MQARSetting:
+    vocab_size: int = 256
+    seq_len: int = 64
+    num_kv_pairs: int = 4
+    power_a: float = 0.01
+    random_non_queries: bool = True
+
+    def __post_init__(self):
+        if self.seq_len % 2:
+            raise ValueError(f"seq_len must be even, got {self.seq_len}")
+        if self.num_kv_pairs < 1 or 4 * self.num_kv_pairs > self.seq_len:
+            raise ValueError(f"num_kv_pairs must be in [1, seq_len/4={self.seq_len // 4}], got {self.num_kv_pairs}")
+        if self.vocab_size <= self.seq_len or self.vocab_size // 2 - 1 < self.num_kv_pairs:
+            raise ValueError(f"vocab_size must exceed seq_len ({self.seq_len}) and hold {self.num_kv_pairs} keys")
+        if not 0 < self.power_a <= 1:
+            raise ValueError(f"power_a must be in (0, 1], got {self.power_a}")
+
+
+def _sample_without_replacement(rng, population, num_rows: int, size: int, logp=None):
+    """Row-wise sampling without replacement, vectorised with the Gumbel top-k trick (exactly the law of
+    sequential sampling without replacement, as ``np.random.choice(replace=False, p=...)``)."""
+    scores = rng.gumbel(size=(num_rows, len(population)))
+    if logp is not None:
+        scores = scores + logp
+    return population[np.argsort(-scores, axis=1)[:, :size]]
+
+
+def multiquery_ar(setting: MQARSetting, num_examples: int, seed: int):
+    """Returns ``(inputs int64 [N, seq_len], labels int64 [N, seq_len])`` (labels -100 except after queries)."""
+    s = setting
+    rng = np.random.default_rng(seed)
+    context = 2 * s.num_kv_pairs
+    key_vocab = s.vocab_size // 2
+    keys = _sample_without_replacement(rng, np.arange(1, key_vocab), num_examples, s.num_kv_pairs)
+    values = _sample_without_replacement(rng, np.arange(key_vocab, s.vocab_size), num_examples, s.num_kv_pairs)
+    kvs = np.zeros((num_examples, context), dtype=np.int64)
+    kvs[:, 0::2], kvs[:, 1::2] = keys, values
+
+    space = (s.seq_len - context) // 2
+    gaps_p = s.power_a * np.arange(1, space + 1) ** (s.power_a - 1)
+    gaps = _sample_without_replacement(rng, np.arange(space), num_examples, s.num_kv_pairs,
+                                       logp=np.log(gaps_p / gaps_p.sum()))
+    queries = np.zeros((num_examples, s.seq_len - context + 1), dtype=np.int64)
+    np.put_along_axis(queries, gaps * 2, keys, axis=1)
+    examples = np.concatenate([kvs, queries], axis=1)
+    labels = np.full((num_examples, s.seq_len + 1), IGNORE_INDEX, dtype=np.int64)
+    np.put_along_axis(labels, gaps * 2 + context + 1, values, axis=1)
+    inputs, labels = examples[:, :-1], labels[:, 1:]
+    if s.random_non_queries:
+        filler = rng.integers(0, s.vocab_size, size=inputs.shape)
+        inputs = np.where(inputs == 0, filler, inputs)
+    return torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(np.ascontiguousarray(labels))
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of labelled positions (label != -100) whose argmax equals the label."""
+    mask = labels != IGNORE_INDEX
+    if not mask.any():
+        raise ValueError("labels contain no labelled position")
+    return (logits.argmax(-1)[mask] == labels[mask]).float().mean().item()

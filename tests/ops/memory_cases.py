@@ -1,0 +1,48 @@
+"""Shared sampling of RAM-attention inputs for the memory tests."""
+import torch
+
+import ramnet.ops as R
+
+
+def make_inputs(B, T, H, U, d_p, d_v, *, seed=0, dtype=torch.float64, with_state=False, scale=1.5):
+    gen = torch.Generator().manual_seed(seed)
+    d_k = U * d_p
+    q = torch.randn(B, T, H, d_k, generator=gen, dtype=dtype) * scale
+    k = torch.randn(B, T, H, d_k, generator=gen, dtype=dtype) * scale
+    v = torch.randn(B, T, H, d_v, generator=gen, dtype=dtype)
+    state = None
+    if with_state:
+        M = d_p**U
+        sd = torch.float64 if dtype == torch.float64 else torch.float32
+        S = torch.randn(B, H, M, d_v, generator=gen, dtype=sd)
+        z = torch.rand(B, H, M, generator=gen, dtype=sd) + 0.1
+        state = (S, z)
+    return q, k, v, state
+
+
+def cape_mask(H, pattern):
+    if pattern == "none":
+        return None
+    if pattern == "all":
+        return torch.ones(H, dtype=torch.bool)
+    return torch.arange(H) % 2 == 0
+
+
+def recurrent_attention(q, k, v, *, num_factors, top_k, gamma=1.0, tau=1.0, eps=1e-6, cape=None, offset=0,
+                        initial_state=None, decay=None):
+    """The token-by-token reference composed exactly like ``ram_attention`` (address, CAPE, recurrence)."""
+    from ramnet.ops.address.naive import address_naive
+    from ramnet.ops.memory.naive import pdma_recurrent
+
+    B, T, H, _ = q.shape
+    M = (q.shape[-1] // num_factors) ** num_factors
+    widx, ww = address_naive(k, num_factors, top_k, tau)
+    ridx, rw = address_naive(q, num_factors, top_k, tau)
+    if cape is not None:
+        t = (offset + torch.arange(T)).view(1, T, 1, 1)
+        widx = torch.where(cape.view(1, 1, H, 1), (widx - t) % M, widx)
+        ridx = torch.where(cape.view(1, 1, H, 1), (ridx - t) % M, ridx)
+    if initial_state is None:
+        sd = torch.float64 if q.dtype == torch.float64 else torch.float32
+        initial_state = R.initial_state(B, H, M, v.shape[-1], dtype=sd)
+    return pdma_recurrent(v, widx, ww, ridx, rw, *initial_state, gamma, eps, decay=decay)
