@@ -1,0 +1,113 @@
+"""``ramnet`` command line: ``train | eval | export | validate | bench | plot`` (each with ``--help``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .config import PRESETS, RamNetConfig
+from .data.mqar import MQARSetting
+from .train import TrainArgs
+
+
+def _add_setting_args(p):
+    p.add_argument("--seq-len", type=int, default=64, help="MQAR sequence length (default 64)")
+    p.add_argument("--num-kv-pairs", type=int, default=4, help="MQAR key-value pairs (default 4)")
+    p.add_argument("--vocab-size", type=int, default=None, help="MQAR vocabulary (default: the preset's)")
+
+
+def _setting(args, config) -> MQARSetting:
+    return MQARSetting(vocab_size=args.vocab_size or config.vocab_size, seq_len=args.seq_len,
+                       num_kv_pairs=args.num_kv_pairs)
+
+
+def _overrides(pairs):
+    """``--set key=value`` config overrides, parsed as JSON when possible (``--set gamma=0.5``)."""
+    out = {}
+    for pair in pairs or []:
+        key, _, raw = pair.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def cmd_train(args) -> int:
+    from .train import train_mqar
+
+    if args.task != "mqar":
+        print(f"unknown task {args.task!r}; available: mqar", file=sys.stderr)
+        return 2
+    config = RamNetConfig.from_name(args.preset, **_overrides(args.set))
+    train_kw = {f.name: getattr(args, f.name) for f in fields(TrainArgs) if getattr(args, f.name, None) is not None}
+    metrics = train_mqar(config, _setting(args, config), TrainArgs(**train_kw), out_dir=args.out)
+    metrics.pop("model")
+    print(json.dumps({k: metrics[k] for k in ("final_accuracy", "best_accuracy", "steps_run", "seconds")}))
+    print(f"checkpoint and metrics written to {args.out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .data.mqar import multiquery_ar
+    from .train import evaluate, load_checkpoint
+
+    model = load_checkpoint(args.checkpoint)
+    setting = _setting(args, model.config)
+    x, y = multiquery_ar(setting, args.num_examples, seed=args.seed)
+    print(json.dumps({"accuracy": evaluate(model, x, y), "setting": setting.__dict__}))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_history
+
+    path = plot_history(Path(args.run) / "metrics.json", args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ramnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (MQAR) with AdamW + cosine schedule")
+    p.add_argument("--task", default="mqar", help="training task (default mqar)")
+    p.add_argument("--preset", default="mqar-tiny", choices=sorted(PRESETS), help="model preset (default mqar-tiny)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. gamma=0.5")
+    _add_setting_args(p)
+    defaults = TrainArgs()
+    for f in fields(TrainArgs):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=f"(default {defaults.compile})")
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], float)
+            p.add_argument(flag, dest=f.name, type=kind, default=None,
+                           help=f"(default {getattr(defaults, f.name)})")
+    p.add_argument("--out", default="runs/mqar", help="output directory (default runs/mqar)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="MQAR accuracy of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="directory with model.safetensors and config.json")
+    _add_setting_args(p)
+    p.add_argument("--num-examples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=12345)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="plot a run's loss and accuracy curves")
+    p.add_argument("run", help="run directory with metrics.json")
+    p.add_argument("--out", default=None, help="PNG path (default: <run>/curves.png)")
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

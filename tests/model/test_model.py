@@ -1,0 +1,101 @@
+"""Config presets, accounting, parameter count, decode cache == full forward, compile == eager."""
+import pytest
+import torch
+
+import ramnet
+from ramnet import RamNetConfig, RamNetForCausalLM, state_accounting
+
+
+def test_paper_state_accounting_matches_table_2():
+    assert state_accounting(RamNetConfig.from_name("paper-340m")) == {"total": 28_753_920, "active_per_token": 449_280}
+
+
+def test_paper_parameter_count_without_input_embeddings():
+    with torch.device("meta"):
+        model = RamNetForCausalLM(RamNetConfig.from_name("paper-340m"))
+    assert abs(model.num_parameters(exclude_embeddings=True) - 340.8e6) <= 0.1e6
+
+
+@pytest.mark.parametrize("name", sorted(ramnet.PRESETS))
+def test_config_round_trip(name):
+    c = RamNetConfig.from_name(name)
+    assert RamNetConfig.from_dict(c.to_dict()) == c
+    assert c.to_dict()["version"] == 1
+
+
+def test_config_rejects_bad_fields():
+    with pytest.raises(ValueError, match="top_k must be in"):
+        RamNetConfig.from_name("tiny", top_k=65)
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        RamNetConfig.from_name("tiny", gamma=-1.0)
+    with pytest.raises(ValueError, match="unknown RamNetConfig fields"):
+        RamNetConfig.from_dict({"nope": 1})
+    with pytest.raises(ValueError, match="unknown preset"):
+        RamNetConfig.from_name("huge")
+    with pytest.raises(ValueError, match="version"):
+        RamNetConfig.from_name("tiny", version=99)
+
+
+def test_paper_cape_schedule():
+    c = RamNetConfig.from_name("paper-340m")
+    assert all(c.cape_mask(i) == [True] * 16 for i in range(4))
+    assert all(c.cape_mask(i) == [True] * 8 + [False] * 8 for i in range(4, 8))
+    assert all(not any(c.cape_mask(i)) for i in range(8, 27))
+
+
+@pytest.mark.parametrize("name,overrides", [("tiny", {}), ("mqar-tiny", {}), ("tiny", {"norm": "rmsnorm", "gamma": 0.5})])
+def test_decode_cache_equals_full_forward(name, overrides):
+    torch.manual_seed(0)
+    model = RamNetForCausalLM(RamNetConfig.from_name(name, **overrides)).double().eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 21))
+    full = model(ids)
+    logits, cache = model.prefill(ids[:, :9])
+    torch.testing.assert_close(logits, full[:, :9], rtol=1e-10, atol=1e-10)
+    for t in range(9, 21):
+        torch.testing.assert_close(model.decode_step(ids[:, t], cache), full[:, t], rtol=1e-10, atol=1e-10)
+    assert cache.position == 21
+
+
+def test_generate_equals_rerunning_the_full_sequence():
+    torch.manual_seed(1)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny")).eval()
+    prompt = torch.randint(0, 128, (3, 7))
+    out = model.generate(prompt, 10)
+    assert out.shape == (3, 17) and torch.equal(out[:, :7], prompt)
+    for t in range(7, 17):  # each greedy token is the argmax of a fresh full forward over its prefix
+        assert torch.equal(out[:, t], model(out[:, :t])[:, -1].argmax(-1))
+
+
+def test_chunked_prefill_continues_the_cache():
+    torch.manual_seed(2)
+    model = RamNetForCausalLM(RamNetConfig.from_name("mqar-tiny")).double().eval()
+    ids = torch.randint(0, 256, (2, 30))
+    _, cache = model.prefill(ids[:, :11])
+    logits, cache = model.prefill(ids[:, 11:], cache)
+    torch.testing.assert_close(logits, model(ids)[:, 11:], rtol=1e-10, atol=1e-10)
+
+
+def test_compile_fullgraph_model_forward_backward_equals_eager():
+    torch.manual_seed(3)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True))
+    ids = torch.randint(0, 128, (2, 12))
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        loss = fn(ids).float().square().mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    loss_e, grads_e = loss_and_grads(model)
+    loss_c, grads_c = loss_and_grads(torch.compile(model, fullgraph=True))
+    torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_c, grads_e):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_model_inputs():
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny"))
+    with pytest.raises(ValueError, match="input_ids must have shape"):
+        model(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(torch.zeros(1, 3, dtype=torch.long), -1)
