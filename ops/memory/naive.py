@@ -79,20 +79,22 @@ def pdma_step_inplace(v, write_idx, write_w, read_idx, read_w, S, z, gamma: floa
 # Parallel form
 
 
-def _segmented_scan(a: torch.Tensor, b: torch.Tensor, seg: torch.Tensor):
+def _segmented_scan(a: torch.Tensor, b: torch.Tensor, seg: torch.Tensor, max_len: int):
     """Inclusive scan of ``h_n = a_n h_{n-1} + b_n`` restarting at each new ``seg`` value (``h_{-1} = 0``).
 
-    ``a [N]``, ``b [N, C]``, ``seg [N]`` (segments contiguous). Returns ``(A, Bc)`` with ``A_n`` the product
-    of ``a`` from the segment start to ``n`` and ``Bc_n`` the scan from a zero start, so that
-    ``h_n = A_n * h_init + Bc_n``.
+    ``a [N]``, ``b [N, C]``, ``seg [N]`` (segments contiguous, none longer than ``max_len``). Returns ``(A, Bc)``
+    with ``A_n`` the product of ``a`` from the segment start to ``n`` and ``Bc_n`` the scan from a zero start, so
+    that ``h_n = A_n * h_init + Bc_n``. ``ceil(log2(max_len))`` steps: a slot is written at most once per token,
+    so ``max_len <= T`` however many events there are.
     """
-    A, Bc = a, b
+    A, Bc = a.clone(), b.clone()
     d = 1
-    while d < a.shape[0]:
+    while d < min(max_len, a.shape[0]):
         same = seg[d:] == seg[:-d]
-        A_hi, B_hi = A[d:], Bc[d:]
-        A = torch.cat([A[:d], torch.where(same, A_hi * A[:-d], A_hi)])
-        Bc = torch.cat([Bc[:d], torch.where(same.unsqueeze(-1), A_hi.unsqueeze(-1) * Bc[:-d] + B_hi, B_hi)])
+        A_hi = A[d:]
+        new_B = torch.where(same.unsqueeze(-1), A_hi.unsqueeze(-1) * Bc[:-d] + Bc[d:], Bc[d:])
+        A[d:] = torch.where(same, A_hi * A[:-d], A_hi)
+        Bc[d:] = new_B
         d *= 2
     return A, Bc
 
@@ -144,7 +146,7 @@ def _forward_states(ev: _Events, v, write_w, S0, z0, gamma: float):
     a = exact_decay(w, gamma)
     b = torch.cat([w.unsqueeze(-1) * v_rows[ev.row], w.unsqueeze(-1)], -1)
     init = torch.cat([S0.reshape(G * M, dv), z0.reshape(G * M, 1)], -1)
-    A, Bc = _segmented_scan(a, b, ev.seg)
+    A, Bc = _segmented_scan(a, b, ev.seg, T)
     h = A.unsqueeze(-1) * init[ev.seg] + Bc
     state_r = torch.where(ev.r_valid.unsqueeze(-1), h[ev.r_pos], init[ev.r_slot])
     return w, a, v_rows, init, h, state_r
@@ -196,7 +198,7 @@ def pdma_parallel_backward(grad_o, grad_S, grad_z, v, write_idx, write_w, read_i
     a_next = torch.zeros_like(a)
     a_next[:-1] = a[1:]
     a_next = torch.where(ev.is_last, torch.zeros_like(a_next), a_next)
-    _, G_rev = _segmented_scan(a_next.flip(0), g_h.flip(0), ev.seg.flip(0))
+    _, G_rev = _segmented_scan(a_next.flip(0), g_h.flip(0), ev.seg.flip(0), T)
     G = G_rev.flip(0)
 
     h_prev = torch.empty_like(h)

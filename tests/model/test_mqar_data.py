@@ -1,0 +1,57 @@
+"""MQAR generator follows Zoology: key/value halves, power-law query gaps, -100 labels, determinism."""
+import numpy as np
+import pytest
+import torch
+
+from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, accuracy, multiquery_ar
+
+
+def test_structure_and_labels():
+    s = MQARSetting(vocab_size=256, seq_len=64, num_kv_pairs=8)
+    x, y = multiquery_ar(s, 50, seed=0)
+    assert x.shape == y.shape == (50, 64) and x.dtype == y.dtype == torch.int64
+    keys, values = x[:, 0:16:2], x[:, 1:16:2]
+    assert ((keys >= 1) & (keys < 128)).all() and ((values >= 128) & (values < 256)).all()
+    for row in range(50):
+        assert len(set(keys[row].tolist())) == 8 and len(set(values[row].tolist())) == 8
+        labelled = torch.nonzero(y[row] != IGNORE_INDEX).flatten()
+        assert len(labelled) == 8
+        for pos in labelled.tolist():  # the query key sits at pos, the label is its value
+            key = x[row, pos].item()
+            slot = keys[row].tolist().index(key)
+            assert y[row, pos].item() == values[row, slot].item()
+    assert (y[:, :15] == IGNORE_INDEX).all()
+
+
+def test_deterministic_per_seed():
+    s = MQARSetting()
+    a, b, c = (multiquery_ar(s, 20, seed) for seed in (3, 3, 4))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+
+
+def test_query_gaps_follow_the_power_law():
+    s = MQARSetting(vocab_size=512, seq_len=256, num_kv_pairs=1, power_a=0.01)
+    _, y = multiquery_ar(s, 4000, seed=1)
+    gap = (torch.nonzero(y != IGNORE_INDEX)[:, 1] - 2) // 2  # labelled at 2 * gap + context (context = 2)
+    space = (256 - 2) // 2
+    p = 0.01 * np.arange(1, space + 1) ** (0.01 - 1)
+    p /= p.sum()
+    assert abs(float((gap == 0).float().mean()) - p[0]) < 0.03  # ~0.31 mass on the first gap
+    assert abs(float(gap.float().mean()) - float((np.arange(space) * p).sum())) < 3.0
+
+
+@pytest.mark.parametrize("kw,match", [(dict(seq_len=63), "even"), (dict(num_kv_pairs=17), "num_kv_pairs"),
+                                      (dict(vocab_size=60), "vocab_size"), (dict(power_a=0.0), "power_a")])
+def test_bad_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        MQARSetting(**kw)
+
+
+def test_accuracy_counts_only_labelled_positions():
+    y = torch.full((1, 4), IGNORE_INDEX)
+    y[0, 1], y[0, 3] = 2, 0
+    logits = torch.zeros(1, 4, 3)
+    logits[0, 1, 2] = 1.0
+    assert accuracy(logits, y) == 1.0  # position 3: argmax of zeros is 0 == label
+    logits[0, 3, 1] = 1.0
+    assert accuracy(logits, y) == 0.5
