@@ -38,16 +38,16 @@ class SwiGLU(nn.Module):
 
 
 class ShortConv(nn.Module):
-    """Causal depthwise convolution over time, ``[B, T, D] -> [B, T, D]``, with an explicit cache of the last
-    ``kernel - 1`` inputs so that decode equals prefill."""
+    """Causal depthwise convolution over time, ``[B, T, C] -> [B, T, C]``, with an explicit cache of the last
+    ``kernel - 1`` inputs so that decode equals prefill. Applied to the concatenated q/k/v projections (as fla's
+    ``ShortConvolution``), so that k can learn a previous-token shift while q stays on the current token."""
 
     def __init__(self, dim: int, kernel: int):
         super().__init__()
         self.kernel = kernel
-        self.weight = nn.Parameter(torch.zeros(dim, kernel))
-        with torch.no_grad():  # start as identity plus a small random mix, so the model begins as without conv
-            self.weight[:, -1] = 1.0
-            self.weight[:, :-1].normal_(0.0, 0.1)
+        self.weight = nn.Parameter(torch.empty(dim, kernel))
+        bound = kernel**-0.5  # nn.Conv1d's default init for a depthwise kernel
+        nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, x, cache=None):
         B, T, D = x.shape
@@ -75,16 +75,20 @@ class RamNetMixer(nn.Module):
         mask = config.cape_mask(layer_idx)
         self.register_buffer("cape", torch.tensor(mask, dtype=torch.bool), persistent=False)
         self.any_cape = any(mask)
-        self.conv = ShortConv(D, config.short_conv_kernel) if config.short_conv else None
+        self.conv = ShortConv(H * (2 * d_k + d_v), config.short_conv_kernel) if config.short_conv else None
 
-    def _qkv(self, x):
+    def _qkv(self, x, conv_cache=None):
+        """``x [B, T, D]`` -> ``q, k [B, T, H, d_k]``, ``v [B, T, H, d_v]`` and the new conv cache."""
         c = self.config
-        lead = x.shape[:-1]
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if self.conv is not None:
+            qkv, conv_cache = self.conv(torch.cat([q, k, v], -1), conv_cache)
+            q, k, v = qkv.split([q.shape[-1], k.shape[-1], v.shape[-1]], -1)
         scale = self.alpha.exp().unsqueeze(-1)  # [H, 1]
-        q = self.q_proj(x).view(*lead, c.n_heads, c.d_k) * scale
-        k = self.k_proj(x).view(*lead, c.n_heads, c.d_k) * scale
-        v = self.v_proj(x).view(*lead, c.n_heads, c.d_v)
-        return q, k, v
+        lead = x.shape[:-1]
+        q = q.view(*lead, c.n_heads, c.d_k) * scale
+        k = k.view(*lead, c.n_heads, c.d_k) * scale
+        return q, k, v.view(*lead, c.n_heads, c.d_v), conv_cache
 
     def _op_kwargs(self):
         c = self.config
@@ -95,9 +99,7 @@ class RamNetMixer(nn.Module):
         """``x [B, T, D]``; ``state`` is ``(S, z, conv_cache)`` or None. Returns ``(y [B, T, D], state or None)``."""
         S_z = None if state is None else state[:2]
         conv_cache = None if state is None else state[2]
-        if self.conv is not None:
-            x, conv_cache = self.conv(x, conv_cache)
-        q, k, v = self._qkv(x)
+        q, k, v, conv_cache = self._qkv(x, conv_cache)
         o, final = ram_attention(q, k, v, offset=offset, initial_state=S_z, output_final_state=output_final_state,
                                  proxy_eps=self.config.proxy_eps, **self._op_kwargs())
         y = self.o_proj(o.flatten(-2))
@@ -106,10 +108,8 @@ class RamNetMixer(nn.Module):
     def step(self, x, state, position):
         """Decode one token ``x [B, D]``; updates ``state = (S, z, conv_cache)`` in place. Returns ``[B, D]``."""
         S, z, conv_cache = state
-        if self.conv is not None:
-            out, new_cache = self.conv(x.unsqueeze(1), conv_cache)
+        q, k, v, new_cache = self._qkv(x.unsqueeze(1), conv_cache)
+        if conv_cache is not None:
             conv_cache.copy_(new_cache)
-            x = out[:, 0]
-        q, k, v = self._qkv(x)
-        o = ram_step(q, k, v, S, z, position=position, **self._op_kwargs())
+        o = ram_step(q[:, 0], k[:, 0], v[:, 0], S, z, position=position, **self._op_kwargs())
         return self.o_proj(o.flatten(-2))

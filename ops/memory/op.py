@@ -20,9 +20,10 @@ def pdma_scan_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor
     return pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps)
 
 
+# fakes allocate contiguous outputs, as the kernels return them whatever the input strides
 @pdma_scan_op.register_fake
 def _pdma_scan_fake(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, proxy_eps):
-    return torch.empty_like(v), torch.empty_like(S0), torch.empty_like(z0)
+    return v.new_empty(v.shape), S0.new_empty(S0.shape), z0.new_empty(z0.shape)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::pdma_scan_bwd", mutates_args=())
@@ -37,8 +38,8 @@ def pdma_scan_bwd_op(grad_o: torch.Tensor, grad_S: torch.Tensor, grad_z: torch.T
 @pdma_scan_bwd_op.register_fake
 def _pdma_scan_bwd_fake(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps,
                         proxy_eps):
-    return (torch.empty_like(v), torch.empty_like(write_w), torch.empty_like(read_w), torch.empty_like(S0),
-            torch.empty_like(z0))
+    return (v.new_empty(v.shape), write_w.new_empty(write_w.shape), read_w.new_empty(read_w.shape), S0.new_empty(S0.shape),
+            z0.new_empty(z0.shape))
 
 
 def _setup_context(ctx, inputs, output):
@@ -67,4 +68,4 @@ def pdma_step_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor
 
 @pdma_step_op.register_fake
 def _pdma_step_fake(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps):
-    return torch.empty_like(v)
+    return v.new_empty(v.shape)

@@ -68,3 +68,15 @@ def test_compile_fullgraph_ops_forward_backward():
     compiled = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="aot_eager")(*leaves), leaves)
     for a, b in zip(eager, compiled):
         torch.testing.assert_close(a, b)
+
+
+def test_opcheck_with_non_contiguous_inputs():
+    """Fakes must match the real strides also when inputs are views (e.g. q/k/v split from one projection)."""
+    v, widx, ww, ridx, rw, S, z = _memory_args((2, 6, 3, 2, 3, 4, 3), torch.float32, True)
+    qkv = torch.randn(2, 6, 3, 12, requires_grad=True)
+    v_view = qkv[..., 8:]
+    assert not v_view.is_contiguous()
+    result = torch.library.opcheck(OPS.pdma_scan.default, (v_view, widx, ww, ridx, rw, S, z, 1.0, 1e-6, 1e-3))
+    assert set(result.values()) == {"SUCCESS"}
+    x_view = torch.randn(2, 6, 3, 10, requires_grad=True)[..., 2:8]
+    assert set(torch.library.opcheck(OPS.address.default, (x_view, 2, 4, 1.0)).values()) == {"SUCCESS"}
