@@ -101,9 +101,10 @@ PRESETS: dict[str, dict] = {
     # smallest useful model: fast CPU tests, export and validate
     "tiny": dict(vocab_size=128, d_model=64, n_layers=2, n_heads=2, d_v=16, num_factors=3, d_p=4, top_k=4,
                  d_ff=128, max_seq_len=256),
-    # the CPU MQAR model (docs/DECISIONS.md, "MQAR on CPU")
-    "mqar-tiny": dict(vocab_size=256, d_model=64, n_layers=2, n_heads=2, d_v=32, num_factors=3, d_p=4, top_k=4,
-                      d_ff=128, max_seq_len=64, short_conv=True),
+    # the CPU MQAR model (docs/DECISIONS.md, "MQAR on CPU"): Zoology's short conv, no CAPE (a CAPE head cannot
+    # match content at varying distances, and the conv already supplies the previous-token feature)
+    "mqar-tiny": dict(vocab_size=128, d_model=64, n_layers=2, n_heads=2, d_v=32, num_factors=3, d_p=4, top_k=4,
+                      d_ff=128, max_seq_len=64, short_conv=True, cape_all_heads_layers=0, cape_half_heads_layers=0),
 }
 
 

@@ -16,7 +16,7 @@ from .train_recipes import CI_MQAR_RECIPE
 
 def main() -> None:
     recipe = CI_MQAR_RECIPE
-    config = RamNetConfig.from_name("mqar-tiny")
+    config = RamNetConfig.from_name(recipe.preset)
     start = time.perf_counter()
     out_dir = "runs/demo"
     metrics = train_mqar(config, recipe.setting, TrainArgs(**{**recipe.train_kwargs, "compile": True}), out_dir=out_dir)

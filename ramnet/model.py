@@ -52,6 +52,12 @@ class RamNetForCausalLM(nn.Module):
     def forward(self, input_ids, states=None, *, offset: int = 0, return_states: bool = False):
         """``input_ids`` int64 ``[B, T]``; ``states``: per-layer ``(S, z, conv)`` or None; ``offset``: position of
         the first token. Returns ``logits [B, T, V]``, or ``(logits, states)`` with ``return_states``."""
+        hidden, new_states = self.features(input_ids, states, offset=offset, return_states=return_states)
+        logits = self.lm_head(hidden)
+        return (logits, new_states) if return_states else logits
+
+    def features(self, input_ids, states=None, *, offset: int = 0, return_states: bool = False):
+        """Final-norm hidden states ``[B, T, D]`` (before the LM head) and the per-layer states (or Nones)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape [B, T], got {tuple(input_ids.shape)}")
         if states is not None and len(states) != len(self.blocks):
@@ -61,8 +67,7 @@ class RamNetForCausalLM(nn.Module):
         for i, block in enumerate(self.blocks):
             x, st = block(x, None if states is None else states[i], offset=offset, output_final_state=return_states)
             new_states.append(st)
-        logits = self.lm_head(self.norm(x))
-        return (logits, new_states) if return_states else logits
+        return self.norm(x), new_states
 
     @torch.no_grad()
     def prefill(self, input_ids, cache: RamCache | None = None):
