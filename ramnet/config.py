@@ -33,6 +33,8 @@ class RamNetConfig:
     norm_eps: float = 1e-5
     cape_all_heads_layers: int = 4    # layers [0, n) use CAPE on every head
     cape_half_heads_layers: int = 4   # the next n layers use CAPE on the first half of the heads
+    cape_prev_token_init: float = 0.0  # > 0: CAPE heads get learnable q/k address biases, initialised so that each
+    #                                    token reads the previous token's write (see docs/DECISIONS.md); 0 = paper
     short_conv: bool = False      # causal depthwise conv on the mixer input (Zoology's MQAR recipe); off in the paper
     short_conv_kernel: int = 4
     tie_embeddings: bool = False
@@ -55,6 +57,8 @@ class RamNetConfig:
             raise ValueError(f"RamNetConfig.gamma must be >= 0, got {self.gamma}")
         if self.tau <= 0 or self.eps < 0 or not 0 <= self.proxy_eps < 1:
             raise ValueError("RamNetConfig needs tau > 0, eps >= 0 and proxy_eps in [0, 1)")
+        if self.cape_prev_token_init < 0:
+            raise ValueError(f"RamNetConfig.cape_prev_token_init must be >= 0, got {self.cape_prev_token_init}")
         if self.norm not in NORM_TYPES:
             raise ValueError(f"RamNetConfig.norm must be one of {NORM_TYPES}, got {self.norm!r}")
         if self.version != CONFIG_VERSION:

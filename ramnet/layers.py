@@ -58,6 +58,21 @@ class ShortConv(nn.Module):
         return out, padded[:, padded.shape[1] - (self.kernel - 1):]
 
 
+def prev_token_address_bias(config: RamNetConfig, cape_mask: list[bool]):
+    """Learnable address biases ``[H, d_k]`` for q and k. On CAPE heads, k favours slot 0 and q slot 1 (digit 1 of
+    the least significant factor), with logit margin ``config.cape_prev_token_init``: after the CAPE shift a read
+    at ``t`` then meets the write at ``t - 1``, so the head starts as a previous-token copy. Other heads start at 0.
+    """
+    H, U, d_p = config.n_heads, config.num_factors, config.d_p
+    k_bias = torch.zeros(H, U, d_p)
+    q_bias = torch.zeros(H, U, d_p)
+    heads = torch.tensor(cape_mask)
+    k_bias[heads, :, 0] = config.cape_prev_token_init
+    q_bias[heads, 1:, 0] = config.cape_prev_token_init
+    q_bias[heads, 0, 1] = config.cape_prev_token_init
+    return nn.Parameter(q_bias.flatten(1)), nn.Parameter(k_bias.flatten(1))
+
+
 class RamNetMixer(nn.Module):
     """RAM-Net attention: ``[B, T, d_model] -> [B, T, d_model]`` with a sparse memory of ``M = d_p ** U`` slots
     per head. ``Wq`` and ``Wk`` carry a per-head temperature ``exp(alpha_h)`` (one alpha per head, shared by q
@@ -76,6 +91,9 @@ class RamNetMixer(nn.Module):
         self.register_buffer("cape", torch.tensor(mask, dtype=torch.bool), persistent=False)
         self.any_cape = any(mask)
         self.conv = ShortConv(H * (2 * d_k + d_v), config.short_conv_kernel) if config.short_conv else None
+        self.q_bias = self.k_bias = None
+        if config.cape_prev_token_init > 0 and self.any_cape:
+            self.q_bias, self.k_bias = prev_token_address_bias(config, mask)
 
     def _qkv(self, x, conv_cache=None):
         """``x [B, T, D]`` -> ``q, k [B, T, H, d_k]``, ``v [B, T, H, d_v]`` and the new conv cache."""
@@ -88,6 +106,8 @@ class RamNetMixer(nn.Module):
         lead = x.shape[:-1]
         q = q.view(*lead, c.n_heads, c.d_k) * scale
         k = k.view(*lead, c.n_heads, c.d_k) * scale
+        if self.q_bias is not None:
+            q, k = q + self.q_bias, k + self.k_bias
         return q, k, v.view(*lead, c.n_heads, c.d_v), conv_cache
 
     def _op_kwargs(self):

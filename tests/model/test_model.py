@@ -99,3 +99,22 @@ def test_bad_model_inputs():
         model(torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate(torch.zeros(1, 3, dtype=torch.long), -1)
+
+
+def test_cape_prev_token_init_makes_a_previous_token_head():
+    """With content-free q/k, a CAPE head initialised by cape_prev_token_init reads exactly the previous token."""
+    cfg = RamNetConfig.from_name("tiny", top_k=1, cape_prev_token_init=30.0, n_layers=1)
+    mixer = ramnet.RamNetMixer(cfg, layer_idx=0).double()
+    with torch.no_grad():
+        mixer.q_proj.weight.zero_()
+        mixer.k_proj.weight.zero_()
+    x = torch.randn(2, 9, cfg.d_model, dtype=torch.float64)
+    q, k, v, _ = mixer._qkv(x)
+    o, _ = ramnet.ops.ram_attention(q, k, v, **mixer._op_kwargs())
+    torch.testing.assert_close(o[:, 1:], v[:, :-1], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(o[:, 0], torch.zeros_like(o[:, 0]))
+
+
+def test_paper_preset_has_no_address_bias():
+    mixer = ramnet.RamNetMixer(RamNetConfig.from_name("tiny"), layer_idx=0)
+    assert mixer.q_bias is None and mixer.k_bias is None
