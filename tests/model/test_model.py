@@ -69,7 +69,7 @@ def test_generate_equals_rerunning_the_full_sequence():
 def test_chunked_prefill_continues_the_cache():
     torch.manual_seed(2)
     model = RamNetForCausalLM(RamNetConfig.from_name("mqar-tiny")).double().eval()
-    ids = torch.randint(0, 256, (2, 30))
+    ids = torch.randint(0, model.config.vocab_size, (2, 30))
     _, cache = model.prefill(ids[:, :11])
     logits, cache = model.prefill(ids[:, 11:], cache)
     torch.testing.assert_close(logits, model(ids)[:, 11:], rtol=1e-10, atol=1e-10)
