@@ -1,8 +1,13 @@
 import os
 
-import pytest
 import torch
-from hypothesis import settings
+
+if not torch.cuda.is_available():
+    # run the Triton kernels through the interpreter on CPU; must be set before any kernel module is imported
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

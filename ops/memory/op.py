@@ -66,6 +66,13 @@ def pdma_step_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor
     return pdma_step_inplace(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps)
 
 
+@pdma_step_op.register_kernel("cuda")
+def _pdma_step_cuda(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps):
+    from .triton_step import pdma_step_triton  # Triton is only needed where a CUDA tensor arrives
+
+    return pdma_step_triton(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps)
+
+
 @pdma_step_op.register_fake
 def _pdma_step_fake(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps):
     return v.new_empty(v.shape)

@@ -1,0 +1,70 @@
+"""P2: the decode step at batch 1/64/256/1024 with a resident state (Triton ``pdma_step_`` kernel alone and the
+whole ``ram_step`` with addressing), as achieved bandwidth over the bytes it must move, plus latency against fla's
+``fused_recurrent_gated_delta_rule`` at equal d_model when fla is installed.
+
+    python benchmarks/bench_decode.py
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import bench_ms, record, table  # noqa: E402
+
+import ramnet.ops as R  # noqa: E402
+from ramnet.ops.memory.triton_step import pdma_step_triton  # noqa: E402
+
+PEAK_BW = 3.0e12  # the issue's reference figure for the H100's HBM
+H, D, U, D_P, K = 8, 128, 5, 4, 8   # d_model = H * D = 1024, like fla's H=8, D=128 comparison
+M = D_P**U
+
+
+def must_move_bytes(B):
+    # write set: K rows of S (d_v fp32) and z read + written; read set: K rows read (bf16 q/k/v are negligible)
+    return B * H * K * (D + 1) * 4 * 3
+
+
+def fla_step_ms(B):
+    try:
+        from fla.ops.gated_delta_rule import fused_recurrent_gated_delta_rule
+    except Exception:  # noqa: BLE001 - fla is optional
+        return None
+    q = torch.randn(B, 1, H, D, device="cuda", dtype=torch.bfloat16)
+    k = torch.nn.functional.normalize(torch.randn_like(q), dim=-1)
+    v = torch.randn_like(q)
+    g = torch.randn(B, 1, H, device="cuda", dtype=torch.float32).sigmoid().log()
+    beta = torch.rand(B, 1, H, device="cuda", dtype=torch.bfloat16)
+    state = torch.randn(B, H, D, D, device="cuda", dtype=torch.float32)
+    fn = lambda: fused_recurrent_gated_delta_rule(q, k, v, g, beta, initial_state=state, output_final_state=True)
+    fn()
+    return bench_ms(fn)
+
+
+def main():
+    rows, bw, lat = [], {}, {}
+    for B in (1, 64, 256, 1024):
+        q = torch.randn(B, H, U * D_P, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn_like(q)
+        v = torch.randn(B, H, D, device="cuda", dtype=torch.bfloat16)
+        S, z = R.initial_state(B, H, M, D, device="cuda")
+        ww, widx = torch.ops.ramnet.address(k, U, K, 1.0)
+        rw, ridx = torch.ops.ramnet.address(q, U, K, 1.0)
+        kernel_ms = bench_ms(lambda: pdma_step_triton(v, widx, ww, ridx, rw, S, z, 1.0, 1e-6))
+        step_ms = bench_ms(lambda: R.ram_step(q, k, v, S, z, position=3, num_factors=U, top_k=K))
+        fla_ms = fla_step_ms(B)
+        frac = must_move_bytes(B) / (kernel_ms * 1e-3) / PEAK_BW
+        bw[f"batch={B}"] = frac
+        if fla_ms:
+            lat[f"batch={B}"] = step_ms / fla_ms
+        rows.append({"batch": B, "kernel_us": kernel_ms * 1e3, "ram_step_us": step_ms * 1e3,
+                     "GB/s (kernel)": must_move_bytes(B) / (kernel_ms * 1e-3) / 1e9, "frac of 3.0 TB/s": frac,
+                     "fla_gdn_step_us": (fla_ms or float("nan")) * 1e3})
+    print(table(rows))
+    record({"P2_decode_bw_fraction": bw, "P2_decode_latency_ratio_vs_gdn": lat, "P2_rows": rows})
+
+
+if __name__ == "__main__":
+    main()
