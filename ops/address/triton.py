@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 MAX_CANDIDATES = 256  # a [256, 256] comparison tile per factor; measured fine for K=8..64, d_p=4..8 (see BENCHMARKS)
-_NEG = -1.0e30
+_NEG = tl.constexpr(-1.0e30)
 
 
 @triton.jit
