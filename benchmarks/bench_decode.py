@@ -27,6 +27,20 @@ def must_move_bytes(B):
     return B * H * K * (D + 1) * 4 * 3
 
 
+def graphed_ms(fn):
+    """Median replay time of ``fn`` captured in a CUDA graph (what a serving loop with CUDA graphs pays)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return bench_ms(graph.replay)
+
+
 def fla_step_ms(B):
     try:
         from fla.ops.gated_delta_rule import fused_recurrent_gated_delta_rule
@@ -40,7 +54,7 @@ def fla_step_ms(B):
     state = torch.randn(B, H, D, D, device="cuda", dtype=torch.float32)
     fn = lambda: fused_recurrent_gated_delta_rule(q, k, v, g, beta, initial_state=state, output_final_state=True)
     fn()
-    return bench_ms(fn)
+    return bench_ms(fn), graphed_ms(fn)
 
 
 def main():
@@ -53,15 +67,16 @@ def main():
         ww, widx = torch.ops.ramnet.address(k, U, K, 1.0)
         rw, ridx = torch.ops.ramnet.address(q, U, K, 1.0)
         kernel_ms = bench_ms(lambda: pdma_step_triton(v, widx, ww, ridx, rw, S, z, 1.0, 1e-6))
-        step_ms = bench_ms(lambda: R.ram_step(q, k, v, S, z, position=3, num_factors=U, top_k=K))
-        fla_ms = fla_step_ms(B)
+        step = lambda: R.ram_step(q, k, v, S, z, position=3, num_factors=U, top_k=K)
+        step_ms, step_graph_ms = bench_ms(step), graphed_ms(step)
+        fla_ms, fla_graph_ms = fla_step_ms(B) or (float("nan"), float("nan"))
         frac = must_move_bytes(B) / (kernel_ms * 1e-3) / PEAK_BW
         bw[f"batch={B}"] = frac
-        if fla_ms:
-            lat[f"batch={B}"] = step_ms / fla_ms
-        rows.append({"batch": B, "kernel_us": kernel_ms * 1e3, "ram_step_us": step_ms * 1e3,
-                     "GB/s (kernel)": must_move_bytes(B) / (kernel_ms * 1e-3) / 1e9, "frac of 3.0 TB/s": frac,
-                     "fla_gdn_step_us": (fla_ms or float("nan")) * 1e3})
+        lat[f"batch={B}"] = step_graph_ms / fla_graph_ms
+        rows.append({"batch": B, "kernel_us": kernel_ms * 1e3, "GB/s (kernel)": must_move_bytes(B) / kernel_ms / 1e6,
+                     "frac of 3.0 TB/s": frac, "ram_step_us eager": step_ms * 1e3,
+                     "ram_step_us graphed": step_graph_ms * 1e3, "fla_gdn_us eager": fla_ms * 1e3,
+                     "fla_gdn_us graphed": fla_graph_ms * 1e3, "latency ratio (graphed)": step_graph_ms / fla_graph_ms})
     print(table(rows))
     record({"P2_decode_bw_fraction": bw, "P2_decode_latency_ratio_vs_gdn": lat, "P2_rows": rows})
 

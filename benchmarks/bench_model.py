@@ -34,7 +34,6 @@ class DecodeLayers(torch.nn.Module):
     def __init__(self, cfg, B):
         super().__init__()
         self.model = RamNetForCausalLM(cfg).cuda().to(torch.bfloat16)
-        self.states = []
         for i in range(cfg.n_layers):
             S, z = R.initial_state(B, cfg.n_heads, cfg.num_slots, cfg.d_v, device="cuda")
             self.register_buffer(f"S{i}", S)

@@ -27,10 +27,13 @@ def check_float(name: str, value, low: float, high: float = math.inf, *, low_ope
                 high_open: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    value = float(value)
+    if isinstance(value, int):
+        value = float(value)
     bad_low = value <= low if low_open else value < low
     bad_high = value >= high if high_open else value > high
-    if not math.isfinite(value) or bad_low or bad_high:
+    # NaN fails every comparison; written without math.isfinite so that torch.compile(dynamic=True) can trace a
+    # symbolic float here without a graph break
+    if value != value or abs(value) == math.inf or bad_low or bad_high:
         lo, hi = "(" if low_open else "[", ")" if high_open else "]"
         raise ValueError(f"{name} must be finite and in {lo}{low}, {high}{hi}, got {value}")
     return value

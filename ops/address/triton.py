@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-MAX_CANDIDATES = 256  # a [256, 256] comparison tile per factor; measured fine for K=8..64, d_p=4..8 (see BENCHMARKS)
+MAX_CANDIDATES = 128  # the [N, N] rank tile; N = 256 needs 256 KiB of shared memory on the H100 (limit 227 KiB)
 _NEG = tl.constexpr(-1.0e30)
 
 
@@ -63,6 +63,9 @@ def fits(d_p: int, top_k: int) -> bool:
 def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float):
     """``x [..., U * d_p]`` -> ``(weights [..., K] in x.dtype, indices int64 [..., K])`` (the op's output order)."""
     d_p = x.shape[-1] // num_factors
+    if not fits(d_p, top_k):
+        raise ValueError(f"address_triton needs next_pow2(top_k) * next_pow2(d_p) <= {MAX_CANDIDATES}, "
+                         f"got top_k={top_k}, d_p={d_p}; use the PyTorch kernel")
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     n = rows.shape[0]
     weights = torch.empty(n, top_k, dtype=x.dtype, device=x.device)
