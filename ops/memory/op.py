@@ -21,6 +21,15 @@ def pdma_scan_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor
 
 
 # fakes allocate contiguous outputs, as the kernels return them whatever the input strides
+@pdma_scan_op.register_kernel("cuda")
+def _pdma_scan_cuda(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, proxy_eps):
+    if S0.dtype == torch.float64:  # the Triton kernels compute in fp32; fp64 stays on the exact reference
+        return pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps)
+    from .triton_scan import pdma_scan_triton
+
+    return pdma_scan_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps)
+
+
 @pdma_scan_op.register_fake
 def _pdma_scan_fake(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, proxy_eps):
     return v.new_empty(v.shape), S0.new_empty(S0.shape), z0.new_empty(z0.shape)
@@ -33,6 +42,18 @@ def pdma_scan_bwd_op(grad_o: torch.Tensor, grad_S: torch.Tensor, grad_z: torch.T
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return pdma_parallel_backward(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
                                   gamma, eps, proxy_eps)
+
+
+@pdma_scan_bwd_op.register_kernel("cuda")
+def _pdma_scan_bwd_cuda(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps,
+                        proxy_eps):
+    if S0.dtype == torch.float64:
+        return pdma_parallel_backward(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
+                                      gamma, eps, proxy_eps)
+    from .triton_scan import pdma_scan_bwd_triton
+
+    return pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
+                                gamma, eps, proxy_eps)
 
 
 @pdma_scan_bwd_op.register_fake

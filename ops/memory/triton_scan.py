@@ -1,0 +1,168 @@
+"""Triton training kernels for ``ramnet::pdma_scan`` (CUDA): an exact fused-recurrent forward and backward.
+
+One program per (batch, head) walks the sequence; per token it gathers the K written and K read rows of the
+head's state (global memory, L2-resident for M * d_v * 4 bytes per head), updates and stores the written rows
+and computes the read from the pre-step rows plus the same update where read and write slots coincide, so that
+no row is re-read after being stored within a step. A CTA barrier ends each step.
+
+Backward re-runs the forward saving, per token, the pre-write rows of the write set and the post-write rows of
+the read set, then walks the sequence in reverse with gradient accumulators ``dS [M, d_v]``, ``dz [M]`` that start
+at the final-state gradients and end as the initial-state gradients. The decay derivative is the proxy one.
+
+This is parallel over (batch, head) only: the first Triton form, measured against the alternatives in
+docs/DECISIONS.md and BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _decay(w, gamma):
+    return tl.where(gamma == 0.0, 1.0, tl.exp2(gamma * tl.log2(1.0 - w)))
+
+
+@triton.jit
+def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, sw_ptr, sr_ptr,
+                     T, H, M, K, DV, gamma, eps,
+                     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, SAVE: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // H
+    h = pid % H
+    offs_k = tl.arange(0, BLOCK_K)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_k = offs_k < K
+    mask_d = offs_d < DV
+    mask_kd = mask_k[:, None] & mask_d[None, :]
+    S_base = S_ptr + pid * M * DV
+    z_base = z_ptr + pid * M
+    for t in tl.range(0, T):
+        tok = (b * T + t) * H + h                      # row of [B, T, H, ...]
+        v = tl.load(v_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        widx = tl.load(widx_ptr + tok * K + offs_k, mask=mask_k, other=0)
+        w = tl.load(ww_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+        ridx = tl.load(ridx_ptr + tok * K + offs_k, mask=mask_k, other=0)
+        r = tl.load(rw_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+        a = _decay(w, gamma)
+        S_w = tl.load(S_base + widx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
+        z_w = tl.load(z_base + widx, mask=mask_k, other=0.0)
+        S_r = tl.load(S_base + ridx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
+        z_r = tl.load(z_base + ridx, mask=mask_k, other=1.0)
+        tl.store(S_base + widx[:, None] * DV + offs_d[None, :], a[:, None] * S_w + w[:, None] * v[None, :], mask=mask_kd)
+        tl.store(z_base + widx, a * z_w + w, mask=mask_k)
+        match = (ridx[:, None] == widx[None, :]) & mask_k[None, :]
+        hit = tl.sum(match.to(tl.float32), axis=1)
+        a_r = tl.sum(tl.where(match, a[None, :], 0.0), axis=1) + (1.0 - hit)
+        w_r = tl.sum(tl.where(match, w[None, :], 0.0), axis=1)
+        S_r = a_r[:, None] * S_r + w_r[:, None] * v[None, :]
+        z_r = a_r * z_r + w_r
+        if SAVE:
+            ev = (tok * K + offs_k) * (DV + 1)
+            tl.store(sw_ptr + ev[:, None] + offs_d[None, :], S_w, mask=mask_kd)
+            tl.store(sw_ptr + ev + DV, z_w, mask=mask_k)
+            tl.store(sr_ptr + ev[:, None] + offs_d[None, :], S_r, mask=mask_kd)
+            tl.store(sr_ptr + ev + DV, z_r, mask=mask_k)
+        coef = tl.where(mask_k, r / (z_r + eps), 0.0)
+        o = tl.sum(coef[:, None] * S_r, axis=0)
+        tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
+        tl.debug_barrier()  # the next token may gather rows stored by other threads of this program
+
+
+@triton.jit
+def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, sr_ptr, gS_ptr, gz_ptr,
+                     dv_ptr, dww_ptr, drw_ptr, T, H, M, K, DV, gamma, eps, proxy_eps,
+                     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // H
+    h = pid % H
+    offs_k = tl.arange(0, BLOCK_K)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_k = offs_k < K
+    mask_d = offs_d < DV
+    mask_kd = mask_k[:, None] & mask_d[None, :]
+    gS_base = gS_ptr + pid * M * DV
+    gz_base = gz_ptr + pid * M
+    for i in tl.range(0, T):
+        t = T - 1 - i
+        tok = (b * T + t) * H + h
+        go = tl.load(go_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        v = tl.load(v_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        widx = tl.load(widx_ptr + tok * K + offs_k, mask=mask_k, other=0)
+        w = tl.load(ww_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+        ridx = tl.load(ridx_ptr + tok * K + offs_k, mask=mask_k, other=0)
+        r = tl.load(rw_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+        ev = (tok * K + offs_k) * (DV + 1)
+        S_old = tl.load(sw_ptr + ev[:, None] + offs_d[None, :], mask=mask_kd, other=0.0)
+        z_old = tl.load(sw_ptr + ev + DV, mask=mask_k, other=0.0)
+        S_r = tl.load(sr_ptr + ev[:, None] + offs_d[None, :], mask=mask_kd, other=0.0)
+        z_r = tl.load(sr_ptr + ev + DV, mask=mask_k, other=1.0)
+        # read: o = sum_j r_j S_j / (z_j + eps)
+        denom = z_r + eps
+        dot = tl.sum(go[None, :] * S_r, axis=1)
+        tl.store(drw_ptr + tok * K + offs_k, (dot / denom).to(drw_ptr.dtype.element_ty), mask=mask_k)
+        gS_read = tl.where(mask_kd, (r / denom)[:, None] * go[None, :], 0.0)
+        gz_read = tl.where(mask_k, -r * dot / (denom * denom), 0.0)
+        # accumulators before this step's stores
+        G_w = tl.load(gS_base + widx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
+        Gz_w = tl.load(gz_base + widx, mask=mask_k, other=0.0)
+        G_r = tl.load(gS_base + ridx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
+        Gz_r = tl.load(gz_base + ridx, mask=mask_k, other=0.0)
+        match = (widx[:, None] == ridx[None, :]) & mask_k[None, :] & mask_k[:, None]   # [write, read]
+        G = G_w + tl.sum(tl.where(match[:, :, None], gS_read[None, :, :], 0.0), axis=1)
+        Gz = Gz_w + tl.sum(tl.where(match, gz_read[None, :], 0.0), axis=1)
+        a = _decay(w, gamma)
+        base = proxy_eps + (1.0 - proxy_eps) * (1.0 - w)
+        dproxy = tl.where(gamma == 0.0, 0.0, -gamma * (1.0 - proxy_eps) * tl.exp2((gamma - 1.0) * tl.log2(base)))
+        d_a = tl.sum(G * S_old, axis=1) + Gz * z_old
+        d_w = tl.sum(G * v[None, :], axis=1) + Gz + d_a * dproxy
+        tl.store(dww_ptr + tok * K + offs_k, d_w.to(dww_ptr.dtype.element_ty), mask=mask_k)
+        d_v = tl.sum(tl.where(mask_k[:, None], w[:, None] * G, 0.0), axis=0)
+        tl.store(dv_ptr + tok * DV + offs_d, d_v.to(dv_ptr.dtype.element_ty), mask=mask_d)
+        hit_r = tl.sum(match.to(tl.int32), axis=0) > 0                                   # read slot also written
+        keep_r = mask_k & (hit_r == 0)
+        tl.store(gS_base + ridx[:, None] * DV + offs_d[None, :], G_r + gS_read,
+                 mask=keep_r[:, None] & mask_d[None, :])
+        tl.store(gz_base + ridx, Gz_r + gz_read, mask=keep_r)
+        tl.store(gS_base + widx[:, None] * DV + offs_d[None, :], a[:, None] * G, mask=mask_kd)
+        tl.store(gz_base + widx, a * Gz, mask=mask_k)
+        tl.debug_barrier()
+
+
+def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool):
+    B, T, H, DV = v.shape
+    K, M = write_idx.shape[-1], S0.shape[2]
+    args = [t.contiguous() for t in (v, write_idx, write_w, read_idx, read_w)]
+    S = S0.detach().to(torch.float32).contiguous().clone()
+    z = z0.detach().to(torch.float32).contiguous().clone()
+    o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
+    saved = [torch.empty(B * T * H * K * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
+             for _ in range(2)]
+    _scan_fwd_kernel[(B * H,)](*args, S, z, o, *saved, T, H, M, K, DV, float(gamma), float(eps),
+                               BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV), SAVE=save)
+    return o, S, z, saved
+
+
+def pdma_scan_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float):
+    """Forward: ``(o [B,T,H,dv] in v.dtype, S, z)`` in the state dtype (computed in fp32)."""
+    o, S, z, _ = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save=False)
+    return o, S.to(S0.dtype), z.to(z0.dtype)
+
+
+def pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
+                         gamma: float, eps: float, proxy_eps: float):
+    """Backward: ``(dv, d_write_w, d_read_w, dS0, dz0)``, recomputing the forward with saved rows."""
+    B, T, H, DV = v.shape
+    K, M = write_idx.shape[-1], S0.shape[2]
+    _, _, _, (saved_w, saved_r) = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, True)
+    gS = grad_S.detach().to(torch.float32).contiguous().clone()
+    gz = grad_z.detach().to(torch.float32).contiguous().clone()
+    d_v = torch.empty_like(v, memory_format=torch.contiguous_format)
+    d_ww = torch.empty(write_w.shape, dtype=write_w.dtype, device=v.device)
+    d_rw = torch.empty(read_w.shape, dtype=read_w.dtype, device=v.device)
+    args = [t.contiguous() for t in (grad_o, v, write_idx, write_w, read_idx, read_w)]
+    _scan_bwd_kernel[(B * H,)](*args, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw, T, H, M, K, DV,
+                               float(gamma), float(eps), float(proxy_eps),
+                               BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV))
+    return d_v, d_ww, d_rw, gS.to(S0.dtype), gz.to(z0.dtype)
