@@ -9,7 +9,8 @@ import torch
 
 from . import _checks as C
 from .address.op import address_op
-from .memory.op import pdma_scan_op, pdma_step_op
+from .memory.op import pdma_scan_op
+from .step_op import ram_step_op
 
 DEFAULT_PROXY_EPS = 1e-3
 
@@ -125,43 +126,53 @@ def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, 
     return o, ((S, z) if output_final_state else None)
 
 
-def _step_addresses(q, k, v, S, z, position, num_factors, top_k, tau, cape):
+def _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape):
+    """Validate a decode token's arguments; returns ``(positions int64 [B or 1], cape or None, M)``."""
     _check_qkv(q, k, v, rank=3)
     B, H, d_k = q.shape
     d_p, M = C.address_geometry("q", d_k, num_factors, top_k)
     _check_state(S, z, B, H, M, v.shape[-1], q.device)
-    tau = C.check_float("tau", tau, 0.0, low_open=True)
+    C.check_float("tau", tau, 0.0, low_open=True)
     cape = _check_cape(cape, H, q.device)
     if isinstance(position, torch.Tensor):
         C.check_tensor("position", position, ndim=1, dtypes=(torch.int32, torch.int64), device=q.device)
         C.check_same("position", position.shape[0], "batch B", B, "length")
-        positions = position.to(torch.int64).view(B, 1)
+        positions = position.to(torch.int64)
     else:
-        positions = torch.full((1, 1), C.check_int("position", position, 0), dtype=torch.int64, device=q.device)
+        positions = torch.full((1,), C.check_int("position", position, 0), dtype=torch.int64, device=q.device)
+    return positions, cape, M
+
+
+def _step_addresses(q, k, positions, cape, M, num_factors, top_k, tau):
     write_w, write_idx = address_op(k.unsqueeze(1), num_factors, top_k, tau)
     read_w, read_idx = address_op(q.unsqueeze(1), num_factors, top_k, tau)
-    write_idx = _cape_shift(write_idx, positions, cape, M)
-    read_idx = _cape_shift(read_idx, positions, cape, M)
+    if cape is not None:
+        write_idx = _cape_shift(write_idx, positions.view(-1, 1), cape, M)
+        read_idx = _cape_shift(read_idx, positions.view(-1, 1), cape, M)
     return write_idx, write_w, read_idx, read_w
 
 
 def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0, tau: float = 1.0,
              eps: float = 1e-6, cape=None):
-    """One decode token; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` **in place**.
+    """One decode token; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` **in place** (one fused launch on CUDA).
 
     ``q, k [B, H, d_k]``, ``v [B, H, d_v]``; ``position``: int or int64 ``[B]`` (absolute position, for CAPE).
     Returns ``o [B, H, d_v]``. Equal to ``ram_attention`` at that position.
     """
-    widx, ww, ridx, rw = _step_addresses(q, k, v, S, z, position, num_factors, top_k, tau, cape)
+    positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape)
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
-    return pdma_step_op(v, widx[:, 0], ww[:, 0], ridx[:, 0], rw[:, 0], S, z, gamma, eps)
+    if cape is None:
+        cape = torch.zeros(q.shape[1], dtype=torch.bool, device=q.device)
+    positions = positions.expand(q.shape[0])
+    return ram_step_op(q, k, v, S, z, positions, cape, num_factors, top_k, gamma, float(tau), eps)
 
 
 def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0,
                         tau: float = 1.0, eps: float = 1e-6, cape=None, proxy_eps: float = DEFAULT_PROXY_EPS):
     """Out-of-place twin of :func:`ram_step` (for export and autograd): returns ``(o, S_new, z_new)``."""
-    widx, ww, ridx, rw = _step_addresses(q, k, v, S, z, position, num_factors, top_k, tau, cape)
+    positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape)
+    widx, ww, ridx, rw = _step_addresses(q, k, positions, cape, M, num_factors, top_k, float(tau))
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
     proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)

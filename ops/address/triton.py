@@ -15,13 +15,14 @@ _NEG = tl.constexpr(-1.0e30)
 
 
 @triton.jit
-def _address_fwd_kernel(x_ptr, w_ptr, idx_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
-                        BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
+def beam_topk_row(x_row_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
+                  BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Beam Top-K of one row ``x [U * P]``: returns ``(log weights [BLOCK_K], flat indices [BLOCK_K], has_nan)``.
+    Shared by the address kernel and the fused decode kernel."""
     offs_u = tl.arange(0, BLOCK_U)
     offs_p = tl.arange(0, BLOCK_P)
     mask_up = (offs_u[:, None] < U) & (offs_p[None, :] < P)
-    x = tl.load(x_ptr + row * U * P + offs_u[:, None] * P + offs_p[None, :], mask=mask_up, other=0.0).to(tl.float32)
+    x = tl.load(x_row_ptr + offs_u[:, None] * P + offs_p[None, :], mask=mask_up, other=0.0).to(tl.float32)
     has_nan = tl.max(tl.max((x != x).to(tl.int32), axis=1), axis=0) > 0  # NaN in, NaN weights out (policy)
     x = tl.where(mask_up, x * inv_tau, float("-inf"))
     x_max = tl.max(x, axis=1)
@@ -49,8 +50,17 @@ def _address_fwd_kernel(x_ptr, w_ptr, idx_ptr, K, M, inv_tau, U: tl.constexpr, P
         beam_val = tl.max(tl.where(sel, cand_val[None, :], _NEG), axis=1)
         beam_idx = tl.max(tl.where(sel, cand_idx[None, :], -1), axis=1)
         stride = stride * P
-    mask_k = offs_k < K
     beam_idx = tl.minimum(tl.maximum(beam_idx, 0), M - 1)                  # valid slots even for NaN inputs
+    return beam_val, beam_idx, has_nan
+
+
+@triton.jit
+def _address_fwd_kernel(x_ptr, w_ptr, idx_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
+                        BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    beam_val, beam_idx, has_nan = beam_topk_row(x_ptr + row * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P, BLOCK_K)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_k = offs_k < K
     weights = tl.where(has_nan, float("nan"), tl.exp(beam_val))
     tl.store(w_ptr + row * K + offs_k, weights.to(w_ptr.dtype.element_ty), mask=mask_k)
     tl.store(idx_ptr + row * K + offs_k, beam_idx, mask=mask_k)

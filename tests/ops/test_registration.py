@@ -80,3 +80,12 @@ def test_opcheck_with_non_contiguous_inputs():
     assert set(result.values()) == {"SUCCESS"}
     x_view = torch.randn(2, 6, 3, 10, requires_grad=True)[..., 2:8]
     assert set(torch.library.opcheck(OPS.address.default, (x_view, 2, 4, 1.0)).values()) == {"SUCCESS"}
+
+
+@pytest.mark.parametrize("shape", SAMPLES, ids=lambda s: "-".join(map(str, s)))
+def test_opcheck_fused_ram_step(shape):
+    B, T, H, U, d_p, d_v, K = shape
+    q, k, v, (S, z) = make_inputs(B, 1, H, U, d_p, d_v, seed=3, dtype=torch.float32, with_state=True)
+    args = (q[:, 0], k[:, 0], v[:, 0], S.clone(), z.clone(), torch.arange(B) + 5, torch.arange(H) % 2 == 0, U, K,
+            1.0, 1.0, 1e-6)
+    assert set(torch.library.opcheck(OPS.ram_step_.default, args).values()) == {"SUCCESS"}
