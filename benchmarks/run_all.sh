@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # One run of every GPU benchmark into one summary.json (the numbers quoted in docs/BENCHMARKS.md).
-#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [P1 shapes...]
+#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all]
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-rm -f "${RAMNET_BENCH_DIR:-benchmarks/results}/summary.json"
-timeout 120 python3 benchmarks/bench_decode.py
-timeout 90 python3 benchmarks/bench_address.py
-timeout 150 python3 benchmarks/bench_model.py
-timeout 300 python3 benchmarks/bench_attention.py --shapes "${@:-4,4096,16,128 8,1024,8,64 1,8192,96,128}"
+part=${1:-all}
+if [ "$part" = ops ] || [ "$part" = all ]; then
+  rm -f "${RAMNET_BENCH_DIR:-benchmarks/results}/summary.json"
+  timeout 120 python3 benchmarks/bench_decode.py
+  timeout 90 python3 benchmarks/bench_address.py
+fi
+if [ "$part" = model ] || [ "$part" = all ]; then
+  timeout 150 python3 benchmarks/bench_model.py
+  timeout 400 python3 benchmarks/bench_attention.py --shapes 4,4096,16,128 8,1024,8,64 1,8192,96,128
+fi
