@@ -12,6 +12,7 @@ import triton.language as tl
 
 MAX_CANDIDATES = 128  # the [N, N] rank tile; N = 256 needs 256 KiB of shared memory on the H100 (limit 227 KiB)
 _NEG = tl.constexpr(-1.0e30)
+NUM_WARPS = 4
 
 
 @triton.jit
@@ -70,7 +71,7 @@ def fits(d_p: int, top_k: int) -> bool:
     return triton.next_power_of_2(top_k) * triton.next_power_of_2(d_p) <= MAX_CANDIDATES
 
 
-def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float):
+def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float, num_warps: int = NUM_WARPS):
     """``x [..., U * d_p]`` -> ``(weights [..., K] in x.dtype, indices int64 [..., K])`` (the op's output order)."""
     d_p = x.shape[-1] // num_factors
     if not fits(d_p, top_k):
@@ -83,6 +84,6 @@ def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float):
     if n:
         _address_fwd_kernel[(n,)](rows, weights, indices, top_k, d_p**num_factors, 1.0 / tau, U=num_factors, P=d_p,
                                   BLOCK_U=triton.next_power_of_2(num_factors), BLOCK_P=triton.next_power_of_2(d_p),
-                                  BLOCK_K=triton.next_power_of_2(top_k))
+                                  BLOCK_K=triton.next_power_of_2(top_k), num_warps=num_warps)
     shape = x.shape[:-1] + (top_k,)
     return weights.view(shape), indices.view(shape)

@@ -97,8 +97,11 @@ def pdma_step_triton(v, write_idx, write_w, read_idx, read_w, S, z, gamma: float
     return o
 
 
+FUSED_NUM_WARPS = 4
+
+
 def ram_step_triton(q, k, v, S, z, position, cape, num_factors: int, top_k: int, gamma: float, tau: float,
-                    eps: float) -> torch.Tensor:
+                    eps: float, num_warps: int = FUSED_NUM_WARPS) -> torch.Tensor:
     """One fused launch for a decode token: ``q, k [B,H,d_k]``, ``v [B,H,d_v]``, ``position`` int64 ``[B]``,
     ``cape`` bool ``[H]``; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` in place and returns ``o [B,H,d_v]``."""
     B, H, DV = v.shape
@@ -111,5 +114,6 @@ def ram_step_triton(q, k, v, S, z, position, cape, num_factors: int, top_k: int,
     _ram_step_kernel[(B * H,)](q, k, v, position, cape.to(torch.int8), S, z, o, H, M, top_k, DV, float(gamma),
                                float(eps), 1.0 / tau, U=num_factors, P=d_p,
                                BLOCK_U=triton.next_power_of_2(num_factors), BLOCK_P=triton.next_power_of_2(d_p),
-                               BLOCK_K=triton.next_power_of_2(top_k), BLOCK_D=triton.next_power_of_2(DV))
+                               BLOCK_K=triton.next_power_of_2(top_k), BLOCK_D=triton.next_power_of_2(DV),
+                               num_warps=num_warps)
     return o
