@@ -12,7 +12,9 @@ import triton.language as tl
 
 MAX_CANDIDATES = 128  # the [N, N] rank tile; N = 256 needs 256 KiB of shared memory on the H100 (limit 227 KiB)
 _NEG = tl.constexpr(-1.0e30)
-NUM_WARPS = 4
+# one warp: the rank tiles are small, and cross-warp reductions cost more than they share (H200, 2026-11-26:
+# 4096 rows 49 us with 1 warp, 68 us with 4; 16 rows 11 us vs 37 us; benchmarks/tune_warps.py)
+NUM_WARPS = 1
 
 
 @triton.jit

@@ -97,11 +97,17 @@ def pdma_step_triton(v, write_idx, write_w, read_idx, read_w, S, z, gamma: float
     return o
 
 
-FUSED_NUM_WARPS = 4
+
+
+def fused_num_warps(programs: int) -> int:
+    """4 warps while the grid is small (latency-bound), 2 once it fills the GPU. Measured on the H200
+    (benchmarks/tune_warps.py, H=8, K=8, d_v=128): B=1 16 us (4 warps) vs 40 us (2); B=256 65 us (2) vs 85 us (4);
+    B=1024 217 us (2) vs 296 us (4)."""
+    return 4 if programs < 1024 else 2
 
 
 def ram_step_triton(q, k, v, S, z, position, cape, num_factors: int, top_k: int, gamma: float, tau: float,
-                    eps: float, num_warps: int = FUSED_NUM_WARPS) -> torch.Tensor:
+                    eps: float, num_warps: int | None = None) -> torch.Tensor:
     """One fused launch for a decode token: ``q, k [B,H,d_k]``, ``v [B,H,d_v]``, ``position`` int64 ``[B]``,
     ``cape`` bool ``[H]``; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` in place and returns ``o [B,H,d_v]``."""
     B, H, DV = v.shape
@@ -115,5 +121,5 @@ def ram_step_triton(q, k, v, S, z, position, cape, num_factors: int, top_k: int,
                                float(eps), 1.0 / tau, U=num_factors, P=d_p,
                                BLOCK_U=triton.next_power_of_2(num_factors), BLOCK_P=triton.next_power_of_2(d_p),
                                BLOCK_K=triton.next_power_of_2(top_k), BLOCK_D=triton.next_power_of_2(DV),
-                               num_warps=num_warps)
+                               num_warps=num_warps or fused_num_warps(B * H))
     return o
