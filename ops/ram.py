@@ -62,6 +62,19 @@ def _check_qkv(q, k, v, rank: int):
         raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
 
 
+def _check_cu_seqlens(cu_seqlens, B: int, T: int, device) -> int:
+    """Validate packed-sequence offsets; returns the number of sequences N."""
+    C.check_tensor("cu_seqlens", cu_seqlens, ndim=1, dtypes=(torch.int32, torch.int64), device=device)
+    if B != 1:
+        raise ValueError(f"cu_seqlens needs q, k, v packed with batch size 1, got B={B}")
+    if cu_seqlens.shape[0] < 2:
+        raise ValueError("cu_seqlens must hold at least 2 offsets [0, ..., T]")
+    host = cu_seqlens.tolist()
+    if host[0] != 0 or host[-1] != T or any(b < a for a, b in zip(host, host[1:])):
+        raise ValueError(f"cu_seqlens must be non-decreasing from 0 to T={T}, got {host[:8]}{'...' if len(host) > 8 else ''}")
+    return len(host) - 1
+
+
 def _check_state(S, z, B: int, H: int, M: int, d_v: int, device, names=("S", "z")):
     C.check_tensor(names[0], S, ndim=4, dtypes=C.STATE_DTYPES, device=device)
     C.check_tensor(names[1], z, ndim=3, dtypes=(S.dtype,), device=device)
@@ -81,7 +94,7 @@ initial_state = empty_state  # public name; ram_attention's keyword of the same 
 
 def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, tau: float = 1.0,
                   eps: float = 1e-6, cape=None, offset: int = 0, initial_state=None,
-                  output_final_state: bool = False, proxy_eps: float = DEFAULT_PROXY_EPS):
+                  output_final_state: bool = False, proxy_eps: float = DEFAULT_PROXY_EPS, cu_seqlens=None):
     """RAM-Net sparse-memory attention over a sequence (exact, parallel over time).
 
     Args:
@@ -94,6 +107,10 @@ def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, 
         initial_state: ``(S [B,H,M,d_v], z [B,H,M])`` in fp32/fp64, or None for ``S = 0, z = 1/M``.
         output_final_state: also return the state after the last token.
         proxy_eps: the ``e`` of the proxy decay gradient, in ``[0, 1)``.
+        cu_seqlens: int64 ``[N + 1]`` cumulative lengths of N sequences packed along T (``B`` must be 1), as in
+            fla and FlashAttention. Each sequence starts from its own state (``initial_state`` is then
+            ``[N, H, M, d_v]``), its positions count from ``offset``, and the final state is ``[N, ...]``.
+            Validating it reads the tensor on the host (one sync).
     Returns:
         ``(o [B, T, H, d_v] in q.dtype, (S, z) or None)``. The state is fp32 (fp64 for fp64 inputs).
     """
@@ -108,21 +125,26 @@ def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, 
     proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
     offset = C.check_int("offset", offset, 0)
     cape = _check_cape(cape, H, q.device)
+    num_states = B if cu_seqlens is None else _check_cu_seqlens(cu_seqlens, B, T, q.device)
     if initial_state is None:
         state_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-        S0, z0 = empty_state(B, H, M, d_v, dtype=state_dtype, device=q.device)
+        S0, z0 = empty_state(num_states, H, M, d_v, dtype=state_dtype, device=q.device)
     else:
         if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
             raise TypeError("initial_state must be a tuple (S, z) or None")
         S0, z0 = initial_state
-        _check_state(S0, z0, B, H, M, d_v, q.device, names=("initial_state[0] (S)", "initial_state[1] (z)"))
+        _check_state(S0, z0, num_states, H, M, d_v, q.device,
+                     names=("initial_state[0] (S)", "initial_state[1] (z)"))
     write_w, write_idx = address_op(k, num_factors, top_k, tau)
     read_w, read_idx = address_op(q, num_factors, top_k, tau)
     if cape is not None:
-        positions = (offset + torch.arange(T, device=q.device)).view(1, T)
+        t = torch.arange(T, device=q.device)
+        if cu_seqlens is not None:  # positions restart at every packed sequence
+            t = t - cu_seqlens[torch.searchsorted(cu_seqlens[1:], t, right=True)]
+        positions = (offset + t).view(1, T)
         write_idx = _cape_shift(write_idx, positions, cape, M)
         read_idx = _cape_shift(read_idx, positions, cape, M)
-    o, S, z = pdma_scan_op(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, proxy_eps)
+    o, S, z = pdma_scan_op(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps)
     return o, ((S, z) if output_final_state else None)
 
 
@@ -176,5 +198,5 @@ def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
     proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
-    o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, ww, ridx, rw, S, z, gamma, eps, proxy_eps)
+    o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, ww, ridx, rw, S, z, None, gamma, eps, proxy_eps)
     return o[:, 0], S_new, z_new

@@ -99,14 +99,23 @@ def _segmented_scan(a: torch.Tensor, b: torch.Tensor, seg: torch.Tensor, max_len
     return A, Bc
 
 
-class _Events:
-    """Write events sorted by (head, slot, time), and each read event's last preceding write."""
+def state_groups(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
+    """``[B*H, T, 1]``: the state (sequence, head) each (batch, head, time) row belongs to. Without
+    ``cu_seqlens`` it is ``b * H + h``; with it (``B = 1``, packed sequences) it is ``seq(t) * H + h``."""
+    if cu_seqlens is None:
+        return torch.arange(B * H, device=device).view(B * H, 1, 1)
+    seq = torch.searchsorted(cu_seqlens[1:].to(device), torch.arange(T, device=device), right=True)
+    return (seq.view(1, T) * H + torch.arange(H, device=device).view(H, 1)).unsqueeze(-1)
 
-    def __init__(self, write_idx, read_idx, M: int):
+
+class _Events:
+    """Write events sorted by (state group, slot, time), and each read event's last preceding write."""
+
+    def __init__(self, write_idx, read_idx, M: int, cu_seqlens=None):
         B, T, H, K = write_idx.shape
         G = B * H
         dev = write_idx.device
-        head = torch.arange(G, device=dev).view(G, 1, 1)
+        head = state_groups(B, T, H, cu_seqlens, dev)
         time = torch.arange(T, device=dev).view(1, T, 1)
         w_slot = head * M + write_idx.permute(0, 2, 1, 3).reshape(G, T, K)
         r_slot = head * M + read_idx.permute(0, 2, 1, 3).reshape(G, T, K)
@@ -145,18 +154,19 @@ def _forward_states(ev: _Events, v, write_w, S0, z0, gamma: float):
     v_rows = _to_groups(v.to(cd), B, T, H)
     a = exact_decay(w, gamma)
     b = torch.cat([w.unsqueeze(-1) * v_rows[ev.row], w.unsqueeze(-1)], -1)
-    init = torch.cat([S0.reshape(G * M, dv), z0.reshape(G * M, 1)], -1)
+    init = torch.cat([S0.reshape(-1, dv), z0.reshape(-1, 1)], -1)
     A, Bc = _segmented_scan(a, b, ev.seg, T)
     h = A.unsqueeze(-1) * init[ev.seg] + Bc
     state_r = torch.where(ev.r_valid.unsqueeze(-1), h[ev.r_pos], init[ev.r_slot])
     return w, a, v_rows, init, h, state_r
 
 
-def pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float):
-    """Parallel form of :func:`pdma_recurrent`; same arguments and results (equal to rounding)."""
+def pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float, cu_seqlens=None):
+    """Parallel form of :func:`pdma_recurrent`; same arguments and results (equal to rounding). With
+    ``cu_seqlens`` (int64 ``[N+1]``, ``B = 1``) the T tokens are N packed sequences with states ``[N, H, ...]``."""
     B, T, H, K = write_idx.shape
     M, dv = S0.shape[-2], S0.shape[-1]
-    ev = _Events(write_idx, read_idx, M)
+    ev = _Events(write_idx, read_idx, M, cu_seqlens)
     _, _, _, init, h, state_r = _forward_states(ev, v, write_w, S0, z0, gamma)
     r = _to_groups(read_w.to(S0.dtype), B, T, H).flatten()
     contrib = r.unsqueeze(-1) * state_r[:, :dv] / (state_r[:, dv:] + eps)
@@ -167,13 +177,13 @@ def pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float,
 
 
 def pdma_parallel_backward(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
-                           gamma: float, eps: float, proxy_eps: float):
+                           gamma: float, eps: float, proxy_eps: float, cu_seqlens=None):
     """Gradients ``(dv, d_write_w, d_read_w, dS0, dz0)`` of :func:`pdma_parallel`, with the proxy decay
     derivative. ``grad_S``/``grad_z`` are the upstream gradients of the final state (zeros if unused)."""
     B, T, H, K = write_idx.shape
     M, dv = S0.shape[-2], S0.shape[-1]
     cd = S0.dtype
-    ev = _Events(write_idx, read_idx, M)
+    ev = _Events(write_idx, read_idx, M, cu_seqlens)
     w, a, v_rows, init, h, state_r = _forward_states(ev, v, write_w, S0, z0, gamma)
 
     # read: o = sum_j r_j S_j / (z_j + eps)

@@ -25,12 +25,27 @@ def _decay(w, gamma):
 
 
 @triton.jit
-def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, sw_ptr, sr_ptr,
-                     T, H, M, K, DV, gamma, eps,
-                     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, SAVE: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    b = pid // H
+def _span(pid, cu_ptr, T, H, HAS_CU: tl.constexpr):
+    """``(batch row, head, first token, end token)`` of state ``pid``; packed sequences read ``cu_seqlens``."""
+    n = pid // H
     h = pid % H
+    if HAS_CU:
+        start = tl.load(cu_ptr + n)
+        end = tl.load(cu_ptr + n + 1)
+        b = n * 0
+    else:
+        start = n * 0
+        end = start + T
+        b = n
+    return b, h, start, end
+
+
+@triton.jit
+def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, sw_ptr, sr_ptr, cu_ptr,
+                     T, H, M, K, DV, gamma, eps,
+                     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, SAVE: tl.constexpr, HAS_CU: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)   # state (sequence, head): batch row, or packed sequence with cu_seqlens
+    b, h, start, end = _span(pid, cu_ptr, T, H, HAS_CU)
     offs_k = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     mask_k = offs_k < K
@@ -38,7 +53,7 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
     mask_kd = mask_k[:, None] & mask_d[None, :]
     S_base = S_ptr + pid * M * DV
     z_base = z_ptr + pid * M
-    for t in tl.range(0, T):
+    for t in tl.range(start, end):
         tok = (b * T + t) * H + h                      # row of [B, T, H, ...]
         v = tl.load(v_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
         widx = tl.load(widx_ptr + tok * K + offs_k, mask=mask_k, other=0)
@@ -72,11 +87,10 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
 
 @triton.jit
 def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, sr_ptr, gS_ptr, gz_ptr,
-                     dv_ptr, dww_ptr, drw_ptr, T, H, M, K, DV, gamma, eps, proxy_eps,
-                     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+                     dv_ptr, dww_ptr, drw_ptr, cu_ptr, T, H, M, K, DV, gamma, eps, proxy_eps,
+                     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, HAS_CU: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
-    b = pid // H
-    h = pid % H
+    b, h, start, end = _span(pid, cu_ptr, T, H, HAS_CU)
     offs_k = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     mask_k = offs_k < K
@@ -84,8 +98,8 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
     mask_kd = mask_k[:, None] & mask_d[None, :]
     gS_base = gS_ptr + pid * M * DV
     gz_base = gz_ptr + pid * M
-    for i in tl.range(0, T):
-        t = T - 1 - i
+    for i in tl.range(start, end):
+        t = end - 1 - (i - start)
         tok = (b * T + t) * H + h
         go = tl.load(go_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
         v = tl.load(v_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
@@ -130,8 +144,9 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
         tl.debug_barrier()
 
 
-def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool):
+def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, cu_seqlens=None):
     B, T, H, DV = v.shape
+    states = S0.shape[0]  # B, or the number of packed sequences
     K, M = write_idx.shape[-1], S0.shape[2]
     args = [t.contiguous() for t in (v, write_idx, write_w, read_idx, read_w)]
     S = S0.detach().to(torch.float32).contiguous().clone()
@@ -139,30 +154,35 @@ def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, sav
     o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
     saved = [torch.empty(B * T * H * K * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
              for _ in range(2)]
-    _scan_fwd_kernel[(B * H,)](*args, S, z, o, *saved, T, H, M, K, DV, float(gamma), float(eps),
-                               BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV), SAVE=save)
+    cu = cu_seqlens.to(torch.int64).contiguous() if cu_seqlens is not None else S
+    _scan_fwd_kernel[(states * H,)](*args, S, z, o, *saved, cu, T, H, M, K, DV, float(gamma), float(eps),
+                                    BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV), SAVE=save,
+                                    HAS_CU=cu_seqlens is not None)
     return o, S, z, saved
 
 
-def pdma_scan_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float):
+def pdma_scan_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float, cu_seqlens=None):
     """Forward: ``(o [B,T,H,dv] in v.dtype, S, z)`` in the state dtype (computed in fp32)."""
-    o, S, z, _ = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save=False)
+    o, S, z, _ = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, False, cu_seqlens)
     return o, S.to(S0.dtype), z.to(z0.dtype)
 
 
 def pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
-                         gamma: float, eps: float, proxy_eps: float):
+                         gamma: float, eps: float, proxy_eps: float, cu_seqlens=None):
     """Backward: ``(dv, d_write_w, d_read_w, dS0, dz0)``, recomputing the forward with saved rows."""
     B, T, H, DV = v.shape
     K, M = write_idx.shape[-1], S0.shape[2]
-    _, _, _, (saved_w, saved_r) = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, True)
+    _, _, _, (saved_w, saved_r) = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, True,
+                                              cu_seqlens)
     gS = grad_S.detach().to(torch.float32).contiguous().clone()
     gz = grad_z.detach().to(torch.float32).contiguous().clone()
     d_v = torch.empty_like(v, memory_format=torch.contiguous_format)
     d_ww = torch.empty(write_w.shape, dtype=write_w.dtype, device=v.device)
     d_rw = torch.empty(read_w.shape, dtype=read_w.dtype, device=v.device)
     args = [t.contiguous() for t in (grad_o, v, write_idx, write_w, read_idx, read_w)]
-    _scan_bwd_kernel[(B * H,)](*args, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw, T, H, M, K, DV,
-                               float(gamma), float(eps), float(proxy_eps),
-                               BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV))
+    cu = cu_seqlens.to(torch.int64).contiguous() if cu_seqlens is not None else gS
+    _scan_bwd_kernel[(S0.shape[0] * H,)](*args, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw, cu, T, H, M, K, DV,
+                                         float(gamma), float(eps), float(proxy_eps),
+                                         BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV),
+                                         HAS_CU=cu_seqlens is not None)
     return d_v, d_ww, d_rw, gS.to(S0.dtype), gz.to(z0.dtype)

@@ -87,7 +87,7 @@ def test_memory_core_backward_is_the_explicit_proxy_gradient():
     (ref,) = torch.autograd.grad(o_ref, ww, g)
     (exact,) = torch.autograd.grad(pdma_recurrent(v, widx, ww, ridx, rw, *state, gamma, 1e-6)[0], ww, g)
     zeros = torch.zeros_like(state[0]), torch.zeros_like(state[1])
-    got = pdma_scan_bwd_op(g, *zeros, v, widx, ww.detach(), ridx, rw, *state, gamma, 1e-6, e)[1]
+    got = pdma_scan_bwd_op(g, *zeros, v, widx, ww.detach(), ridx, rw, *state, None, gamma, 1e-6, e)[1]
     torch.testing.assert_close(got, ref, **TOL)
     assert not torch.allclose(ref, exact, rtol=1e-3, atol=1e-6)
 

@@ -39,12 +39,12 @@ def test_opcheck_address(shape, dtype, requires_grad):
 @pytest.mark.parametrize("shape", SAMPLES, ids=lambda s: "-".join(map(str, s)))
 def test_opcheck_pdma_scan(shape, dtype, requires_grad):
     args = _memory_args(shape, dtype, requires_grad)
-    result = torch.library.opcheck(OPS.pdma_scan.default, (*args, 0.9, 1e-6, 1e-3))
+    result = torch.library.opcheck(OPS.pdma_scan.default, (*args, None, 0.9, 1e-6, 1e-3))
     assert set(result.values()) == {"SUCCESS"}
     v, widx, ww, ridx, rw, S, z = [a.detach() for a in args]
     o = torch.randn_like(v)
     grads = (o, torch.randn_like(S), torch.randn_like(z))  # no double backward: see test_opcheck_address
-    result = torch.library.opcheck(OPS.pdma_scan_bwd.default, (*grads, v, widx, ww, ridx, rw, S, z, 0.9, 1e-6, 1e-3))
+    result = torch.library.opcheck(OPS.pdma_scan_bwd.default, (*grads, v, widx, ww, ridx, rw, S, z, None, 0.9, 1e-6, 1e-3))
     assert set(result.values()) == {"SUCCESS"}
 
 
@@ -76,7 +76,7 @@ def test_opcheck_with_non_contiguous_inputs():
     qkv = torch.randn(2, 6, 3, 12, requires_grad=True)
     v_view = qkv[..., 8:]
     assert not v_view.is_contiguous()
-    result = torch.library.opcheck(OPS.pdma_scan.default, (v_view, widx, ww, ridx, rw, S, z, 1.0, 1e-6, 1e-3))
+    result = torch.library.opcheck(OPS.pdma_scan.default, (v_view, widx, ww, ridx, rw, S, z, None, 1.0, 1e-6, 1e-3))
     assert set(result.values()) == {"SUCCESS"}
     x_view = torch.randn(2, 6, 3, 10, requires_grad=True)[..., 2:8]
     assert set(torch.library.opcheck(OPS.address.default, (x_view, 2, 4, 1.0)).values()) == {"SUCCESS"}

@@ -107,7 +107,7 @@ def test_scan_kernels_match_reference(case, dtype):
     S0, z0 = torch.randn(B, H, M, d_v, generator=gen), torch.rand(B, H, M, generator=gen) + 0.1
     go, gS, gz = torch.randn(B, T, H, d_v, generator=gen), torch.randn(S0.shape, generator=gen), torch.randn(z0.shape, generator=gen)
     d64 = lambda *ts: [t.double() for t in ts]
-    ref_fwd = pdma_parallel(*d64(v, ), widx, ww.double(), ridx, rw.double(), *d64(S0, z0), gamma, 1e-6)
+    ref_fwd = pdma_parallel(*d64(v), widx, ww.double(), ridx, rw.double(), *d64(S0, z0), gamma, 1e-6)
     ref_bwd = pdma_parallel_backward(*d64(go, gS, gz, v), widx, ww.double(), ridx, rw.double(), *d64(S0, z0),
                                      gamma, 1e-6, 1e-3)
     on = lambda *ts: [t.to(DEVICE) for t in ts]
