@@ -41,6 +41,32 @@ def _span(pid, cu_ptr, T, H, HAS_CU: tl.constexpr):
 
 
 @triton.jit
+def _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, tok, live, K, DV, offs_k, offs_d, mask_k, mask_d):
+    """A token's state-independent inputs; loaded one token ahead so they are in flight during the gathers."""
+    mk = mask_k & live
+    v = tl.load(v_ptr + tok * DV + offs_d, mask=mask_d & live, other=0.0).to(tl.float32)
+    widx = tl.load(widx_ptr + tok * K + offs_k, mask=mk, other=0)
+    w = tl.load(ww_ptr + tok * K + offs_k, mask=mk, other=0.0).to(tl.float32)
+    ridx = tl.load(ridx_ptr + tok * K + offs_k, mask=mk, other=0)
+    r = tl.load(rw_ptr + tok * K + offs_k, mask=mk, other=0.0).to(tl.float32)
+    return v, widx, w, ridx, r
+
+
+@triton.jit
+def _saved_rows(go_ptr, sw_ptr, sr_ptr, tok, live, K, DV, offs_k, offs_d, mask_k, mask_d):
+    """A token's output gradient and the rows its forward saved (pre-write write set, post-write read set)."""
+    mk = mask_k & live
+    mkd = mk[:, None] & mask_d[None, :]
+    go = tl.load(go_ptr + tok * DV + offs_d, mask=mask_d & live, other=0.0).to(tl.float32)
+    ev = (tok * K + offs_k) * (DV + 1)
+    S_old = tl.load(sw_ptr + ev[:, None] + offs_d[None, :], mask=mkd, other=0.0)
+    z_old = tl.load(sw_ptr + ev + DV, mask=mk, other=0.0)
+    S_r = tl.load(sr_ptr + ev[:, None] + offs_d[None, :], mask=mkd, other=0.0)
+    z_r = tl.load(sr_ptr + ev + DV, mask=mk, other=1.0)
+    return go, S_old, z_old, S_r, z_r
+
+
+@triton.jit
 def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, sw_ptr, sr_ptr, cu_ptr,
                      T, H, M, K, DV, gamma, eps,
                      BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, SAVE: tl.constexpr, HAS_CU: tl.constexpr):
@@ -53,13 +79,12 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
     mask_kd = mask_k[:, None] & mask_d[None, :]
     S_base = S_ptr + pid * M * DV
     z_base = z_ptr + pid * M
+    v, widx, w, ridx, r = _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, (b * T + start) * H + h,
+                                        start < end, K, DV, offs_k, offs_d, mask_k, mask_d)
     for t in tl.range(start, end):
         tok = (b * T + t) * H + h                      # row of [B, T, H, ...]
-        v = tl.load(v_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-        widx = tl.load(widx_ptr + tok * K + offs_k, mask=mask_k, other=0)
-        w = tl.load(ww_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-        ridx = tl.load(ridx_ptr + tok * K + offs_k, mask=mask_k, other=0)
-        r = tl.load(rw_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+        v_n, widx_n, w_n, ridx_n, r_n = _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, tok + H,
+                                                      t + 1 < end, K, DV, offs_k, offs_d, mask_k, mask_d)
         a = _decay(w, gamma)
         S_w = tl.load(S_base + widx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
         z_w = tl.load(z_base + widx, mask=mask_k, other=0.0)
@@ -82,6 +107,7 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
         coef = tl.where(mask_k, r / (z_r + eps), 0.0)
         o = tl.sum(coef[:, None] * S_r, axis=0)
         tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
+        v, widx, w, ridx, r = v_n, widx_n, w_n, ridx_n, r_n
         tl.debug_barrier()  # the next token may gather rows stored by other threads of this program
 
 
@@ -98,20 +124,19 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
     mask_kd = mask_k[:, None] & mask_d[None, :]
     gS_base = gS_ptr + pid * M * DV
     gz_base = gz_ptr + pid * M
+    last = (b * T + end - 1) * H + h
+    v, widx, w, ridx, r = _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, last, start < end, K, DV,
+                                        offs_k, offs_d, mask_k, mask_d)
+    go, S_old, z_old, S_r, z_r = _saved_rows(go_ptr, sw_ptr, sr_ptr, last, start < end, K, DV, offs_k, offs_d,
+                                             mask_k, mask_d)
     for i in tl.range(start, end):
         t = end - 1 - (i - start)
         tok = (b * T + t) * H + h
-        go = tl.load(go_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-        v = tl.load(v_ptr + tok * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-        widx = tl.load(widx_ptr + tok * K + offs_k, mask=mask_k, other=0)
-        w = tl.load(ww_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-        ridx = tl.load(ridx_ptr + tok * K + offs_k, mask=mask_k, other=0)
-        r = tl.load(rw_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-        ev = (tok * K + offs_k) * (DV + 1)
-        S_old = tl.load(sw_ptr + ev[:, None] + offs_d[None, :], mask=mask_kd, other=0.0)
-        z_old = tl.load(sw_ptr + ev + DV, mask=mask_k, other=0.0)
-        S_r = tl.load(sr_ptr + ev[:, None] + offs_d[None, :], mask=mask_kd, other=0.0)
-        z_r = tl.load(sr_ptr + ev + DV, mask=mask_k, other=1.0)
+        more = t - 1 >= start
+        v_n, widx_n, w_n, ridx_n, r_n = _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, tok - H, more, K,
+                                                      DV, offs_k, offs_d, mask_k, mask_d)
+        go_n, S_old_n, z_old_n, S_r_n, z_r_n = _saved_rows(go_ptr, sw_ptr, sr_ptr, tok - H, more, K, DV, offs_k,
+                                                           offs_d, mask_k, mask_d)
         # read: o = sum_j r_j S_j / (z_j + eps)
         denom = z_r + eps
         dot = tl.sum(go[None, :] * S_r, axis=1)
@@ -141,6 +166,8 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
         tl.store(gz_base + ridx, Gz_r + gz_read, mask=keep_r)
         tl.store(gS_base + widx[:, None] * DV + offs_d[None, :], a[:, None] * G, mask=mask_kd)
         tl.store(gz_base + widx, a * Gz, mask=mask_k)
+        v, widx, w, ridx, r = v_n, widx_n, w_n, ridx_n, r_n
+        go, S_old, z_old, S_r, z_r = go_n, S_old_n, z_old_n, S_r_n, z_r_n
         tl.debug_barrier()
 
 
