@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_step import pdma_update_read
+
 
 @triton.jit
 def _decay(w, gamma):
@@ -85,27 +87,14 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
         tok = (b * T + t) * H + h                      # row of [B, T, H, ...]
         v_n, widx_n, w_n, ridx_n, r_n = _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, tok + H,
                                                       t + 1 < end, K, DV, offs_k, offs_d, mask_k, mask_d)
-        a = _decay(w, gamma)
-        S_w = tl.load(S_base + widx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
-        z_w = tl.load(z_base + widx, mask=mask_k, other=0.0)
-        S_r = tl.load(S_base + ridx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
-        z_r = tl.load(z_base + ridx, mask=mask_k, other=1.0)
-        tl.store(S_base + widx[:, None] * DV + offs_d[None, :], a[:, None] * S_w + w[:, None] * v[None, :], mask=mask_kd)
-        tl.store(z_base + widx, a * z_w + w, mask=mask_k)
-        match = (ridx[:, None] == widx[None, :]) & mask_k[None, :]
-        hit = tl.sum(match.to(tl.float32), axis=1)
-        a_r = tl.sum(tl.where(match, a[None, :], 0.0), axis=1) + (1.0 - hit)
-        w_r = tl.sum(tl.where(match, w[None, :], 0.0), axis=1)
-        S_r = a_r[:, None] * S_r + w_r[:, None] * v[None, :]
-        z_r = a_r * z_r + w_r
+        o, S_w, z_w, S_r, z_r = pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d,
+                                                 mask_k, mask_d)
         if SAVE:
             ev = (tok * K + offs_k) * (DV + 1)
             tl.store(sw_ptr + ev[:, None] + offs_d[None, :], S_w, mask=mask_kd)
             tl.store(sw_ptr + ev + DV, z_w, mask=mask_k)
             tl.store(sr_ptr + ev[:, None] + offs_d[None, :], S_r, mask=mask_kd)
             tl.store(sr_ptr + ev + DV, z_r, mask=mask_k)
-        coef = tl.where(mask_k, r / (z_r + eps), 0.0)
-        o = tl.sum(coef[:, None] * S_r, axis=0)
         tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
         v, widx, w, ridx, r = v_n, widx_n, w_n, ridx_n, r_n
         tl.debug_barrier()  # the next token may gather rows stored by other threads of this program
@@ -148,6 +137,7 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
         Gz_w = tl.load(gz_base + widx, mask=mask_k, other=0.0)
         G_r = tl.load(gS_base + ridx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
         Gz_r = tl.load(gz_base + ridx, mask=mask_k, other=0.0)
+        tl.debug_barrier()  # all accumulator loads of this step before any of its stores (slots can coincide)
         match = (widx[:, None] == ridx[None, :]) & mask_k[None, :] & mask_k[:, None]   # [write, read]
         G = G_w + tl.sum(tl.where(match[:, :, None], gS_read[None, :, :], 0.0), axis=1)
         Gz = Gz_w + tl.sum(tl.where(match, gz_read[None, :], 0.0), axis=1)

@@ -17,9 +17,11 @@ from ..address.triton import beam_topk_row
 
 
 @triton.jit
-def _pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d, mask_k, mask_d):
+def pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d, mask_k, mask_d):
     """Write ``v`` into the K rows ``widx`` with weights ``w``, then read rows ``ridx`` with weights ``r``.
-    Reads use the pre-step rows plus this step's update where slots coincide (no re-read after store)."""
+    Reads use the pre-step rows plus this step's update where slots coincide (no re-read after store).
+    Returns ``(o [BLOCK_D], pre-write rows S_w, z_w, post-write read rows S_r, z_r)``; the training scan saves
+    the rows for its backward, decode ignores them."""
     mask_kd = mask_k[:, None] & mask_d[None, :]
     # a = (1 - w) ** gamma with 0 ** 0 = 1 (gamma = 0 is a cumulative mean)
     a = tl.where(gamma == 0.0, 1.0, tl.exp2(gamma * tl.log2(1.0 - w)))
@@ -27,6 +29,9 @@ def _pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_
     z_read = tl.load(z_base + ridx, mask=mask_k, other=1.0)
     S_w = tl.load(S_base + widx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
     z_w = tl.load(z_base + widx, mask=mask_k, other=0.0)
+    # every thread must hold its pre-step rows before any thread stores: a read slot can equal a written slot,
+    # and threads of one program are not ordered without a barrier
+    tl.debug_barrier()
     tl.store(S_base + widx[:, None] * DV + offs_d[None, :], a[:, None] * S_w + w[:, None] * v[None, :], mask=mask_kd)
     tl.store(z_base + widx, a * z_w + w, mask=mask_k)
     match = (ridx[:, None] == widx[None, :]) & mask_k[None, :]          # [K_read, K_write]
@@ -36,7 +41,7 @@ def _pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_
     S_read = a_r[:, None] * S_read + w_r[:, None] * v[None, :]
     z_read = a_r * z_read + w_r
     coef = tl.where(mask_k, r / (z_read + eps), 0.0)
-    return tl.sum(coef[:, None] * S_read, axis=0)
+    return tl.sum(coef[:, None] * S_read, axis=0), S_w, z_w, S_read, z_read
 
 
 @triton.jit
@@ -52,8 +57,8 @@ def _pdma_step_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o
     w = tl.load(ww_ptr + bh * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
     ridx = tl.load(ridx_ptr + bh * K + offs_k, mask=mask_k, other=0)
     r = tl.load(rw_ptr + bh * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-    o = _pdma_update_read(v, widx, w, ridx, r, S_ptr + bh * M * DV, z_ptr + bh * M, DV, gamma, eps, offs_d,
-                          mask_k, mask_d)
+    o, _, _, _, _ = pdma_update_read(v, widx, w, ridx, r, S_ptr + bh * M * DV, z_ptr + bh * M, DV, gamma, eps,
+                                     offs_d, mask_k, mask_d)
     tl.store(o_ptr + bh * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
 
 
@@ -78,8 +83,8 @@ def _ram_step_kernel(q_ptr, k_ptr, v_ptr, pos_ptr, cape_ptr, S_ptr, z_ptr, o_ptr
     widx = tl.where(cape, (widx - shift + M) % M, widx)
     ridx = tl.where(cape, (ridx - shift + M) % M, ridx)
     v = tl.load(v_ptr + bh * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    o = _pdma_update_read(v, widx, w, ridx, r, S_ptr + bh * M * DV, z_ptr + bh * M, DV, gamma, eps, offs_d,
-                          mask_k, mask_d)
+    o, _, _, _, _ = pdma_update_read(v, widx, w, ridx, r, S_ptr + bh * M * DV, z_ptr + bh * M, DV, gamma, eps,
+                                     offs_d, mask_k, mask_d)
     tl.store(o_ptr + bh * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
 
 
