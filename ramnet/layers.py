@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ramnet.ops import ram_attention, ram_step
+from ramnet.ops import ram_attention, ram_step, ram_step_functional
 
 from .config import RamNetConfig
 
@@ -124,6 +124,15 @@ class RamNetMixer(nn.Module):
                                  proxy_eps=self.config.proxy_eps, **self._op_kwargs())
         y = self.o_proj(o.flatten(-2))
         return y, (None if final is None else (final[0], final[1], conv_cache))
+
+    def step_functional(self, x, state, position):
+        """Out-of-place decode (for export): ``x [B, D]``, ``state = (S, z, conv or None)``, ``position`` int64
+        ``[B]``. Returns ``(y [B, D], new_state)``."""
+        S, z, conv_cache = state
+        q, k, v, new_cache = self._qkv(x.unsqueeze(1), conv_cache)
+        o, S_new, z_new = ram_step_functional(q[:, 0], k[:, 0], v[:, 0], S, z, position=position,
+                                              proxy_eps=self.config.proxy_eps, **self._op_kwargs())
+        return self.o_proj(o.flatten(-2)), (S_new, z_new, new_cache)
 
     def step(self, x, state, position):
         """Decode one token ``x [B, D]``; updates ``state = (S, z, conv_cache)`` in place. Returns ``[B, D]``."""

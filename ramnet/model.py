@@ -26,6 +26,11 @@ class RamNetBlock(nn.Module):
         x = x + self.mixer.step(self.mixer_norm(x), state, position)
         return x + self.mlp(self.mlp_norm(x))
 
+    def step_functional(self, x, state, position):
+        y, state = self.mixer.step_functional(self.mixer_norm(x), state, position)
+        x = x + y
+        return x + self.mlp(self.mlp_norm(x)), state
+
 
 class RamNetForCausalLM(nn.Module):
     """``input_ids [B, T] -> logits [B, T, vocab]``; ``generate`` prefills once, then decodes with ``ram_step``."""
@@ -68,6 +73,16 @@ class RamNetForCausalLM(nn.Module):
             x, st = block(x, None if states is None else states[i], offset=offset, output_final_state=return_states)
             new_states.append(st)
         return self.norm(x), new_states
+
+    def decode_functional(self, token, states, position):
+        """Out-of-place decode for export: ``token`` int64 ``[B]``, per-layer ``(S, z, conv or None)``,
+        ``position`` int64 ``[B]``. Returns ``(logits [B, V], new_states)``; nothing is mutated."""
+        x = self.embed(token)
+        new_states = []
+        for block, state in zip(self.blocks, states):
+            x, state = block.step_functional(x, state, position)
+            new_states.append(state)
+        return self.lm_head(self.norm(x)), new_states
 
     @torch.no_grad()
     def prefill(self, input_ids, cache: RamCache | None = None):

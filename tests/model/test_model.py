@@ -118,3 +118,19 @@ def test_cape_prev_token_init_makes_a_previous_token_head():
 def test_paper_preset_has_no_address_bias():
     mixer = ramnet.RamNetMixer(RamNetConfig.from_name("tiny"), layer_idx=0)
     assert mixer.q_bias is None and mixer.k_bias is None
+
+
+def test_functional_decode_equals_in_place_decode():
+    torch.manual_seed(4)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True)).double().eval()
+    ids = torch.randint(0, 128, (2, 12))
+    _, cache = model.prefill(ids[:, :6])
+    states = [tuple(None if t is None else t.clone() for t in layer) for layer in cache.layers]
+    with torch.no_grad():
+        for t in range(6, 12):
+            ref = model.decode_step(ids[:, t], cache)
+            got, states = model.decode_functional(ids[:, t], states, torch.full((2,), t))
+            torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    for (S, z, c), (S2, z2, c2) in zip(states, cache.layers):
+        torch.testing.assert_close(S, S2, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(c, c2, rtol=1e-10, atol=1e-10)
