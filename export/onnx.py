@@ -1,0 +1,93 @@
+"""``to_onnx``: export a ``RamNetForCausalLM`` as a prefill or a decode ONNX graph with explicit state I/O.
+
+Graph I/O (per layer i): prefill ``input_ids [B, T] -> logits [B, T, V], S_i [B, H, M, d_v], z_i [B, H, M]``
+(``conv_i [B, k-1, C]`` too with a short conv); decode ``token [B], position [B], S_i, z_i(, conv_i) -> logits
+[B, V], S_i', z_i'(, conv_i')``. Batch and sequence length are dynamic.
+
+Flavours: ``custom`` emits ``ramnet``-domain nodes (``export/onnx_schemas.py``); ``standard`` (standard ONNX ops
+only) is not built yet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+FLAVORS = ("standard", "custom")
+GRAPHS = ("prefill", "decode")
+
+
+class PrefillGraph(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        logits, states = self.model(input_ids, return_states=True)
+        return (logits, *[t for layer in states for t in layer if t is not None])
+
+
+class DecodeGraph(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.per_layer = 3 if model.config.short_conv else 2
+
+    def forward(self, token, position, *flat_states):
+        n = self.per_layer
+        states = [tuple(flat_states[i:i + n]) + ((None,) if n == 2 else ()) for i in range(0, len(flat_states), n)]
+        logits, new_states = self.model.decode_functional(token, states, position)
+        return (logits, *[t for layer in new_states for t in layer if t is not None])
+
+
+def state_names(config) -> list[str]:
+    per = ["S", "z"] + (["conv"] if config.short_conv else [])
+    return [f"{p}_{i}" for i in range(config.n_layers) for p in per]
+
+
+def example_states(model, batch: int):
+    """Zero-valued example states of the right shapes (``S = 0``, ``z = 1/M``, ``conv = 0``)."""
+    from ramnet.ops import initial_state
+
+    c = model.config
+    out = []
+    for _ in range(c.n_layers):
+        S, z = initial_state(batch, c.n_heads, c.num_slots, c.d_v)
+        out += [S, z]
+        if c.short_conv:
+            out.append(torch.zeros(batch, c.short_conv_kernel - 1, c.n_heads * (2 * c.d_k + c.d_v)))
+    return out
+
+
+def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", opset: int = 18):
+    """Export ``model`` to ``path`` (see the module docstring for the graph I/O). Returns the path."""
+    if flavor not in FLAVORS:
+        raise ValueError(f"flavor must be one of {FLAVORS}, got {flavor!r}")
+    if graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
+    if opset < 18:
+        raise ValueError(f"opset must be >= 18 (ScatterND reduction, TopK), got {opset}")
+    if flavor == "standard":
+        raise NotImplementedError("the standard-op ONNX flavour is not built yet; use flavor='custom'")
+    from .onnx_schemas import custom_translation_table
+
+    model = model.eval()
+    B, T = torch.export.Dim("B", min=1), torch.export.Dim("T", min=1)
+    names = state_names(model.config)
+    if graph == "prefill":
+        module, args = PrefillGraph(model), (torch.zeros(2, 5, dtype=torch.long),)
+        input_names, output_names = ["input_ids"], ["logits"] + names
+        dynamic = {"input_ids": {0: B, 1: T}}
+    else:
+        module = DecodeGraph(model)
+        args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), *example_states(model, 2))
+        input_names = ["token", "position"] + names
+        output_names = ["logits"] + [n + "_out" for n in names]
+        dynamic = {"token": {0: B}, "position": {0: B}, "flat_states": tuple({0: B} for _ in names)}
+    with torch.no_grad():
+        program = torch.onnx.export(module, args, dynamo=True, opset_version=opset, input_names=input_names,
+                                    output_names=output_names, dynamic_shapes=dynamic,
+                                    custom_translation_table=custom_translation_table(), verbose=False)
+    path = Path(path)
+    program.save(str(path))
+    return path
