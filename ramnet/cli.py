@@ -61,6 +61,48 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _load_model(args):
+    from .model import RamNetForCausalLM
+    from .train import load_checkpoint
+
+    if args.checkpoint:
+        return load_checkpoint(args.checkpoint)
+    import torch
+
+    torch.manual_seed(args.seed)
+    return RamNetForCausalLM(RamNetConfig.from_name(args.preset))
+
+
+def cmd_export(args) -> int:
+    from ramnet.export.onnx import to_onnx
+
+    if args.format != "onnx":
+        print(f"--format {args.format} is not built yet; available: onnx", file=sys.stderr)
+        return 2
+    path = to_onnx(_load_model(args), args.output, flavor=args.flavor, graph=args.graph, opset=args.opset)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from ramnet.runtime.validate import format_table, validate
+
+    results = validate(_load_model(args), batch=args.batch, prompt_len=args.prompt_len,
+                       decode_steps=args.decode_steps, seed=args.seed)
+    print(format_table(results))
+    failed = [k for k, v in results.items() if k != "skipped" and not v["passed"]]
+    if args.json:
+        print(json.dumps(results))
+    return 1 if failed else 0
+
+
+def _add_model_source(p):
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="random-init preset (default tiny)")
+    src.add_argument("--checkpoint", default=None, help="directory with model.safetensors and config.json")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def cmd_plot(args) -> int:
     from .plots import plot_history
 
@@ -96,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-examples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=12345)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="export a model (ONNX custom flavour; prefill or decode graph)")
+    _add_model_source(p)
+    p.add_argument("--format", default="onnx", help="onnx (aoti and tensorrt are not built yet)")
+    p.add_argument("--flavor", default="custom", choices=["standard", "custom"],
+                   help="custom: ramnet-domain nodes (default); standard: not built yet")
+    p.add_argument("--graph", default="prefill", choices=["prefill", "decode"])
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("-o", "--output", required=True, help="output path")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("validate", help="eager vs compiled vs exported artifacts on the same inputs")
+    _add_model_source(p)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--prompt-len", type=int, default=8)
+    p.add_argument("--decode-steps", type=int, default=4)
+    p.add_argument("--json", action="store_true", help="print one JSON object (keyed by artifact) as the last line")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plot", help="plot a run's loss and accuracy curves")
     p.add_argument("run", help="run directory with metrics.json")

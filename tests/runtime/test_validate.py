@@ -1,0 +1,39 @@
+"""`ramnet export` and `ramnet validate --json` on CPU: exit codes, the JSON last line, failure detection."""
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime_extensions", reason="needs the [onnx] extra")
+
+import onnx  # noqa: E402
+
+from ramnet.cli import main  # noqa: E402
+from ramnet.runtime import validate as V  # noqa: E402
+
+
+def test_validate_tiny_json(capsys):
+    assert main(["validate", "--preset", "tiny", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("compiled", "onnx-custom-prefill", "onnx-custom-decode"):
+        assert result[key]["passed"] is True and result[key]["max_rel_err"] < 1e-4
+    assert set(result["skipped"]) == {"onnx-standard-prefill", "onnx-standard-decode", "aoti"}
+
+
+def test_validate_fails_loudly_above_tolerance(monkeypatch, capsys):
+    monkeypatch.setitem(V.TOLERANCE, torch.float32, 0.0)  # any rounding difference now fails
+    assert main(["validate", "--preset", "tiny", "--decode-steps", "1", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not all(v["passed"] for k, v in result.items() if k != "skipped")
+
+
+def test_export_cli_writes_custom_onnx(tmp_path, capsys):
+    out = tmp_path / "decode.onnx"
+    assert main(["export", "--preset", "tiny", "--format", "onnx", "--flavor", "custom", "--graph", "decode",
+                 "-o", str(out)]) == 0
+    assert {n.op_type for n in onnx.load(str(out)).graph.node if n.domain == "ramnet"} == {"Address", "PdmaScan"}
+
+
+def test_export_cli_refuses_unbuilt_formats(capsys, tmp_path):
+    assert main(["export", "--preset", "tiny", "--format", "aoti", "-o", str(tmp_path / "x.pt2")]) == 2
+    assert "not built yet" in capsys.readouterr().err
