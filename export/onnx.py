@@ -4,8 +4,8 @@ Graph I/O (per layer i): prefill ``input_ids [B, T] -> logits [B, T, V], S_i [B,
 (``conv_i [B, k-1, C]`` too with a short conv); decode ``token [B], position [B], S_i, z_i(, conv_i) -> logits
 [B, V], S_i', z_i'(, conv_i')``. Batch and sequence length are dynamic.
 
-Flavours: ``custom`` emits ``ramnet``-domain nodes (``export/onnx_schemas.py``); ``standard`` (standard ONNX ops
-only) is not built yet.
+Flavours: ``custom`` emits ``ramnet``-domain nodes (``export/onnx_schemas.py``); ``standard`` uses standard ONNX
+ops only (``export/onnx_standard.py``) and is built for the decode graph so far.
 """
 from __future__ import annotations
 
@@ -67,9 +67,13 @@ def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", op
         raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
     if opset < 18:
         raise ValueError(f"opset must be >= 18 (ScatterND reduction, TopK), got {opset}")
+    if flavor == "standard" and graph == "prefill":
+        raise NotImplementedError("the standard-op ONNX flavour is built for graph='decode' only; the prefill scan "
+                                  "(Loop or chunked form) is not built yet: use flavor='custom' for prefill")
     if flavor == "standard":
-        raise NotImplementedError("the standard-op ONNX flavour is not built yet; use flavor='custom'")
-    from .onnx_schemas import custom_translation_table
+        from .onnx_standard import standard_translation_table as translation_table
+    else:
+        from .onnx_schemas import custom_translation_table as translation_table
 
     model = model.eval()
     B, T = torch.export.Dim("B", min=1), torch.export.Dim("T", min=1)
@@ -87,7 +91,7 @@ def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", op
     with torch.no_grad():
         program = torch.onnx.export(module, args, dynamo=True, opset_version=opset, input_names=input_names,
                                     output_names=output_names, dynamic_shapes=dynamic,
-                                    custom_translation_table=custom_translation_table(), verbose=False)
+                                    custom_translation_table=translation_table(), verbose=False)
     path = Path(path)
     program.save(str(path))
     return path

@@ -1,8 +1,9 @@
 """``ramnet validate``: run eager, torch.compile and every exportable artifact on the same random inputs
 (a prefill, then several decode steps carrying the state) and report the max abs / rel error per artifact.
 
-Artifacts: ``compiled`` and ``onnx-custom-prefill`` / ``onnx-custom-decode``. The standard-op ONNX flavour and
-AOTInductor are not built yet; they are listed under ``skipped`` with the reason, never reported as passing.
+Artifacts: ``compiled``, ``onnx-custom-prefill``, ``onnx-custom-decode`` and ``onnx-standard-decode``. The
+standard-op prefill graph and AOTInductor are not built yet; they are listed under ``skipped`` with the reason,
+never reported as passing.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import numpy as np
 import torch
 
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}  # max relative error (to the output's max magnitude)
-SKIPPED = {"onnx-standard-prefill": "standard-op ONNX flavour not built yet",
-           "onnx-standard-decode": "standard-op ONNX flavour not built yet",
+SKIPPED = {"onnx-standard-prefill": "standard-op ONNX prefill (Loop/chunked scan) not built yet",
            "aoti": "AOTInductor export not built yet"}
 
 
@@ -66,12 +66,16 @@ def validate(model, *, batch: int = 2, prompt_len: int = 8, decode_steps: int = 
     for n, ref in zip(names, ref_states):
         _merge(results, "onnx-custom-prefill", out[n], ref.numpy())
     carried = {n: out[n] for n in names}
-    decode = session(paths["decode"])
-    for i, ref in enumerate(ref_steps):
-        t = prompt_len + i
-        step = run(decode, {"token": ids[:, t].numpy(), "position": np.full(batch, t, dtype=np.int64), **carried})
-        _merge(results, "onnx-custom-decode", step["logits"], ref.numpy())
-        carried = {n: step[n + "_out"] for n in names}
+    prefill_states = dict(carried)
+    paths["standard-decode"] = to_onnx(model, work / "standard-decode.onnx", flavor="standard", graph="decode")
+    for key, path in (("onnx-custom-decode", paths["decode"]), ("onnx-standard-decode", paths["standard-decode"])):
+        decode, carried = session(path), dict(prefill_states)  # both decode from the custom prefill's states
+        for i, ref in enumerate(ref_steps):
+            t = prompt_len + i
+            feeds = {"token": ids[:, t].numpy(), "position": np.full(batch, t, dtype=np.int64), **carried}
+            step = run(decode, feeds)
+            _merge(results, key, step["logits"], ref.numpy())
+            carried = {n: step[n + "_out"] for n in names}
     for entry in results.values():
         entry["passed"] = bool(entry["max_rel_err"] <= tol)
     results["skipped"] = dict(SKIPPED)

@@ -64,5 +64,5 @@ def test_bad_export_arguments(exported, tmp_path):
         to_onnx(model, tmp_path / "x.onnx", flavor="fast")
     with pytest.raises(ValueError, match="graph must be one of"):
         to_onnx(model, tmp_path / "x.onnx", flavor="custom", graph="train")
-    with pytest.raises(NotImplementedError, match="standard-op ONNX flavour is not built yet"):
-        to_onnx(model, tmp_path / "x.onnx", flavor="standard")
+    with pytest.raises(ValueError, match="opset must be >= 18"):
+        to_onnx(model, tmp_path / "x.onnx", flavor="custom", opset=17)

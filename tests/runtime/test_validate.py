@@ -15,9 +15,9 @@ from ramnet.runtime import validate as V  # noqa: E402
 def test_validate_tiny_json(capsys):
     assert main(["validate", "--preset", "tiny", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("compiled", "onnx-custom-prefill", "onnx-custom-decode"):
+    for key in ("compiled", "onnx-custom-prefill", "onnx-custom-decode", "onnx-standard-decode"):
         assert result[key]["passed"] is True and result[key]["max_rel_err"] < 1e-4
-    assert set(result["skipped"]) == {"onnx-standard-prefill", "onnx-standard-decode", "aoti"}
+    assert set(result["skipped"]) == {"onnx-standard-prefill", "aoti"}
 
 
 def test_validate_fails_loudly_above_tolerance(monkeypatch, capsys):
