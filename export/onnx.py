@@ -61,6 +61,10 @@ def example_states(model, batch: int):
 
 def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", opset: int = 18):
     """Export ``model`` to ``path`` (see the module docstring for the graph I/O). Returns the path."""
+    from ramnet.model import RamNetForCausalLM
+
+    if not isinstance(model, RamNetForCausalLM):
+        raise TypeError(f"model must be a RamNetForCausalLM, got {type(model).__name__}")
     if flavor not in FLAVORS:
         raise ValueError(f"flavor must be one of {FLAVORS}, got {flavor!r}")
     if graph not in GRAPHS:

@@ -45,8 +45,14 @@ def validate(model, *, batch: int = 2, prompt_len: int = 8, decode_steps: int = 
              workdir: str | Path | None = None, progress=None) -> dict:
     """Returns ``{artifact: {max_abs_err, max_rel_err, passed}}`` plus ``skipped``."""
     from ramnet.export.onnx import state_names, to_onnx
+    from ramnet.model import RamNetForCausalLM
     from ramnet.runtime.ort import run, session
 
+    if not isinstance(model, RamNetForCausalLM):
+        raise TypeError(f"model must be a RamNetForCausalLM, got {type(model).__name__}")
+    for name, value, low in (("batch", batch, 1), ("prompt_len", prompt_len, 1), ("decode_steps", decode_steps, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     model = model.eval()
     tol = TOLERANCE.get(next(model.parameters()).dtype, 1e-2)
     gen = torch.Generator().manual_seed(seed)

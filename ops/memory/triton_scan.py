@@ -43,6 +43,16 @@ def _span(pid, cu_ptr, T, H, HAS_CU: tl.constexpr):
 
 
 @triton.jit
+def _lanes(K, DV, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Slot and value-column offsets with their masks (the tile every PDMA program works on)."""
+    offs_k = tl.arange(0, BLOCK_K)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_k = offs_k < K
+    mask_d = offs_d < DV
+    return offs_k, offs_d, mask_k, mask_d, mask_k[:, None] & mask_d[None, :]
+
+
+@triton.jit
 def _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, tok, live, K, DV, offs_k, offs_d, mask_k, mask_d):
     """A token's state-independent inputs; loaded one token ahead so they are in flight during the gathers."""
     mk = mask_k & live
@@ -74,11 +84,7 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
                      BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, SAVE: tl.constexpr, HAS_CU: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)   # state (sequence, head): batch row, or packed sequence with cu_seqlens
     b, h, start, end = _span(pid, cu_ptr, T, H, HAS_CU)
-    offs_k = tl.arange(0, BLOCK_K)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_k = offs_k < K
-    mask_d = offs_d < DV
-    mask_kd = mask_k[:, None] & mask_d[None, :]
+    offs_k, offs_d, mask_k, mask_d, mask_kd = _lanes(K, DV, BLOCK_K, BLOCK_D)
     S_base = S_ptr + pid * M * DV
     z_base = z_ptr + pid * M
     v, widx, w, ridx, r = _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, (b * T + start) * H + h,
@@ -106,11 +112,7 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
                      BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, HAS_CU: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     b, h, start, end = _span(pid, cu_ptr, T, H, HAS_CU)
-    offs_k = tl.arange(0, BLOCK_K)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_k = offs_k < K
-    mask_d = offs_d < DV
-    mask_kd = mask_k[:, None] & mask_d[None, :]
+    offs_k, offs_d, mask_k, mask_d, mask_kd = _lanes(K, DV, BLOCK_K, BLOCK_D)
     gS_base = gS_ptr + pid * M * DV
     gz_base = gz_ptr + pid * M
     last = (b * T + end - 1) * H + h

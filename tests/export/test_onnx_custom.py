@@ -64,5 +64,7 @@ def test_bad_export_arguments(exported, tmp_path):
         to_onnx(model, tmp_path / "x.onnx", flavor="fast")
     with pytest.raises(ValueError, match="graph must be one of"):
         to_onnx(model, tmp_path / "x.onnx", flavor="custom", graph="train")
+    with pytest.raises(TypeError, match="model must be a RamNetForCausalLM"):
+        to_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx", flavor="custom")
     with pytest.raises(ValueError, match="opset must be >= 18"):
         to_onnx(model, tmp_path / "x.onnx", flavor="custom", opset=17)

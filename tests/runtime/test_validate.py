@@ -37,3 +37,15 @@ def test_export_cli_writes_custom_onnx(tmp_path, capsys):
 def test_export_cli_refuses_unbuilt_formats(capsys, tmp_path):
     assert main(["export", "--preset", "tiny", "--format", "aoti", "-o", str(tmp_path / "x.pt2")]) == 2
     assert "not built yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kw,exc,match", [(dict(batch=0), ValueError, "batch must be an int >= 1"),
+                                          (dict(prompt_len=0), ValueError, "prompt_len must be an int >= 1"),
+                                          (dict(decode_steps=-1), ValueError, "decode_steps must be an int >= 0")])
+def test_validate_rejects_bad_arguments(kw, exc, match):
+    from ramnet import RamNetConfig, RamNetForCausalLM
+
+    with pytest.raises(exc, match=match):
+        V.validate(RamNetForCausalLM(RamNetConfig.from_name("tiny")), **kw)
+    with pytest.raises(TypeError, match="model must be a RamNetForCausalLM"):
+        V.validate(torch.nn.Linear(2, 2))
