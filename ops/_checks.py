@@ -15,6 +15,12 @@ STATE_DTYPES = (torch.float32, torch.float64)
 
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
+    if isinstance(value, torch.SymInt):  # a symbolic size under torch.export: the range becomes a guard
+        message = lambda: f"{name} must be in [{low}, {'inf' if high is None else high}], got {value}"
+        torch._check(value >= low, message)
+        if high is not None:
+            torch._check(value <= high, message)
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < low or (high is not None and value > high):

@@ -1,7 +1,7 @@
 """``ramnet::address`` and ``ramnet::address_bwd``: registered custom ops over the beam Top-K.
 
-The default kernel is the pure-PyTorch beam search (``naive.py``); it serves CPU and, until a Triton kernel is
-registered for ``"cuda"``, every other device. The fakes allocate exactly what the kernels return.
+The default kernels are the pure-PyTorch beam search and its backward (``naive.py``); they serve CPU, fp64 and
+every device without a Triton kernel. On CUDA the forward is ``triton.py`` and the backward ``triton_bwd.py``. The fakes allocate exactly what the kernels return.
 """
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ def _address_fake(x, num_factors, top_k, tau):
 def address_bwd_op(grad_weights: torch.Tensor, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor,
                    num_factors: int, tau: float) -> torch.Tensor:
     return address_backward_naive(grad_weights, x, indices, weights, num_factors, tau).contiguous()
+
+
+@address_bwd_op.register_kernel("cuda")
+def _address_bwd_cuda(grad_weights, x, indices, weights, num_factors, tau):
+    if x.dtype == torch.float64:  # the reference path, as in the forward
+        return address_backward_naive(grad_weights, x, indices, weights, num_factors, tau).contiguous()
+    from .triton_bwd import address_backward_triton
+
+    return address_backward_triton(grad_weights, x, indices, weights, num_factors, tau)
 
 
 @address_bwd_op.register_fake

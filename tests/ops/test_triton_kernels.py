@@ -144,3 +144,21 @@ def test_fused_decode_kernel_matches_reference(case):
     torch.testing.assert_close(o.cpu(), o_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(S_k.cpu(), S_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(z_k.cpu(), z_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("U,d_p,K", ADDRESS_CASES, ids=[f"U{u}-dp{p}-K{k}" for u, p, k in ADDRESS_CASES])
+def test_address_backward_kernel_matches_reference(U, d_p, K, dtype):
+    from ramnet.ops.address.naive import address_backward_naive
+    from ramnet.ops.address.triton_bwd import address_backward_triton
+
+    gen = torch.Generator().manual_seed(U * 17 + K)
+    x = (torch.randn(3, 2, U * d_p, generator=gen) * 2).to(dtype)
+    idx, w = address_naive(x.float(), U, K, 0.7)
+    grad_w = torch.randn(w.shape, generator=gen)
+    got = address_backward_triton(grad_w.to(dtype).to(DEVICE), x.to(DEVICE), idx.to(DEVICE), w.to(dtype).to(DEVICE),
+                                  U, 0.7)
+    ref = address_backward_naive(grad_w.to(dtype).double(), x.double(), idx, w.to(dtype).double(), U, 0.7)
+    assert got.shape == x.shape and got.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 3e-3
+    torch.testing.assert_close(got.cpu().double(), ref, rtol=tol, atol=tol)

@@ -1,0 +1,57 @@
+"""Load and run an AOTInductor package written by ``ramnet.export.aoti.to_aoti``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class AOTIRunner:
+    """A loaded ``.pt2`` package. ``runner(*inputs)`` returns the graph's outputs as a list of tensors.
+
+    The compiled code assumes the strides it was exported with (contiguous) and trusts its inputs, so every call
+    checks the input count, dtypes, ranks and device, and passes contiguous tensors: a strided view such as
+    ``ids[:, -1]`` would otherwise be read with the wrong strides, silently."""
+
+    def __init__(self, path, device_index: int = -1):
+        import ramnet.ops  # noqa: F401  (the package calls torch.ops.ramnet.* through the dispatcher)
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no AOTInductor package at {path}")
+        self.path = path
+        self._package = torch._inductor.aoti_load_package(str(path), device_index=device_index)
+        self._signature = _example_signature(self._package)
+        self.metadata = self._package.get_metadata()
+
+    def __call__(self, *inputs):
+        if self._signature is not None:
+            if len(inputs) != len(self._signature):
+                raise ValueError(f"{self.path.name} takes {len(self._signature)} inputs, got {len(inputs)}")
+            for i, (x, (dtype, shape)) in enumerate(zip(inputs, self._signature)):
+                ok = (isinstance(x, torch.Tensor) and x.dtype == dtype and x.dim() == len(shape)
+                      and all(want is None or got == want for got, want in zip(x.shape, shape)))
+                if not ok:
+                    got = f"{x.dtype} {list(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+                    want = [("?" if d is None else d) for d in shape]
+                    raise ValueError(f"input {i} of {self.path.name} must be a {dtype} tensor of shape {want} "
+                                     f"('?' is dynamic), got {got}")
+            batches = {x.shape[0] for x in inputs}
+            if len(batches) != 1:
+                raise ValueError(f"all inputs must share the batch size (dim 0), got {sorted(batches)}")
+        return self._package(*[x.contiguous() for x in inputs])
+
+
+def _example_signature(package):
+    """``[(dtype, shape with None for dynamic dims)]`` written by ``to_aoti`` into the package metadata, or None
+    for a package from elsewhere."""
+    text = package.get_metadata().get("ramnet_inputs")
+    if not text:
+        return None
+    parse = lambda dims: tuple(None if d == "?" else int(d) for d in dims.split("x"))
+    return [(getattr(torch, kind), parse(dims)) for kind, dims in (item.split(":") for item in text.split(","))]
+
+
+def load(path, *, device_index: int = -1) -> AOTIRunner:
+    """Load a ``.pt2`` package from ``ramnet export --format aoti``; returns an ``AOTIRunner``."""
+    return AOTIRunner(path, device_index=device_index)
