@@ -5,10 +5,11 @@ Graph I/O (per layer i): prefill ``input_ids [B, T] -> logits [B, T, V], S_i [B,
 [B, V], S_i', z_i'(, conv_i')``. Batch and sequence length are dynamic.
 
 Flavours: ``custom`` emits ``ramnet``-domain nodes (``export/onnx_schemas.py``); ``standard`` uses standard ONNX
-ops only (``export/onnx_standard.py``) and is built for the decode graph so far.
+ops only (``export/onnx_standard.py``; the prefill scan is a ``Loop`` over T).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -71,9 +72,6 @@ def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", op
         raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
     if opset < 18:
         raise ValueError(f"opset must be >= 18 (ScatterND reduction, TopK), got {opset}")
-    if flavor == "standard" and graph == "prefill":
-        raise NotImplementedError("the standard-op ONNX flavour is built for graph='decode' only; the prefill scan "
-                                  "(Loop or chunked form) is not built yet: use flavor='custom' for prefill")
     if flavor == "standard":
         from .onnx_standard import standard_translation_table as translation_table
     else:
@@ -92,10 +90,34 @@ def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", op
         input_names = ["token", "position"] + names
         output_names = ["logits"] + [n + "_out" for n in names]
         dynamic = {"token": {0: B}, "position": {0: B}, "flat_states": tuple({0: B} for _ in names)}
+    # onnxscript's constant folder warns about the Loop's carried shapes (harmless): keep the CLI output clean
+    folder_log = logging.getLogger("onnxscript.optimizer._constant_folding")
+    level, _ = folder_log.level, folder_log.setLevel(logging.ERROR)
     with torch.no_grad():
         program = torch.onnx.export(module, args, dynamo=True, opset_version=opset, input_names=input_names,
                                     output_names=output_names, dynamic_shapes=dynamic,
                                     custom_translation_table=translation_table(), verbose=False)
+    folder_log.setLevel(level)
     path = Path(path)
     program.save(str(path))
+    if flavor == "standard":
+        _standard_cleanup(path)
     return path
+
+
+def _standard_cleanup(path: Path) -> None:
+    """Make the saved standard-flavour graph standard-only and loadable: inline any local function left (the
+    scan is an onnxscript function, ``export/onnx_standard_scan.py``), drop the function's opset import, and drop
+    the intermediate shape annotations, where the exporter records the ``Loop`` outputs as scalars (the function
+    declares no output shapes); they are optional, and the runtime infers them."""
+    import onnx
+    from onnx import inliner
+
+    model = onnx.load(str(path))
+    if model.functions:
+        model = inliner.inline_local_functions(model)
+    del model.graph.value_info[:]
+    kept = [o for o in model.opset_import if o.domain in {"", "ai.onnx"}]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, str(path))

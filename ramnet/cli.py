@@ -74,12 +74,20 @@ def _load_model(args):
 
 
 def cmd_export(args) -> int:
-    from ramnet.export.onnx import to_onnx
+    if args.format == "onnx":
+        from ramnet.export.onnx import to_onnx
 
-    if args.format != "onnx":
-        print(f"--format {args.format} is not built yet; available: onnx", file=sys.stderr)
+        path = to_onnx(_load_model(args), args.output, flavor=args.flavor, graph=args.graph, opset=args.opset)
+    elif args.format == "aoti":
+        from ramnet.export.aoti import to_aoti
+
+        print(f"[export] AOTInductor {args.graph} package on {args.device} (compiles C++; tens of seconds)",
+              file=sys.stderr, flush=True)
+        path = to_aoti(_load_model(args), args.output, graph=args.graph, device=args.device)
+    else:  # tensorrt: see ramnet.export.tensorrt (import-guarded, unverified here)
+        print(f"--format {args.format} is not available from the CLI; formats: onnx, aoti. TensorRT: build the "
+              "engine from the custom ONNX graph with the ramnet plugins (README, 'TensorRT')", file=sys.stderr)
         return 2
-    path = to_onnx(_load_model(args), args.output, flavor=args.flavor, graph=args.graph, opset=args.opset)
     print(f"wrote {path}")
     return 0
 
@@ -87,8 +95,10 @@ def cmd_export(args) -> int:
 def cmd_validate(args) -> int:
     from ramnet.runtime.validate import format_table, validate
 
+    progress = None if args.json else (lambda message: print(f"[validate] {message}", file=sys.stderr, flush=True))
     results = validate(_load_model(args), batch=args.batch, prompt_len=args.prompt_len,
-                       decode_steps=args.decode_steps, seed=args.seed)
+                       decode_steps=args.decode_steps, seed=args.seed, layers=args.layers, aoti=args.aoti,
+                       progress=progress)
     print(format_table(results))
     failed = [k for k, v in results.items() if k != "skipped" and not v["passed"]]
     if args.json:
@@ -141,9 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a model (ONNX custom flavour; prefill or decode graph)")
     _add_model_source(p)
-    p.add_argument("--format", default="onnx", help="onnx (aoti and tensorrt are not built yet)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "aoti", "tensorrt"],
+                   help="onnx (default) or aoti (an AOTInductor .pt2 package)")
     p.add_argument("--flavor", default="custom", choices=["standard", "custom"],
-                   help="custom: ramnet-domain nodes (default); standard: not built yet")
+                   help="ONNX only. custom: ramnet-domain nodes (default); standard: standard ops only")
+    p.add_argument("--device", default="cpu", help="aoti only: the device to compile for (default cpu)")
     p.add_argument("--graph", default="prefill", choices=["prefill", "decode"])
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("-o", "--output", required=True, help="output path")
@@ -155,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-len", type=int, default=8)
     p.add_argument("--decode-steps", type=int, default=4)
     p.add_argument("--json", action="store_true", help="print one JSON object (keyed by artifact) as the last line")
+    p.add_argument("--layers", action="store_true", help="add a per-layer diff of the state outputs")
+    p.add_argument("--no-aoti", dest="aoti", action="store_false",
+                   help="skip the AOTInductor artifact (it compiles C++: about 30 s on CPU)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plot", help="plot a run's loss and accuracy curves")

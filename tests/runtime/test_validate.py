@@ -12,17 +12,43 @@ from ramnet.cli import main  # noqa: E402
 from ramnet.runtime import validate as V  # noqa: E402
 
 
-def test_validate_tiny_json(capsys):
-    assert main(["validate", "--preset", "tiny", "--json"]) == 0
+ALL_KEYS = ("compiled", "onnx-custom-prefill", "onnx-custom-decode", "onnx-standard-prefill", "onnx-standard-decode",
+            "aoti")
+
+
+def test_validate_tiny_json_with_layers(capsys):
+    assert main(["validate", "--preset", "tiny", "--json", "--layers"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("compiled", "onnx-custom-prefill", "onnx-custom-decode", "onnx-standard-decode"):
-        assert result[key]["passed"] is True and result[key]["max_rel_err"] < 1e-4
-    assert set(result["skipped"]) == {"onnx-standard-prefill", "aoti"}
+    for key in ALL_KEYS:
+        assert result[key]["passed"] is True and result[key]["max_rel_err"] < 1e-4, key
+        assert set(result[key]["layers"]) == {"0", "1"}, key
+    assert result["skipped"] == {}
+
+
+def test_validate_catches_a_drifting_layer(monkeypatch):
+    """A perturbation in one layer's decode state must show up in that layer's row and fail the artifact."""
+    from ramnet import RamNetConfig, RamNetForCausalLM
+    from ramnet.runtime import ort as O
+
+    real_run = O.run
+
+    def drifting_run(sess, feeds):
+        out = real_run(sess, feeds)
+        if "S_1_out" in out:
+            out["S_1_out"] = out["S_1_out"] * 1.01
+        return out
+
+    monkeypatch.setattr(O, "run", drifting_run)
+    torch.manual_seed(0)
+    result = V.validate(RamNetForCausalLM(RamNetConfig.from_name("tiny")), decode_steps=2, layers=True, aoti=False)
+    bad = result["onnx-custom-decode"]
+    assert not bad["passed"] and bad["layers"]["1"]["max_rel_err"] > 100 * bad["layers"]["0"]["max_rel_err"]
+    assert result["onnx-custom-prefill"]["passed"] and result["skipped"] == {"aoti": "disabled (--no-aoti)"}
 
 
 def test_validate_fails_loudly_above_tolerance(monkeypatch, capsys):
     monkeypatch.setitem(V.TOLERANCE, torch.float32, 0.0)  # any rounding difference now fails
-    assert main(["validate", "--preset", "tiny", "--decode-steps", "1", "--json"]) == 1
+    assert main(["validate", "--preset", "tiny", "--decode-steps", "1", "--json", "--no-aoti"]) == 1
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert not all(v["passed"] for k, v in result.items() if k != "skipped")
 
@@ -34,9 +60,20 @@ def test_export_cli_writes_custom_onnx(tmp_path, capsys):
     assert {n.op_type for n in onnx.load(str(out)).graph.node if n.domain == "ramnet"} == {"Address", "PdmaScan"}
 
 
-def test_export_cli_refuses_unbuilt_formats(capsys, tmp_path):
-    assert main(["export", "--preset", "tiny", "--format", "aoti", "-o", str(tmp_path / "x.pt2")]) == 2
-    assert "not built yet" in capsys.readouterr().err
+def test_export_cli_writes_aoti_package_that_runs(tmp_path):
+    from ramnet.runtime.aoti import load
+
+    out = tmp_path / "prefill.pt2"
+    assert main(["export", "--preset", "tiny", "--format", "aoti", "--graph", "prefill", "-o", str(out)]) == 0
+    runner = load(out)
+    assert runner.metadata["ramnet_graph"] == "prefill"
+    logits = runner(torch.randint(0, 64, (3, 7)))[0]
+    assert logits.shape[:2] == (3, 7) and torch.isfinite(logits).all()
+
+
+def test_export_cli_refuses_tensorrt_with_a_pointer(capsys, tmp_path):
+    assert main(["export", "--preset", "tiny", "--format", "tensorrt", "-o", str(tmp_path / "x.engine")]) == 2
+    assert "TensorRT" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kw,exc,match", [(dict(batch=0), ValueError, "batch must be an int >= 1"),
