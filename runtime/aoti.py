@@ -39,7 +39,30 @@ class AOTIRunner:
             batches = {x.shape[0] for x in inputs}
             if len(batches) != 1:
                 raise ValueError(f"all inputs must share the batch size (dim 0), got {sorted(batches)}")
+            self._check_values(inputs)
         return self._package(*[x.contiguous() for x in inputs])
+
+
+    def _check_values(self, inputs) -> None:
+        """Token ids in ``[0, vocab)``, ``position >= 0``, finite states with ``z >= 0``: the compiled code
+        indexes with these values unchecked."""
+        import json
+
+        vocab = json.loads(self.metadata.get("ramnet_config", "{}")).get("vocab_size")
+        tokens = inputs[0]
+        if tokens.numel() and (int(tokens.min()) < 0 or (vocab is not None and int(tokens.max()) >= vocab)):
+            raise ValueError(f"token ids must be in [0, {vocab}), got values in [{int(tokens.min())}, "
+                             f"{int(tokens.max())}]")
+        if self.metadata.get("ramnet_graph") == "decode":
+            position, states = inputs[1], inputs[2:]
+            if position.numel() and int(position.min()) < 0:
+                raise ValueError(f"position must be >= 0, got min {int(position.min())}")
+            per_layer = len(states) // max(1, json.loads(self.metadata["ramnet_config"])["n_layers"])
+            for i, state in enumerate(states):
+                if not bool(torch.isfinite(state).all()):
+                    raise ValueError(f"state input {i + 2} is corrupt: it holds non-finite values")
+                if i % per_layer == 1 and state.numel() and float(state.min()) < 0:
+                    raise ValueError(f"state input {i + 2} (z of layer {i // per_layer}) is corrupt: z must be >= 0")
 
 
 def _example_signature(package):

@@ -25,10 +25,27 @@ def session(path, *, providers=None, custom_ops: bool | None = None):
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
 
 
-def run(sess, feeds: dict) -> dict:
-    """Run with named numpy inputs; returns outputs by name. Missing or unexpected inputs are a ValueError."""
-    expected = {i.name for i in sess.get_inputs()}
-    if set(feeds) != expected:
-        raise ValueError(f"inputs must be exactly {sorted(expected)}, got {sorted(feeds)}")
+def run(sess, feeds: dict, *, check: bool = True) -> dict:
+    """Run with named numpy inputs; returns outputs by name.
+
+    With ``check`` (default) the feeds are validated first (``ort_checks.check_feeds``): names, dtypes, ranks,
+    static dims, one batch size, token ids in ``[0, vocab)``, ``position >= 0`` and finite states with ``z >= 0``.
+    A failure is a ``ValueError``/``TypeError`` naming the input, never a crash or a silent wrong result."""
+    from .ort_checks import check_feeds
+
+    from .ort_pyops import take_errors
+
+    feeds = check_feeds(sess, feeds) if check else {k: np.ascontiguousarray(v) for k, v in feeds.items()}
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, {k: np.ascontiguousarray(v) for k, v in feeds.items()})))
+    take_errors()
+    try:
+        outputs = sess.run(names, feeds)
+    finally:
+        errors = take_errors()
+    if errors:  # a ramnet PyOp refused its inputs (it cannot raise inside ORT; see ort_pyops)
+        raise RamnetNodeError("; ".join(errors))
+    return dict(zip(names, outputs))
+
+
+class RamnetNodeError(ValueError):
+    """A ``ramnet`` node refused its inputs during an ORT run (the message names the input and the range)."""
