@@ -49,3 +49,50 @@ def run(sess, feeds: dict, *, check: bool = True) -> dict:
 
 class RamnetNodeError(ValueError):
     """A ``ramnet`` node refused its inputs during an ORT run (the message names the input and the range)."""
+
+
+class OrtGenerator:
+    """Greedy or sampled generation through ONNX Runtime: one prefill session, then one decode session per token,
+    carrying the per-layer states explicitly (``S_i, z_i(, conv_i)`` in, ``*_out`` back).
+
+    ``OrtGenerator(prefill_path, decode_path).generate(input_ids [B, T], n)`` equals the eager
+    ``RamNetForCausalLM.generate`` token for token (same sampling rule and generator)."""
+
+    def __init__(self, prefill_path, decode_path, *, providers=None):
+        self.prefill = session(prefill_path, providers=providers)
+        self.decode = session(decode_path, providers=providers)
+        self.state_names = [i.name for i in self.decode.get_inputs() if i.name not in ("token", "position")]
+
+    def generate(self, input_ids, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
+                 generator=None, progress: bool = False):
+        import torch
+
+        from ramnet.model import _choose
+
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        ids = torch.as_tensor(input_ids)
+        if ids.dim() != 2 or ids.dtype != torch.int64:
+            raise ValueError(f"input_ids must be int64 [B, T], got {ids.dtype} {tuple(ids.shape)}")
+        if max_new_tokens == 0:
+            return ids
+        out = run(self.prefill, {"input_ids": ids.numpy()})
+        states = {n: out[n] for n in self.state_names}
+        next_logits = torch.from_numpy(out["logits"][:, -1])
+        tokens, position = [ids], ids.shape[1]
+        steps = range(max_new_tokens)
+        if progress:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc="ort generate", unit="tok")
+        for i in steps:
+            token = _choose(next_logits, temperature, top_k, generator)
+            tokens.append(token.unsqueeze(1))
+            if i + 1 < max_new_tokens:
+                feeds = {"token": token.numpy(), "position": np.full(ids.shape[0], position, dtype=np.int64),
+                         **states}
+                step = run(self.decode, feeds)
+                states = {n: step[n + "_out"] for n in self.state_names}
+                next_logits = torch.from_numpy(step["logits"])
+                position += 1
+        return torch.cat(tokens, dim=1)
