@@ -99,6 +99,7 @@ def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", op
                                     custom_translation_table=translation_table(), verbose=False)
     folder_log.setLevel(level)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path))
     if flavor == "standard":
         _standard_cleanup(path)

@@ -147,6 +147,7 @@ def validate(model, *, batch: int = 2, prompt_len: int = 8, decode_steps: int = 
                        [_np(logits)] + [_np(t) for layer in states for t in layer if t is not None])), layers)
 
     work = Path(workdir or tempfile.mkdtemp(prefix="ramnet-validate-"))
+    work.mkdir(parents=True, exist_ok=True)
     _check_onnx(case, results, work, layers, progress)
     if aoti:
         _check_aoti(case, results, work, layers, progress)
