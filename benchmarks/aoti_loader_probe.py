@@ -55,6 +55,23 @@ print("loaded; constants", len(loader.get_constant_fqns()))
 out = loader.run([x])
 print("max_err", float((out[0] - m(x)).abs().max()))
 """,
+    "plain-cpu-package-on-this-machine": PLAIN.replace('dev = "{device}"', 'dev = "cpu"') + """
+p = torch._inductor.aoti_compile_and_package(ep, package_path="{work}/plain_cpu.pt2")
+r = torch._inductor.aoti_load_package(p)
+print("max_err", float((r(x) - m(x)).abs().max()))
+""",
+    "plain-cuda-embed-kernel-binary": PLAIN + """
+p = torch._inductor.aoti_compile_and_package(ep, package_path="{work}/plain_embed.pt2",
+                                             inductor_configs={{"aot_inductor.embed_kernel_binary": True}})
+r = torch._inductor.aoti_load_package(p)
+print("max_err", float((r(x) - m(x)).abs().max()))
+""",
+    "plain-cuda-no-triton-kernels": PLAIN.replace("torch.relu(self.l(x)) * 2", "self.l(x)") + """
+p = torch._inductor.aoti_compile_and_package(ep, package_path="{work}/plain_mm.pt2",
+                                             inductor_configs={{"max_autotune": False}})
+r = torch._inductor.aoti_load_package(p)
+print("max_err", float((r(x) - m(x)).abs().max()))
+""",
     "plain-so-ldd-and-dlopen": """
 import ctypes, glob, subprocess, zipfile
 import torch
