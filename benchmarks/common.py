@@ -34,6 +34,8 @@ def record(updates: dict) -> dict:
     for key, value in updates.items():
         if isinstance(value, dict) and isinstance(summary.get(key), dict):
             summary[key].update(value)
+        elif isinstance(value, list) and isinstance(summary.get(key), list):  # table rows: later runs append
+            summary[key] = summary[key] + value
         else:
             summary[key] = value
     summary.update(header())

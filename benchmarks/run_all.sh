@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One run of every GPU benchmark into one summary.json (the numbers quoted in docs/BENCHMARKS.md).
-#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all]
+#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all|extra]
+# "all" fits the device tool's 10-minute command limit with three of fla's P1 shapes; "extra" then adds the other
+# three to the same summary.json (run it right after "all", on the same machine).
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -13,4 +15,7 @@ fi
 if [ "$part" = model ] || [ "$part" = all ]; then
   timeout 150 python3 benchmarks/bench_model.py
   timeout 400 python3 benchmarks/bench_attention.py --shapes 4,4096,16,128 8,1024,8,64 1,8192,96,128
+fi
+if [ "$part" = extra ]; then
+  timeout 400 python3 benchmarks/bench_attention.py --shapes 4,2048,16,128 2,16384,16,128 4,4096,64,128
 fi
