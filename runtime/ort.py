@@ -6,9 +6,21 @@ from pathlib import Path
 import numpy as np
 
 
+def default_providers(custom_ops: bool = False) -> list[str]:
+    """CUDA first when this onnxruntime build has it (onnxruntime-gpu) and the graph is standard-only; else CPU.
+    The ``ramnet`` PyOps are CPU implementations, so a custom graph stays on CPU. (The CUDA EP path is
+    unverified: onnxruntime-gpu could not be installed on any machine of this project.)"""
+    import onnxruntime as ort
+
+    if not custom_ops and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 def session(path, *, providers=None, custom_ops: bool | None = None):
     """An ``InferenceSession`` for ``path``. ``custom_ops`` (default: when the graph has ``ramnet`` nodes)
-    registers the CPU PyOp implementations of the ``ramnet`` domain."""
+    registers the CPU PyOp implementations of the ``ramnet`` domain. ``providers`` default:
+    ``default_providers``."""
     import onnx
     import onnxruntime as ort
 
@@ -22,29 +34,48 @@ def session(path, *, providers=None, custom_ops: bool | None = None):
         from .ort_pyops import register
 
         options.register_custom_ops_library(register())
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=providers or default_providers(custom_ops))
 
 
-def run(sess, feeds: dict, *, check: bool = True) -> dict:
+def run(sess, feeds: dict, *, check: bool = True, io_binding: bool | None = None) -> dict:
     """Run with named numpy inputs; returns outputs by name.
 
     With ``check`` (default) the feeds are validated first (``ort_checks.check_feeds``): names, dtypes, ranks,
     static dims, one batch size, token ids in ``[0, vocab)``, ``position >= 0`` and finite states with ``z >= 0``.
-    A failure is a ``ValueError``/``TypeError`` naming the input, never a crash or a silent wrong result."""
+    A failure is a ``ValueError``/``TypeError`` naming the input, never a crash or a silent wrong result.
+
+    ``io_binding`` (default: when the session runs on the CUDA EP) binds inputs and outputs on the session's device
+    through ``IOBinding`` instead of copying through ``sess.run``; outputs come back as numpy arrays."""
     from .ort_checks import check_feeds
 
     from .ort_pyops import take_errors
 
     feeds = check_feeds(sess, feeds) if check else {k: np.ascontiguousarray(v) for k, v in feeds.items()}
     names = [o.name for o in sess.get_outputs()]
+    if io_binding is None:
+        io_binding = sess.get_providers()[0] == "CUDAExecutionProvider"
     take_errors()
     try:
-        outputs = sess.run(names, feeds)
+        outputs = _run_bound(sess, names, feeds) if io_binding else sess.run(names, feeds)
     finally:
         errors = take_errors()
     if errors:  # a ramnet PyOp refused its inputs (it cannot raise inside ORT; see ort_pyops)
         raise RamnetNodeError("; ".join(errors))
     return dict(zip(names, outputs))
+
+
+def _run_bound(sess, names, feeds):
+    """One run through ``IOBinding`` on the session's first provider's device (CUDA EP: ``cuda``, else ``cpu``)."""
+    import onnxruntime as ort
+
+    device = "cuda" if sess.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+    binding = sess.io_binding()
+    for name, value in feeds.items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, device, 0))
+    for name in names:
+        binding.bind_output(name, device)
+    sess.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()
 
 
 class RamnetNodeError(ValueError):

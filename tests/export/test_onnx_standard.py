@@ -40,7 +40,8 @@ def test_standard_decode_in_plain_ort_equals_eager(overrides, tmp_path):
     carried = {n: t.numpy() for n, t in zip(names, [t for layer in states for t in layer if t is not None])}
     sess = session(path, custom_ops=False)  # plain onnxruntime: no extension library
     for t in range(6, 10):
-        out = run(sess, {"token": ids[:, t].numpy(), "position": np.full(3, t, dtype=np.int64), **carried})
+        feeds = {"token": ids[:, t].numpy(), "position": np.full(3, t, dtype=np.int64), **carried}
+        out = run(sess, feeds, io_binding=t % 2 == 0)  # IOBinding (on CPU here) and plain run alike
         np.testing.assert_allclose(out["logits"], full[:, t].numpy(), rtol=1e-4, atol=1e-5)
         carried = {n: out[n + "_out"] for n in names}
 
