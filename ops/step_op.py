@@ -39,7 +39,7 @@ def _ram_step_cuda(q, k, v, S, z, position, cape, num_factors, top_k, gamma, tau
     from .address.triton import fits
     from .memory.triton_step import ram_step_triton
 
-    if q.dtype == torch.float64 or S.dtype == torch.float64 or not fits(q.shape[-1] // num_factors, top_k):
+    if q.dtype == torch.float64 or S.dtype == torch.float64 or not fits(q.shape[-1] // num_factors, top_k, num_factors):
         return ram_step_reference(q, k, v, S, z, position, cape, num_factors, top_k, gamma, tau, eps)
     return ram_step_triton(q, k, v, S, z, position, cape, num_factors, top_k, gamma, tau, eps)
 

@@ -23,7 +23,7 @@ def address_op(x: torch.Tensor, num_factors: int, top_k: int, tau: float) -> tup
 def _address_cuda(x, num_factors, top_k, tau):
     from .triton import address_triton, fits  # Triton is only needed where a CUDA tensor arrives
 
-    if x.dtype != torch.float64 and fits(x.shape[-1] // num_factors, top_k):
+    if x.dtype != torch.float64 and fits(x.shape[-1] // num_factors, top_k, num_factors):
         return address_triton(x, num_factors, top_k, tau)
     indices, weights = address_naive(x, num_factors, top_k, tau)  # fp64, or too many candidates for registers
     return weights.contiguous(), indices.contiguous()

@@ -1,10 +1,16 @@
 """Triton forward of ``ramnet::address``: per-factor log-softmax and the exact beam Top-K fused in one program per
-row. The beam merge selects the K best of the ``K * d_p`` candidates by rank (pairwise comparison), which fits in
-registers while ``next_pow2(K) * next_pow2(d_p) <= MAX_CANDIDATES``; larger geometries use the PyTorch kernel.
+row. The beam merge selects the K best of the ``K * d_p`` candidates, either with a bitonic ``tl.topk`` over
+packed int64 keys (``BEAM_MERGE=topk``, the default: value bits in the high half, ``~index`` in the low half, so
+one integer compare orders by value and breaks ties to the lower index) or by pairwise rank (``rank``, the first
+version; ``RAMNET_BEAM_MERGE=rank`` selects it for A/B timing). Both fit in registers while
+``next_pow2(K) * next_pow2(d_p) <= MAX_CANDIDATES``, and the key packing needs ``M < 2**31``; larger geometries
+use the PyTorch kernel.
 
 Order: weight descending, ties to the lower flat index (the same rule as ``naive.py``).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -15,6 +21,30 @@ _NEG = tl.constexpr(-1.0e30)
 # one warp: the rank tiles are small, and cross-warp reductions cost more than they share (H200, 2026-11-26:
 # 4096 rows 49 us with 1 warp, 68 us with 4; 16 rows 11 us vs 37 us; benchmarks/tune_warps.py)
 NUM_WARPS = 1
+BEAM_MERGE = os.environ.get("RAMNET_BEAM_MERGE", "topk")
+if BEAM_MERGE not in ("topk", "rank"):
+    raise ValueError(f"RAMNET_BEAM_MERGE must be 'topk' or 'rank', got {BEAM_MERGE!r}")
+_TOPK_MERGE = tl.constexpr(BEAM_MERGE == "topk")
+MAX_SLOTS = 2**31  # the packed key holds ~index in 32 bits
+_LOW32 = tl.constexpr(0xFFFFFFFF)
+_ABS31 = tl.constexpr(0x7FFFFFFF)
+
+
+@triton.jit
+def _ordered_bits(x):
+    """fp32 -> int32 with the same order (flip the magnitude bits of negatives); an involution."""
+    bits = x.to(tl.int32, bitcast=True)
+    return bits ^ ((bits >> 31) & _ABS31)
+
+
+@triton.jit
+def _merge_topk(cand_val, cand_idx, BLOCK_K: tl.constexpr):
+    """The BLOCK_K best candidates, value descending, ties to the lower index: one bitonic top-k over int64 keys."""
+    key = (_ordered_bits(cand_val).to(tl.int64) << 32) | (_LOW32 - cand_idx)
+    top = tl.topk(key, BLOCK_K)
+    beam_idx = _LOW32 - (top & _LOW32)
+    beam_val = _ordered_bits((top >> 32).to(tl.int32)).to(tl.float32, bitcast=True)
+    return beam_val, beam_idx
 
 
 @triton.jit
@@ -46,12 +76,15 @@ def beam_topk_row(x_row_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
         invalid = cand_val < -1.0e29
         cand_val = tl.where(invalid, _NEG, cand_val)
         cand_idx = tl.where(invalid, M + pos.to(tl.int64), cand_idx)      # unique keys, ranked after every valid one
-        better = (cand_val[None, :] > cand_val[:, None]) | \
-                 ((cand_val[None, :] == cand_val[:, None]) & (cand_idx[None, :] < cand_idx[:, None]))
-        rank = tl.sum(better.to(tl.int32), axis=1)                         # [N], a permutation of 0..N-1
-        sel = rank[None, :] == offs_k[:, None]                             # [BLOCK_K, N]
-        beam_val = tl.max(tl.where(sel, cand_val[None, :], _NEG), axis=1)
-        beam_idx = tl.max(tl.where(sel, cand_idx[None, :], -1), axis=1)
+        if _TOPK_MERGE and BLOCK_K > 1:  # (tl.topk reduces k=1 to a scalar; the rank path is tiny there)
+            beam_val, beam_idx = _merge_topk(cand_val, cand_idx, BLOCK_K)
+        else:
+            better = (cand_val[None, :] > cand_val[:, None]) | \
+                     ((cand_val[None, :] == cand_val[:, None]) & (cand_idx[None, :] < cand_idx[:, None]))
+            rank = tl.sum(better.to(tl.int32), axis=1)                     # [N], a permutation of 0..N-1
+            sel = rank[None, :] == offs_k[:, None]                         # [BLOCK_K, N]
+            beam_val = tl.max(tl.where(sel, cand_val[None, :], _NEG), axis=1)
+            beam_idx = tl.max(tl.where(sel, cand_idx[None, :], -1), axis=1)
         stride = stride * P
     beam_idx = tl.minimum(tl.maximum(beam_idx, 0), M - 1)                  # valid slots even for NaN inputs
     return beam_val, beam_idx, has_nan
@@ -69,16 +102,18 @@ def _address_fwd_kernel(x_ptr, w_ptr, idx_ptr, K, M, inv_tau, U: tl.constexpr, P
     tl.store(idx_ptr + row * K + offs_k, beam_idx, mask=mask_k)
 
 
-def fits(d_p: int, top_k: int) -> bool:
-    return triton.next_power_of_2(top_k) * triton.next_power_of_2(d_p) <= MAX_CANDIDATES
+def fits(d_p: int, top_k: int, num_factors: int = 1) -> bool:
+    """Whether the Triton beam handles this geometry (candidate tile in registers, ``M`` within the key)."""
+    return (triton.next_power_of_2(top_k) * triton.next_power_of_2(d_p) <= MAX_CANDIDATES
+            and d_p**num_factors + MAX_CANDIDATES < MAX_SLOTS)
 
 
 def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float, num_warps: int = NUM_WARPS):
     """``x [..., U * d_p]`` -> ``(weights [..., K] in x.dtype, indices int64 [..., K])`` (the op's output order)."""
     d_p = x.shape[-1] // num_factors
-    if not fits(d_p, top_k):
-        raise ValueError(f"address_triton needs next_pow2(top_k) * next_pow2(d_p) <= {MAX_CANDIDATES}, "
-                         f"got top_k={top_k}, d_p={d_p}; use the PyTorch kernel")
+    if not fits(d_p, top_k, num_factors):
+        raise ValueError(f"address_triton needs next_pow2(top_k) * next_pow2(d_p) <= {MAX_CANDIDATES} and "
+                         f"M < 2**31, got top_k={top_k}, d_p={d_p}, num_factors={num_factors}; use the PyTorch kernel")
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     n = rows.shape[0]
     weights = torch.empty(n, top_k, dtype=x.dtype, device=x.device)
