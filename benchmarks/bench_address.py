@@ -44,8 +44,8 @@ def main():
         ties = int((top[:, 1:] == top[:, :-1]).any(-1).sum())
         assert differ <= ties, f"beam and dense disagree in {differ} rows ({ties} rows have exact ties)"
         speedup[M] = dense / beam
-        rows.append({"M": M, "rows": n, "rows_with_tie_order_diffs": differ, "triton_beam_ms": beam, "torch_beam_ms": beam_torch, "dense_topk_ms": dense,
-                     "speedup_vs_dense": dense / beam})
+        rows.append({"M": M, "rows": n, "rows_with_tie_order_diffs": differ, "triton_beam_ms": beam,
+                     "torch_beam_ms": beam_torch, "dense_topk_ms": dense, "speedup_vs_dense": dense / beam})
     print(table(rows))
     record({"P3_beam_speedup_vs_dense_M65536": speedup[65536], "P3_beam_speedup_vs_dense_M1024": speedup[1024],
             "P3_rows": rows})
