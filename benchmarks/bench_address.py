@@ -36,9 +36,9 @@ def main():
         dense = bench_ms(lambda: dense_topk(x, U, K))
         w_b, idx_b = torch.ops.ramnet.address(x, U, K, 1.0)
         idx_d, w_d = dense_topk(x, U, K)
-        # exact: the same K weights in the same order; the indices may differ only where two products are equal
+        # the same K weights in the same order (to exp rounding); the indices may differ only where two products are equal
         # in fp32 (torch.topk orders ties arbitrarily, the beam puts the lower index first)
-        torch.testing.assert_close(w_b, w_d, rtol=1e-6, atol=0.0)
+        torch.testing.assert_close(w_b, w_d, rtol=1e-5, atol=0.0)  # exp() in the kernel vs in torch
         differ = int((idx_b != idx_d).any(-1).sum())
         top = dense_topk(x, U, K + 1, log=True)[1]                           # the K+1 best log-probs
         ties = int((top[:, 1:] == top[:, :-1]).any(-1).sum())
