@@ -14,21 +14,11 @@ from pathlib import Path
 
 import torch
 
-from common import RESULTS, header, record, table
+from common import RESULTS, bench_ms, cpu_median_ms, header, record, table
 
 
 def median_ms(fn, device: str, reps: int = 20) -> float:
-    if device == "cuda":
-        from common import bench_ms
-        return bench_ms(fn)
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return sorted(times)[len(times) // 2]
+    return bench_ms(fn) if device == "cuda" else cpu_median_ms(fn, reps)
 
 
 def main() -> int:

@@ -10,23 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import RESULTS, header, table
+from common import RESULTS, cpu_median_ms, header, table
 
 
 def median_ms(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+    return cpu_median_ms(fn, reps, warmup=1)
 
 
 def main() -> int:

@@ -26,6 +26,20 @@ def bench_ms(fn, warmup: int = 10, rep: int = 50) -> float:
     return float(do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
 
 
+def cpu_median_ms(fn, reps: int = 20, warmup: int = 2) -> float:
+    """Median wall milliseconds of ``fn()`` on CPU (``do_bench`` needs CUDA)."""
+    import time
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
 def record(updates: dict) -> dict:
     """Merge ``updates`` (plus the header) into ``results/summary.json`` and return the whole summary."""
     RESULTS.mkdir(parents=True, exist_ok=True)
