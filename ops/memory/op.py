@@ -7,12 +7,19 @@ parallel form and step (``naive.py``). Shapes are documented in ``naive.py``.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
 
 from .._namespace import NAMESPACE
 from .naive import pdma_parallel, pdma_parallel_backward, pdma_step_inplace
+
+
+# the CUDA forward: "recurrent" (triton_scan.py, default) or "chunked" (triton_chunked.py, experimental)
+SCAN_FORWARD = os.environ.get("RAMNET_SCAN", "recurrent")
+if SCAN_FORWARD not in ("recurrent", "chunked"):
+    raise ValueError(f"RAMNET_SCAN must be 'recurrent' or 'chunked', got {SCAN_FORWARD!r}")
 
 
 @torch.library.custom_op(f"{NAMESPACE}::pdma_scan", mutates_args=())
@@ -27,6 +34,10 @@ def pdma_scan_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor
 def _pdma_scan_cuda(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps):
     if S0.dtype == torch.float64:  # the Triton kernels compute in fp32; fp64 stays on the exact reference
         return pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, cu_seqlens)
+    if cu_seqlens is None and SCAN_FORWARD == "chunked":  # experimental, not yet timed on a GPU (DECISIONS.md)
+        from .triton_chunked import pdma_scan_chunked_triton
+
+        return pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps)
     from .triton_scan import pdma_scan_triton
 
     return pdma_scan_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, cu_seqlens)
