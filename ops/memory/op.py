@@ -7,19 +7,13 @@ parallel form and step (``naive.py``). Shapes are documented in ``naive.py``.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 
 from .._namespace import NAMESPACE
 from .naive import pdma_parallel, pdma_parallel_backward, pdma_step_inplace
-
-
-# the CUDA forward: "recurrent" (triton_scan.py, default) or "chunked" (triton_chunked.py, experimental)
-SCAN_FORWARD = os.environ.get("RAMNET_SCAN", "recurrent")
-if SCAN_FORWARD not in ("recurrent", "chunked"):
-    raise ValueError(f"RAMNET_SCAN must be 'recurrent' or 'chunked', got {SCAN_FORWARD!r}")
+from .scan_config import SCAN_FORWARD
 
 
 @torch.library.custom_op(f"{NAMESPACE}::pdma_scan", mutates_args=())

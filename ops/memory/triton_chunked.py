@@ -35,8 +35,9 @@ def _chunk_rows(S_base, z_base, slots, mask_e, offs_d, mask_d, DV, L, C_mat, V_e
 
 
 @triton.jit
-def _scan_fwd_chunked_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, T, H, M, K, DV,
-                             gamma, eps, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+def _scan_fwd_chunked_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, sw_ptr, sr_ptr,
+                             T, H, M, K, DV, gamma, eps, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                             BLOCK_D: tl.constexpr, SAVE: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     b = pid // H
     h = pid % H
@@ -75,6 +76,17 @@ def _scan_fwd_chunked_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z
                  mask=live_c[:, None] & mask_d[None, :])
         C_ww = tl.where(M_ww, tl.exp(Lw[:, None] - Lw[None, :]) * w[None, :], 0.0)
         S_w, z_w = _chunk_rows(S_base, z_base, ws, me, offs_d, mask_d, DV, Lw, C_ww, V_ev)
+        if SAVE:  # the rows the backward needs (triton_scan.py's layout): pre-write write set, post-write read set
+            Lx = Lw - la                                                     # log-decay before the event's own write
+            strictly_earlier = M_ww & (t_ev[None, :] < t_ev[:, None])
+            C_wx = tl.where(strictly_earlier, tl.exp(Lx[:, None] - Lw[None, :]) * w[None, :], 0.0)
+            S_x, z_x = _chunk_rows(S_base, z_base, ws, me, offs_d, mask_d, DV, Lx, C_wx, V_ev)
+            ev = (tl.reshape(tok[:, None] * K + offs_k[None, :], [E])) * (DV + 1)
+            me_d = me[:, None] & mask_d[None, :]
+            tl.store(sw_ptr + ev[:, None] + offs_d[None, :], S_x, mask=me_d)
+            tl.store(sw_ptr + ev + DV, z_x, mask=me)
+            tl.store(sr_ptr + ev[:, None] + offs_d[None, :], S_r, mask=me_d)
+            tl.store(sr_ptr + ev + DV, z_r, mask=me)
         later = (ws[:, None] == ws[None, :]) & (t_ev[None, :] > t_ev[:, None]) & me[None, :]
         last = me & (tl.sum(later.to(tl.int32), axis=1) == 0)                # the chunk's final write per slot
         tl.debug_barrier()  # every gather of the chunk-start rows is done before any row is overwritten
@@ -86,6 +98,13 @@ def _scan_fwd_chunked_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z
 def pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float,
                              chunk: int = CHUNK, num_warps: int = 4):
     """Forward ``(o [B,T,H,dv] in v.dtype, S, z)`` like ``pdma_scan_triton``; dense batches only (no cu_seqlens)."""
+    o, S, z, _ = launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, False, chunk, num_warps)
+    return o, S.to(S0.dtype), z.to(z0.dtype)
+
+
+def launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, chunk: int = CHUNK,
+                   num_warps: int = 4):
+    """``(o, S fp32, z fp32, saved rows)`` with ``triton_scan._launch_fwd``'s contract (its backward reuses the rows)."""
     B, T, H, DV = v.shape
     K, M = write_idx.shape[-1], S0.shape[2]
     BLOCK_K = max(triton.next_power_of_2(K), 2)
@@ -94,7 +113,9 @@ def pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, ga
     z = z0.detach().to(torch.float32).contiguous().clone()
     o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
     args = [t.contiguous() for t in (v, write_idx, write_w, read_idx, read_w)]
-    _scan_fwd_chunked_kernel[(B * H,)](*args, S, z, o, T, H, M, K, DV, float(gamma), float(eps), BLOCK_C=block_c,
-                                       BLOCK_K=BLOCK_K, BLOCK_D=max(triton.next_power_of_2(DV), 16),
-                                       num_warps=num_warps)
-    return o, S.to(S0.dtype), z.to(z0.dtype)
+    saved = [torch.empty(B * T * H * K * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
+             for _ in range(2)]
+    _scan_fwd_chunked_kernel[(B * H,)](*args, S, z, o, *saved, T, H, M, K, DV, float(gamma), float(eps),
+                                       BLOCK_C=block_c, BLOCK_K=BLOCK_K, BLOCK_D=max(triton.next_power_of_2(DV), 16),
+                                       SAVE=save, num_warps=num_warps)
+    return o, S, z, saved

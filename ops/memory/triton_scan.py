@@ -18,6 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .scan_config import SCAN_FORWARD
 from .triton_step import pdma_update_read
 
 
@@ -164,6 +165,10 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
 
 
 def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, cu_seqlens=None):
+    if cu_seqlens is None and SCAN_FORWARD == "chunked":
+        from .triton_chunked import launch_chunked
+
+        return launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save)
     B, T, H, DV = v.shape
     states = S0.shape[0]  # B, or the number of packed sequences
     K, M = write_idx.shape[-1], S0.shape[2]
