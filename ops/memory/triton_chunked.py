@@ -1,6 +1,7 @@
 """Chunked Triton forward of ``ramnet::pdma_scan`` (dense batches): the design in docs/DECISIONS.md ("Chunked
-training scan"), **experimental**. Selected with ``RAMNET_SCAN=chunked``; not yet timed on a GPU, so the
-fused-recurrent kernel (``triton_scan.py``) stays the default, and the backward is that file's.
+training scan"), **experimental**. Selected with ``RAMNET_SCAN=chunked`` (with its backward,
+``triton_chunked_bwd.py``); not yet run on a GPU, so the fused-recurrent kernels (``triton_scan.py``) stay the
+default.
 
 One program per (batch, head) walks the sequence in chunks of C tokens. For the chunk's E = C*K write and read
 events it computes, relative to the state at the chunk start:
@@ -95,6 +96,13 @@ def _scan_fwd_chunked_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z
         tl.debug_barrier()  # the next chunk gathers rows stored by other threads
 
 
+def block_sizes(K: int, DV: int, chunk: int):
+    """``(BLOCK_C, BLOCK_K, BLOCK_D)``: tl.dot needs every dimension >= 16 (events ``BLOCK_C * BLOCK_K``, d_v)."""
+    block_k = max(triton.next_power_of_2(K), 2)
+    block_c = max(triton.next_power_of_2(chunk), 16 // block_k if block_k < 16 else 1)
+    return block_c, block_k, max(triton.next_power_of_2(DV), 16)
+
+
 def pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float,
                              chunk: int = CHUNK, num_warps: int = 4):
     """Forward ``(o [B,T,H,dv] in v.dtype, S, z)`` like ``pdma_scan_triton``; dense batches only (no cu_seqlens)."""
@@ -104,11 +112,10 @@ def pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, ga
 
 def launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, chunk: int = CHUNK,
                    num_warps: int = 4):
-    """``(o, S fp32, z fp32, saved rows)`` with ``triton_scan._launch_fwd``'s contract (its backward reuses the rows)."""
+    """``(o, S fp32, z fp32, saved rows)``, as ``triton_scan._launch_fwd`` returns them (its backward reads the rows)."""
     B, T, H, DV = v.shape
     K, M = write_idx.shape[-1], S0.shape[2]
-    BLOCK_K = max(triton.next_power_of_2(K), 2)
-    block_c = max(triton.next_power_of_2(chunk), 16 // BLOCK_K if BLOCK_K < 16 else 1)  # tl.dot needs E >= 16
+    block_c, BLOCK_K, BLOCK_D = block_sizes(K, DV, chunk)
     S = S0.detach().to(torch.float32).contiguous().clone()
     z = z0.detach().to(torch.float32).contiguous().clone()
     o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
@@ -116,6 +123,6 @@ def launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, 
     saved = [torch.empty(B * T * H * K * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
              for _ in range(2)]
     _scan_fwd_chunked_kernel[(B * H,)](*args, S, z, o, *saved, T, H, M, K, DV, float(gamma), float(eps),
-                                       BLOCK_C=block_c, BLOCK_K=BLOCK_K, BLOCK_D=max(triton.next_power_of_2(DV), 16),
+                                       BLOCK_C=block_c, BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D,
                                        SAVE=save, num_warps=num_warps)
     return o, S, z, saved

@@ -204,6 +204,12 @@ def pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx
     d_ww = torch.empty(write_w.shape, dtype=write_w.dtype, device=v.device)
     d_rw = torch.empty(read_w.shape, dtype=read_w.dtype, device=v.device)
     args = [t.contiguous() for t in (grad_o, v, write_idx, write_w, read_idx, read_w)]
+    if cu_seqlens is None and SCAN_FORWARD == "chunked":
+        from .triton_chunked_bwd import launch_chunked_bwd
+
+        launch_chunked_bwd(grad_o, v, write_idx, write_w, read_idx, read_w, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw,
+                           gamma, eps, proxy_eps)
+        return d_v, d_ww, d_rw, gS.to(S0.dtype), gz.to(z0.dtype)
     cu = cu_seqlens.to(torch.int64).contiguous() if cu_seqlens is not None else gS
     _scan_bwd_kernel[(S0.shape[0] * H,)](*args, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw, cu, T, H, M, K, DV,
                                          float(gamma), float(eps), float(proxy_eps),

@@ -41,10 +41,11 @@ def test_chunked_forward_matches_reference(case, dtype):
         torch.testing.assert_close(g.cpu().double(), r, rtol=tol, atol=tol, msg=lambda m: f"{name}: {m}")
 
 
-@pytest.mark.parametrize("case", CASES[:4], ids=["-".join(map(str, c)) for c in CASES[:4]])
-def test_backward_with_chunked_recompute_matches_reference(case, monkeypatch):
-    """The backward recomputes the forward; with the chunked forward it must save the same rows (pre-write write
-    set, post-write read set) as the recurrent one, so every gradient still equals the reference."""
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_chunked_backward_matches_reference(case, monkeypatch):
+    """With RAMNET_SCAN=chunked the backward recomputes the forward chunked (saving the same rows as the recurrent
+    one) and runs the chunked backward kernel: every gradient, the initial-state ones included, equals the
+    float64 reference, with random upstream gradients on o, S and z."""
     from ramnet.ops.memory import triton_scan
     from ramnet.ops.memory.naive import pdma_parallel_backward
 
@@ -56,6 +57,8 @@ def test_backward_with_chunked_recompute_matches_reference(case, monkeypatch):
     v = torch.randn(B, T, H, d_v, generator=gen)
     widx, ww = address_naive(k, U, K)
     ridx, rw = address_naive(q, U, K)
+    if K == 1:
+        ww = torch.ones_like(ww) * 0.999  # near a full overwrite: the proxy derivative must stay finite
     S0, z0 = torch.randn(B, H, M, d_v, generator=gen), torch.rand(B, H, M, generator=gen) + 0.1
     go, gS, gz = (torch.randn(t.shape, generator=gen) for t in (v, S0, z0))
     d64 = lambda *ts: [t.double() for t in ts]
@@ -64,4 +67,4 @@ def test_backward_with_chunked_recompute_matches_reference(case, monkeypatch):
     on = lambda *ts: [t.to(DEVICE) for t in ts]
     got = triton_scan.pdma_scan_bwd_triton(*on(go, gS, gz, v, widx, ww, ridx, rw, S0, z0), gamma, 1e-6, 1e-3)
     for name, g, r in zip(["dv", "dww", "drw", "dS0", "dz0"], got, ref):
-        torch.testing.assert_close(g.cpu().double(), r, rtol=2e-5, atol=2e-5, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(g.cpu().double(), r, rtol=5e-5, atol=5e-5, msg=lambda m: f"{name}: {m}")
