@@ -111,7 +111,7 @@ def pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, ga
 
 
 def launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, chunk: int = CHUNK,
-                   num_warps: int = 4):
+    """``(o, S fp32, z fp32, saved rows)`` as ``triton_scan._launch_fwd`` returns them (its backward reads the rows)."""
     """``(o, S fp32, z fp32, saved rows)``, as ``triton_scan._launch_fwd`` returns them (its backward reads the rows)."""
     B, T, H, DV = v.shape
     K, M = write_idx.shape[-1], S0.shape[2]
