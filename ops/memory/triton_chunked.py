@@ -111,8 +111,8 @@ def pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, ga
 
 
 def launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, chunk: int = CHUNK,
-    """``(o, S fp32, z fp32, saved rows)`` as ``triton_scan._launch_fwd`` returns them (its backward reads the rows)."""
-    """``(o, S fp32, z fp32, saved rows)``, as ``triton_scan._launch_fwd`` returns them (its backward reads the rows)."""
+                   num_warps: int = 4):
+    """``(o, S fp32, z fp32, saved rows)`` as ``triton_scan._launch_fwd`` returns them (its backward reads them)."""
     B, T, H, DV = v.shape
     K, M = write_idx.shape[-1], S0.shape[2]
     block_c, BLOCK_K, BLOCK_D = block_sizes(K, DV, chunk)
