@@ -28,10 +28,10 @@ def export_program(model, graph: str = "prefill", *, device: str | torch.device 
     model = model.eval().to(device)
     B = torch.export.Dim("B", min=1, max=4096)
     if graph == "prefill":
-        module, args = PrefillGraph(model), (torch.zeros(2, 5, dtype=torch.long, device=device),)
+        module, args = PrefillGraph(model).eval(), (torch.zeros(2, 5, dtype=torch.long, device=device),)
         dynamic = {"input_ids": {0: B, 1: torch.export.Dim("T", min=1, max=1 << 20)}}
     else:
-        module = DecodeGraph(model)
+        module = DecodeGraph(model).eval()
         states = [s.to(device) for s in example_states(model, 2)]
         args = (torch.zeros(2, dtype=torch.long, device=device), torch.zeros(2, dtype=torch.long, device=device),
                 *states)

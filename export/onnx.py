@@ -81,11 +81,11 @@ def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", op
     B, T = torch.export.Dim("B", min=1), torch.export.Dim("T", min=1)
     names = state_names(model.config)
     if graph == "prefill":
-        module, args = PrefillGraph(model), (torch.zeros(2, 5, dtype=torch.long),)
+        module, args = PrefillGraph(model).eval(), (torch.zeros(2, 5, dtype=torch.long),)
         input_names, output_names = ["input_ids"], ["logits"] + names
         dynamic = {"input_ids": {0: B, 1: T}}
     else:
-        module = DecodeGraph(model)
+        module = DecodeGraph(model).eval()
         args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), *example_states(model, 2))
         input_names = ["token", "position"] + names
         output_names = ["logits"] + [n + "_out" for n in names]

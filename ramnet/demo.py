@@ -40,7 +40,15 @@ def main() -> None:
 
 
 def export_and_validate(model, prompt, out_dir: str) -> None:
+    import logging
+    import warnings
+
     from ramnet.export.onnx import to_onnx
+
+    # the exporters' deprecation and registration chatter (torchvision ops, pytree) is not this demo's business
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     from ramnet.runtime.ort import OrtGenerator
     from ramnet.runtime.validate import format_table, validate
 
