@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One run of every GPU benchmark into one summary.json (the numbers quoted in docs/BENCHMARKS.md).
-#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all|extra]
+#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all|extra|scan-ab]
 # "all" fits the device tool's 10-minute command limit with three of fla's P1 shapes; "extra" then adds the other
 # three to the same summary.json (run it right after "all", on the same machine).
 set -u
@@ -18,4 +18,7 @@ if [ "$part" = model ] || [ "$part" = all ]; then
 fi
 if [ "$part" = extra ]; then
   timeout 400 python3 benchmarks/bench_attention.py --shapes 4,2048,16,128 2,16384,16,128 4,4096,64,128
+fi
+if [ "$part" = scan-ab ]; then  # the experimental chunked scan against the default (results/scan_ab.json)
+  timeout 500 python3 benchmarks/bench_scan_ab.py
 fi

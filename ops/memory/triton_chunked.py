@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-CHUNK = 8
+CHUNK = 8  # tokens per chunk (read at call time, so a benchmark can sweep it)
 _LOG_FLOOR = tl.constexpr(1.0e-30)  # (1 - w) floor: log stays finite at w = 1; exp(gamma * log(1e-30)) ~ 0
 
 
@@ -104,18 +104,18 @@ def block_sizes(K: int, DV: int, chunk: int):
 
 
 def pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float,
-                             chunk: int = CHUNK, num_warps: int = 4):
+                             chunk: int | None = None, num_warps: int = 4):
     """Forward ``(o [B,T,H,dv] in v.dtype, S, z)`` like ``pdma_scan_triton``; dense batches only (no cu_seqlens)."""
     o, S, z, _ = launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, False, chunk, num_warps)
     return o, S.to(S0.dtype), z.to(z0.dtype)
 
 
-def launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, chunk: int = CHUNK,
-                   num_warps: int = 4):
+def launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool,
+                   chunk: int | None = None, num_warps: int = 4):
     """``(o, S fp32, z fp32, saved rows)`` as ``triton_scan._launch_fwd`` returns them (its backward reads them)."""
     B, T, H, DV = v.shape
     K, M = write_idx.shape[-1], S0.shape[2]
-    block_c, BLOCK_K, BLOCK_D = block_sizes(K, DV, chunk)
+    block_c, BLOCK_K, BLOCK_D = block_sizes(K, DV, chunk or CHUNK)
     S = S0.detach().to(torch.float32).contiguous().clone()
     z = z0.detach().to(torch.float32).contiguous().clone()
     o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)

@@ -112,13 +112,13 @@ def _scan_bwd_chunked_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, 
 
 
 def launch_chunked_bwd(go, v, write_idx, write_w, read_idx, read_w, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw,
-                       gamma, eps, proxy_eps, chunk: int = 8, num_warps: int = 4):
+                       gamma, eps, proxy_eps, chunk: int | None = None, num_warps: int = 4):
     """Fill ``d_v, d_ww, d_rw`` and turn ``gS, gz`` (fp32, final-state gradients) into the initial-state ones."""
-    from .triton_chunked import block_sizes
+    from . import triton_chunked
 
     B, T, H, DV = v.shape
     K, M = write_idx.shape[-1], gS.shape[2]
-    BLOCK_C, BLOCK_K, BLOCK_D = block_sizes(K, DV, chunk)
+    BLOCK_C, BLOCK_K, BLOCK_D = triton_chunked.block_sizes(K, DV, chunk or triton_chunked.CHUNK)
     args = [t.contiguous() for t in (go, v, write_idx, write_w, read_idx, read_w)]
     _scan_bwd_chunked_kernel[(B * H,)](*args, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw, T, H, M, K, DV,
                                        float(gamma), float(eps), float(proxy_eps), BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K,
