@@ -36,6 +36,42 @@ def _chunk_rows(S_base, z_base, slots, mask_e, offs_d, mask_d, DV, L, C_mat, V_e
 
 
 @triton.jit
+def chunk_events(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, b, h, t0, T, H, K, DV, gamma,
+                 BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """A chunk's E = C*K events (shared by the forward and the backward): token rows, flat event offsets, slots,
+    weights, values, masks and log-decays. ``M_ww[e, s]`` / ``M_rw[r, s]``: write ``s`` hits the same slot at a
+    token not later than event e / r; ``Lw`` / ``Lr`` the cumulative log-decay each event sees."""
+    E: tl.constexpr = BLOCK_C * BLOCK_K
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_k = tl.arange(0, BLOCK_K)
+    offs_d = tl.arange(0, BLOCK_D)
+    t_ev = tl.reshape(offs_c[:, None] + 0 * offs_k[None, :], [E])           # token (within chunk) of each event
+    live_c = t0 + offs_c < T
+    tok = (b * T + t0 + offs_c) * H + h                                      # rows of [B, T, H, ...]
+    mk2 = live_c[:, None] & (offs_k[None, :] < K)
+    at = tok[:, None] * K + offs_k[None, :]
+    ws = tl.reshape(tl.load(widx_ptr + at, mask=mk2, other=0), [E])
+    w = tl.reshape(tl.load(ww_ptr + at, mask=mk2, other=0.0).to(tl.float32), [E])
+    rs = tl.reshape(tl.load(ridx_ptr + at, mask=mk2, other=0), [E])
+    r = tl.reshape(tl.load(rw_ptr + at, mask=mk2, other=0.0).to(tl.float32), [E])
+    me = tl.reshape(mk2, [E])
+    live_d = live_c[:, None] & (offs_d[None, :] < DV)
+    V = tl.load(v_ptr + tok[:, None] * DV + offs_d[None, :], mask=live_d, other=0.0).to(tl.float32)   # [C, D]
+    V_ev = tl.reshape(V[:, None, :] + tl.zeros([BLOCK_C, BLOCK_K, BLOCK_D], tl.float32), [E, BLOCK_D])
+    la = tl.where(me, gamma * tl.log(tl.maximum(1.0 - w, _LOG_FLOOR)), 0.0)
+    earlier = t_ev[None, :] <= t_ev[:, None]
+    same_w = (ws[:, None] == ws[None, :]) & me[None, :]
+    M_ww = same_w & earlier
+    M_rw = (rs[:, None] == ws[None, :]) & earlier & me[None, :]
+    Lw = tl.sum(tl.where(M_ww, la[None, :], 0.0), axis=1)
+    Lr = tl.sum(tl.where(M_rw, la[None, :], 0.0), axis=1)
+    last = me & (tl.sum((same_w & (t_ev[None, :] > t_ev[:, None])).to(tl.int32), axis=1) == 0)  # final write/slot
+    ev = tl.reshape(at, [E])
+    return (tok, live_d, ev, ws, w, rs, r, me, V_ev, la, M_ww, M_rw, Lw, Lr, last,
+            M_ww & (t_ev[None, :] < t_ev[:, None]))
+
+
+@triton.jit
 def _scan_fwd_chunked_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, sw_ptr, sr_ptr,
                              T, H, M, K, DV, gamma, eps, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
                              BLOCK_D: tl.constexpr, SAVE: tl.constexpr):
@@ -44,52 +80,28 @@ def _scan_fwd_chunked_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z
     h = pid % H
     S_base = S_ptr + pid * M * DV
     z_base = z_ptr + pid * M
-    E: tl.constexpr = BLOCK_C * BLOCK_K
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_k = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < DV
-    t_ev = tl.reshape(offs_c[:, None] + 0 * offs_k[None, :], [E])           # token (within chunk) of each event
     for t0 in tl.range(0, T, BLOCK_C):
-        live_c = t0 + offs_c < T
-        tok = (b * T + t0 + offs_c) * H + h                                  # rows of [B, T, H, ...]
-        mk2 = live_c[:, None] & (offs_k[None, :] < K)
-        at = tok[:, None] * K + offs_k[None, :]
-        ws = tl.reshape(tl.load(widx_ptr + at, mask=mk2, other=0), [E])
-        w = tl.reshape(tl.load(ww_ptr + at, mask=mk2, other=0.0).to(tl.float32), [E])
-        rs = tl.reshape(tl.load(ridx_ptr + at, mask=mk2, other=0), [E])
-        r = tl.reshape(tl.load(rw_ptr + at, mask=mk2, other=0.0).to(tl.float32), [E])
-        me = tl.reshape(mk2, [E])
-        V = tl.load(v_ptr + tok[:, None] * DV + offs_d[None, :], mask=live_c[:, None] & mask_d[None, :],
-                    other=0.0).to(tl.float32)                                # [C, D]
-        V_ev = tl.reshape(V[:, None, :] + tl.zeros([BLOCK_C, BLOCK_K, BLOCK_D], tl.float32), [E, BLOCK_D])
-        la = tl.where(me, gamma * tl.log(tl.maximum(1.0 - w, _LOG_FLOOR)), 0.0)
-        earlier = t_ev[None, :] <= t_ev[:, None]                              # [event, write s]: s not later
-        M_ww = (ws[:, None] == ws[None, :]) & earlier & me[None, :]
-        M_rw = (rs[:, None] == ws[None, :]) & earlier & me[None, :]
-        Lw = tl.sum(tl.where(M_ww, la[None, :], 0.0), axis=1)
-        Lr = tl.sum(tl.where(M_rw, la[None, :], 0.0), axis=1)
+        tok, live_d, ev, ws, w, rs, r, me, V_ev, la, M_ww, M_rw, Lw, Lr, last, strictly_earlier = chunk_events(
+            v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, b, h, t0, T, H, K, DV, gamma, BLOCK_C, BLOCK_K, BLOCK_D)
         C_rw = tl.where(M_rw, tl.exp(Lr[:, None] - Lw[None, :]) * w[None, :], 0.0)
         S_r, z_r = _chunk_rows(S_base, z_base, rs, me, offs_d, mask_d, DV, Lr, C_rw, V_ev)
         coef = tl.where(me, r / (z_r + eps), 0.0)
         o = tl.sum(tl.reshape(coef[:, None] * S_r, [BLOCK_C, BLOCK_K, BLOCK_D]), axis=1)   # [C, D]
-        tl.store(o_ptr + tok[:, None] * DV + offs_d[None, :], o.to(o_ptr.dtype.element_ty),
-                 mask=live_c[:, None] & mask_d[None, :])
+        tl.store(o_ptr + tok[:, None] * DV + offs_d[None, :], o.to(o_ptr.dtype.element_ty), mask=live_d)
         C_ww = tl.where(M_ww, tl.exp(Lw[:, None] - Lw[None, :]) * w[None, :], 0.0)
         S_w, z_w = _chunk_rows(S_base, z_base, ws, me, offs_d, mask_d, DV, Lw, C_ww, V_ev)
         if SAVE:  # the rows the backward needs (triton_scan.py's layout): pre-write write set, post-write read set
             Lx = Lw - la                                                     # log-decay before the event's own write
-            strictly_earlier = M_ww & (t_ev[None, :] < t_ev[:, None])
             C_wx = tl.where(strictly_earlier, tl.exp(Lx[:, None] - Lw[None, :]) * w[None, :], 0.0)
             S_x, z_x = _chunk_rows(S_base, z_base, ws, me, offs_d, mask_d, DV, Lx, C_wx, V_ev)
-            ev = (tl.reshape(tok[:, None] * K + offs_k[None, :], [E])) * (DV + 1)
+            row = ev * (DV + 1)
             me_d = me[:, None] & mask_d[None, :]
-            tl.store(sw_ptr + ev[:, None] + offs_d[None, :], S_x, mask=me_d)
-            tl.store(sw_ptr + ev + DV, z_x, mask=me)
-            tl.store(sr_ptr + ev[:, None] + offs_d[None, :], S_r, mask=me_d)
-            tl.store(sr_ptr + ev + DV, z_r, mask=me)
-        later = (ws[:, None] == ws[None, :]) & (t_ev[None, :] > t_ev[:, None]) & me[None, :]
-        last = me & (tl.sum(later.to(tl.int32), axis=1) == 0)                # the chunk's final write per slot
+            tl.store(sw_ptr + row[:, None] + offs_d[None, :], S_x, mask=me_d)
+            tl.store(sw_ptr + row + DV, z_x, mask=me)
+            tl.store(sr_ptr + row[:, None] + offs_d[None, :], S_r, mask=me_d)
+            tl.store(sr_ptr + row + DV, z_r, mask=me)
         tl.debug_barrier()  # every gather of the chunk-start rows is done before any row is overwritten
         tl.store(S_base + ws[:, None] * DV + offs_d[None, :], S_w, mask=last[:, None] & mask_d[None, :])
         tl.store(z_base + ws, z_w, mask=last)

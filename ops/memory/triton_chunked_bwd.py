@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_chunked import _LOG_FLOOR
+from .triton_chunked import chunk_events
 
 
 @triton.jit
@@ -32,48 +32,26 @@ def _scan_bwd_chunked_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, 
     gS_base = gS_ptr + pid * M * DV
     gz_base = gz_ptr + pid * M
     E: tl.constexpr = BLOCK_C * BLOCK_K
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_k = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     offs_e = tl.arange(0, E)
     mask_d = offs_d < DV
-    t_ev = tl.reshape(offs_c[:, None] + 0 * offs_k[None, :], [E])
     n_chunks = tl.cdiv(T, BLOCK_C)
     for i in tl.range(0, n_chunks):
         t0 = (n_chunks - 1 - i) * BLOCK_C
-        live_c = t0 + offs_c < T
-        tok = (b * T + t0 + offs_c) * H + h
-        mk2 = live_c[:, None] & (offs_k[None, :] < K)
-        at = tok[:, None] * K + offs_k[None, :]
-        ws = tl.reshape(tl.load(widx_ptr + at, mask=mk2, other=0), [E])
-        w = tl.reshape(tl.load(ww_ptr + at, mask=mk2, other=0.0).to(tl.float32), [E])
-        rs = tl.reshape(tl.load(ridx_ptr + at, mask=mk2, other=0), [E])
-        r = tl.reshape(tl.load(rw_ptr + at, mask=mk2, other=0.0).to(tl.float32), [E])
-        me = tl.reshape(mk2, [E])
+        tok, live_d, ev, ws, w, rs, r, me, V_ev, la, M_ww, M_rw, Lw, Lr, last, _ = chunk_events(
+            v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, b, h, t0, T, H, K, DV, gamma, BLOCK_C, BLOCK_K, BLOCK_D)
         me_d = me[:, None] & mask_d[None, :]
-        live_d = live_c[:, None] & mask_d[None, :]
-        V = tl.load(v_ptr + tok[:, None] * DV + offs_d[None, :], mask=live_d, other=0.0).to(tl.float32)
         GO = tl.load(go_ptr + tok[:, None] * DV + offs_d[None, :], mask=live_d, other=0.0).to(tl.float32)
-        V_ev = tl.reshape(V[:, None, :] + tl.zeros([BLOCK_C, BLOCK_K, BLOCK_D], tl.float32), [E, BLOCK_D])
         GO_ev = tl.reshape(GO[:, None, :] + tl.zeros([BLOCK_C, BLOCK_K, BLOCK_D], tl.float32), [E, BLOCK_D])
-        ev = tl.reshape(at, [E]) * (DV + 1)
-        S_old = tl.load(sw_ptr + ev[:, None] + offs_d[None, :], mask=me_d, other=0.0)
-        z_old = tl.load(sw_ptr + ev + DV, mask=me, other=0.0)
-        S_r = tl.load(sr_ptr + ev[:, None] + offs_d[None, :], mask=me_d, other=0.0)
-        z_r = tl.load(sr_ptr + ev + DV, mask=me, other=1.0)
-        # masks and log-decays, as in the forward
-        la = tl.where(me, gamma * tl.log(tl.maximum(1.0 - w, _LOG_FLOOR)), 0.0)
-        earlier = t_ev[None, :] <= t_ev[:, None]
-        same_w = (ws[:, None] == ws[None, :]) & me[None, :] & me[:, None]
-        M_ww = same_w & earlier
-        M_rw = (rs[:, None] == ws[None, :]) & earlier & me[None, :] & me[:, None]
-        Lw = tl.sum(tl.where(M_ww, la[None, :], 0.0), axis=1)
-        Lr = tl.sum(tl.where(M_rw, la[None, :], 0.0), axis=1)
-        last = me & (tl.sum((same_w & (t_ev[None, :] > t_ev[:, None])).to(tl.int32), axis=1) == 0)
+        row = ev * (DV + 1)
+        S_old = tl.load(sw_ptr + row[:, None] + offs_d[None, :], mask=me_d, other=0.0)
+        z_old = tl.load(sw_ptr + row + DV, mask=me, other=0.0)
+        S_r = tl.load(sr_ptr + row[:, None] + offs_d[None, :], mask=me_d, other=0.0)
+        z_r = tl.load(sr_ptr + row + DV, mask=me, other=1.0)
         # read: o = sum_k r S_r / (z_r + eps)
         denom = z_r + eps
         dcoef = tl.sum(GO_ev * S_r, axis=1)
-        tl.store(drw_ptr + tl.reshape(at, [E]), (dcoef / denom).to(drw_ptr.dtype.element_ty), mask=me)
+        tl.store(drw_ptr + ev, (dcoef / denom).to(drw_ptr.dtype.element_ty), mask=me)
         dS_r = tl.where(me_d, (r / denom)[:, None] * GO_ev, 0.0)
         dz_r = tl.where(me, -r * dcoef / (denom * denom), 0.0)
         # the end-of-chunk gradients of the written slots (read before any store of this chunk)
@@ -86,7 +64,7 @@ def _scan_bwd_chunked_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, 
         base = proxy_eps + (1.0 - proxy_eps) * (1.0 - w)
         dproxy = tl.where(gamma == 0.0, 0.0, -gamma * (1.0 - proxy_eps) * tl.exp2((gamma - 1.0) * tl.log2(base)))
         d_w = tl.sum(G * V_ev, axis=1) + Gz + (tl.sum(G * S_old, axis=1) + Gz * z_old) * dproxy
-        tl.store(dww_ptr + tl.reshape(at, [E]), d_w.to(dww_ptr.dtype.element_ty), mask=me)
+        tl.store(dww_ptr + ev, d_w.to(dww_ptr.dtype.element_ty), mask=me)
         d_v = tl.sum(tl.reshape(w[:, None] * G, [BLOCK_C, BLOCK_K, BLOCK_D]), axis=1)
         tl.store(dv_ptr + tok[:, None] * DV + offs_d[None, :], d_v.to(dv_ptr.dtype.element_ty), mask=live_d)
         # chunk-start gradients: once per slot (its last write, or the first read of a slot the chunk does not write)
