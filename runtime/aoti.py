@@ -1,6 +1,7 @@
 """Load and run an AOTInductor package written by ``ramnet.export.aoti.to_aoti``."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -13,7 +14,7 @@ class AOTIRunner:
     checks the input count, dtypes, ranks and device, and passes contiguous tensors: a strided view such as
     ``ids[:, -1]`` would otherwise be read with the wrong strides, silently."""
 
-    def __init__(self, path, device_index: int = -1):
+    def __init__(self, path, device_index: int = -1, check_values: bool = True):
         import ramnet.ops  # noqa: F401  (the package calls torch.ops.ramnet.* through the dispatcher)
 
         path = Path(path)
@@ -23,6 +24,9 @@ class AOTIRunner:
         self._package = torch._inductor.aoti_load_package(str(path), device_index=device_index)
         self._signature = _example_signature(self._package)
         self.metadata = self._package.get_metadata()
+        self.check_values = check_values
+        config = json.loads(self.metadata.get("ramnet_config", "{}"))  # parsed once: checked on every call
+        self._vocab, self._layers = config.get("vocab_size"), max(1, config.get("n_layers", 1))
 
     def __call__(self, *inputs):
         if self._signature is not None:
@@ -39,16 +43,15 @@ class AOTIRunner:
             batches = {x.shape[0] for x in inputs}
             if len(batches) != 1:
                 raise ValueError(f"all inputs must share the batch size (dim 0), got {sorted(batches)}")
-            self._check_values(inputs)
+            if self.check_values:  # reads values: a device sync per call on CUDA (off for trusted hot loops)
+                self._check_values(inputs)
         return self._package(*[x.contiguous() for x in inputs])
 
 
     def _check_values(self, inputs) -> None:
         """Token ids in ``[0, vocab)``, ``position >= 0``, finite states with ``z >= 0``: the compiled code
         indexes with these values unchecked."""
-        import json
-
-        vocab = json.loads(self.metadata.get("ramnet_config", "{}")).get("vocab_size")
+        vocab = self._vocab
         tokens = inputs[0]
         if tokens.numel() and (int(tokens.min()) < 0 or (vocab is not None and int(tokens.max()) >= vocab)):
             raise ValueError(f"token ids must be in [0, {vocab}), got values in [{int(tokens.min())}, "
@@ -57,7 +60,7 @@ class AOTIRunner:
             position, states = inputs[1], inputs[2:]
             if position.numel() and int(position.min()) < 0:
                 raise ValueError(f"position must be >= 0, got min {int(position.min())}")
-            per_layer = len(states) // max(1, json.loads(self.metadata["ramnet_config"])["n_layers"])
+            per_layer = len(states) // self._layers
             for i, state in enumerate(states):
                 if not bool(torch.isfinite(state).all()):
                     raise ValueError(f"state input {i + 2} is corrupt: it holds non-finite values")
@@ -75,6 +78,7 @@ def _example_signature(package):
     return [(getattr(torch, kind), parse(dims)) for kind, dims in (item.split(":") for item in text.split(","))]
 
 
-def load(path, *, device_index: int = -1) -> AOTIRunner:
-    """Load a ``.pt2`` package from ``ramnet export --format aoti``; returns an ``AOTIRunner``."""
-    return AOTIRunner(path, device_index=device_index)
+def load(path, *, device_index: int = -1, check_values: bool = True) -> AOTIRunner:
+    """Load a ``.pt2`` package from ``ramnet export --format aoti``; returns an ``AOTIRunner``. Shapes and dtypes
+    are always checked; ``check_values`` (default) also checks token and position ranges and state sanity."""
+    return AOTIRunner(path, device_index=device_index, check_values=check_values)
