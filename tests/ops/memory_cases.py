@@ -46,3 +46,18 @@ def recurrent_attention(q, k, v, *, num_factors, top_k, gamma=1.0, tau=1.0, eps=
         sd = torch.float64 if q.dtype == torch.float64 else torch.float32
         initial_state = R.initial_state(B, H, M, v.shape[-1], dtype=sd)
     return pdma_recurrent(v, widx, ww, ridx, rw, *initial_state, gamma, eps, decay=decay)
+
+
+def scan_event_inputs(B, T, H, U, d_p, d_v, K, *, seed):
+    """Addressed inputs of the PDMA scan kernels, fp32: ``(v, write_idx, write_w, read_idx, read_w, S0, z0, gen)``;
+    ``gen`` continues the stream for upstream gradients."""
+    from ramnet.ops.address.naive import address_naive
+
+    gen = torch.Generator().manual_seed(seed)
+    k, q = (torch.randn(B, T, H, U * d_p, generator=gen) * 2 for _ in range(2))
+    v = torch.randn(B, T, H, d_v, generator=gen)
+    widx, ww = address_naive(k, U, K)
+    ridx, rw = address_naive(q, U, K)
+    M = d_p**U
+    S0, z0 = torch.randn(B, H, M, d_v, generator=gen), torch.rand(B, H, M, generator=gen) + 0.1
+    return v, widx, ww, ridx, rw, S0, z0, gen

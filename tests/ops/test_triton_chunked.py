@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from ramnet.ops.address.naive import address_naive
+from .memory_cases import scan_event_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -24,15 +24,10 @@ def test_chunked_forward_matches_reference(case, dtype):
     from ramnet.ops.memory.triton_chunked import pdma_scan_chunked_triton
 
     B, T, H, U, d_p, d_v, K, gamma, chunk = case
-    M = d_p**U
-    gen = torch.Generator().manual_seed(T * 5 + K)
-    k, q = (torch.randn(B, T, H, U * d_p, generator=gen) * 2 for _ in range(2))
-    v = torch.randn(B, T, H, d_v, generator=gen).to(dtype)
-    widx, ww = address_naive(k, U, K)
-    ridx, rw = address_naive(q, U, K)
+    v, widx, ww, ridx, rw, S0, z0, _ = scan_event_inputs(B, T, H, U, d_p, d_v, K, seed=T * 5 + K)
+    v = v.to(dtype)
     if K == 1:
         ww = torch.ones_like(ww)  # w = 1: the decay (1 - w)^gamma is 0 (a full overwrite)
-    S0, z0 = torch.randn(B, H, M, d_v, generator=gen), torch.rand(B, H, M, generator=gen) + 0.1
     ref = pdma_parallel(v.double(), widx, ww.double(), ridx, rw.double(), S0.double(), z0.double(), gamma, 1e-6)
     on = lambda *ts: [t.to(DEVICE) for t in ts]
     got = pdma_scan_chunked_triton(*on(v, widx, ww.to(dtype), ridx, rw.to(dtype), S0, z0), gamma, 1e-6, chunk=chunk)
@@ -51,15 +46,9 @@ def test_chunked_backward_matches_reference(case, monkeypatch):
 
     monkeypatch.setattr(triton_scan, "SCAN_FORWARD", "chunked")
     B, T, H, U, d_p, d_v, K, gamma, _ = case
-    M = d_p**U
-    gen = torch.Generator().manual_seed(T * 7 + K)
-    k, q = (torch.randn(B, T, H, U * d_p, generator=gen) * 2 for _ in range(2))
-    v = torch.randn(B, T, H, d_v, generator=gen)
-    widx, ww = address_naive(k, U, K)
-    ridx, rw = address_naive(q, U, K)
+    v, widx, ww, ridx, rw, S0, z0, gen = scan_event_inputs(B, T, H, U, d_p, d_v, K, seed=T * 7 + K)
     if K == 1:
         ww = torch.ones_like(ww) * 0.999  # near a full overwrite: the proxy derivative must stay finite
-    S0, z0 = torch.randn(B, H, M, d_v, generator=gen), torch.rand(B, H, M, generator=gen) + 0.1
     go, gS, gz = (torch.randn(t.shape, generator=gen) for t in (v, S0, z0))
     d64 = lambda *ts: [t.double() for t in ts]
     ref = pdma_parallel_backward(*d64(go, gS, gz, v), widx, ww.double(), ridx, rw.double(), *d64(S0, z0), gamma,

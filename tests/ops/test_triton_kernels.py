@@ -8,6 +8,8 @@ import torch
 from ramnet.ops.address.naive import address_naive, factor_log_probs, weights_at
 from ramnet.ops.memory.naive import pdma_step_inplace
 
+from .memory_cases import scan_event_inputs
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("Triton on CPU needs TRITON_INTERPRET=1 before import (tests/conftest.py sets it)",
@@ -98,13 +100,8 @@ def test_scan_kernels_match_reference(case, dtype):
     from ramnet.ops.memory.triton_scan import pdma_scan_bwd_triton, pdma_scan_triton
 
     B, T, H, U, d_p, d_v, K, gamma = case
-    M = d_p**U
-    gen = torch.Generator().manual_seed(T * 3 + K)
-    k, q = (torch.randn(B, T, H, U * d_p, generator=gen) * 2 for _ in range(2))
-    v = torch.randn(B, T, H, d_v, generator=gen).to(dtype)
-    widx, ww = address_naive(k, U, K)
-    ridx, rw = address_naive(q, U, K)
-    S0, z0 = torch.randn(B, H, M, d_v, generator=gen), torch.rand(B, H, M, generator=gen) + 0.1
+    v, widx, ww, ridx, rw, S0, z0, gen = scan_event_inputs(B, T, H, U, d_p, d_v, K, seed=T * 3 + K)
+    v = v.to(dtype)
     go, gS, gz = torch.randn(B, T, H, d_v, generator=gen), torch.randn(S0.shape, generator=gen), torch.randn(z0.shape, generator=gen)
     d64 = lambda *ts: [t.double() for t in ts]
     ref_fwd = pdma_parallel(*d64(v), widx, ww.double(), ridx, rw.double(), *d64(S0, z0), gamma, 1e-6)
