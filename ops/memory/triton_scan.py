@@ -21,6 +21,10 @@ import triton.language as tl
 from .scan_config import SCAN_FORWARD
 from .triton_step import pdma_update_read
 
+# warps per (sequence, head) program (read at call time, so a benchmark can sweep them; see docs/DECISIONS.md)
+FWD_WARPS = 4
+BWD_WARPS = 4
+
 
 @triton.jit
 def _decay(w, gamma):
@@ -179,9 +183,15 @@ def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, sav
     saved = [torch.empty(B * T * H * K * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
              for _ in range(2)]
     cu = cu_seqlens.to(torch.int64).contiguous() if cu_seqlens is not None else S
+    if SCAN_FORWARD == "pipelined":
+        from .triton_scan_pipelined import launch_pipelined
+
+        launch_pipelined(args, S, z, o, saved, cu, T, H, M, K, DV, gamma, eps, save, cu_seqlens is not None,
+                         states * H, FWD_WARPS)
+        return o, S, z, saved
     _scan_fwd_kernel[(states * H,)](*args, S, z, o, *saved, cu, T, H, M, K, DV, float(gamma), float(eps),
                                     BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV), SAVE=save,
-                                    HAS_CU=cu_seqlens is not None)
+                                    HAS_CU=cu_seqlens is not None, num_warps=FWD_WARPS)
     return o, S, z, saved
 
 
@@ -214,5 +224,5 @@ def pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx
     _scan_bwd_kernel[(S0.shape[0] * H,)](*args, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw, cu, T, H, M, K, DV,
                                          float(gamma), float(eps), float(proxy_eps),
                                          BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV),
-                                         HAS_CU=cu_seqlens is not None)
+                                         HAS_CU=cu_seqlens is not None, num_warps=BWD_WARPS)
     return d_v, d_ww, d_rw, gS.to(S0.dtype), gz.to(z0.dtype)
