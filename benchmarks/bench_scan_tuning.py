@@ -43,13 +43,13 @@ def scan_inputs(B, T, H, D, seed=0):
     return v, slots(), weights(), slots(), weights(), S0, z0, go
 
 
-def recurrent(inputs, fwd_warps, bwd_warps, forward="recurrent"):
-    """The fused-recurrent kernels (``forward="pipelined"``: with rows gathered a token ahead)."""
+def recurrent(inputs, fwd_warps, bwd_warps):
+    """The fused-recurrent kernels at the given warps per program."""
     v, wi, ww, ri, rw, S0, z0, go = inputs
 
     def setup():
         triton_scan.FWD_WARPS, triton_scan.BWD_WARPS = fwd_warps, bwd_warps
-        triton_scan.SCAN_FORWARD = forward
+        triton_scan.SCAN_FORWARD = "recurrent"
     def fwd():
         setup()
         return triton_scan._launch_fwd(v, wi, ww, ri, rw, S0, z0, GAMMA, EPS, False)
@@ -84,7 +84,6 @@ def main() -> int:
     parser.add_argument("--shapes", nargs="*", default=["4,4096,16,128", "8,1024,8,64"])
     parser.add_argument("--warps", nargs="*", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--chunks", nargs="*", type=int, default=[2])
-    parser.add_argument("--pipelined-warps", nargs="*", type=int, default=[4, 8])
     args = parser.parse_args()
     rows = []
     for shape in args.shapes:
@@ -93,7 +92,6 @@ def main() -> int:
         ref_fwd, ref_bwd = recurrent(inputs, 4, 4)  # the default launch: every variant's outputs are compared to it
         ref_o, ref_g = ref_fwd()[:3], ref_bwd()
         variants = [(f"recurrent warps={w}", recurrent(inputs, w, w)) for w in args.warps]
-        variants += [(f"pipelined warps={w}", recurrent(inputs, w, 4, "pipelined")) for w in args.pipelined_warps]
         variants += [(f"chunked C={c} warps={w}", chunked(inputs, c, w)) for c in args.chunks for w in (4, 8)]
         for name, (fwd, bwd) in variants:
             try:

@@ -1,83 +1,90 @@
-"""Compile a Triton kernel for an NVIDIA target without a GPU and print registers, spills and shared memory,
-so register pressure can be checked on a CPU-only machine (Triton ships ptxas).
+"""Registers, spills and shared memory of the PDMA scan kernels as compiled for an H100 (sm_90a), without a GPU:
+Triton compiles to PTX on any machine and ships ``ptxas``, whose ``-v`` report is parsed here. Use it to check
+register pressure before spending device time (the chunked forward at C >= 4 spills kilobytes per thread).
 
     python benchmarks/sass_stats.py chunked-fwd --chunk 8 --dv 64 --k 8 --warps 4
+    python benchmarks/sass_stats.py recurrent-bwd --dv 128
+
+Prints one dict: ``shared_bytes, num_warps, registers, spill_store_bytes, spill_load_bytes, stack_bytes``.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import subprocess
+import tempfile
 
-os.environ.pop("TRITON_INTERPRET", None)
+os.environ.pop("TRITON_INTERPRET", None)  # compile for real even where the test suite interprets
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from ramnet.ops.memory import triton_chunked, triton_scan, triton_scan_pipelined  # noqa: E402
+from ramnet.ops.memory import triton_chunked, triton_scan  # noqa: E402
 
-POINTER, INT, FLOAT = "*fp32", "i32", "fp32"
+H100 = GPUTarget("cuda", 90, 32)
+# argument types of the benchmarked launch (bf16 activations, int64 slots); anything else *_ptr is fp32
+POINTERS = {"widx_ptr": "*i64", "ridx_ptr": "*i64", "cu_ptr": "*i64", "v_ptr": "*bf16", "o_ptr": "*bf16",
+            "ww_ptr": "*bf16", "rw_ptr": "*bf16", "go_ptr": "*bf16", "dv_ptr": "*bf16", "dww_ptr": "*bf16",
+            "drw_ptr": "*bf16"}
+FLOATS = ("gamma", "eps", "proxy_eps")
 
 
-def signature(fn, pointers: dict[str, str], floats=(), constexprs=()) -> dict[str, str]:
-    sig = {}
-    for name in fn.arg_names:
+def _signature(fn, constexprs) -> dict[str, str]:
+    def kind(name):
         if name in constexprs:
-            sig[name] = "constexpr"
-        elif name.endswith("_ptr"):
-            sig[name] = pointers.get(name, POINTER)
-        elif name in floats:
-            sig[name] = FLOAT
-        else:
-            sig[name] = INT
-    return sig
+            return "constexpr"
+        if name.endswith("_ptr"):
+            return POINTERS.get(name, "*fp32")
+        return "fp32" if name in FLOATS else "i32"
+    return {name: kind(name) for name in fn.arg_names}
 
 
-def stats(fn, consts: dict, pointers: dict[str, str], floats, warps: int, stages: int = 1):
-    src = ASTSource(fn, signature(fn, pointers, floats, consts), constexprs=consts)
-    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
-    import subprocess, tempfile
+def kernel_stats(fn, constexprs: dict, num_warps: int = 4) -> dict:
+    """Compile ``fn`` (a ``@triton.jit`` kernel) for sm_90a and return ptxas's resource report."""
+    src = ASTSource(fn, _signature(fn, constexprs), constexprs=constexprs)
+    kernel = triton.compile(src, target=H100, options={"num_warps": num_warps, "num_stages": 1})
     ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-        f.write(kernel.asm["ptx"])
-    out = subprocess.run([ptxas, "-arch=sm_90a", "-v", f.name, "-o", os.devnull], capture_output=True, text=True)
-    info = out.stderr
-    regs = re.search(r"Used (\d+) registers", info)
-    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
-    stack = re.search(r"(\d+) bytes stack frame", info)
-    return {"shared_bytes": kernel.metadata.shared, "num_warps": warps, "registers": regs and int(regs.group(1)),
-            "spill_store_bytes": spill and int(spill.group(1)), "spill_load_bytes": spill and int(spill.group(2)),
-            "stack_bytes": stack and int(stack.group(1))}
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx = os.path.join(tmp, "kernel.ptx")
+        with open(ptx, "w") as f:
+            f.write(kernel.asm["ptx"])
+        report = subprocess.run([ptxas, "-arch=sm_90a", "-v", ptx, "-o", os.path.join(tmp, "kernel.cubin")],
+                                capture_output=True, text=True, check=True).stderr
+    number = lambda pattern, group=1: int(re.search(pattern, report).group(group))
+    spills = r"(\d+) bytes spill stores, (\d+) bytes spill loads"
+    return {"shared_bytes": kernel.metadata.shared, "num_warps": num_warps,
+            "registers": number(r"Used (\d+) registers"), "spill_store_bytes": number(spills, 1),
+            "spill_load_bytes": number(spills, 2), "stack_bytes": number(r"(\d+) bytes stack frame")}
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("kernel", choices=["chunked-fwd", "recurrent-fwd", "pipelined-fwd", "recurrent-bwd"])
-    p.add_argument("--chunk", type=int, default=8)
-    p.add_argument("--dv", type=int, default=64)
-    p.add_argument("--k", type=int, default=8)
-    p.add_argument("--warps", type=int, default=4)
-    p.add_argument("--save", type=int, default=1)
-    a = p.parse_args()
-    ptr = {"widx_ptr": "*i64", "ridx_ptr": "*i64", "v_ptr": "*bf16", "o_ptr": "*bf16", "ww_ptr": "*bf16",
-           "rw_ptr": "*bf16"}
-    bc, bk, bd = triton_chunked.block_sizes(a.k, a.dv, a.chunk)
-    if a.kernel == "chunked-fwd":
-        fn = triton_chunked._scan_fwd_chunked_kernel
-        consts = {"BLOCK_C": bc, "BLOCK_K": bk, "BLOCK_D": bd, "SAVE": bool(a.save)}
-        print(stats(fn, consts, ptr, ("gamma", "eps"), a.warps))
-    elif a.kernel in ("recurrent-fwd", "pipelined-fwd"):
-        consts = {"BLOCK_K": triton.next_power_of_2(a.k), "BLOCK_D": triton.next_power_of_2(a.dv),
-                  "SAVE": bool(a.save), "HAS_CU": False}
-        fn = triton_scan._scan_fwd_kernel if a.kernel == "recurrent-fwd" else \
-            triton_scan_pipelined._scan_fwd_pipelined_kernel
-        print(stats(fn, consts, {**ptr, "cu_ptr": "*i64"}, ("gamma", "eps"), a.warps))
-    elif a.kernel == "recurrent-bwd":
-        consts = {"BLOCK_K": triton.next_power_of_2(a.k), "BLOCK_D": triton.next_power_of_2(a.dv), "HAS_CU": False}
-        print(stats(triton_scan._scan_bwd_kernel, consts, {**ptr, "cu_ptr": "*i64", "go_ptr": "*bf16",
-                    "dv_ptr": "*bf16", "dww_ptr": "*bf16", "drw_ptr": "*bf16"}, ("gamma", "eps", "proxy_eps"),
-                    a.warps))
+def scan_kernel(name: str, K: int, DV: int, chunk: int = 8, save: bool = True):
+    """``(kernel, constexprs)`` for ``chunked-fwd``, ``recurrent-fwd`` or ``recurrent-bwd`` at these sizes."""
+    blocks = {"BLOCK_K": triton.next_power_of_2(K), "BLOCK_D": triton.next_power_of_2(DV)}
+    if name == "chunked-fwd":
+        block_c, block_k, block_d = triton_chunked.block_sizes(K, DV, chunk)
+        return triton_chunked._scan_fwd_chunked_kernel, {"BLOCK_C": block_c, "BLOCK_K": block_k,
+                                                         "BLOCK_D": block_d, "SAVE": save}
+    if name == "recurrent-fwd":
+        return triton_scan._scan_fwd_kernel, {**blocks, "SAVE": save, "HAS_CU": False}
+    if name == "recurrent-bwd":
+        return triton_scan._scan_bwd_kernel, {**blocks, "HAS_CU": False}
+    raise ValueError(f"kernel must be chunked-fwd, recurrent-fwd or recurrent-bwd, got {name!r}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kernel", choices=["chunked-fwd", "recurrent-fwd", "recurrent-bwd"])
+    parser.add_argument("--chunk", type=int, default=8, help="tokens per chunk (chunked-fwd)")
+    parser.add_argument("--dv", type=int, default=64)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--warps", type=int, default=4)
+    parser.add_argument("--no-save", action="store_true", help="the forward without the backward's saved rows")
+    args = parser.parse_args()
+    fn, constexprs = scan_kernel(args.kernel, args.k, args.dv, args.chunk, not args.no_save)
+    print(kernel_stats(fn, constexprs, args.warps))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

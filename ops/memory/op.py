@@ -28,7 +28,7 @@ def pdma_scan_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor
 def _pdma_scan_cuda(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps):
     if S0.dtype == torch.float64:  # the Triton kernels compute in fp32; fp64 stays on the exact reference
         return pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, cu_seqlens)
-    if cu_seqlens is None and SCAN_FORWARD == "chunked":  # experimental, not yet timed on a GPU (DECISIONS.md)
+    if cu_seqlens is None and SCAN_FORWARD == "chunked":  # opt-in: correct, slower on the H100 (DECISIONS.md)
         from .triton_chunked import pdma_scan_chunked_triton
 
         return pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps)

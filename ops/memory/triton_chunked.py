@@ -1,7 +1,8 @@
 """Chunked Triton forward of ``ramnet::pdma_scan`` (dense batches): the design in docs/DECISIONS.md ("Chunked
 training scan"), **experimental**. Selected with ``RAMNET_SCAN=chunked`` (with its backward,
-``triton_chunked_bwd.py``); not yet run on a GPU, so the fused-recurrent kernels (``triton_scan.py``) stay the
-default.
+``triton_chunked_bwd.py``). Tested compiled on the H100 too, but slower there than the fused-recurrent kernels
+(``triton_scan.py``), which stay the default: at C >= 4 ptxas spills heavily (``benchmarks/sass_stats.py``), and
+at C = 2 the ``[E, E]`` work costs more than the token-steps it saves (measurements in docs/DECISIONS.md).
 
 One program per (batch, head) walks the sequence in chunks of C tokens. For the chunk's E = C*K write and read
 events it computes, relative to the state at the chunk start:

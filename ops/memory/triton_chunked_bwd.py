@@ -1,5 +1,5 @@
 """Chunked Triton backward of ``ramnet::pdma_scan`` (dense batches), **experimental** like the chunked forward
-(``RAMNET_SCAN=chunked``; interpreter-tested, not yet run on a GPU).
+(``RAMNET_SCAN=chunked``; tested on CPU and GPU, slower than the default on the H100).
 
 It walks the chunks in reverse with gradient accumulators ``gS [M, d_v]``, ``gz [M]`` that hold the gradient of the
 state at the chunk's end. Per chunk, with the chunk's masks and log-decays recomputed (``triton_chunked.py``) and the

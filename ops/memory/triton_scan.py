@@ -183,12 +183,6 @@ def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, sav
     saved = [torch.empty(B * T * H * K * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
              for _ in range(2)]
     cu = cu_seqlens.to(torch.int64).contiguous() if cu_seqlens is not None else S
-    if SCAN_FORWARD == "pipelined":
-        from .triton_scan_pipelined import launch_pipelined
-
-        launch_pipelined(args, S, z, o, saved, cu, T, H, M, K, DV, gamma, eps, save, cu_seqlens is not None,
-                         states * H, FWD_WARPS)
-        return o, S, z, saved
     _scan_fwd_kernel[(states * H,)](*args, S, z, o, *saved, cu, T, H, M, K, DV, float(gamma), float(eps),
                                     BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV), SAVE=save,
                                     HAS_CU=cu_seqlens is not None, num_warps=FWD_WARPS)

@@ -17,33 +17,14 @@ from ..address.triton import beam_topk_row
 
 
 @triton.jit
-def pdma_write_rows(v, w, S_w, z_w, gamma):
-    """The K written rows after this token's write, and the decays ``a = (1 - w) ** gamma`` (0 ** 0 = 1: gamma = 0
-    is a cumulative mean)."""
-    a = tl.where(gamma == 0.0, 1.0, tl.exp2(gamma * tl.log2(1.0 - w)))
-    return a[:, None] * S_w + w[:, None] * v[None, :], a * z_w + w, a
-
-
-@triton.jit
-def pdma_read_rows(v, widx, w, a, ridx, r, S_read, z_read, eps, mask_k):
-    """The normalised read of the K pre-step rows ``S_read, z_read``, which first get this token's write where a
-    read slot equals a written slot. Returns ``(o [BLOCK_D], post-write read rows S_r, z_r)``."""
-    match = (ridx[:, None] == widx[None, :]) & mask_k[None, :]          # [K_read, K_write]
-    hit = tl.sum(match.to(tl.float32), axis=1)                          # 0 or 1
-    a_r = tl.sum(tl.where(match, a[None, :], 0.0), axis=1) + (1.0 - hit)
-    w_r = tl.sum(tl.where(match, w[None, :], 0.0), axis=1)
-    S_r = a_r[:, None] * S_read + w_r[:, None] * v[None, :]
-    z_r = a_r * z_read + w_r
-    coef = tl.where(mask_k, r / (z_r + eps), 0.0)
-    return tl.sum(coef[:, None] * S_r, axis=0), S_r, z_r
-
-
-@triton.jit
 def pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d, mask_k, mask_d):
-    """Write ``v`` into the K rows ``widx`` with weights ``w``, then read rows ``ridx`` with weights ``r``, on the
-    state in memory. Returns ``(o [BLOCK_D], pre-write rows S_w, z_w, post-write read rows S_r, z_r)``; the
-    training scan saves the rows for its backward, decode ignores them."""
+    """Write ``v`` into the K rows ``widx`` with weights ``w``, then read rows ``ridx`` with weights ``r``.
+    Reads use the pre-step rows plus this step's update where slots coincide (no re-read after store).
+    Returns ``(o [BLOCK_D], pre-write rows S_w, z_w, post-write read rows S_r, z_r)``; the training scan saves
+    the rows for its backward, decode ignores them."""
     mask_kd = mask_k[:, None] & mask_d[None, :]
+    # a = (1 - w) ** gamma with 0 ** 0 = 1 (gamma = 0 is a cumulative mean)
+    a = tl.where(gamma == 0.0, 1.0, tl.exp2(gamma * tl.log2(1.0 - w)))
     S_read = tl.load(S_base + ridx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
     z_read = tl.load(z_base + ridx, mask=mask_k, other=1.0)
     S_w = tl.load(S_base + widx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
@@ -51,11 +32,16 @@ def pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d
     # every thread must hold its pre-step rows before any thread stores: a read slot can equal a written slot,
     # and threads of one program are not ordered without a barrier
     tl.debug_barrier()
-    S_new, z_new, a = pdma_write_rows(v, w, S_w, z_w, gamma)
-    tl.store(S_base + widx[:, None] * DV + offs_d[None, :], S_new, mask=mask_kd)
-    tl.store(z_base + widx, z_new, mask=mask_k)
-    o, S_r, z_r = pdma_read_rows(v, widx, w, a, ridx, r, S_read, z_read, eps, mask_k)
-    return o, S_w, z_w, S_r, z_r
+    tl.store(S_base + widx[:, None] * DV + offs_d[None, :], a[:, None] * S_w + w[:, None] * v[None, :], mask=mask_kd)
+    tl.store(z_base + widx, a * z_w + w, mask=mask_k)
+    match = (ridx[:, None] == widx[None, :]) & mask_k[None, :]          # [K_read, K_write]
+    hit = tl.sum(match.to(tl.float32), axis=1)                          # 0 or 1
+    a_r = tl.sum(tl.where(match, a[None, :], 0.0), axis=1) + (1.0 - hit)
+    w_r = tl.sum(tl.where(match, w[None, :], 0.0), axis=1)
+    S_read = a_r[:, None] * S_read + w_r[:, None] * v[None, :]
+    z_read = a_r * z_read + w_r
+    coef = tl.where(mask_k, r / (z_read + eps), 0.0)
+    return tl.sum(coef[:, None] * S_read, axis=0), S_w, z_w, S_read, z_read
 
 
 @triton.jit
