@@ -1,9 +1,9 @@
 """A/B of the CUDA scan forwards in one process: the fused-recurrent default against the variants named by
-``--variants`` (``chunked:C``: the chunked form with C tokens per chunk; a ``pipelined`` forward existed at commit
-028a48f), on the P1 op (U=5, d_p=4, K=8, d_v=D, bf16), fwd and fwd+bwd, with the max abs difference of the output
+``--variants`` (``segment``: the per-(state, slot) walk; ``chunked:C``: the chunked form with C tokens per chunk;
+a ``pipelined`` forward existed at commit 028a48f), on the P1 op (U=5, d_p=4, K=8, d_v=D, bf16), fwd and fwd+bwd, with the max abs difference of the output
 and of the input gradients against the default.
 
-    python benchmarks/bench_scan_ab.py [--shapes 4,4096,16,128 ...] [--variants chunked:2 chunked:8]
+    python benchmarks/bench_scan_ab.py [--shapes 4,4096,16,128 ...] [--variants segment chunked:2]
 
 Prints a table and writes ``results/scan_ab.json``. The choice is switched by patching the modules' switch, so
 both sides share inputs, warm caches and the card.
@@ -26,7 +26,7 @@ from ramnet.ops.memory import triton_chunked, triton_scan  # noqa: E402
 
 
 def use(variant: str) -> None:
-    """``recurrent`` or ``chunked:C``."""
+    """``recurrent``, ``segment`` or ``chunked:C``."""
     scan, _, chunk = variant.partition(":")
     memory_op.SCAN_FORWARD = triton_scan.SCAN_FORWARD = scan
     triton_chunked.CHUNK = int(chunk or 8)
@@ -43,7 +43,7 @@ def grads(q, k, v):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="*", default=["4,4096,16,128", "8,1024,8,64", "1,8192,96,128"])
-    parser.add_argument("--variants", nargs="*", default=["chunked:2", "chunked:8"])
+    parser.add_argument("--variants", nargs="*", default=["segment"])
     args = parser.parse_args()
     rows = []
     for shape in args.shapes:

@@ -1,5 +1,5 @@
 """The PDMA scan kernels alone (no address), forward and backward (with its forward recompute), over launch
-settings: warps per program of the fused-recurrent kernels, and the chunked kernels at small chunks (the only sizes ptxas compiles without heavy
+settings: warps per program of the fused-recurrent and segment-walk kernels, and the chunked kernels at small chunks (the only sizes ptxas compiles without heavy
 spills: see ``benchmarks/sass_stats.py``). Every variant is checked against the default's outputs.
 
     python benchmarks/bench_scan_tuning.py [--shapes 4,4096,16,128 8,1024,8,64] [--warps 1 2 4 8]
@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, bench_ms, header, table  # noqa: E402
 
-from ramnet.ops.memory import triton_chunked, triton_chunked_bwd, triton_scan  # noqa: E402
+from ramnet.ops.memory import triton_chunked, triton_chunked_bwd, triton_scan, triton_segment  # noqa: E402
 
 M, K, GAMMA, EPS, PROXY_EPS = 1024, 8, 1.0, 1e-6, 1e-3
 
@@ -43,13 +43,14 @@ def scan_inputs(B, T, H, D, seed=0):
     return v, slots(), weights(), slots(), weights(), S0, z0, go
 
 
-def recurrent(inputs, fwd_warps, bwd_warps):
-    """The fused-recurrent kernels at the given warps per program."""
+def recurrent(inputs, fwd_warps, bwd_warps, scan="recurrent"):
+    """The fused-recurrent kernels (or the segment walk: ``scan="segment"``) at the given warps per program."""
     v, wi, ww, ri, rw, S0, z0, go = inputs
 
     def setup():
         triton_scan.FWD_WARPS, triton_scan.BWD_WARPS = fwd_warps, bwd_warps
-        triton_scan.SCAN_FORWARD = "recurrent"
+        triton_segment.WARPS = fwd_warps
+        triton_scan.SCAN_FORWARD = scan
     def fwd():
         setup()
         return triton_scan._launch_fwd(v, wi, ww, ri, rw, S0, z0, GAMMA, EPS, False)
@@ -84,6 +85,7 @@ def main() -> int:
     parser.add_argument("--shapes", nargs="*", default=["4,4096,16,128", "8,1024,8,64"])
     parser.add_argument("--warps", nargs="*", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--chunks", nargs="*", type=int, default=[2])
+    parser.add_argument("--segment-warps", nargs="*", type=int, default=[1, 2, 4])
     args = parser.parse_args()
     rows = []
     for shape in args.shapes:
@@ -92,6 +94,7 @@ def main() -> int:
         ref_fwd, ref_bwd = recurrent(inputs, 4, 4)  # the default launch: every variant's outputs are compared to it
         ref_o, ref_g = ref_fwd()[:3], ref_bwd()
         variants = [(f"recurrent warps={w}", recurrent(inputs, w, w)) for w in args.warps]
+        variants += [(f"segment warps={w}", recurrent(inputs, w, 4, "segment")) for w in args.segment_warps]
         variants += [(f"chunked C={c} warps={w}", chunked(inputs, c, w)) for c in args.chunks for w in (4, 8)]
         for name, (fwd, bwd) in variants:
             try:
@@ -107,6 +110,7 @@ def main() -> int:
             if base and r["shape"] == shape and "fwd_ms" in r:  # speedups against the default launch
                 r["fwd_speedup"], r["bwd_speedup"] = base["fwd_ms"] / r["fwd_ms"], base["bwd_ms"] / r["bwd_ms"]
         triton_scan.FWD_WARPS = triton_scan.BWD_WARPS = 4
+        triton_segment.WARPS = 1
         triton_scan.SCAN_FORWARD = "recurrent"
     print(table(rows))
     RESULTS.mkdir(parents=True, exist_ok=True)

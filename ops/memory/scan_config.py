@@ -4,5 +4,5 @@ The backward's forward recompute follows the same choice. Read once at import.""
 import os
 
 SCAN_FORWARD = os.environ.get("RAMNET_SCAN", "recurrent")
-if SCAN_FORWARD not in ("recurrent", "chunked"):
-    raise ValueError(f"RAMNET_SCAN must be 'recurrent' or 'chunked', got {SCAN_FORWARD!r}")
+if SCAN_FORWARD not in ("recurrent", "segment", "chunked"):
+    raise ValueError(f"RAMNET_SCAN must be 'recurrent', 'segment' or 'chunked', got {SCAN_FORWARD!r}")

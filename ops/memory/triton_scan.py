@@ -169,6 +169,10 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
 
 
 def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, cu_seqlens=None):
+    if SCAN_FORWARD == "segment":
+        from .triton_segment import launch_segment
+
+        return launch_segment(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save, cu_seqlens)[:4]
     if cu_seqlens is None and SCAN_FORWARD == "chunked":
         from .triton_chunked import launch_chunked
 
@@ -200,13 +204,22 @@ def pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx
     """Backward: ``(dv, d_write_w, d_read_w, dS0, dz0)``, recomputing the forward with saved rows."""
     B, T, H, DV = v.shape
     K, M = write_idx.shape[-1], S0.shape[2]
-    _, _, _, (saved_w, saved_r) = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, True,
-                                              cu_seqlens)
     gS = grad_S.detach().to(torch.float32).contiguous().clone()
     gz = grad_z.detach().to(torch.float32).contiguous().clone()
-    d_v = torch.empty_like(v, memory_format=torch.contiguous_format)
     d_ww = torch.empty(write_w.shape, dtype=write_w.dtype, device=v.device)
     d_rw = torch.empty(read_w.shape, dtype=read_w.dtype, device=v.device)
+    if SCAN_FORWARD == "segment":
+        from .triton_segment import launch_segment
+        from .triton_segment_bwd import launch_segment_bwd
+
+        _, _, _, (saved_w, saved_r), plan = launch_segment(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma,
+                                                           eps, True, cu_seqlens)
+        d_v = launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw, gamma, eps,
+                                 proxy_eps)
+        return d_v, d_ww, d_rw, gS.to(S0.dtype), gz.to(z0.dtype)
+    _, _, _, (saved_w, saved_r) = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, True,
+                                              cu_seqlens)
+    d_v = torch.empty_like(v, memory_format=torch.contiguous_format)
     args = [t.contiguous() for t in (grad_o, v, write_idx, write_w, read_idx, read_w)]
     if cu_seqlens is None and SCAN_FORWARD == "chunked":
         from .triton_chunked_bwd import launch_chunked_bwd

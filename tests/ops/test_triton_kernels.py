@@ -92,12 +92,17 @@ def test_step_kernel_matches_reference(case, dtype):
 SCAN_CASES = [(2, 7, 3, 2, 4, 5, 3, 1.0), (1, 9, 2, 2, 2, 6, 4, 0.5), (1, 5, 1, 2, 3, 3, 9, 2.0), (2, 6, 2, 1, 2, 4, 1, 0.0)]
 
 
+@pytest.mark.parametrize("scan", ["recurrent", "segment"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("case", SCAN_CASES, ids=["-".join(map(str, c)) for c in SCAN_CASES])
-def test_scan_kernels_match_reference(case, dtype):
-    """Fused-recurrent forward and backward against the float64 parallel form, random grads on every output."""
+def test_scan_kernels_match_reference(case, dtype, scan, monkeypatch):
+    """Fused-recurrent and segment-walk kernels, forward and backward, against the float64 parallel form, with
+    random grads on every output (the final state included)."""
+    from ramnet.ops.memory import triton_scan
     from ramnet.ops.memory.naive import pdma_parallel, pdma_parallel_backward
     from ramnet.ops.memory.triton_scan import pdma_scan_bwd_triton, pdma_scan_triton
+
+    monkeypatch.setattr(triton_scan, "SCAN_FORWARD", scan)
 
     B, T, H, U, d_p, d_v, K, gamma = case
     v, widx, ww, ridx, rw, S0, z0, gen = scan_event_inputs(B, T, H, U, d_p, d_v, K, seed=T * 3 + K)

@@ -54,14 +54,18 @@ def test_packed_equals_separate_cuda_triton(cu):
     _packed_vs_separate(cu, "cuda", torch.float32, 1e-4)
 
 
-def test_triton_scan_kernel_varlen_under_interpreter():
-    """The Triton fused-recurrent kernels with cu_seqlens (interpreter on CPU, compiled on a GPU)."""
+@pytest.mark.parametrize("scan", ["recurrent", "segment"])
+def test_triton_scan_kernel_varlen_under_interpreter(scan, monkeypatch):
+    """The Triton scan kernels (fused-recurrent and segment-walk) with cu_seqlens (interpreter on CPU, compiled on a
+    GPU); the empty middle sequence checks that nothing leaks across sequence boundaries."""
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("needs TRITON_INTERPRET=1 on CPU")
     from ramnet.ops.address.naive import address_naive
+    from ramnet.ops.memory import triton_scan
     from ramnet.ops.memory.naive import pdma_parallel, pdma_parallel_backward
     from ramnet.ops.memory.triton_scan import pdma_scan_bwd_triton, pdma_scan_triton
 
+    monkeypatch.setattr(triton_scan, "SCAN_FORWARD", scan)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     cu = torch.tensor([0, 3, 3, 9])
     q, k, v, _ = make_inputs(1, 9, 2, 2, 3, 4, seed=1, dtype=torch.float32)

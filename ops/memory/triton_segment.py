@@ -1,0 +1,136 @@
+"""Segment-walk forward of ``ramnet::pdma_scan`` (CUDA), selected with ``RAMNET_SCAN=segment``: parallel over
+(state, slot) instead of (state) alone.
+
+A slot's row changes only when a token writes it, so each (sequence, head, slot) is an independent scalar-gated
+recurrence over its own write events, and a read of that slot at token t sees the row after the last write at or
+before t. The events are sorted once by the key ``((state * M + slot) * T + t)`` (``torch.sort``, one per
+direction), and ``searchsorted`` gives every (state, slot) its range of write and read events. One Triton program
+per (state, slot) then walks its events in time order with the row in registers: it applies writes, and stores
+each read's post-write row (and, when the backward needs them, each write's pre-write row) at the event's index,
+in the layout the other scan kernels use. A second kernel sums each token's K read rows into ``o``.
+
+So there are ``B * H * M`` programs, each of about ``2 T K / M`` events, instead of ``B * H`` programs of ``T``
+dependent token steps. No M-sized work per token: the state is read and written once.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+# past-the-end keys (real keys are < states * M * T): a read's sentinel lets every write through in the walk's
+# final pass, and the write sentinel is larger, so that pass stops
+_NO_READ = 2**62
+_NO_WRITE = 2**62 + 1
+WARPS = 1  # per (state, slot) program: a d_v row is a few registers per thread (read at call time)
+
+
+def state_ids(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
+    """``[B, T, H]`` int64: the state row (``sequence * H + head``) each token of each head updates."""
+    heads = torch.arange(H, device=device).view(1, 1, H)
+    if cu_seqlens is None:
+        return torch.arange(B, device=device).view(B, 1, 1) * H + heads
+    seq = torch.searchsorted(cu_seqlens[1:].to(device), torch.arange(T, device=device), right=True)
+    return seq.view(1, T, 1) * H + heads
+
+
+def sorted_events(idx: torch.Tensor, states: torch.Tensor, M: int, n_segments: int):
+    """Sort the events of ``idx [B, T, H, K]`` by (state, slot, time). Returns ``(keys, order, bounds)``: sorted
+    keys, the event index (flat ``[B, T, H, K]``) of each, and ``bounds [n_segments + 1]`` so that segment
+    ``g = state * M + slot`` owns sorted positions ``bounds[g]:bounds[g + 1]``."""
+    T = idx.shape[1]
+    time = torch.arange(T, device=idx.device).view(1, T, 1, 1)
+    keys, order = torch.sort(((states.unsqueeze(-1) * M + idx) * T + time).flatten())
+    bounds = torch.searchsorted(keys, torch.arange(n_segments + 1, device=idx.device) * T)
+    return keys, order, bounds
+
+
+@triton.jit
+def _decay(w, gamma):
+    return tl.where(gamma == 0.0, 1.0, tl.exp2(gamma * tl.log2(1.0 - w)))
+
+
+@triton.jit
+def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr, S0_ptr, z0_ptr,
+                        S_ptr, z_ptr, sw_ptr, sr_ptr, K, DV, gamma,
+                        BLOCK_D: tl.constexpr, SAVE: tl.constexpr, NO_READ: tl.constexpr,
+                        NO_WRITE: tl.constexpr):
+    g = tl.program_id(0).to(tl.int64)  # segment = state * M + slot
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < DV
+    S = tl.load(S0_ptr + g * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    z = tl.load(z0_ptr + g).to(tl.float32)
+    w_end = tl.load(wb_ptr + g + 1)
+    r_begin = tl.load(rb_ptr + g)
+    r_end = tl.load(rb_ptr + g + 1)
+    iw = tl.load(wb_ptr + g)
+    kw = tl.load(wkey_ptr + iw, mask=iw < w_end, other=NO_WRITE)
+    for ir in tl.range(r_begin, r_end + 1):  # the extra pass applies the writes after the last read
+        kr = tl.load(rkey_ptr + ir, mask=ir < r_end, other=NO_READ)
+        while kw <= kr:  # writes at or before this read's token (keys order (segment, time))
+            e = tl.load(word_ptr + iw)
+            w = tl.load(ww_ptr + e).to(tl.float32)
+            v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+            if SAVE:  # pre-write row, for the backward
+                tl.store(sw_ptr + e * (DV + 1) + offs_d, S, mask=mask_d)
+                tl.store(sw_ptr + e * (DV + 1) + DV, z)
+            a = _decay(w, gamma)
+            S = a * S + w * v
+            z = a * z + w
+            iw += 1
+            kw = tl.load(wkey_ptr + iw, mask=iw < w_end, other=NO_WRITE)
+        if ir < r_end:
+            er = tl.load(rord_ptr + ir)
+            tl.store(sr_ptr + er * (DV + 1) + offs_d, S, mask=mask_d)
+            tl.store(sr_ptr + er * (DV + 1) + DV, z)
+    tl.store(S_ptr + g * DV + offs_d, S, mask=mask_d)
+    tl.store(z_ptr + g, z)
+
+
+@triton.jit
+def _read_out_kernel(sr_ptr, rw_ptr, o_ptr, K, DV, eps, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """``o[tok] = sum_k r_k S_k / (z_k + eps)`` from the post-write read rows stored by the walk."""
+    tok = tl.program_id(0).to(tl.int64)
+    offs_k = tl.arange(0, BLOCK_K)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_k = offs_k < K
+    mask_d = offs_d < DV
+    row = (tok * K + offs_k) * (DV + 1)
+    S = tl.load(sr_ptr + row[:, None] + offs_d[None, :], mask=mask_k[:, None] & mask_d[None, :], other=0.0)
+    z = tl.load(sr_ptr + row + DV, mask=mask_k, other=1.0)
+    r = tl.load(rw_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+    o = tl.sum((r / (z + eps))[:, None] * S, axis=0)
+    tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
+
+
+def segment_plan(write_idx, read_idx, M: int, n_states: int, cu_seqlens=None):
+    """The sorted write and read events (:func:`sorted_events`) of one scan; the backward reuses them."""
+    B, T, H, _ = write_idx.shape
+    states = state_ids(B, T, H, cu_seqlens, write_idx.device)
+    n_segments = n_states * H * M
+    return sorted_events(write_idx, states, M, n_segments), sorted_events(read_idx, states, M, n_segments)
+
+
+def launch_segment(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, cu_seqlens=None,
+                   plan=None, num_warps: int | None = None):
+    """``(o, S fp32, z fp32, [saved pre-write rows, post-write read rows], plan)``; the saved rows use
+    ``triton_scan``'s layout (``(event, d_v + 1)`` fp32, events flat over ``[B, T, H, K]``)."""
+    B, T, H, DV = v.shape
+    K, M = write_idx.shape[-1], S0.shape[2]
+    plan = plan or segment_plan(write_idx, read_idx, M, S0.shape[0], cu_seqlens)
+    (wkey, word, wb), (rkey, rord, rb) = plan
+    v, write_w, read_w = v.contiguous(), write_w.contiguous(), read_w.contiguous()
+    S = torch.empty(S0.shape, dtype=torch.float32, device=v.device)
+    z = torch.empty(z0.shape, dtype=torch.float32, device=v.device)
+    events = B * T * H * K
+    sw = torch.empty(events * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
+    sr = torch.empty(events * (DV + 1), dtype=torch.float32, device=v.device)
+    block_d = max(triton.next_power_of_2(DV), 16)
+    _segment_fwd_kernel[(wb.numel() - 1,)](v, write_w, wkey, word, wb, rkey, rord, rb, S0.contiguous(),
+                                           z0.contiguous(), S, z, sw, sr, K, DV, float(gamma), BLOCK_D=block_d,
+                                           SAVE=save, NO_READ=_NO_READ, NO_WRITE=_NO_WRITE,
+                                           num_warps=num_warps or WARPS)
+    o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
+    _read_out_kernel[(B * T * H,)](sr, read_w, o, K, DV, float(eps), BLOCK_K=triton.next_power_of_2(K),
+                                   BLOCK_D=block_d)
+    return o, S, z, [sw, sr], plan

@@ -1,0 +1,83 @@
+"""Segment-walk backward of ``ramnet::pdma_scan`` (CUDA, ``RAMNET_SCAN=segment``): one program per (state, slot)
+walks its events in reverse time order (``triton_segment.py`` sorts them) with the gradient of the slot's row in
+registers. It starts from the final-state gradient; a read adds ``r go / (z + eps)`` (and its ``z`` term) and
+stores ``d read_w``; a write stores ``d write_w`` (the proxy decay derivative on the saved pre-write row, as the
+other kernels), adds ``w G`` to its token's ``dv`` and multiplies the gradient by the decay. What is left is the
+initial-state gradient.
+
+``dv`` sums K writes of a token from K programs, so it is accumulated with fp32 atomics: like ``index_add_`` on
+CUDA, its last bits can differ from run to run.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import triton_segment
+from .triton_segment import _decay
+
+
+@triton.jit
+def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr,
+                        sw_ptr, sr_ptr, gS_ptr, gz_ptr, dv_ptr, dww_ptr, drw_ptr, K, DV, gamma, eps, proxy_eps,
+                        BLOCK_D: tl.constexpr):
+    g = tl.program_id(0).to(tl.int64)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < DV
+    G = tl.load(gS_ptr + g * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Gz = tl.load(gz_ptr + g).to(tl.float32)
+    w_begin = tl.load(wb_ptr + g)
+    r_begin = tl.load(rb_ptr + g)
+    r_end = tl.load(rb_ptr + g + 1)
+    iw = tl.load(wb_ptr + g + 1) - 1
+    kw = tl.load(wkey_ptr + iw, mask=iw >= w_begin, other=-2)  # -2: below the final pass's read sentinel
+    for j in tl.range(0, r_end - r_begin + 1):  # reads in reverse; the extra pass takes the writes before them
+        ir = r_end - 1 - j
+        kr = tl.load(rkey_ptr + ir, mask=ir >= r_begin, other=-1)
+        while kw > kr:  # writes after this read's token (keys order (segment, time); same token: write first)
+            e = tl.load(word_ptr + iw)
+            w = tl.load(ww_ptr + e).to(tl.float32)
+            v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+            S_pre = tl.load(sw_ptr + e * (DV + 1) + offs_d, mask=mask_d, other=0.0)
+            z_pre = tl.load(sw_ptr + e * (DV + 1) + DV)
+            base = proxy_eps + (1.0 - proxy_eps) * (1.0 - w)
+            dproxy = tl.where(gamma == 0.0, 0.0,
+                              -gamma * (1.0 - proxy_eps) * tl.exp2((gamma - 1.0) * tl.log2(base)))
+            d_a = tl.sum(G * S_pre, axis=0) + Gz * z_pre
+            d_w = tl.sum(G * v, axis=0) + Gz + d_a * dproxy
+            tl.store(dww_ptr + e, d_w.to(dww_ptr.dtype.element_ty))
+            tl.atomic_add(dv_ptr + (e // K) * DV + offs_d, w * G, mask=mask_d)
+            a = _decay(w, gamma)
+            G = a * G
+            Gz = a * Gz
+            iw -= 1
+            kw = tl.load(wkey_ptr + iw, mask=iw >= w_begin, other=-2)
+        if ir >= r_begin:
+            er = tl.load(rord_ptr + ir)
+            r = tl.load(rw_ptr + er).to(tl.float32)
+            go = tl.load(go_ptr + (er // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+            S_r = tl.load(sr_ptr + er * (DV + 1) + offs_d, mask=mask_d, other=0.0)
+            denom = tl.load(sr_ptr + er * (DV + 1) + DV) + eps
+            dot = tl.sum(go * S_r, axis=0)
+            tl.store(drw_ptr + er, (dot / denom).to(drw_ptr.dtype.element_ty))
+            G += (r / denom) * go
+            Gz += -r * dot / (denom * denom)
+    tl.store(gS_ptr + g * DV + offs_d, G, mask=mask_d)  # in place: the final-state gradient becomes dS0
+    tl.store(gz_ptr + g, Gz)
+
+
+def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw, gamma, eps,
+                       proxy_eps, num_warps: int | None = None):
+    """Gradients into ``gS, gz`` (fp32, in place: final-state gradients in, initial-state gradients out),
+    ``d_ww, d_rw``; returns ``dv`` in ``v.dtype``."""
+    (wkey, word, wb), (rkey, rord, rb) = plan
+    B, T, H, DV = v.shape
+    K = write_w.shape[-1]
+    dv = torch.zeros(B, T, H, DV, dtype=torch.float32, device=v.device)
+    _segment_bwd_kernel[(wb.numel() - 1,)](grad_o.contiguous(), v.contiguous(), write_w.contiguous(),
+                                           read_w.contiguous(), wkey, word, wb, rkey, rord, rb, saved_w, saved_r,
+                                           gS, gz, dv, d_ww, d_rw, K, DV, float(gamma), float(eps),
+                                           float(proxy_eps), BLOCK_D=max(triton.next_power_of_2(DV), 16),
+                                           num_warps=num_warps or triton_segment.WARPS)
+    return dv.to(v.dtype)
