@@ -43,13 +43,19 @@ def scan_inputs(B, T, H, D, seed=0):
     return v, slots(), weights(), slots(), weights(), S0, z0, go
 
 
-def recurrent(inputs, fwd_warps, bwd_warps, scan="recurrent"):
-    """The fused-recurrent kernels (or the segment walk: ``scan="segment"``) at the given warps per program."""
+SEGMENT_DEFAULTS = (triton_segment.ATOMIC_READ, triton_segment.INT32_KEYS_BELOW)
+
+
+def recurrent(inputs, fwd_warps, bwd_warps, scan="recurrent", first_version=False):
+    """The fused-recurrent kernels (or the segment walk: ``scan="segment"``) at the given warps per program;
+    ``first_version``: the segment walk as first built (read rows stored then summed, int64 sort keys)."""
     v, wi, ww, ri, rw, S0, z0, go = inputs
 
     def setup():
         triton_scan.FWD_WARPS, triton_scan.BWD_WARPS = fwd_warps, bwd_warps
         triton_segment.WARPS = fwd_warps
+        triton_segment.ATOMIC_READ, triton_segment.INT32_KEYS_BELOW = (False, 0) if first_version \
+            else SEGMENT_DEFAULTS
         triton_scan.SCAN_FORWARD = scan
     def fwd():
         setup()
@@ -95,6 +101,7 @@ def main() -> int:
         ref_o, ref_g = ref_fwd()[:3], ref_bwd()
         variants = [(f"recurrent warps={w}", recurrent(inputs, w, w)) for w in args.warps]
         variants += [(f"segment warps={w}", recurrent(inputs, w, 4, "segment")) for w in args.segment_warps]
+        variants += [("segment first version (rows, int64 keys)", recurrent(inputs, 1, 4, "segment", True))]
         variants += [(f"chunked C={c} warps={w}", chunked(inputs, c, w)) for c in args.chunks for w in (4, 8)]
         for name, (fwd, bwd) in variants:
             try:
@@ -111,6 +118,7 @@ def main() -> int:
                 r["fwd_speedup"], r["bwd_speedup"] = base["fwd_ms"] / r["fwd_ms"], base["bwd_ms"] / r["bwd_ms"]
         triton_scan.FWD_WARPS = triton_scan.BWD_WARPS = 4
         triton_segment.WARPS = 1
+        triton_segment.ATOMIC_READ, triton_segment.INT32_KEYS_BELOW = SEGMENT_DEFAULTS
         triton_scan.SCAN_FORWARD = "recurrent"
     print(table(rows))
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -168,8 +168,14 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
         tl.debug_barrier()
 
 
+def _segment_fits(v, S0) -> bool:
+    from .triton_segment import segment_fits
+
+    return segment_fits(S0.shape[0], v.shape[2], S0.shape[2])
+
+
 def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, cu_seqlens=None):
-    if SCAN_FORWARD == "segment":
+    if SCAN_FORWARD == "segment" and _segment_fits(v, S0):
         from .triton_segment import launch_segment
 
         return launch_segment(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save, cu_seqlens)[:4]
@@ -208,7 +214,7 @@ def pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx
     gz = grad_z.detach().to(torch.float32).contiguous().clone()
     d_ww = torch.empty(write_w.shape, dtype=write_w.dtype, device=v.device)
     d_rw = torch.empty(read_w.shape, dtype=read_w.dtype, device=v.device)
-    if SCAN_FORWARD == "segment":
+    if SCAN_FORWARD == "segment" and _segment_fits(v, S0):
         from .triton_segment import launch_segment
         from .triton_segment_bwd import launch_segment_bwd
 

@@ -18,11 +18,15 @@ import torch
 import triton
 import triton.language as tl
 
-# past-the-end keys (real keys are < states * M * T): a read's sentinel lets every write through in the walk's
-# final pass, and the write sentinel is larger, so that pass stops
-_NO_READ = 2**62
-_NO_WRITE = 2**62 + 1
+# Past-the-end keys (real keys are < states * M * T), per key dtype: a read's sentinel lets every write through in
+# the walk's final pass, and the write sentinel is larger, so that pass stops.
+_SENTINELS = {torch.int32: (2**31 - 2, 2**31 - 1), torch.int64: (2**62, 2**62 + 1)}
+MAX_SEGMENTS = 2**31 - 1  # one program per (state, slot): the CUDA grid's x limit
+INT32_KEYS_BELOW = _SENTINELS[torch.int32][0]  # largest key + 1 that still sorts as int32
 WARPS = 1  # per (state, slot) program: a d_v row is a few registers per thread (read at call time)
+# Without saved rows, accumulate o with fp32 atomics instead of storing every read row and summing them: less
+# memory and traffic, but o's last bits may vary between runs, so deterministic mode keeps the rows.
+ATOMIC_READ = True
 
 
 def state_ids(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
@@ -40,8 +44,10 @@ def sorted_events(idx: torch.Tensor, states: torch.Tensor, M: int, n_segments: i
     ``g = state * M + slot`` owns sorted positions ``bounds[g]:bounds[g + 1]``."""
     T = idx.shape[1]
     time = torch.arange(T, device=idx.device).view(1, T, 1, 1)
-    keys, order = torch.sort(((states.unsqueeze(-1) * M + idx) * T + time).flatten())
-    bounds = torch.searchsorted(keys, torch.arange(n_segments + 1, device=idx.device) * T)
+    # int32 keys where they fit: a radix sort of half the bits
+    dtype = torch.int32 if n_segments * T < INT32_KEYS_BELOW else torch.int64
+    keys, order = torch.sort(((states.unsqueeze(-1) * M + idx) * T + time).flatten().to(dtype))
+    bounds = torch.searchsorted(keys, (torch.arange(n_segments + 1, device=idx.device) * T).to(dtype))
     return keys, order, bounds
 
 
@@ -52,8 +58,8 @@ def _decay(w, gamma):
 
 @triton.jit
 def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr, S0_ptr, z0_ptr,
-                        S_ptr, z_ptr, sw_ptr, sr_ptr, K, DV, gamma,
-                        BLOCK_D: tl.constexpr, SAVE: tl.constexpr, NO_READ: tl.constexpr,
+                        S_ptr, z_ptr, sw_ptr, sr_ptr, rw_ptr, o_ptr, K, DV, gamma, eps,
+                        BLOCK_D: tl.constexpr, SAVE: tl.constexpr, ROWS: tl.constexpr, NO_READ: tl.constexpr,
                         NO_WRITE: tl.constexpr):
     g = tl.program_id(0).to(tl.int64)  # segment = state * M + slot
     offs_d = tl.arange(0, BLOCK_D)
@@ -81,8 +87,12 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
             kw = tl.load(wkey_ptr + iw, mask=iw < w_end, other=NO_WRITE)
         if ir < r_end:
             er = tl.load(rord_ptr + ir)
-            tl.store(sr_ptr + er * (DV + 1) + offs_d, S, mask=mask_d)
-            tl.store(sr_ptr + er * (DV + 1) + DV, z)
+            if ROWS:  # the post-write read row (the backward's, or summed into o by _read_out_kernel)
+                tl.store(sr_ptr + er * (DV + 1) + offs_d, S, mask=mask_d)
+                tl.store(sr_ptr + er * (DV + 1) + DV, z)
+            else:  # this read's term of o, added in fp32 by each of the token's K read programs
+                r = tl.load(rw_ptr + er).to(tl.float32)
+                tl.atomic_add(o_ptr + (er // K) * DV + offs_d, (r / (z + eps)) * S, mask=mask_d)
     tl.store(S_ptr + g * DV + offs_d, S, mask=mask_d)
     tl.store(z_ptr + g, z)
 
@@ -101,6 +111,11 @@ def _read_out_kernel(sr_ptr, rw_ptr, o_ptr, K, DV, eps, BLOCK_K: tl.constexpr, B
     r = tl.load(rw_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
     o = tl.sum((r / (z + eps))[:, None] * S, axis=0)
     tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
+
+
+def segment_fits(n_states: int, H: int, M: int) -> bool:
+    """Whether one program per (state, head, slot) fits the CUDA grid (else the fused-recurrent kernels run)."""
+    return n_states * H * M <= MAX_SEGMENTS
 
 
 def segment_plan(write_idx, read_idx, M: int, n_states: int, cu_seqlens=None):
@@ -123,13 +138,18 @@ def launch_segment(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, 
     S = torch.empty(S0.shape, dtype=torch.float32, device=v.device)
     z = torch.empty(z0.shape, dtype=torch.float32, device=v.device)
     events = B * T * H * K
+    rows = save or not ATOMIC_READ or torch.are_deterministic_algorithms_enabled()
     sw = torch.empty(events * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
-    sr = torch.empty(events * (DV + 1), dtype=torch.float32, device=v.device)
+    sr = torch.empty(events * (DV + 1) if rows else 1, dtype=torch.float32, device=v.device)
+    o_acc = torch.zeros(1 if rows else B * T * H * DV, dtype=torch.float32, device=v.device)
     block_d = max(triton.next_power_of_2(DV), 16)
+    no_read, no_write = _SENTINELS[wkey.dtype]
     _segment_fwd_kernel[(wb.numel() - 1,)](v, write_w, wkey, word, wb, rkey, rord, rb, S0.contiguous(),
-                                           z0.contiguous(), S, z, sw, sr, K, DV, float(gamma), BLOCK_D=block_d,
-                                           SAVE=save, NO_READ=_NO_READ, NO_WRITE=_NO_WRITE,
-                                           num_warps=num_warps or WARPS)
+                                           z0.contiguous(), S, z, sw, sr, read_w, o_acc, K, DV, float(gamma),
+                                           float(eps), BLOCK_D=block_d, SAVE=save, ROWS=rows, NO_READ=no_read,
+                                           NO_WRITE=no_write, num_warps=num_warps or WARPS)
+    if not rows:
+        return o_acc.view(B, T, H, DV).to(v.dtype), S, z, [sw, sr], plan
     o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
     _read_out_kernel[(B * T * H,)](sr, read_w, o, K, DV, float(eps), BLOCK_K=triton.next_power_of_2(K),
                                    BLOCK_D=block_d)
