@@ -1,13 +1,14 @@
-"""Segment-walk forward of ``ramnet::pdma_scan`` (CUDA), selected with ``RAMNET_SCAN=segment``: parallel over
+"""Segment-walk forward of ``ramnet::pdma_scan`` (CUDA), the default (``RAMNET_SCAN=segment``): parallel over
 (state, slot) instead of (state) alone.
 
 A slot's row changes only when a token writes it, so each (sequence, head, slot) is an independent scalar-gated
 recurrence over its own write events, and a read of that slot at token t sees the row after the last write at or
 before t. The events are sorted once by the key ``((state * M + slot) * T + t)`` (``torch.sort``, one per
 direction), and ``searchsorted`` gives every (state, slot) its range of write and read events. One Triton program
-per (state, slot) then walks its events in time order with the row in registers: it applies writes, and stores
-each read's post-write row (and, when the backward needs them, each write's pre-write row) at the event's index,
-in the layout the other scan kernels use. A second kernel sums each token's K read rows into ``o``.
+per (state, slot) then walks its events in time order with the row in registers and applies the writes. When the
+backward needs them, it stores each write's pre-write row and each read's post-write row at the event's index, in
+the layout the other scan kernels use, and a second kernel sums each token's K read rows into ``o``. Otherwise
+each read adds its term of ``o`` with fp32 atomics (rows again under ``torch.use_deterministic_algorithms``).
 
 So there are ``B * H * M`` programs, each of about ``2 T K / M`` events, instead of ``B * H`` programs of ``T``
 dependent token steps. No M-sized work per token: the state is read and written once.
