@@ -2,8 +2,8 @@
 Triton compiles to PTX on any machine and ships ``ptxas``, whose ``-v`` report is parsed here. Use it to check
 register pressure before spending device time (the chunked forward at C >= 4 spills kilobytes per thread).
 
+    python benchmarks/sass_stats.py segment-bwd --dv 128 --warps 1
     python benchmarks/sass_stats.py chunked-fwd --chunk 8 --dv 64 --k 8 --warps 4
-    python benchmarks/sass_stats.py recurrent-bwd --dv 128
 
 Prints one dict: ``shared_bytes, num_warps, registers, spill_store_bytes, spill_load_bytes, stack_bytes``.
 """
@@ -15,16 +15,19 @@ import re
 import subprocess
 import tempfile
 
+import torch
+
 os.environ.pop("TRITON_INTERPRET", None)  # compile for real even where the test suite interprets
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from ramnet.ops.memory import triton_chunked, triton_scan  # noqa: E402
+from ramnet.ops.memory import triton_chunked, triton_scan, triton_segment, triton_segment_bwd  # noqa: E402
 
 H100 = GPUTarget("cuda", 90, 32)
 # argument types of the benchmarked launch (bf16 activations, int64 slots); anything else *_ptr is fp32
-POINTERS = {"widx_ptr": "*i64", "ridx_ptr": "*i64", "cu_ptr": "*i64", "v_ptr": "*bf16", "o_ptr": "*bf16",
+POINTERS = {"widx_ptr": "*i64", "ridx_ptr": "*i64", "cu_ptr": "*i64", "wkey_ptr": "*i32", "rkey_ptr": "*i32",
+            "word_ptr": "*i64", "rord_ptr": "*i64", "wb_ptr": "*i64", "rb_ptr": "*i64", "v_ptr": "*bf16", "o_ptr": "*bf16",
             "ww_ptr": "*bf16", "rw_ptr": "*bf16", "go_ptr": "*bf16", "dv_ptr": "*bf16", "dww_ptr": "*bf16",
             "drw_ptr": "*bf16"}
 FLOATS = ("gamma", "eps", "proxy_eps")
@@ -58,8 +61,12 @@ def kernel_stats(fn, constexprs: dict, num_warps: int = 4) -> dict:
             "spill_load_bytes": number(spills, 2), "stack_bytes": number(r"(\d+) bytes stack frame")}
 
 
+KERNELS = ("segment-fwd", "segment-bwd", "recurrent-fwd", "recurrent-bwd", "chunked-fwd")
+
+
 def scan_kernel(name: str, K: int, DV: int, chunk: int = 8, save: bool = True):
-    """``(kernel, constexprs)`` for ``chunked-fwd``, ``recurrent-fwd`` or ``recurrent-bwd`` at these sizes."""
+    """``(kernel, constexprs)`` for one of :data:`KERNELS` at these sizes (segment kernels: int32 keys, and the
+    forward's atomic ``o`` unless ``save``)."""
     blocks = {"BLOCK_K": triton.next_power_of_2(K), "BLOCK_D": triton.next_power_of_2(DV)}
     if name == "chunked-fwd":
         block_c, block_k, block_d = triton_chunked.block_sizes(K, DV, chunk)
@@ -69,12 +76,18 @@ def scan_kernel(name: str, K: int, DV: int, chunk: int = 8, save: bool = True):
         return triton_scan._scan_fwd_kernel, {**blocks, "SAVE": save, "HAS_CU": False}
     if name == "recurrent-bwd":
         return triton_scan._scan_bwd_kernel, {**blocks, "HAS_CU": False}
-    raise ValueError(f"kernel must be chunked-fwd, recurrent-fwd or recurrent-bwd, got {name!r}")
+    no_read, no_write = triton_segment._SENTINELS[torch.int32]
+    if name == "segment-fwd":
+        return triton_segment._segment_fwd_kernel, {"BLOCK_D": max(blocks["BLOCK_D"], 16), "SAVE": save,
+                                                    "ROWS": save, "NO_READ": no_read, "NO_WRITE": no_write}
+    if name == "segment-bwd":
+        return triton_segment_bwd._segment_bwd_kernel, {"BLOCK_D": max(blocks["BLOCK_D"], 16)}
+    raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {name!r}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kernel", choices=["chunked-fwd", "recurrent-fwd", "recurrent-bwd"])
+    parser.add_argument("kernel", choices=KERNELS)
     parser.add_argument("--chunk", type=int, default=8, help="tokens per chunk (chunked-fwd)")
     parser.add_argument("--dv", type=int, default=64)
     parser.add_argument("--k", type=int, default=8)
