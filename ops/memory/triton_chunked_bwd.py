@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from .triton_chunked import chunk_events
+from .triton_decay import proxy_decay_grad
 
 
 @triton.jit
@@ -61,8 +62,7 @@ def _scan_bwd_chunked_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, 
         A_end = tl.where(M_ww & last[:, None], tl.exp(Lw[:, None] - Lw[None, :]), 0.0)   # [last e2, e]
         G = tl.dot(A_rw.trans(), dS_r, input_precision="ieee") + tl.dot(A_end.trans(), gE, input_precision="ieee")
         Gz = tl.sum(A_rw * dz_r[:, None], axis=0) + tl.sum(A_end * gzE[:, None], axis=0)
-        base = proxy_eps + (1.0 - proxy_eps) * (1.0 - w)
-        dproxy = tl.where(gamma == 0.0, 0.0, -gamma * (1.0 - proxy_eps) * tl.exp2((gamma - 1.0) * tl.log2(base)))
+        dproxy = proxy_decay_grad(w, gamma, proxy_eps)
         d_w = tl.sum(G * V_ev, axis=1) + Gz + (tl.sum(G * S_old, axis=1) + Gz * z_old) * dproxy
         tl.store(dww_ptr + ev, d_w.to(dww_ptr.dtype.element_ty), mask=me)
         d_v = tl.sum(tl.reshape(w[:, None] * G, [BLOCK_C, BLOCK_K, BLOCK_D]), axis=1)

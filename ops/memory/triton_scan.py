@@ -19,16 +19,12 @@ import triton
 import triton.language as tl
 
 from .scan_config import SCAN_FORWARD
+from .triton_decay import decay, proxy_decay_grad
 from .triton_step import pdma_update_read
 
 # warps per (sequence, head) program (read at call time, so a benchmark can sweep them; see docs/DECISIONS.md)
 FWD_WARPS = 4
 BWD_WARPS = 4
-
-
-@triton.jit
-def _decay(w, gamma):
-    return tl.where(gamma == 0.0, 1.0, tl.exp2(gamma * tl.log2(1.0 - w)))
 
 
 @triton.jit
@@ -148,9 +144,8 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
         match = (widx[:, None] == ridx[None, :]) & mask_k[None, :] & mask_k[:, None]   # [write, read]
         G = G_w + tl.sum(tl.where(match[:, :, None], gS_read[None, :, :], 0.0), axis=1)
         Gz = Gz_w + tl.sum(tl.where(match, gz_read[None, :], 0.0), axis=1)
-        a = _decay(w, gamma)
-        base = proxy_eps + (1.0 - proxy_eps) * (1.0 - w)
-        dproxy = tl.where(gamma == 0.0, 0.0, -gamma * (1.0 - proxy_eps) * tl.exp2((gamma - 1.0) * tl.log2(base)))
+        a = decay(w, gamma)
+        dproxy = proxy_decay_grad(w, gamma, proxy_eps)
         d_a = tl.sum(G * S_old, axis=1) + Gz * z_old
         d_w = tl.sum(G * v[None, :], axis=1) + Gz + d_a * dproxy
         tl.store(dww_ptr + tok * K + offs_k, d_w.to(dww_ptr.dtype.element_ty), mask=mask_k)

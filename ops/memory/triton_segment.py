@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_decay import decay
+
 # Past-the-end keys (real keys are < states * M * T), per key dtype: a read's sentinel lets every write through in
 # the walk's final pass, and the write sentinel is larger, so that pass stops.
 _SENTINELS = {torch.int32: (2**31 - 2, 2**31 - 1), torch.int64: (2**62, 2**62 + 1)}
@@ -53,11 +55,6 @@ def sorted_events(idx: torch.Tensor, states: torch.Tensor, M: int, n_segments: i
 
 
 @triton.jit
-def _decay(w, gamma):
-    return tl.where(gamma == 0.0, 1.0, tl.exp2(gamma * tl.log2(1.0 - w)))
-
-
-@triton.jit
 def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr, S0_ptr, z0_ptr,
                         S_ptr, z_ptr, sw_ptr, sr_ptr, rw_ptr, o_ptr, K, DV, gamma, eps,
                         BLOCK_D: tl.constexpr, SAVE: tl.constexpr, ROWS: tl.constexpr, NO_READ: tl.constexpr,
@@ -81,7 +78,7 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
             if SAVE:  # pre-write row, for the backward
                 tl.store(sw_ptr + e * (DV + 1) + offs_d, S, mask=mask_d)
                 tl.store(sw_ptr + e * (DV + 1) + DV, z)
-            a = _decay(w, gamma)
+            a = decay(w, gamma)
             S = a * S + w * v
             z = a * z + w
             iw += 1

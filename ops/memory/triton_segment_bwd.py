@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from . import triton_segment
-from .triton_segment import _decay
+from .triton_decay import decay, proxy_decay_grad
 
 
 @triton.jit
@@ -41,14 +41,12 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
             v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
             S_pre = tl.load(sw_ptr + e * (DV + 1) + offs_d, mask=mask_d, other=0.0)
             z_pre = tl.load(sw_ptr + e * (DV + 1) + DV)
-            base = proxy_eps + (1.0 - proxy_eps) * (1.0 - w)
-            dproxy = tl.where(gamma == 0.0, 0.0,
-                              -gamma * (1.0 - proxy_eps) * tl.exp2((gamma - 1.0) * tl.log2(base)))
+            dproxy = proxy_decay_grad(w, gamma, proxy_eps)
             d_a = tl.sum(G * S_pre, axis=0) + Gz * z_pre
             d_w = tl.sum(G * v, axis=0) + Gz + d_a * dproxy
             tl.store(dww_ptr + e, d_w.to(dww_ptr.dtype.element_ty))
             tl.atomic_add(dv_ptr + (e // K) * DV + offs_d, w * G, mask=mask_d)
-            a = _decay(w, gamma)
+            a = decay(w, gamma)
             G = a * G
             Gz = a * Gz
             iw -= 1
