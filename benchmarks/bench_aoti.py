@@ -7,14 +7,13 @@ Prints a table and merges ``AOTI_*`` keys into ``results/summary.json`` (CUDA) o
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from common import RESULTS, bench_ms, cpu_median_ms, header, record, table
+from common import bench_ms, cpu_median_ms, header, record, save_rows, table
 
 
 def median_ms(fn, device: str, reps: int = 20) -> float:
@@ -67,8 +66,7 @@ def main() -> int:
     if dev == "cuda":
         record(summary)
     else:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "aoti_cpu.json").write_text(json.dumps({**header(), **summary, "rows": rows}, indent=2))
+        save_rows("aoti_cpu.json", rows, **summary)
     return 0
 
 

@@ -8,14 +8,13 @@ Prints a table and writes ``results/ort_cpu.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import RESULTS, cpu_median_ms, header, table
+from common import cpu_median_ms, header, save_rows, table
 
 
 def median_ms(fn, reps: int) -> float:
@@ -69,8 +68,7 @@ def main() -> int:
                f"onnxruntime {onnxruntime.__version__}")
     print(f"ORT CPU vs eager CPU: {setting}, {header()}")
     print(table(rows))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ort_cpu.json").write_text(json.dumps({**header(), "setting": setting, "rows": rows}, indent=2))
+    save_rows("ort_cpu.json", rows, setting=setting)
     return 0
 
 

@@ -11,7 +11,6 @@ both sides share inputs, warm caches and the card.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_attention import _fwd_bwd, ram_fn, ram_inputs  # noqa: E402
-from common import RESULTS, bench_ms, header, table  # noqa: E402
+from common import bench_ms, save_rows, table  # noqa: E402
 
 from ramnet.ops.memory import op as memory_op  # noqa: E402
 from ramnet.ops.memory import triton_chunked, triton_scan  # noqa: E402
@@ -68,8 +67,7 @@ def main() -> int:
         print(table(rows[-1 - len(args.variants):]), flush=True)
     use("recurrent")
     print(table(rows))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scan_ab.json").write_text(json.dumps({**header(), "rows": rows}, indent=2))
+    save_rows("scan_ab.json", rows)
     return 0
 
 

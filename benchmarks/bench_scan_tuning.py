@@ -9,14 +9,13 @@ Prints a table and writes ``results/scan_tuning.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, bench_ms, header, table  # noqa: E402
+from common import bench_ms, save_rows, table  # noqa: E402
 
 from ramnet.ops.memory import triton_chunked, triton_chunked_bwd, triton_scan, triton_segment  # noqa: E402
 
@@ -121,8 +120,7 @@ def main() -> int:
         triton_segment.ATOMIC_READ, triton_segment.INT32_KEYS_BELOW = SEGMENT_DEFAULTS
         triton_scan.SCAN_FORWARD = "recurrent"
     print(table(rows))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scan_tuning.json").write_text(json.dumps({**header(), "rows": rows}, indent=2))
+    save_rows("scan_tuning.json", rows)
     return 0
 
 

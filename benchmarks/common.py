@@ -57,6 +57,14 @@ def record(updates: dict) -> dict:
     return summary
 
 
+def save_rows(name: str, rows: list[dict], **extra):
+    """Write ``results/<name>`` as the header, ``extra`` and the table ``rows``; return its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps({**header(), **extra, "rows": rows}, indent=2))
+    return path
+
+
 def table(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

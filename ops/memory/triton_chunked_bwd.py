@@ -15,7 +15,6 @@ rows the forward saved (pre-write write set ``S_old``, post-write read set ``S_r
 """
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
