@@ -7,6 +7,6 @@ from .config import PRESETS, RamNetConfig, state_accounting
 from .layers import RamNetMixer
 from .model import RamNetBlock, RamNetForCausalLM
 
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = ["PRESETS", "RamCache", "RamNetBlock", "RamNetConfig", "RamNetForCausalLM", "RamNetMixer",
            "state_accounting"]
