@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks as C
+from ._autocast import autocast_inputs
 from .address.op import address_op
 from .memory.op import pdma_scan_op
 from .step_op import ram_step_op
@@ -30,7 +31,9 @@ def address(x: torch.Tensor, *, num_factors: int, top_k: int, tau: float = 1.0):
     C.check_tensor("x", x, min_ndim=1)
     C.address_geometry("x", x.shape[-1], num_factors, top_k)
     tau = C.check_float("tau", tau, 0.0, low_open=True)
-    weights, indices = address_op(x, num_factors, top_k, tau)
+    (x,), autocast_scope = autocast_inputs(x)
+    with autocast_scope:
+        weights, indices = address_op(x, num_factors, top_k, tau)
     return indices, weights
 
 
@@ -113,7 +116,16 @@ def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, 
             Validating it reads the tensor on the host (one sync).
     Returns:
         ``(o [B, T, H, d_v] in q.dtype, (S, z) or None)``. The state is fp32 (fp64 for fp64 inputs).
+        Under ``torch.autocast`` q, k and v are first cast to the autocast dtype (``o`` comes back in it).
     """
+    (q, k, v), autocast_scope = autocast_inputs(q, k, v)
+    with autocast_scope:
+        return _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, initial_state,
+                              output_final_state, proxy_eps, cu_seqlens)
+
+
+def _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, initial_state, output_final_state,
+                   proxy_eps, cu_seqlens):
     _check_qkv(q, k, v, rank=4)
     B, T, H, d_k = q.shape
     d_v = v.shape[-1]
@@ -179,24 +191,29 @@ def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: fl
     """One decode token; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` **in place** (one fused launch on CUDA).
 
     ``q, k [B, H, d_k]``, ``v [B, H, d_v]``; ``position``: int or int64 ``[B]`` (absolute position, for CAPE).
-    Returns ``o [B, H, d_v]``. Equal to ``ram_attention`` at that position.
+    Returns ``o [B, H, d_v]``. Equal to ``ram_attention`` at that position. Under ``torch.autocast`` q, k and v
+    run in the autocast dtype; ``S`` and ``z`` stay as they are.
     """
+    (q, k, v), autocast_scope = autocast_inputs(q, k, v)
     positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape)
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
     if cape is None:
         cape = torch.zeros(q.shape[1], dtype=torch.bool, device=q.device)
     positions = positions.expand(q.shape[0])
-    return ram_step_op(q, k, v, S, z, positions, cape, num_factors, top_k, gamma, float(tau), eps)
+    with autocast_scope:
+        return ram_step_op(q, k, v, S, z, positions, cape, num_factors, top_k, gamma, float(tau), eps)
 
 
 def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0,
                         tau: float = 1.0, eps: float = 1e-6, cape=None, proxy_eps: float = DEFAULT_PROXY_EPS):
     """Out-of-place twin of :func:`ram_step` (for export and autograd): returns ``(o, S_new, z_new)``."""
+    (q, k, v), autocast_scope = autocast_inputs(q, k, v)
     positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape)
-    widx, ww, ridx, rw = _step_addresses(q, k, positions, cape, M, num_factors, top_k, float(tau))
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
     proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
-    o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, ww, ridx, rw, S, z, None, gamma, eps, proxy_eps)
+    with autocast_scope:
+        widx, ww, ridx, rw = _step_addresses(q, k, positions, cape, M, num_factors, top_k, float(tau))
+        o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, ww, ridx, rw, S, z, None, gamma, eps, proxy_eps)
     return o[:, 0], S_new, z_new

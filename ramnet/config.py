@@ -1,11 +1,12 @@
-"""``RamNetConfig``: every architecture choice, including those the paper leaves open (SPEC.md), is a field.
+"""``RamNetConfig``: every architecture choice, including those the paper leaves open, is a field.
 
-Presets: ``RamNetConfig.from_name("tiny" | "mqar-tiny" | "paper-340m")``. Defaults where the paper is silent are
+Presets: ``RamNetConfig.from_name("tiny" | "mqar-tiny" | "mqar-small" | "paper-340m")``. Defaults where the paper is silent are
 argued in ``docs/DECISIONS.md``.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 CONFIG_VERSION = 1
@@ -43,6 +44,16 @@ class RamNetConfig:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise TypeError(f"RamNetConfig.{f.name} must be a bool (True or False), got {value!r}")
+            if f.type == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"RamNetConfig.{f.name} must be a finite number, got {value!r}")
+                setattr(self, f.name, float(value))
+            if f.type == "str" and not isinstance(value, str):
+                raise TypeError(f"RamNetConfig.{f.name} must be a str, got {value!r}")
         positive = ("vocab_size", "d_model", "n_layers", "n_heads", "d_v", "num_factors", "d_ff", "max_seq_len",
                     "short_conv_kernel")
         for key in positive:
@@ -93,6 +104,40 @@ class RamNetConfig:
         return cls(**data)
 
     @classmethod
+    def field_types(cls) -> dict[str, str]:
+        """Field name -> type name (``"int"``, ``"float"``, ``"bool"``, ``"str"``), for parsers such as the CLI's."""
+        return {f.name: str(f.type) for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def parse_field(cls, key: str, raw: str):
+        """Parse the text ``raw`` as the value of field ``key`` by the field's type: ``true``/``false`` for bools,
+        integers for ints, finite numbers for floats. Raises ``ValueError`` naming the key (and, for an unknown
+        key, listing the known ones)."""
+        types = cls.field_types()
+        if key not in types or key in ("version", "name"):
+            known = ", ".join(k for k in types if k not in ("version", "name"))
+            raise ValueError(f"unknown config key {key!r}; known keys: {known}")
+        kind, text = types[key], raw.strip()
+        if kind == "bool":
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"{key} must be true or false, got {raw!r}")
+            return text.lower() == "true"
+        if kind == "int":
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError(f"{key} must be an integer, got {raw!r}") from None
+        if kind == "float":
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {raw!r}") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{key} must be a finite number, got {raw!r}")
+            return value
+        return text
+
+    @classmethod
     def from_name(cls, name: str, **overrides) -> "RamNetConfig":
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
@@ -100,7 +145,7 @@ class RamNetConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # the paper's language model (SPEC.md): 340.8M parameters without input embeddings
+    # the paper's language model: 340.8M parameters without input embeddings
     "paper-340m": dict(),
     # smallest useful model: fast CPU tests, export and validate
     "tiny": dict(vocab_size=128, d_model=64, n_layers=2, n_heads=2, d_v=16, num_factors=3, d_p=4, top_k=4,
@@ -109,11 +154,16 @@ PRESETS: dict[str, dict] = {
     # match content at varying distances, and the conv already supplies the previous-token feature)
     "mqar-tiny": dict(vocab_size=128, d_model=64, n_layers=2, n_heads=2, d_v=32, num_factors=3, d_p=4, top_k=4,
                       d_ff=128, max_seq_len=64, short_conv=True, cape_all_heads_layers=0, cape_half_heads_layers=0),
+    # the GPU MQAR model (README, "Training on a GPU"): Zoology's width (d_model 128), the paper's address geometry
+    # (U=5, d_p=4: M=1024 slots, K=8), short conv, no CAPE; state 2 * 2 * 1024 * 65 = 266k numbers
+    "mqar-small": dict(vocab_size=8192, d_model=128, n_layers=2, n_heads=2, d_v=64, num_factors=5, d_p=4, top_k=8,
+                       d_ff=256, max_seq_len=1024, short_conv=True, cape_all_heads_layers=0,
+                       cape_half_heads_layers=0),
 }
 
 
 def state_accounting(config: RamNetConfig) -> dict:
-    """State sizes in numbers (SPEC.md, Table 2 of the paper).
+    """State sizes in numbers (Table 2 of the paper).
 
     ``total = layers * heads * M * (d_v + 1)`` (the ``+1`` is ``z``); ``active_per_token`` counts one write set
     and one read set: ``2 * layers * heads * K * (d_v + 1)``.

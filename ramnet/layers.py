@@ -102,12 +102,14 @@ class RamNetMixer(nn.Module):
         if self.conv is not None:
             qkv, conv_cache = self.conv(torch.cat([q, k, v], -1), conv_cache)
             q, k, v = qkv.split([q.shape[-1], k.shape[-1], v.shape[-1]], -1)
-        scale = self.alpha.exp().unsqueeze(-1)  # [H, 1]
+        # in q's dtype: under autocast q, k, v come out of the projections in the autocast dtype, and an fp32
+        # scale would promote q and k alone (the op then sees mixed dtypes)
+        scale = self.alpha.exp().unsqueeze(-1).to(q.dtype)  # [H, 1]
         lead = x.shape[:-1]
         q = q.view(*lead, c.n_heads, c.d_k) * scale
         k = k.view(*lead, c.n_heads, c.d_k) * scale
         if self.q_bias is not None:
-            q, k = q + self.q_bias, k + self.k_bias
+            q, k = q + self.q_bias.to(q.dtype), k + self.k_bias.to(k.dtype)
         return q, k, v.view(*lead, c.n_heads, c.d_v), conv_cache
 
     def _op_kwargs(self):

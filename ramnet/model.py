@@ -7,6 +7,7 @@ from torch import nn
 from .cache import RamCache
 from .config import RamNetConfig
 from .layers import RamNetMixer, SwiGLU, make_norm
+from .sampling import decode_loop, sampling_args
 
 
 class RamNetBlock(nn.Module):
@@ -102,30 +103,19 @@ class RamNetForCausalLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
+                 top_p: float | None = None, eos_token_id=None, pad_token_id: int | None = None,
                  generator: torch.Generator | None = None):
-        """Greedy (``temperature=0``) or sampled continuation. ``input_ids [B, T] -> [B, T + max_new_tokens]``."""
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        out = [input_ids]
+        """Greedy (``temperature=0``) or sampled continuation: prefill once, then one ``ram_step`` per token.
+
+        ``input_ids`` int64 ``[B, T]`` -> ``[B, T + n]`` with ``n <= max_new_tokens``: generation stops early once
+        every row has produced an ``eos_token_id`` (an id or a list), and finished rows are filled with
+        ``pad_token_id`` (default: the first eos id). ``top_k`` / ``top_p`` filter the sampled distribution
+        (``ramnet.sampling``); ``generator`` makes sampling reproducible without touching the global RNG."""
+        args = sampling_args(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                             eos_token_id=eos_token_id, pad_token_id=pad_token_id, vocab_size=self.config.vocab_size)
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype != torch.int64:
+            raise ValueError("input_ids must be an int64 tensor [B, T]")
         if max_new_tokens == 0:
             return input_ids
         logits, cache = self.prefill(input_ids)
-        next_logits = logits[:, -1]
-        for i in range(max_new_tokens):
-            token = _choose(next_logits, temperature, top_k, generator)
-            out.append(token.unsqueeze(1))
-            if i + 1 < max_new_tokens:
-                next_logits = self.decode_step(token, cache)
-        return torch.cat(out, dim=1)
-
-
-def _choose(logits, temperature: float, top_k: int | None, generator):
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if top_k is not None:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+        return decode_loop(input_ids, logits[:, -1], lambda token: self.decode_step(token, cache), args, generator)

@@ -95,35 +95,37 @@ class OrtGenerator:
         self.state_names = [i.name for i in self.decode.get_inputs() if i.name not in ("token", "position")]
 
     def generate(self, input_ids, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
-                 generator=None, progress: bool = False):
+                 top_p: float | None = None, eos_token_id=None, pad_token_id: int | None = None, generator=None,
+                 progress: bool = False):
+        """``input_ids`` int64 ``[B, T]`` -> ``[B, T + n]``; the arguments and the sampling rule are those of the
+        eager ``RamNetForCausalLM.generate`` (``ramnet.sampling``)."""
         import torch
 
-        from ramnet.model import _choose
+        from ramnet.sampling import decode_loop, sampling_args
 
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        args = sampling_args(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                             eos_token_id=eos_token_id, pad_token_id=pad_token_id)
         ids = torch.as_tensor(input_ids)
         if ids.dim() != 2 or ids.dtype != torch.int64:
             raise ValueError(f"input_ids must be int64 [B, T], got {ids.dtype} {tuple(ids.shape)}")
         if max_new_tokens == 0:
             return ids
         out = run(self.prefill, {"input_ids": ids.numpy()})
-        states = {n: out[n] for n in self.state_names}
-        next_logits = torch.from_numpy(out["logits"][:, -1])
-        tokens, position = [ids], ids.shape[1]
-        steps = range(max_new_tokens)
-        if progress:
-            from tqdm import tqdm
+        carried = {"states": {n: out[n] for n in self.state_names}, "position": ids.shape[1], "first": True}
 
-            steps = tqdm(steps, desc="ort generate", unit="tok")
-        for i in steps:
-            token = _choose(next_logits, temperature, top_k, generator)
-            tokens.append(token.unsqueeze(1))
-            if i + 1 < max_new_tokens:
-                feeds = {"token": token.numpy(), "position": np.full(ids.shape[0], position, dtype=np.int64),
-                         **states}
-                step = run(self.decode, feeds, check=i == 0)  # later feeds are ORT's own outputs: skip the scan
-                states = {n: step[n + "_out"] for n in self.state_names}
-                next_logits = torch.from_numpy(step["logits"])
-                position += 1
-        return torch.cat(tokens, dim=1)
+        def step(token):
+            feeds = {"token": token.numpy(), "position": np.full(ids.shape[0], carried["position"], dtype=np.int64),
+                     **carried["states"]}
+            # only the first decode feed is checked: later feeds are ORT's own outputs
+            result = run(self.decode, feeds, check=carried["first"])
+            carried.update(states={n: result[n + "_out"] for n in self.state_names},
+                           position=carried["position"] + 1, first=False)
+            return torch.from_numpy(result["logits"])
+
+        wrap = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            def wrap(steps):
+                return tqdm(steps, desc="ort generate", unit="tok")
+        return decode_loop(ids, torch.from_numpy(out["logits"][:, -1]), step, args, generator, progress=wrap)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from .._autocast import autocast_off
+
 from .._namespace import NAMESPACE
 from .naive import address_backward_naive, address_naive
 
@@ -62,6 +64,7 @@ def _setup_context(ctx, inputs, output):
     ctx.num_factors, ctx.tau = num_factors, tau
 
 
+@autocast_off
 def _backward(ctx, grad_weights, grad_indices):
     # indices are piecewise constant: only the kept weights carry gradient, into every factor softmax
     x, indices, weights = ctx.saved_tensors

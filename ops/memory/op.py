@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 
+from .._autocast import autocast_off
+
 from .._namespace import NAMESPACE
 from .naive import pdma_parallel, pdma_parallel_backward, pdma_step_inplace
 from .scan_config import SCAN_FORWARD
@@ -78,6 +80,7 @@ def _setup_context(ctx, inputs, output):
     ctx.gamma, ctx.eps, ctx.proxy_eps = gamma, eps, proxy_eps
 
 
+@autocast_off
 def _backward(ctx, grad_o, grad_S, grad_z):
     v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens = ctx.saved_tensors
     d_v, d_ww, d_rw, d_S0, d_z0 = pdma_scan_bwd_op(

@@ -40,7 +40,11 @@ def _sample_without_replacement(rng, population, num_rows: int, size: int, logp=
     scores = rng.gumbel(size=(num_rows, len(population)))
     if logp is not None:
         scores = scores + logp
-    return population[np.argsort(-scores, axis=1)[:, :size]]
+    # the `size` largest scores, in descending order: argpartition first (O(n) per row), then sort only those
+    top = np.argpartition(-scores, size - 1, axis=1)[:, :size] if size < len(population) else \
+        np.broadcast_to(np.arange(len(population)), scores.shape)
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+    return population[np.take_along_axis(top, order, axis=1)]
 
 
 def multiquery_ar(setting: MQARSetting, num_examples: int, seed: int):
