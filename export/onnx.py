@@ -51,12 +51,13 @@ def example_states(model, batch: int):
     from ramnet.ops import initial_state
 
     c = model.config
+    device = next(model.parameters()).device
     out = []
     for _ in range(c.n_layers):
-        S, z = initial_state(batch, c.n_heads, c.num_slots, c.d_v)
+        S, z = initial_state(batch, c.n_heads, c.num_slots, c.d_v, device=device)
         out += [S, z]
         if c.short_conv:
-            out.append(torch.zeros(batch, c.short_conv_kernel - 1, c.n_heads * (2 * c.d_k + c.d_v)))
+            out.append(torch.zeros(batch, c.short_conv_kernel - 1, c.n_heads * (2 * c.d_k + c.d_v), device=device))
     return out
 
 
@@ -77,16 +78,25 @@ def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", op
     else:
         from .onnx_schemas import custom_translation_table as translation_table
 
-    model = model.eval()
+    was_training = model.training
+    try:
+        return _export(model.eval(), path, flavor, graph, opset, translation_table)
+    finally:
+        model.train(was_training)  # the caller's module mode is left as found
+
+
+def _export(model, path, flavor, graph, opset, translation_table):
+    device = next(model.parameters()).device
     B, T = torch.export.Dim("B", min=1), torch.export.Dim("T", min=1)
     names = state_names(model.config)
     if graph == "prefill":
-        module, args = PrefillGraph(model).eval(), (torch.zeros(2, 5, dtype=torch.long),)
+        module, args = PrefillGraph(model).eval(), (torch.zeros(2, 5, dtype=torch.long, device=device),)
         input_names, output_names = ["input_ids"], ["logits"] + names
         dynamic = {"input_ids": {0: B, 1: T}}
     else:
         module = DecodeGraph(model).eval()
-        args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), *example_states(model, 2))
+        args = (torch.zeros(2, dtype=torch.long, device=device), torch.zeros(2, dtype=torch.long, device=device),
+                *example_states(model, 2))
         input_names = ["token", "position"] + names
         output_names = ["logits"] + [n + "_out" for n in names]
         dynamic = {"token": {0: B}, "position": {0: B}, "flat_states": tuple({0: B} for _ in names)}

@@ -1,4 +1,8 @@
-"""``ramnet`` command line: ``train | eval | export | validate | bench | plot`` (each with ``--help``)."""
+"""``ramnet`` command line: ``train | eval | export | validate | plot`` (each with ``--help``).
+
+Errors print one line, ``ramnet: error: ...``, and exit non-zero (2 for a bad argument, 1 for a failure during
+the work); ``--debug`` shows the traceback instead. Every argument and the output directory are checked before
+any work starts."""
 from __future__ import annotations
 
 import argparse
@@ -9,85 +13,130 @@ from pathlib import Path
 
 from .config import PRESETS, RamNetConfig
 from .data.mqar import MQARSetting
+from .precision import PRECISIONS
 from .train import TrainArgs
 
-
-def _add_setting_args(p):
-    p.add_argument("--seq-len", type=int, default=64, help="MQAR sequence length (default 64)")
-    p.add_argument("--num-kv-pairs", type=int, default=4, help="MQAR key-value pairs (default 4)")
-    p.add_argument("--vocab-size", type=int, default=None, help="MQAR vocabulary (default: the preset's)")
+DEFAULT_PRESET = "mqar-small"  # with T=256, N=64 and TrainArgs' defaults: the GPU MQAR recipe
+ARGUMENT_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, NotADirectoryError)
 
 
-def _setting(args, config) -> MQARSetting:
-    return MQARSetting(vocab_size=args.vocab_size or config.vocab_size, seq_len=args.seq_len,
-                       num_kv_pairs=args.num_kv_pairs)
+def _add_setting_args(p, default_note: str):
+    p.add_argument("--seq-len", type=int, default=None, help=f"MQAR sequence length ({default_note}; else 256)")
+    p.add_argument("--num-kv-pairs", type=int, default=None, help=f"MQAR key-value pairs ({default_note}; else 64)")
+    p.add_argument("--vocab-size", type=int, default=None, help="MQAR vocabulary (default: the model's)")
 
 
-def _overrides(pairs):
-    """``--set key=value`` config overrides, parsed as JSON when possible (``--set gamma=0.5``)."""
+def _setting(args, vocab_size: int, saved: dict | None = None) -> MQARSetting:
+    """The MQAR setting from the flags, falling back to ``saved`` (a checkpoint's) and then to T=256, N=64."""
+    saved = saved or {}
+    setting = MQARSetting(vocab_size=args.vocab_size or saved.get("vocab_size", vocab_size),
+                          seq_len=args.seq_len or saved.get("seq_len", 256),
+                          num_kv_pairs=args.num_kv_pairs or saved.get("num_kv_pairs", 64))
+    if setting.vocab_size > vocab_size:
+        raise ValueError(f"--vocab-size {setting.vocab_size} exceeds the model's vocab_size {vocab_size}")
+    return setting
+
+
+def _overrides(pairs) -> dict:
+    """``--set key=value`` config overrides, each parsed by the field's type (``RamNetConfig.parse_field``)."""
     out = {}
     for pair in pairs or []:
-        key, _, raw = pair.partition("=")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set gamma=0.5")
+        out[key.strip()] = RamNetConfig.parse_field(key.strip(), raw)
     return out
 
 
 def cmd_train(args) -> int:
-    from .train import train_mqar
+    from .precision import resolve_device
+    from .train import prepare_out_dir, train_mqar
 
     if args.task != "mqar":
-        print(f"unknown task {args.task!r}; available: mqar", file=sys.stderr)
-        return 2
-    config = RamNetConfig.from_name(args.preset, **_overrides(args.set))
+        raise ValueError(f"--task {args.task!r} is not available; tasks: mqar")
     train_kw = {f.name: getattr(args, f.name) for f in fields(TrainArgs) if getattr(args, f.name, None) is not None}
-    metrics = train_mqar(config, _setting(args, config), TrainArgs(**train_kw), out_dir=args.out)
+    train_args = TrainArgs(**train_kw)
+    resolve_device(train_args.device)
+    saved_config, saved_setting = None, None
+    if args.resume is not None:  # the checkpoint's model and setting, unless flags name others (then they must match)
+        from .checkpoint import CONFIG_FILE, STATE_JSON, find_training_checkpoint
+
+        path = find_training_checkpoint(args.resume)
+        saved_config = RamNetConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
+        saved_setting = json.loads((path / STATE_JSON).read_text())["setting"]
+    if saved_config is None or args.preset is not None or args.set:
+        config = RamNetConfig.from_name(args.preset or DEFAULT_PRESET, **_overrides(args.set))
+    else:
+        config = saved_config
+    setting = _setting(args, config.vocab_size, saved_setting)
+    prepare_out_dir(args.out, resume=args.resume is not None, overwrite=args.overwrite)
+    metrics = train_mqar(config, setting, train_args, out_dir=args.out, resume=args.resume,
+                         overwrite=args.overwrite)
     metrics.pop("model")
     print(json.dumps({k: metrics[k] for k in ("final_accuracy", "best_accuracy", "steps_run", "seconds")}))
     print(f"checkpoint and metrics written to {args.out}")
     return 0
 
 
-def cmd_eval(args) -> int:
-    from .data.mqar import multiquery_ar
-    from .train import evaluate, load_checkpoint
+def _saved_setting(checkpoint: Path) -> dict | None:
+    """The MQAR setting a checkpoint was trained on (``metrics.json`` of a run, or a training checkpoint's)."""
+    for name in ("metrics.json", "trainer_state.json"):
+        if (checkpoint / name).is_file():
+            return json.loads((checkpoint / name).read_text()).get("setting")
+    return None
 
-    model = load_checkpoint(args.checkpoint)
-    setting = _setting(args, model.config)
+
+def cmd_eval(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data.mqar import multiquery_ar
+    from .precision import check_precision, resolve_device
+    from .train import evaluate
+
+    if args.num_examples < 1:
+        raise ValueError(f"--num-examples must be an integer >= 1, got {args.num_examples}")
+    device = resolve_device(args.device)
+    check_precision(args.precision)
+    model = load_checkpoint(args.checkpoint, map_location=device)
+    setting = _setting(args, model.config.vocab_size, _saved_setting(Path(args.checkpoint)))
     x, y = multiquery_ar(setting, args.num_examples, seed=args.seed)
-    print(json.dumps({"accuracy": evaluate(model, x, y), "setting": setting.__dict__}))
+    accuracy = evaluate(model, x, y, precision=args.precision)
+    print(json.dumps({"accuracy": accuracy, "setting": setting.__dict__, "device": str(device),
+                      "precision": args.precision}))
     return 0
 
 
 def _load_model(args):
-    from .model import RamNetForCausalLM
-    from .train import load_checkpoint
-
-    if args.checkpoint:
-        return load_checkpoint(args.checkpoint)
     import torch
 
-    torch.manual_seed(args.seed)
-    return RamNetForCausalLM(RamNetConfig.from_name(args.preset))
+    from .checkpoint import load_checkpoint
+    from .model import RamNetForCausalLM
+    from .precision import resolve_device
+
+    device = resolve_device(args.device)
+    if args.checkpoint:
+        return load_checkpoint(args.checkpoint, map_location=device)
+    with torch.random.fork_rng(devices=[]):  # a seeded random init that leaves the caller's RNG alone
+        torch.random.default_generator.manual_seed(args.seed)
+        return RamNetForCausalLM(RamNetConfig.from_name(args.preset)).to(device)
 
 
 def cmd_export(args) -> int:
+    if args.format == "tensorrt":  # import-guarded and unverified: see the README's "TensorRT" section
+        raise ValueError("--format tensorrt is not available from the CLI (TensorRT is unverified here); formats: "
+                         "onnx, aoti. See the README section 'TensorRT (unverified)'")
+    if args.opset < 18:
+        raise ValueError(f"--opset must be >= 18, got {args.opset}")
+    model = _load_model(args)
     if args.format == "onnx":
         from ramnet.export.onnx import to_onnx
 
-        path = to_onnx(_load_model(args), args.output, flavor=args.flavor, graph=args.graph, opset=args.opset)
-    elif args.format == "aoti":
+        path = to_onnx(model, args.output, flavor=args.flavor, graph=args.graph, opset=args.opset)
+    else:
         from ramnet.export.aoti import to_aoti
 
         print(f"[export] AOTInductor {args.graph} package on {args.device} (compiles C++; tens of seconds)",
               file=sys.stderr, flush=True)
-        path = to_aoti(_load_model(args), args.output, graph=args.graph, device=args.device)
-    else:  # tensorrt: see ramnet.export.tensorrt (import-guarded, unverified here)
-        print(f"--format {args.format} is not available from the CLI; formats: onnx, aoti. TensorRT: build the "
-              "engine from the custom ONNX graph with the ramnet plugins (README, 'TensorRT')", file=sys.stderr)
-        return 2
+        path = to_aoti(model, args.output, graph=args.graph, device=args.device)
     print(f"wrote {path}")
     return 0
 
@@ -95,6 +144,9 @@ def cmd_export(args) -> int:
 def cmd_validate(args) -> int:
     from ramnet.runtime.validate import format_table, validate
 
+    for name, low in (("batch", 1), ("prompt_len", 1), ("decode_steps", 0)):
+        if getattr(args, name) < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {getattr(args, name)}")
     progress = None if args.json else (lambda message: print(f"[validate] {message}", file=sys.stderr, flush=True))
     results = validate(_load_model(args), batch=args.batch, prompt_len=args.prompt_len,
                        decode_steps=args.decode_steps, seed=args.seed, layers=args.layers, aoti=args.aoti,
@@ -106,62 +158,85 @@ def cmd_validate(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_plot(args) -> int:
+    from .plots import plot_history
+
+    metrics = Path(args.run) / "metrics.json"
+    if not metrics.is_file():
+        raise FileNotFoundError(f"{args.run} has no metrics.json (is it a run directory written by ramnet train?)")
+    print(f"wrote {plot_history(metrics, args.out)}")
+    return 0
+
+
 def _add_model_source(p):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="random-init preset (default tiny)")
     src.add_argument("--checkpoint", default=None, help="directory with model.safetensors and config.json")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
 
 
-def cmd_plot(args) -> int:
-    from .plots import plot_history
-
-    path = plot_history(Path(args.run) / "metrics.json", args.out)
-    print(f"wrote {path}")
-    return 0
+def _add_train_parser(sub, common):
+    p = sub.add_parser("train", parents=[common], help="train a model on MQAR (AdamW + warm-up + cosine)")
+    p.add_argument("--task", default="mqar", help="training task (default mqar)")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help=f"model preset (default {DEFAULT_PRESET}; when resuming: the checkpoint's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field, parsed by its type: --set gamma=0.5 --set short_conv=false")
+    _add_setting_args(p, "default when resuming: the checkpoint's")
+    defaults = TrainArgs()
+    choices = {"precision": list(PRECISIONS)}
+    helps = {"device": "cpu, cuda or cuda:N (default: cuda when available)",
+             "precision": "fp32 (default), or bf16 / fp16: autocast over fp32 weights (GradScaler for fp16)",
+             "save_every": "write a resumable checkpoint every N steps under OUT/checkpoints (default: none)"}
+    for f in fields(TrainArgs):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = helps.get(f.name, f"(default {default})")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], float)
+            p.add_argument(flag, dest=f.name, type=kind, default=None, choices=choices.get(f.name), help=help_text)
+    p.add_argument("--out", default="runs/mqar", help="output directory (default runs/mqar); must be empty or new "
+                   "unless --resume or --overwrite")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue from a training checkpoint, or from the newest one in a run directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
+    p.set_defaults(func=cmd_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ramnet", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's default must not reset a --debug given before the subcommand
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error")
+    parser = argparse.ArgumentParser(prog="ramnet", description=__doc__, parents=[common],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(sub, common)
 
-    p = sub.add_parser("train", help="train a model (MQAR) with AdamW + cosine schedule")
-    p.add_argument("--task", default="mqar", help="training task (default mqar)")
-    p.add_argument("--preset", default="mqar-tiny", choices=sorted(PRESETS), help="model preset (default mqar-tiny)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. gamma=0.5")
-    _add_setting_args(p)
-    defaults = TrainArgs()
-    for f in fields(TrainArgs):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=f"(default {defaults.compile})")
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], float)
-            p.add_argument(flag, dest=f.name, type=kind, default=None,
-                           help=f"(default {getattr(defaults, f.name)})")
-    p.add_argument("--out", default="runs/mqar", help="output directory (default runs/mqar)")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("eval", help="MQAR accuracy of a checkpoint")
+    p = sub.add_parser("eval", parents=[common], help="MQAR accuracy of a checkpoint")
     p.add_argument("--checkpoint", required=True, help="directory with model.safetensors and config.json")
-    _add_setting_args(p)
+    _add_setting_args(p, "default: the setting saved with the checkpoint")
     p.add_argument("--num-examples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="(default fp32)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("export", help="export a model (ONNX custom flavour; prefill or decode graph)")
+    p = sub.add_parser("export", parents=[common], help="export a model (ONNX or AOTInductor; prefill or decode)")
     _add_model_source(p)
     p.add_argument("--format", default="onnx", choices=["onnx", "aoti", "tensorrt"],
-                   help="onnx (default) or aoti (an AOTInductor .pt2 package)")
-    p.add_argument("--flavor", default="custom", choices=["standard", "custom"],
-                   help="ONNX only. custom: ramnet-domain nodes (default); standard: standard ops only")
-    p.add_argument("--device", default="cpu", help="aoti only: the device to compile for (default cpu)")
+                   help="onnx (default) or aoti (an AOTInductor .pt2 package); tensorrt: see the README")
+    p.add_argument("--flavor", default="standard", choices=["standard", "custom"],
+                   help="ONNX only. standard: standard ops only (default, as to_onnx); custom: ramnet-domain nodes")
     p.add_argument("--graph", default="prefill", choices=["prefill", "decode"])
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("-o", "--output", required=True, help="output path")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("validate", help="eager vs compiled vs exported artifacts on the same inputs")
+    p = sub.add_parser("validate", parents=[common], help="eager vs compiled vs exported artifacts on the same inputs")
     _add_model_source(p)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--prompt-len", type=int, default=8)
@@ -172,16 +247,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the AOTInductor artifact (it compiles C++: about 30 s on CPU)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("plot", help="plot a run's loss and accuracy curves")
+    p = sub.add_parser("plot", parents=[common], help="plot a run's loss and accuracy curves (needs [plot])")
     p.add_argument("run", help="run directory with metrics.json")
     p.add_argument("--out", default=None, help="PNG path (default: <run>/curves.png)")
     p.set_defaults(func=cmd_plot)
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return f"ramnet: error: {text}"
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    args.debug = getattr(args, "debug", False)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("ramnet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the CLI's contract: one line, no traceback (--debug for it)
+        if args.debug:
+            raise
+        print(_one_line(error), file=sys.stderr)
+        return 2 if isinstance(error, ARGUMENT_ERRORS) else 1
 
 
 if __name__ == "__main__":

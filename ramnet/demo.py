@@ -1,4 +1,4 @@
-"""``make demo``: train mqar-tiny with torch.compile on CPU (GPU when present), print its accuracy, the state
+"""``make demo``: train mqar-tiny with torch.compile (on the GPU when one is present, else the CPU), print its accuracy, the state
 accounting and the eager-vs-compiled difference; then export it (ONNX, both flavours), generate through ONNX
 Runtime against eager, and print the ``ramnet validate`` table (compiled, four ONNX graphs, AOTInductor)."""
 from __future__ import annotations
@@ -20,9 +20,12 @@ def main() -> None:
     config = RamNetConfig.from_name(recipe.preset)
     start = time.perf_counter()
     out_dir = "runs/demo"
-    metrics = train_mqar(config, recipe.setting, TrainArgs(**{**recipe.train_kwargs, "compile": True}), out_dir=out_dir)
+    metrics = train_mqar(config, recipe.setting, TrainArgs(**{**recipe.train_kwargs, "compile": True}), out_dir=out_dir,
+                         overwrite=True)
     model = metrics.pop("model").eval()
+    device = next(model.parameters()).device
     x, _ = multiquery_ar(recipe.setting, 64, seed=999)
+    x = x.to(device)
     with torch.no_grad():
         eager = model(x)
         compiled = torch.compile(model, fullgraph=True)(x)
@@ -30,13 +33,14 @@ def main() -> None:
     acct = state_accounting(config)
     plot = plot_history(f"{out_dir}/metrics.json")
     print("\n== ramnet demo")
+    print(f"trained on {device} ({metrics['train']['precision']})")
     print(f"MQAR {recipe.setting}: accuracy {metrics['final_accuracy']:.3f} after {metrics['steps_run']} steps "
           f"({metrics['seconds']:.0f} s training, {time.perf_counter() - start:.0f} s total)")
     print(f"state accounting (mqar-tiny): {json.dumps(acct)}")
     print(f"paper-340m state accounting: {json.dumps(state_accounting(RamNetConfig.from_name('paper-340m')))}")
     print(f"eager vs torch.compile(fullgraph=True) logits: max abs diff {diff:.2e}")
     print(f"checkpoint: {out_dir}/model.safetensors   curves: {plot}")
-    export_and_validate(model.cpu(), x[:2, :16], out_dir)
+    export_and_validate(model.cpu(), x[:2, :16].cpu(), out_dir)
 
 
 def export_and_validate(model, prompt, out_dir: str) -> None:

@@ -1,4 +1,5 @@
-"""Training-curve plots (matplotlib, headless)."""
+"""Training-curve plots. Uses matplotlib's object API with the Agg canvas, so the process-wide backend and
+pyplot's figure registry are left alone (matplotlib comes with the ``[plot]`` extra)."""
 from __future__ import annotations
 
 import json
@@ -6,23 +7,29 @@ from pathlib import Path
 
 
 def plot_history(metrics_path: str | Path, out: str | Path | None = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Loss and accuracy against step from a run's ``metrics.json``; writes a PNG (default: ``curves.png``
+    beside it) and returns its path."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("ramnet plot needs matplotlib: pip install 'ramnet[plot]'") from None
 
     metrics = json.loads(Path(metrics_path).read_text())
     hist = metrics["history"]
+    if not hist:
+        raise ValueError(f"{metrics_path} holds no history to plot")
     steps = [h["step"] for h in hist]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax1.plot(steps, [h["loss"] for h in hist])
+    fig = Figure(figsize=(9, 3.2))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(steps, [h["loss"] for h in hist], marker="o", markersize=3)
     ax1.set(xlabel="step", ylabel="train loss", yscale="log")
-    ax2.plot(steps, [h["accuracy"] for h in hist])
+    ax2.plot(steps, [h["accuracy"] for h in hist], marker="o", markersize=3)
     ax2.set(xlabel="step", ylabel="MQAR accuracy", ylim=(0, 1.02))
     s = metrics.get("setting", {})
     fig.suptitle(f"MQAR T={s.get('seq_len')} N={s.get('num_kv_pairs')} V={s.get('vocab_size')}")
     fig.tight_layout()
     out = Path(out) if out else Path(metrics_path).with_name("curves.png")
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out

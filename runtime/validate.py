@@ -132,7 +132,14 @@ def validate(model, *, batch: int = 2, prompt_len: int = 8, decode_steps: int = 
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     progress = progress or (lambda message: None)
-    model = model.eval()
+    was_training = model.training
+    try:
+        return _validate(model.eval(), batch, prompt_len, decode_steps, seed, workdir, layers, aoti, progress)
+    finally:
+        model.train(was_training)  # the caller's module mode is left as found
+
+
+def _validate(model, batch, prompt_len, decode_steps, seed, workdir, layers, aoti, progress) -> dict:
     tol = TOLERANCE.get(next(model.parameters()).dtype, 1e-2)
     case = _Case(model, batch, prompt_len, decode_steps, seed)
     results: dict = {}

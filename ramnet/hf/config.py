@@ -98,6 +98,7 @@ class RamNetHFConfig(PretrainedConfig):
     def from_preset(cls, name: str, **overrides) -> "RamNetHFConfig":
         """A ``RamNetConfig`` preset (``"tiny"``, ``"mqar-tiny"``, ``"paper-340m"``) with field overrides; HF-only
         fields (``eos_token_id``, ...) may be overridden too."""
+        overrides = {cls.attribute_map.get(k, k): v for k, v in overrides.items()}  # HF aliases too
         hf_kwargs = {k: overrides.pop(k) for k in _HF_ONLY if k in overrides}
         return cls.from_ramnet_config(RamNetConfig.from_name(name, **overrides), **hf_kwargs)
 
