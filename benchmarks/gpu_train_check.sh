@@ -10,9 +10,9 @@ BASE="--task mqar --preset mqar-small --seq-len 256 --num-kv-pairs 64 --vocab-si
 declare -A VARIANTS=([recipe-bf16]="--precision bf16")
 for v in "$@"; do VARIANTS[${v%%=*}]="${v#*=}"; done
 for name in "${!VARIANTS[@]}"; do
-  ( start=$(date +%s.%N)
+  ( start=$(date +%s)
     python3 -m ramnet train $BASE ${VARIANTS[$name]} --out runs/$name --overwrite >"$OUT/$name.log" 2>&1
-    echo "$name rc=$? wall_s=$(echo "$(date +%s.%N) - $start" | bc)" >>"$OUT/walls.txt" ) &
+    echo "$name rc=$? wall_s=$(( $(date +%s) - start ))" >>"$OUT/walls.txt" ) &
 done
 wait
 python3 - "$OUT" "${!VARIANTS[@]}" <<'PY'
