@@ -31,7 +31,7 @@ class TrainArgs:
     """Training arguments. The defaults are the GPU MQAR recipe (README, "Training on a GPU"): ``mqar-small`` at
     T=256 with 64 pairs reaches >= 0.99 with them."""
 
-    steps: int = 2000
+    steps: int = 4000
     batch_size: int = 128
     lr: float = 1e-3
     min_lr_ratio: float = 0.1

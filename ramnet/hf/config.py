@@ -72,9 +72,11 @@ class RamNetHFConfig(PretrainedConfig):
         super().__post_init__(**kwargs)
         self.to_ramnet_config()  # validate now, with RamNetConfig's messages, rather than at the first forward
 
-    def validate_architecture(self):
-        """Called by ``save_pretrained`` (transformers' strict validation): the same checks as construction."""
+    def validate(self):
+        """``save_pretrained`` calls this: the construction checks again (fields may have been set since)."""
         self.to_ramnet_config()
+        if hasattr(self, "validate_token_ids"):  # transformers' own check (a warning for out-of-vocab token ids)
+            self.validate_token_ids()
 
     def to_ramnet_config(self) -> RamNetConfig:
         """The native config with these field values (raises ``ValueError`` on a bad value)."""
