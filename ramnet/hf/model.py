@@ -67,9 +67,11 @@ class RamNetHFForCausalLM(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = RamNetForCausalLM(config.to_ramnet_config())
         # the native constructor has initialised every parameter: mark them so that post_init's weight
-        # initialisation keeps them (a fresh model then equals RamNetForCausalLM under the same seed)
+        # initialisation keeps them (a fresh model then equals RamNetForCausalLM under the same seed). Not on the
+        # meta device (from_pretrained): there the flag would hide the parameters a checkpoint lacks from loading
         for p in self.model.parameters():
-            p._is_hf_initialized = True
+            if p.device.type != "meta":
+                p._is_hf_initialized = True
         self.post_init()
 
     # ---- native conversion ----------------------------------------------------------------------------------
@@ -239,7 +241,7 @@ class RamNetHFForCausalLM(PreTrainedModel, GenerationMixin):
         groups: dict[tuple[int, int], list[int]] = {}
         for row, key in enumerate(zip(lengths, starts)):
             groups.setdefault(key, []).append(row)
-        if True:  # the common case: one call over the whole batch
+        if len(groups) == 1 and lengths[0] == T:  # the common case: one call over the whole batch
             hidden, new_states = self.model.features(input_ids, states, offset=starts[0], return_states=want_states)
         else:
             hidden = None

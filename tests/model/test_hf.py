@@ -148,7 +148,9 @@ def test_from_native_shares_parameters_and_native_checkpoint_loads(tmp_path):
 
 @pytest.mark.parametrize("tie", [False, True])
 def test_save_pretrained_round_trip(tmp_path, tie):
-    model = make_model(seed=2, dtype=torch.float32, tie_embeddings=tie, short_conv=True, cape_prev_token_init=2.0)
+    # CAPE masks [True, False] then [False, False]: loading must rebuild them (they are not in the checkpoint)
+    model = make_model(seed=2, dtype=torch.float32, tie_embeddings=tie, short_conv=True, cape_prev_token_init=2.0,
+                       cape_all_heads_layers=0, cape_half_heads_layers=1)
     with torch.no_grad():  # make every tensor distinct from its initial value, so that loading is what we test
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -166,6 +168,33 @@ def test_save_pretrained_round_trip(tmp_path, tie):
         assert block.mixer.cape.tolist() == loaded.native.config.cape_mask(i)
     ids = torch.randint(0, 128, (2, 10))
     torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+
+def test_keys_missing_from_a_checkpoint_get_the_native_initialisation(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from ramnet.layers import prev_token_address_bias
+
+    model = make_model(seed=3, dtype=torch.float32, short_conv=True, alpha_init=0.3, cape_prev_token_init=2.0,
+                       norm="rmsnorm")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # far from every initial value
+    model.save_pretrained(tmp_path)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    missing = ["model.blocks.0.mixer.alpha", "model.blocks.0.mixer.q_bias", "model.blocks.1.mixer.conv.weight",
+               "model.norm.weight", "model.blocks.1.mlp.down.weight"]
+    save_file({k: v for k, v in weights.items() if k not in missing}, str(tmp_path / "model.safetensors"),
+              metadata={"format": "pt"})
+    loaded = RamNetHFForCausalLM.from_pretrained(tmp_path).native
+    blocks = loaded.blocks
+    assert torch.equal(blocks[0].mixer.alpha, torch.full((2,), 0.3))
+    assert torch.equal(blocks[0].mixer.q_bias, prev_token_address_bias(loaded.config, [True, True])[0])
+    assert torch.equal(blocks[0].mixer.k_bias, model.native.blocks[0].mixer.k_bias)  # loaded: kept
+    assert blocks[1].mixer.conv.weight.abs().max() <= 4**-0.5 and blocks[1].mixer.conv.weight.std() > 0.1
+    assert torch.equal(loaded.norm.weight, torch.ones(64))
+    assert abs(blocks[1].mlp.down.weight.std().item() - 0.02) < 0.005
+    assert torch.equal(blocks[1].mlp.gate_up.weight, model.native.blocks[1].mlp.gate_up.weight)
 
 
 # ---- forward and loss ----------------------------------------------------------------------------------------
