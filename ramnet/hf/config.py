@@ -70,7 +70,11 @@ class RamNetHFConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self.to_ramnet_config()  # validate now, with RamNetConfig's messages, rather than at the first forward
+        # validate now, with RamNetConfig's messages, rather than at the first forward; keep its normalised
+        # values (ints given for float fields become floats)
+        native = self.to_ramnet_config()
+        for f in dataclasses.fields(RamNetConfig):
+            setattr(self, f.name, getattr(native, f.name))
 
     def validate(self):
         """``save_pretrained`` calls this: the construction checks again (fields may have been set since)."""
@@ -98,8 +102,8 @@ class RamNetHFConfig(PretrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "RamNetHFConfig":
-        """A ``RamNetConfig`` preset (``"tiny"``, ``"mqar-tiny"``, ``"paper-340m"``) with field overrides; HF-only
-        fields (``eos_token_id``, ...) may be overridden too."""
+        """A ``RamNetConfig`` preset (``preset_names()``: ``"tiny"``, ``"mqar-tiny"``, ``"paper-340m"``, ...) with
+        field overrides (HF aliases such as ``hidden_size`` too); HF-only fields (``eos_token_id``, ...) as well."""
         overrides = {cls.attribute_map.get(k, k): v for k, v in overrides.items()}  # HF aliases too
         hf_kwargs = {k: overrides.pop(k) for k in _HF_ONLY if k in overrides}
         return cls.from_ramnet_config(RamNetConfig.from_name(name, **overrides), **hf_kwargs)

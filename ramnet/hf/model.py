@@ -94,9 +94,9 @@ class RamNetHFForCausalLM(PreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_native_checkpoint(cls, path, map_location: str = "cpu", **hf_kwargs) -> "RamNetHFForCausalLM":
-        """Load a native checkpoint directory (``ramnet.train.save_checkpoint``: ``model.safetensors`` and a
-        ``RamNetConfig`` ``config.json``). To write one back: ``ramnet.train.save_checkpoint(hf.native, path)``."""
-        from ramnet.train import load_checkpoint
+        """Load a native checkpoint directory (``model.safetensors`` and a ``RamNetConfig`` ``config.json``, as
+        ``ramnet train`` writes). To write one back: ``ramnet.checkpoint.write_model(hf.native, path)``."""
+        from ramnet.checkpoint import load_checkpoint
 
         return cls.from_native(load_checkpoint(path, map_location=map_location), **hf_kwargs)
 

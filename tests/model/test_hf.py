@@ -54,6 +54,7 @@ def test_config_has_the_native_fields_and_defaults():
     assert RamNetHFConfig(tie_word_embeddings=True).tie_embeddings is True
     assert RamNetHFConfig(tie_embeddings=True).tie_word_embeddings is True
     assert RamNetHFConfig(hidden_size=96).d_model == 96
+    assert isinstance(RamNetHFConfig(tau=2).tau, float)  # normalised as RamNetConfig does
 
 
 def test_config_presets_and_native_round_trip():
@@ -129,7 +130,7 @@ def test_fresh_model_is_the_native_model():
 
 
 def test_from_native_shares_parameters_and_native_checkpoint_loads(tmp_path):
-    from ramnet.train import save_checkpoint
+    from ramnet.checkpoint import write_model
 
     torch.manual_seed(1)
     native = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True)).eval()
@@ -139,7 +140,7 @@ def test_from_native_shares_parameters_and_native_checkpoint_loads(tmp_path):
     assert not hf.training
     ids = torch.randint(0, 128, (2, 8))
     torch.testing.assert_close(hf(ids).logits, native(ids), rtol=0, atol=0)
-    save_checkpoint(native, tmp_path)
+    write_model(native, tmp_path)
     loaded = RamNetHFForCausalLM.from_native_checkpoint(tmp_path)
     torch.testing.assert_close(loaded(ids).logits, native(ids), rtol=0, atol=0)
     with pytest.raises(TypeError, match="RamNetForCausalLM"):
@@ -316,6 +317,16 @@ def test_greedy_generate_equals_native_generate(overrides):
     assert torch.equal(out, model.native.generate(ids, 12))
     no_cache = model.generate(ids, max_new_tokens=12, do_sample=False, use_cache=False)
     assert torch.equal(no_cache, out)
+
+
+def test_greedy_generate_with_eos_equals_native_generate():
+    model = make_model(seed=13)
+    ids = torch.randint(1, 128, (3, 6))
+    free = model.native.generate(ids, 10)
+    eos = int(free[1, 8])  # row 1 emits it early; the other rows may or may not
+    out = model.generate(ids, max_new_tokens=10, do_sample=False, eos_token_id=eos, pad_token_id=PAD)
+    assert torch.equal(out, model.native.generate(ids, 10, eos_token_id=eos, pad_token_id=PAD))
+    assert (out[1, 9:] == PAD).all()
 
 
 def test_sampling_generate_options():
