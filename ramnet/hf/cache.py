@@ -55,7 +55,7 @@ class RamNetLayerState:
 class RamNetHFCache(Cache):
     """Per-layer ``(S, z, conv)`` memories, per-row positions and the consumed column count.
 
-    ``RamNetHFCache(num_layers)`` (or ``RamNetHFCache(config=hf_config)``) is empty; the model fills it on its first
+    ``RamNetHFCache(num_layers)`` (or ``RamNetHFCache(config=config)``) is empty; the model fills it on its first
     forward. Beam search works through :meth:`reorder_cache` (``index_select`` along the batch on every tensor and
     on ``positions``). It cannot be cropped: a memory that has absorbed a token cannot forget it.
     """
@@ -63,8 +63,8 @@ class RamNetHFCache(Cache):
     def __init__(self, num_layers: int | None = None, *, config=None):
         if (num_layers is None) == (config is None):
             raise ValueError("RamNetHFCache needs exactly one of num_layers or config")
-        if config is not None:
-            num_layers = config.num_hidden_layers
+        if config is not None:  # a RamNetHFConfig or a native RamNetConfig
+            num_layers = getattr(config, "num_hidden_layers", None) or config.n_layers
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be an int >= 1, got {num_layers!r}")
         super().__init__(layers=[RamNetLayerState() for _ in range(num_layers)])

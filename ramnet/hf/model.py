@@ -27,8 +27,8 @@ from .cache import RamNetHFCache
 from .config import RamNetHFConfig
 
 IGNORE_INDEX = -100
-# transformers 5.2x renamed the output's cache field to `cache` (5.17 has `past_key_values`); generate reads the
-# cache back from whichever field the installed version declares
+# transformers renamed the output's cache field from `past_key_values` (5.17) to `cache` (5.24); generate reads
+# the cache back from whichever field the installed version declares
 _CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 # model fields whose names are also generation parameters: `top_k` is the memory's Top-K, not sampling's top-k
 _NOT_GENERATION_FIELDS = ("top_k",)
@@ -165,8 +165,8 @@ class RamNetHFForCausalLM(PreTrainedModel, GenerationMixin):
             input_ids: int64 ``[B, T]``, the tokens not yet in the cache.
             attention_mask: ``[B, T]`` or ``[B, past + T]`` of 0/1 (``past = cache.get_seq_length()``), left
                 padding only; a row must have a real token in every call. None = no padding.
-            past_key_values: a :class:`RamNetHFCache` (``cache`` is the transformers >= 5.2x name of the same
-                argument). It is updated in place.
+            past_key_values: a :class:`RamNetHFCache`, updated in place (``cache`` is the same argument under the
+                name later transformers 5.x releases use).
             labels: int64 ``[B, T]``; the loss is the mean next-token cross-entropy over labels != -100 (label
                 ``t + 1`` scored by the logits at ``t``); labels after a pad column are ignored.
             use_cache: return (and fill) a cache; default ``config.use_cache`` unless ``labels`` are given (a
@@ -284,6 +284,9 @@ class RamNetHFForCausalLM(PreTrainedModel, GenerationMixin):
                 raise ValueError(f"input_ids must hold the whole sequence: the cache has consumed {cache.seen_tokens} "
                                  f"columns and input_ids has {input_ids.shape[1]}")
             input_ids = input_ids[:, -new:]
+        if self.device.type != "meta":  # newer generate leaves moving the inputs to the model to this method
+            input_ids = input_ids.to(self.device)
+            attention_mask = None if attention_mask is None else attention_mask.to(self.device)
         inputs = {"input_ids": input_ids.contiguous(), "attention_mask": attention_mask, "past_key_values": cache,
                   "use_cache": use_cache}
         if logits_to_keep is not None:
@@ -298,8 +301,10 @@ def _select(state, idx):
 def _check_input_ids(input_ids, vocab_size: int) -> None:
     if input_ids is None:
         raise ValueError("input_ids is required")
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"input_ids must be an int64 tensor [B, T], got {getattr(input_ids, 'shape', input_ids)!r}")
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (torch.int64,
+                                                                                                    torch.int32):
+        raise ValueError(f"input_ids must be an int64 (or int32) tensor [B, T], got "
+                         f"{getattr(input_ids, 'shape', input_ids)!r}")
     if input_ids.shape[0] < 1 or input_ids.shape[1] < 1:
         raise ValueError(f"input_ids must be non-empty, got shape {tuple(input_ids.shape)}")
     low, high = int(input_ids.min()), int(input_ids.max())

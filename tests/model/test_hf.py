@@ -235,7 +235,7 @@ def test_bad_inputs_raise_clear_errors():
         model(inputs_embeds=torch.zeros(2, 5, 64, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"\[0, vocab_size=128\)"):
         model(ids + 200)
-    with pytest.raises(ValueError, match=r"int64 tensor \[B, T\]"):
+    with pytest.raises(ValueError, match=r"int64 \(or int32\) tensor \[B, T\]"):
         model(ids[0])
     with pytest.raises(ValueError, match="not both"):
         model(ids, past_key_values=RamNetHFCache(2), cache=RamNetHFCache(2))
@@ -268,6 +268,13 @@ def test_left_padding_never_enters_the_state(overrides):
             for t, t_alone in zip(layer, layer_alone):
                 if t is not None:
                     torch.testing.assert_close(t[i], t_alone[0], rtol=1e-10, atol=1e-10)
+    # a multi-token continuation runs each row from its own position
+    more = torch.tensor([[3, 1, 4], [1, 5, 9], [2, 6, 5]])
+    nxt = model(more, attention_mask=torch.cat([mask, torch.ones_like(more)], 1), past_key_values=cache).logits
+    for i, row in enumerate(rows):
+        alone = model(torch.tensor([row + more[i].tolist()])).logits[0, -3:]
+        torch.testing.assert_close(nxt[i], alone, rtol=1e-10, atol=1e-10)
+    assert cache.positions.tolist() == [10, 5, 7] and cache.get_seq_length() == 10
     # the loss skips labels predicted from a pad position
     labels = ids.masked_fill(mask == 0, -100)
     per_row = [F.cross_entropy(model(torch.tensor([r])).logits[0, :-1], torch.tensor(r[1:]), reduction="sum")
