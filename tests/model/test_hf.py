@@ -379,12 +379,13 @@ def test_cache_reorder_selects_rows():
     assert all(cache.is_linear) and not cache.is_compileable
 
 
-def test_beam_search_with_cache_equals_without():
+@pytest.mark.parametrize("num_beams", [2, 3])
+def test_beam_search_with_cache_equals_without(num_beams):
     """Without a cache every step recomputes the whole beam, so no reorder is involved: equal outputs mean the
     cache's reorder is right."""
     model = make_model(seed=11, short_conv=True)
     ids, mask = left_pad([[5, 9, 17, 3, 44], [11, 3, 8]])
-    kw = dict(attention_mask=mask, max_new_tokens=7, num_beams=3, num_return_sequences=2, do_sample=False,
+    kw = dict(attention_mask=mask, max_new_tokens=7, num_beams=num_beams, num_return_sequences=2, do_sample=False,
               pad_token_id=PAD)
     with_cache = model.generate(ids, **kw)
     assert with_cache.shape == (4, 12)
