@@ -1,38 +1,119 @@
-"""`ramnet train/eval/plot` end to end on a few steps: checkpoint (safetensors), metrics JSON, reload."""
+"""`ramnet train/eval/plot` end to end on a few steps, and the CLI's error contract: one line, non-zero exit,
+no traceback, every argument checked before any work."""
 import json
 
 import pytest
 import torch
 
+from ramnet.checkpoint import load_checkpoint
 from ramnet.cli import main
-from ramnet.train import load_checkpoint
+
+TINY = ["--task", "mqar", "--preset", "tiny", "--set", "vocab_size=80", "--seq-len", "16", "--num-kv-pairs", "2",
+        "--batch-size", "4", "--num-train", "32", "--num-eval", "16", "--device", "cpu"]
 
 
 def test_train_eval_plot_round_trip(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", "--task", "mqar", "--preset", "tiny", "--set", "vocab_size=80", "--seq-len", "16",
-               "--num-kv-pairs", "2", "--steps", "3", "--batch-size", "4", "--num-train", "32", "--num-eval", "16",
-               "--eval-every", "2", "--out", str(out)])
-    assert rc == 0
+    assert main(["train", *TINY, "--steps", "3", "--eval-every", "2", "--out", str(out)]) == 0
     assert {"model.safetensors", "config.json", "metrics.json"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps_run"] == 3 and [h["step"] for h in metrics["history"]] == [2, 3]
-    assert 0.0 <= metrics["final_accuracy"] <= 1.0
-    model = load_checkpoint(out)
-    assert model.config.vocab_size == 80
+    assert metrics["train"]["device"] == "cpu" and metrics["train"]["precision"] == "fp32"
+    assert load_checkpoint(out).config.vocab_size == 80
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(out), "--seq-len", "16", "--num-kv-pairs", "2", "--num-examples", "8"]) == 0
-    assert 0.0 <= json.loads(capsys.readouterr().out)["accuracy"] <= 1.0
+    # eval reads the setting saved with the run (T=16, N=2 over vocab 80), with no setting flags
+    assert main(["eval", "--checkpoint", str(out), "--num-examples", "8", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.0 <= result["accuracy"] <= 1.0
+    assert (result["setting"]["seq_len"], result["setting"]["num_kv_pairs"], result["setting"]["vocab_size"]) == (16, 2, 80)
     assert main(["plot", str(out)]) == 0
     assert (out / "curves.png").stat().st_size > 1000
 
 
-def test_checkpoint_loading_requires_safetensors(tmp_path):
-    torch.save({"x": 1}, tmp_path / "model.pt")
-    with pytest.raises(FileNotFoundError, match="model.safetensors"):
-        load_checkpoint(tmp_path)
+def test_set_values_are_parsed_by_the_field_type(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--set", "short_conv=false", "--set", "gamma=0.5", "--steps", "1",
+                 "--out", str(out)]) == 0
+    config = load_checkpoint(out).config
+    assert config.short_conv is False and config.gamma == 0.5
 
 
-def test_unknown_task_is_an_error(capsys):
-    assert main(["train", "--task", "lm", "--steps", "1"]) == 2
-    assert "unknown task" in capsys.readouterr().err
+BAD_ARGUMENTS = [
+    (["train", "--steps", "0"], "--steps must be an integer >= 1"),
+    (["train", "--eval-every", "0"], "--eval-every must be an integer >= 1"),
+    (["train", "--batch-size", "0"], "--batch-size must be an integer >= 1"),
+    (["train", "--lr", "nan"], "--lr must be a finite number"),
+    (["train", "--set", "foo=1"], "unknown config key 'foo'; known keys: vocab_size"),
+    (["train", "--set", "gamma"], "expected KEY=VALUE"),
+    (["train", "--set", "short_conv=yes"], "short_conv must be true or false"),
+    (["train", "--set", "alpha_init=nan"], "alpha_init must be a finite number"),
+    (["train", "--task", "lm"], "--task 'lm' is not available"),
+    (["train", "--device", "tpu"], "device must be"),
+    (["train", "--preset", "tiny", "--seq-len", "64", "--num-kv-pairs", "4", "--vocab-size", "4096"], "exceeds the model's vocab_size"),
+    (["eval", "--checkpoint", "/nonexistent", "--num-examples", "0"], "--num-examples must be an integer >= 1"),
+    (["eval", "--checkpoint", "/nonexistent"], "must be a directory with model.safetensors"),
+    (["export", "--format", "tensorrt", "-o", "x.onnx"], "--format tensorrt is not available"),
+    (["validate", "--batch", "0"], "--batch must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_ARGUMENTS, ids=[" ".join(a[:3]) for a, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_one_line_errors(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("ramnet: error: ") and message in err, err
+    assert not (tmp_path / "runs").exists(), "an argument error must come before any work"
+
+
+def test_argparse_usage_errors_keep_their_usage_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--precision", "fp8"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ") and "invalid choice: 'fp8'" in err.splitlines()[-1]
+
+
+def test_debug_shows_the_traceback():
+    with pytest.raises(ValueError, match="--steps must be"):
+        main(["train", "--steps", "0", "--debug"])
+
+
+def test_a_non_empty_out_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["train", *TINY, "--steps", "1", "--out", str(out)]) == 2
+    assert "is not empty; pass --resume" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert main(["train", *TINY, "--steps", "1", "--out", str(out), "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "model.safetensors").is_file()
+    file_out = tmp_path / "a-file"
+    file_out.write_text("x")
+    assert main(["train", *TINY, "--steps", "1", "--out", str(file_out)]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_resume_from_step_2_ends_with_the_weights_of_the_uninterrupted_run(tmp_path):
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    assert main(["train", *TINY, "--steps", "4", "--eval-every", "2", "--save-every", "2", "--out", str(full)]) == 0
+    assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
+    step2 = full / "checkpoints" / "step-00000002"
+    assert {"model.safetensors", "config.json", "trainer_state.json", "trainer_state.pt"} <= {p.name for p in step2.iterdir()}
+    assert main(["train", "--steps", "4", "--eval-every", "2", "--batch-size", "4", "--num-train", "32",
+                 "--num-eval", "16", "--device", "cpu", "--resume", str(step2), "--out", str(resumed)]) == 0
+    a, b = load_checkpoint(full).state_dict(), load_checkpoint(resumed).state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    history = json.loads((resumed / "metrics.json").read_text())["history"]
+    assert [h["step"] for h in history] == [2, 4]
+
+
+def test_resume_refuses_a_different_setting(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "2", "--save-every", "1", "--out", str(run)]) == 0
+    assert main(["train", "--steps", "4", "--device", "cpu", "--seq-len", "32", "--resume", str(run),
+                 "--out", str(run)]) == 2
+    assert "the checkpoint was trained on" in capsys.readouterr().err

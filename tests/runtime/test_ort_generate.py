@@ -19,8 +19,14 @@ def test_ort_generate_equals_eager_token_for_token(flavor, tmp_path):
     prompt = torch.randint(0, model.config.vocab_size, (3, 7))
     eager = model.generate(prompt, 12)
     assert torch.equal(gen.generate(prompt, 12), eager)
-    sampled = lambda fn: fn(prompt, 10, temperature=0.8, top_k=20, generator=torch.Generator().manual_seed(5))
+    sampled = lambda fn: fn(prompt, 10, temperature=0.8, top_k=20, top_p=0.9,
+                            generator=torch.Generator().manual_seed(5))
     assert torch.equal(sampled(gen.generate), sampled(model.generate))
+    eos = int(eager[1, 7])  # row 1's first generated token: row 1 stops there, the others go on
+    with_eos = lambda fn: fn(prompt, 12, eos_token_id=eos, pad_token_id=0)
+    assert torch.equal(with_eos(gen.generate), with_eos(model.generate))
     assert torch.equal(gen.generate(prompt, 0), prompt)
     with pytest.raises(ValueError, match="max_new_tokens"):
         gen.generate(prompt, -1)
+    with pytest.raises(ValueError, match="temperature"):
+        gen.generate(prompt, 2, temperature=-1)
