@@ -86,3 +86,18 @@ def test_validate_rejects_bad_arguments(kw, exc, match):
         V.validate(RamNetForCausalLM(RamNetConfig.from_name("tiny")), **kw)
     with pytest.raises(TypeError, match="model must be a RamNetForCausalLM"):
         V.validate(torch.nn.Linear(2, 2))
+
+
+def test_validate_skips_the_custom_graphs_without_onnxruntime_extensions(monkeypatch):
+    import importlib.util
+
+    from ramnet import RamNetConfig, RamNetForCausalLM
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime_extensions" else real(name, *a))
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny")).train()
+    result = V.validate(model, aoti=False)
+    assert "onnxruntime-extensions" in result["skipped"]["onnx-custom"]
+    assert not any(k.startswith("onnx-custom-") for k in result)
+    assert result["onnx-standard-decode"]["passed"] and model.training  # the caller's mode is left as found
