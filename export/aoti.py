@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .onnx import GRAPHS, DecodeGraph, PrefillGraph, example_states, state_names
+from .onnx import GRAPHS, DecodeGraph, PrefillGraph, check_output_path, example_states, state_names
 
 
 def export_program(model, graph: str = "prefill", *, device: str | torch.device = "cpu"):
@@ -48,6 +48,7 @@ def to_aoti(model, path, *, graph: str = "prefill", device: str | torch.device =
     path = Path(path)
     if path.suffix != ".pt2":
         raise ValueError(f"path must end in .pt2 (an AOTInductor package), got {str(path)!r}")
+    check_output_path(path)
     program = export_program(model, graph, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     # the input signature travels in the package so that the runner can check its inputs (runtime/aoti.py)

@@ -10,6 +10,7 @@ ops only (``export/onnx_standard.py``; the prefill scan is a ``Loop`` over T).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -61,6 +62,21 @@ def example_states(model, batch: int):
     return out
 
 
+def check_output_path(path) -> Path:
+    """Refuse, before any work, an output path that cannot become a file: a directory, or one whose folder cannot
+    be created or written."""
+    path = Path(path)
+    if str(path) in ("", ".") or path.is_dir():
+        raise IsADirectoryError(f"output path {str(path)!r} is a directory; give a file name")
+    try:  # the folder is made now, so that a path that cannot be written fails before the export's work
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise NotADirectoryError(f"output path {path}: cannot create its folder ({error.strerror or error})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"output path {path}: {path.parent} is not writable")
+    return path
+
+
 def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", opset: int = 18):
     """Export ``model`` to ``path`` (see the module docstring for the graph I/O). Returns the path."""
     from ramnet.model import RamNetForCausalLM
@@ -71,18 +87,22 @@ def to_onnx(model, path, *, flavor: str = "standard", graph: str = "prefill", op
         raise ValueError(f"flavor must be one of {FLAVORS}, got {flavor!r}")
     if graph not in GRAPHS:
         raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
-    if opset < 18:
-        raise ValueError(f"opset must be >= 18 (ScatterND reduction, TopK), got {opset}")
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 18 <= opset <= newest:
+        raise ValueError(f"opset must be an int in [18, {newest}] (18: ScatterND reduction, TopK; {newest}: this "
+                         f"onnx), got {opset!r}")
+    check_output_path(path)
     if flavor == "standard":
         from .onnx_standard import standard_translation_table as translation_table
     else:
         from .onnx_schemas import custom_translation_table as translation_table
 
-    was_training = model.training
-    try:
-        return _export(model.eval(), path, flavor, graph, opset, translation_table)
-    finally:
-        model.train(was_training)  # the caller's module mode is left as found
+    from ramnet.modes import eval_mode
+
+    with eval_mode(model):  # every module's mode is left as found
+        return _export(model, path, flavor, graph, opset, translation_table)
 
 
 def _export(model, path, flavor, graph, opset, translation_table):

@@ -8,5 +8,5 @@ from .layers import RamNetMixer
 from .model import RamNetBlock, RamNetForCausalLM
 
 from ._version import __version__
-__all__ = ["PRESETS", "RamCache", "RamNetBlock", "RamNetConfig", "RamNetForCausalLM", "RamNetMixer",
+__all__ = ["__version__", "PRESETS", "RamCache", "RamNetBlock", "RamNetConfig", "RamNetForCausalLM", "RamNetMixer",
            "state_accounting"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -39,16 +40,26 @@ def write_model(model, out_dir: str | Path) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
     """A ``RamNetForCausalLM`` from a model checkpoint directory (safetensors only; no pickle)."""
-    from safetensors.torch import load_model
-
     from .model import RamNetForCausalLM
 
     path = Path(path)
     if not (path / MODEL_FILE).is_file() or not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{path} must be a directory with {MODEL_FILE} and {CONFIG_FILE}")
-    model = RamNetForCausalLM(RamNetConfig.from_dict(json.loads((path / CONFIG_FILE).read_text())))
-    load_model(model, str(path / MODEL_FILE), device=str(map_location))
+    model = RamNetForCausalLM(read_config(path))
+    load_weights(model, path, map_location)
     return model.to(map_location)
+
+
+def load_weights(model, checkpoint: str | Path, map_location="cpu") -> None:
+    """Load ``checkpoint/model.safetensors`` into ``model``; a damaged or foreign file is a ``ValueError``."""
+    from safetensors.torch import load_model
+
+    path = Path(checkpoint) / MODEL_FILE
+    try:
+        load_model(model, str(path), device=str(map_location))
+    except Exception as error:  # noqa: BLE001 - safetensors raises several types for damaged or foreign files
+        first = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        raise ValueError(f"{path} does not hold this config's weights: {first}") from None
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -87,17 +98,64 @@ def save_training_checkpoint(run_dir: str | Path, step: int, model, info: dict, 
     return final
 
 
+STEP_DIR = re.compile(r"step-(\d{8})")
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(STEP_DIR.fullmatch(path.name).group(1))
+
+
+def list_training_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The complete training checkpoints under ``run_dir/checkpoints``, oldest first (temporaries and
+    ``.old`` copies left by an interrupted save are not checkpoints)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = [c for c in root.iterdir() if STEP_DIR.fullmatch(c.name) and (c / STATE_JSON).is_file()]
+    return sorted(found, key=checkpoint_step)
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> None:
+    """Remove what an interrupted save left under ``run_dir/checkpoints`` (``.step-*.tmp-*``, ``step-*.old``)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if root.is_dir():
+        for c in root.iterdir():
+            if c.name.startswith(".step-") or c.name.endswith(".old"):
+                shutil.rmtree(c, ignore_errors=True)
+
+
 def find_training_checkpoint(path: str | Path) -> Path:
     """``path`` itself when it is a training checkpoint, else the newest one under ``path/checkpoints``."""
     path = Path(path)
     if (path / STATE_JSON).is_file():
         return path
-    candidates = sorted((path / CHECKPOINTS_DIR).glob("step-*")) if (path / CHECKPOINTS_DIR).is_dir() else []
-    candidates = [c for c in candidates if (c / STATE_JSON).is_file()]
+    candidates = list_training_checkpoints(path)
     if not candidates:
         raise FileNotFoundError(f"--resume {path}: neither a training checkpoint (with {STATE_JSON}) nor a run "
                                 f"directory with {CHECKPOINTS_DIR}/step-*")
     return candidates[-1]
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; a missing, unreadable or malformed file is a ``ValueError`` naming it."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{what} {path} cannot be read: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path} must hold a JSON object")
+    return data
+
+
+def read_config(checkpoint: str | Path) -> RamNetConfig:
+    """The ``RamNetConfig`` of a checkpoint directory; every field must be present (a partial config would
+    silently take the 340M defaults)."""
+    path = Path(checkpoint) / CONFIG_FILE
+    data = read_json(path, "model config")
+    missing = [f for f in RamNetConfig.field_types() if f not in data and f != "name"]
+    if missing:
+        raise ValueError(f"model config {path} lacks the fields {missing}")
+    return RamNetConfig.from_dict(data)
 
 
 def load_training_checkpoint(path: str | Path, map_location="cpu") -> tuple[Path, dict, dict]:
@@ -106,6 +164,16 @@ def load_training_checkpoint(path: str | Path, map_location="cpu") -> tuple[Path
     for name in (MODEL_FILE, CONFIG_FILE, STATE_TENSORS):
         if not (ckpt / name).is_file():
             raise FileNotFoundError(f"training checkpoint {ckpt} lacks {name}")
-    info = json.loads((ckpt / STATE_JSON).read_text())
-    tensors = torch.load(ckpt / STATE_TENSORS, map_location=map_location, weights_only=True)
+    info = read_json(ckpt / STATE_JSON, "training state")
+    missing = [k for k in ("step", "setting", "train", "history", "best_accuracy") if k not in info]
+    if missing:
+        raise ValueError(f"training state {ckpt / STATE_JSON} lacks {missing}")
+    try:
+        tensors = torch.load(ckpt / STATE_TENSORS, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for a damaged file
+        raise ValueError(f"training state {ckpt / STATE_TENSORS} cannot be read ({type(error).__name__}: "
+                         f"{error})") from None
+    if not isinstance(tensors, dict) or {"optimizer", "schedule", "scaler", "generator"} - set(tensors):
+        raise ValueError(f"training state {ckpt / STATE_TENSORS} lacks the optimizer / schedule / scaler / "
+                         "generator states")
     return ckpt, info, tensors

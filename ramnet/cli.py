@@ -16,8 +16,11 @@ from .data.mqar import MQARSetting
 from .precision import PRECISIONS
 from .train import TrainArgs
 
+# a resumed run takes these from its checkpoint unless a flag gives them (the device is this machine's choice)
+RESUMED_ARGS = tuple(f.name for f in fields(TrainArgs) if f.name not in ("device", "threads"))
 DEFAULT_PRESET = "mqar-small"  # with T=256, N=64 and TrainArgs' defaults: the GPU MQAR recipe
-ARGUMENT_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, NotADirectoryError)
+ARGUMENT_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                   PermissionError)
 
 
 def _add_setting_args(p, default_note: str):
@@ -29,12 +32,26 @@ def _add_setting_args(p, default_note: str):
 def _setting(args, vocab_size: int, saved: dict | None = None) -> MQARSetting:
     """The MQAR setting from the flags, falling back to ``saved`` (a checkpoint's) and then to T=256, N=64."""
     saved = saved or {}
-    setting = MQARSetting(vocab_size=args.vocab_size or saved.get("vocab_size", vocab_size),
-                          seq_len=args.seq_len or saved.get("seq_len", 256),
-                          num_kv_pairs=args.num_kv_pairs or saved.get("num_kv_pairs", 64))
+    values = {}
+    for flag, key, default in (("--vocab-size", "vocab_size", vocab_size), ("--seq-len", "seq_len", 256),
+                               ("--num-kv-pairs", "num_kv_pairs", 64)):
+        given = getattr(args, key)
+        if given is not None and given < 1:
+            raise ValueError(f"{flag} must be an integer >= 1, got {given}")
+        values[key] = given if given is not None else saved.get(key, default)
+    try:
+        setting = MQARSetting(**values)
+    except ValueError as error:
+        raise ValueError(f"MQAR setting --seq-len {values['seq_len']} --num-kv-pairs {values['num_kv_pairs']} "
+                         f"--vocab-size {values['vocab_size']} (defaults: 256, 64, the model's): {error}") from None
     if setting.vocab_size > vocab_size:
         raise ValueError(f"--vocab-size {setting.vocab_size} exceeds the model's vocab_size {vocab_size}")
     return setting
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**62:
+        raise ValueError(f"--seed must be an integer in [0, 2**62), got {seed}")
 
 
 def _overrides(pairs) -> dict:
@@ -54,22 +71,23 @@ def cmd_train(args) -> int:
 
     if args.task != "mqar":
         raise ValueError(f"--task {args.task!r} is not available; tasks: mqar")
-    train_kw = {f.name: getattr(args, f.name) for f in fields(TrainArgs) if getattr(args, f.name, None) is not None}
-    train_args = TrainArgs(**train_kw)
-    resolve_device(train_args.device)
-    saved_config, saved_setting = None, None
-    if args.resume is not None:  # the checkpoint's model and setting, unless flags name others (then they must match)
-        from .checkpoint import CONFIG_FILE, STATE_JSON, find_training_checkpoint
+    explicit = {f.name: getattr(args, f.name) for f in fields(TrainArgs) if getattr(args, f.name, None) is not None}
+    saved_config, saved_info = None, {}
+    if args.resume is not None:  # the checkpoint's model, setting and arguments, unless flags name others
+        from .checkpoint import find_training_checkpoint, read_config, read_json, STATE_JSON
 
         path = find_training_checkpoint(args.resume)
-        saved_config = RamNetConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
-        saved_setting = json.loads((path / STATE_JSON).read_text())["setting"]
-    if saved_config is None or args.preset is not None or args.set:
+        saved_config, saved_info = read_config(path), read_json(path / STATE_JSON, "training state")
+    inherited = {k: v for k, v in saved_info.get("train", {}).items() if k in RESUMED_ARGS}
+    train_args = TrainArgs(**{**inherited, **explicit})
+    resolve_device(train_args.device)
+    if saved_config is None:
         config = RamNetConfig.from_name(args.preset or DEFAULT_PRESET, **_overrides(args.set))
+    elif args.preset is not None:
+        config = RamNetConfig.from_name(args.preset, **_overrides(args.set))
     else:
-        config = saved_config
-    setting = _setting(args, config.vocab_size, saved_setting)
-    prepare_out_dir(args.out, resume=args.resume is not None, overwrite=args.overwrite)
+        config = RamNetConfig.from_dict({**saved_config.to_dict(), **_overrides(args.set)})
+    setting = _setting(args, config.vocab_size, saved_info.get("setting"))
     metrics = train_mqar(config, setting, train_args, out_dir=args.out, resume=args.resume,
                          overwrite=args.overwrite)
     metrics.pop("model")
@@ -80,9 +98,11 @@ def cmd_train(args) -> int:
 
 def _saved_setting(checkpoint: Path) -> dict | None:
     """The MQAR setting a checkpoint was trained on (``metrics.json`` of a run, or a training checkpoint's)."""
+    from .checkpoint import read_json
+
     for name in ("metrics.json", "trainer_state.json"):
         if (checkpoint / name).is_file():
-            return json.loads((checkpoint / name).read_text()).get("setting")
+            return read_json(checkpoint / name, "run metadata").get("setting")
     return None
 
 
@@ -94,6 +114,7 @@ def cmd_eval(args) -> int:
 
     if args.num_examples < 1:
         raise ValueError(f"--num-examples must be an integer >= 1, got {args.num_examples}")
+    _check_seed(args.seed)
     device = resolve_device(args.device)
     check_precision(args.precision)
     model = load_checkpoint(args.checkpoint, map_location=device)
@@ -113,6 +134,7 @@ def _load_model(args):
     from .precision import resolve_device
 
     device = resolve_device(args.device)
+    _check_seed(args.seed)
     if args.checkpoint:
         return load_checkpoint(args.checkpoint, map_location=device)
     with torch.random.fork_rng(devices=[]):  # a seeded random init that leaves the caller's RNG alone
@@ -124,8 +146,16 @@ def cmd_export(args) -> int:
     if args.format == "tensorrt":  # import-guarded and unverified: see the README's "TensorRT" section
         raise ValueError("--format tensorrt is not available from the CLI (TensorRT is unverified here); formats: "
                          "onnx, aoti. See the README section 'TensorRT (unverified)'")
-    if args.opset < 18:
-        raise ValueError(f"--opset must be >= 18, got {args.opset}")
+    if args.format == "onnx":
+        import onnx
+
+        from ramnet.export.onnx import check_output_path
+
+        if not 18 <= args.opset <= onnx.defs.onnx_opset_version():
+            raise ValueError(f"--opset must be in [18, {onnx.defs.onnx_opset_version()}], got {args.opset}")
+        check_output_path(args.output)
+    elif not args.output.endswith(".pt2"):
+        raise ValueError(f"--output must end in .pt2 for --format aoti, got {args.output!r}")
     model = _load_model(args)
     if args.format == "onnx":
         from ramnet.export.onnx import to_onnx
@@ -213,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the traceback of an error")
     parser = argparse.ArgumentParser(prog="ramnet", description=__doc__, parents=[common],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ramnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(sub, common)
 

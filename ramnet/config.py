@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 CONFIG_VERSION = 1
+MAX_SLOTS = 2**31 - 1  # slot ids are int64, but per-head tensors of M rows must stay addressable
 NORM_TYPES = ("layernorm", "rmsnorm")
 
 
@@ -60,7 +61,7 @@ class RamNetConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"RamNetConfig.{key} must be an int >= 1, got {value!r}")
-        if not isinstance(self.d_p, int) or self.d_p < 2:
+        if isinstance(self.d_p, bool) or not isinstance(self.d_p, int) or self.d_p < 2:
             raise ValueError(f"RamNetConfig.d_p must be an int >= 2, got {self.d_p!r}")
         if not 1 <= self.top_k <= self.num_slots:
             raise ValueError(f"RamNetConfig.top_k must be in [1, M={self.num_slots}], got {self.top_k}")
@@ -68,6 +69,15 @@ class RamNetConfig:
             raise ValueError(f"RamNetConfig.gamma must be >= 0, got {self.gamma}")
         if self.tau <= 0 or self.eps < 0 or not 0 <= self.proxy_eps < 1:
             raise ValueError("RamNetConfig needs tau > 0, eps >= 0 and proxy_eps in [0, 1)")
+        for key in ("cape_all_heads_layers", "cape_half_heads_layers"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"RamNetConfig.{key} must be an int >= 0, got {value!r}")
+        if self.num_slots > MAX_SLOTS:
+            raise ValueError(f"RamNetConfig: M = d_p ** num_factors = {self.d_p}**{self.num_factors} exceeds "
+                             f"{MAX_SLOTS} slots per head")
+        if self.init_std <= 0 or self.norm_eps <= 0:
+            raise ValueError(f"RamNetConfig needs init_std > 0 and norm_eps > 0, got {self.init_std}, {self.norm_eps}")
         if self.cape_prev_token_init < 0:
             raise ValueError(f"RamNetConfig.cape_prev_token_init must be >= 0, got {self.cape_prev_token_init}")
         if self.norm not in NORM_TYPES:
@@ -91,6 +101,11 @@ class RamNetConfig:
         if layer < self.cape_all_heads_layers + self.cape_half_heads_layers:
             return [h < self.n_heads // 2 for h in range(self.n_heads)]
         return [False] * self.n_heads
+
+    def differences(self, other: "RamNetConfig") -> dict:
+        """``{field: (self's value, other's value)}`` for every compared field that differs."""
+        return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)
+                if f.compare and getattr(self, f.name) != getattr(other, f.name)}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -7,7 +7,7 @@ from torch import nn
 from .cache import RamCache
 from .config import RamNetConfig
 from .layers import RamNetMixer, SwiGLU, make_norm
-from .sampling import decode_loop, sampling_args
+from .sampling import check_input_ids, decode_loop, sampling_args
 
 
 class RamNetBlock(nn.Module):
@@ -113,8 +113,7 @@ class RamNetForCausalLM(nn.Module):
         (``ramnet.sampling``); ``generator`` makes sampling reproducible without touching the global RNG."""
         args = sampling_args(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                              eos_token_id=eos_token_id, pad_token_id=pad_token_id, vocab_size=self.config.vocab_size)
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype != torch.int64:
-            raise ValueError("input_ids must be an int64 tensor [B, T]")
+        check_input_ids(input_ids, self.config.vocab_size)
         if max_new_tokens == 0:
             return input_ids
         logits, cache = self.prefill(input_ids)

@@ -2,7 +2,6 @@
 pyplot's figure registry are left alone (matplotlib comes with the ``[plot]`` extra)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -15,10 +14,13 @@ def plot_history(metrics_path: str | Path, out: str | Path | None = None) -> Pat
     except ImportError:
         raise ImportError("ramnet plot needs matplotlib: pip install 'ramnet[plot]'") from None
 
-    metrics = json.loads(Path(metrics_path).read_text())
-    hist = metrics["history"]
-    if not hist:
-        raise ValueError(f"{metrics_path} holds no history to plot")
+    from .checkpoint import read_json
+
+    metrics = read_json(Path(metrics_path), "run metrics")
+    hist = metrics.get("history")
+    if not isinstance(hist, list) or not hist or not all(
+            isinstance(h, dict) and {"step", "loss", "accuracy"} <= set(h) for h in hist):
+        raise ValueError(f"{metrics_path} holds no training history to plot (a list of step/loss/accuracy entries)")
     steps = [h["step"] for h in hist]
     fig = Figure(figsize=(9, 3.2))
     FigureCanvasAgg(fig)
@@ -31,5 +33,6 @@ def plot_history(metrics_path: str | Path, out: str | Path | None = None) -> Pat
     fig.suptitle(f"MQAR T={s.get('seq_len')} N={s.get('num_kv_pairs')} V={s.get('vocab_size')}")
     fig.tight_layout()
     out = Path(out) if out else Path(metrics_path).with_name("curves.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return out

@@ -10,8 +10,6 @@ percent and every tensor's gradient points the same way (cosine >= 0.95).
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 
@@ -46,10 +44,11 @@ def check_precision(precision: str) -> str:
 
 
 def autocast(device: torch.device, precision: str):
-    """The autocast region for ``precision`` on ``device`` (a null context for fp32)."""
+    """The autocast region for ``precision`` on ``device``. fp32 turns autocast off, so that a caller's own
+    autocast region does not lower an fp32 run."""
     dtype = PRECISIONS[check_precision(precision)]
     if dtype is None:
-        return contextlib.nullcontext()
+        return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)
 
 
@@ -70,7 +69,8 @@ def mixed_precision_errors(model, input_ids: torch.Tensor, precision: str = "bf1
     parameter gradients as one vector) and ``grad_min_cosine`` (the worst tensor). Leaves ``.grad`` untouched."""
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
-    logits32, loss32 = _lm_loss(model, input_ids)
+    with autocast(device, "fp32"):
+        logits32, loss32 = _lm_loss(model, input_ids)
     grads32 = torch.autograd.grad(loss32, params)
     with autocast(device, precision):
         logits_lp, loss_lp = _lm_loss(model, input_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -43,16 +44,53 @@ def sampling_args(max_new_tokens, *, temperature=0.0, top_k=None, top_p=None, eo
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
                               or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
-    eos = () if eos_token_id is None else (eos_token_id,) if is_int(eos_token_id) else tuple(eos_token_id)
+    eos = () if eos_token_id is None else _ids(eos_token_id)
+    if pad_token_id is not None:
+        pad = _ids(pad_token_id)
+        if len(pad) != 1:
+            raise ValueError(f"pad_token_id must be one token id, got {pad_token_id!r}")
+        pad_token_id = pad[0]
     for name, ids in (("eos_token_id", eos), ("pad_token_id", () if pad_token_id is None else (pad_token_id,))):
         for i in ids:
             if not is_int(i) or i < 0 or (vocab_size is not None and i >= vocab_size):
-                bound = f"[0, {vocab_size})" if vocab_size is not None else ">= 0"
-                raise ValueError(f"{name} must be an int in {bound} (or a list of them for eos), got {i!r}")
+                bound = f"in [0, {vocab_size})" if vocab_size is not None else ">= 0"
+                raise ValueError(f"{name} must be an int {bound} (eos: or a list of them), got {i!r}")
     if pad_token_id is None and eos:
         pad_token_id = eos[0]
     return SamplingArgs(max_new_tokens, float(temperature), top_k, None if top_p is None else float(top_p), eos,
                         pad_token_id)
+
+
+def _ids(value) -> tuple:
+    """An id or ids (python or numpy ints, 0-d or 1-d integer tensors, sequences) as a tuple of python ints; other
+    values pass through unchanged so that the range check names them."""
+    if isinstance(value, torch.Tensor) and not value.is_floating_point() and value.dim() <= 1:
+        return tuple(int(v) for v in value.reshape(-1).tolist())
+    try:
+        return (operator.index(value),)
+    except TypeError:
+        pass
+    if isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            try:
+                out.append(operator.index(v))
+            except TypeError:
+                out.append(v)
+        return tuple(out)
+    return (value,)
+
+
+def check_input_ids(input_ids, vocab_size: int | None = None) -> None:
+    """``input_ids`` must be an int64 tensor ``[B, T]`` with B, T >= 1 and ids in ``[0, vocab_size)``."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype != torch.int64:
+        raise ValueError(f"input_ids must be an int64 tensor [B, T], got {type(input_ids).__name__} "
+                         f"{getattr(input_ids, 'dtype', '')} {tuple(getattr(input_ids, 'shape', ()))}")
+    if input_ids.shape[0] < 1 or input_ids.shape[1] < 1:
+        raise ValueError(f"input_ids must hold at least one row and one token, got shape {tuple(input_ids.shape)}")
+    if vocab_size is not None and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
+        raise ValueError(f"input_ids must be token ids in [0, {vocab_size}), got values in "
+                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
 
 
 def choose(logits: torch.Tensor, args: SamplingArgs, generator: torch.Generator | None = None) -> torch.Tensor:

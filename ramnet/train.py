@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from . import checkpoint as ckpt
 from .config import RamNetConfig
 from .data.mqar import IGNORE_INDEX, MQARSetting, multiquery_ar
 from .model import RamNetForCausalLM
+from .modes import eval_mode
 from .precision import autocast, check_precision, grad_scaler, resolve_device
 
 # files a run writes into its output directory (``--overwrite`` removes exactly these)
@@ -54,6 +56,8 @@ class TrainArgs:
             _check_int(name, getattr(self, name), 1)
         _check_int("warmup_steps", self.warmup_steps, 0)
         _check_int("seed", self.seed, 0)
+        if self.seed >= 2**62:
+            raise ValueError(f"--seed must be below 2**62, got {self.seed}")
         for name in ("threads", "save_every"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
@@ -114,11 +118,9 @@ def labelled_logits(model, inputs, positions):
 @torch.no_grad()
 def evaluate(model, inputs, labels, batch_size: int = 256, precision: str = "fp32") -> float:
     """MQAR accuracy of ``model`` on ``inputs, labels [N, T]`` (moved to the model's device batch by batch).
-    The model is evaluated in eval mode and handed back in the mode it had."""
+    The model runs in eval mode; every module gets its own mode back afterwards."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         positions = labelled_positions(labels)
         correct = 0
         for i in range(0, len(inputs), batch_size):
@@ -126,40 +128,81 @@ def evaluate(model, inputs, labels, batch_size: int = 256, precision: str = "fp3
             with autocast(device, precision):
                 logits = labelled_logits(model, x, pos)
             correct += (logits.argmax(-1) == labels[i:i + batch_size].to(device).gather(1, pos)).sum().item()
-    finally:
-        model.train(was_training)
     return correct / positions.numel()
 
 
-def prepare_out_dir(out_dir, *, resume: bool, overwrite: bool) -> Path:
-    """Check ``out_dir`` before any work: a file, or a non-empty directory without ``resume`` / ``overwrite``, is
-    refused. With ``overwrite`` the previous run's files (and checkpoints) are removed. Returns the directory."""
-    import shutil
+# arguments a resumed run must share with the run it continues: they decide its data, batches and optimizer
+LOCKED_ON_RESUME = ("batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "num_train",
+                    "seed", "precision")
 
+
+def _run_dir_of(checkpoint: Path) -> Path | None:
+    return checkpoint.parent.parent if checkpoint.parent.name == ckpt.CHECKPOINTS_DIR else None
+
+
+def prepare_out_dir(out_dir, *, resume: Path | None = None, resume_step: int = 0, overwrite: bool = False) -> Path:
+    """Check ``out_dir`` and create it; nothing in it is removed here (see ``_clear_previous_run``).
+
+    Refused: a file; a directory that is not writable; a non-empty directory, unless ``overwrite`` or it is the
+    run that ``resume`` belongs to and holds no checkpoint newer than ``resume_step``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
-        raise FileExistsError(f"--out {out} is not empty; pass --resume to continue that run or --overwrite to "
-                              "replace it")
-    if overwrite and out.is_dir() and not resume:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / ckpt.CHECKPOINTS_DIR, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        if resume is None:
+            raise FileExistsError(f"--out {out} is not empty; pass --resume to continue that run or --overwrite to "
+                                  "replace it")
+        run = _run_dir_of(resume)
+        if run is None or run.resolve() != out.resolve():
+            raise FileExistsError(f"--out {out} is not empty and is not the run being resumed ({run or resume}); "
+                                  "choose a new directory, or pass --overwrite to replace it")
+        newer = [c.name for c in ckpt.list_training_checkpoints(out) if ckpt.checkpoint_step(c) > resume_step]
+        if newer:
+            raise FileExistsError(f"--out {out} holds checkpoints newer than the resumed step {resume_step} "
+                                  f"({', '.join(newer)}); resume from the newest, or pass --overwrite to drop them")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"--out {out}: cannot create it ({error.strerror or error})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out} is not writable")
     return out
 
 
-def _resume_state(resume, config, setting):
-    """Load the training checkpoint at ``resume``; check it matches ``config`` / ``setting`` when given."""
+def _clear_previous_run(out: Path, resume_step: int | None) -> None:
+    """``--overwrite``: remove the previous run's files, just before training starts (all checks passed). When
+    resuming into the same run, only its checkpoints newer than the resumed step go."""
+    import shutil
+
+    if resume_step is None:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / ckpt.CHECKPOINTS_DIR, ignore_errors=True)
+    else:
+        for c in ckpt.list_training_checkpoints(out):
+            if ckpt.checkpoint_step(c) > resume_step:
+                shutil.rmtree(c)
+
+
+def _resume_state(resume, config, setting, args):
+    """Load the training checkpoint at ``resume`` and check that ``config``, ``setting`` and the locked training
+    arguments match it (None: take the checkpoint's)."""
     path, info, tensors = ckpt.load_training_checkpoint(resume)
-    saved_config = RamNetConfig.from_dict(json.loads((path / ckpt.CONFIG_FILE).read_text()))
+    saved_config = ckpt.read_config(path)
     saved_setting = MQARSetting(**info["setting"])
     if config is not None and config != saved_config:
-        raise ValueError(f"--resume {path}: the checkpoint's model config differs from the one given "
-                         f"({saved_config} vs {config})")
+        diff = ", ".join(f"{k}={b!r} (checkpoint: {a!r})" for k, (a, b) in saved_config.differences(config).items())
+        raise ValueError(f"--resume {path}: the model config differs from the checkpoint's: {diff}")
     if setting is not None and setting != saved_setting:
         raise ValueError(f"--resume {path}: the checkpoint was trained on {saved_setting}, not {setting}")
+    saved_args = info.get("train", {})
+    diff = [f"{_flag(k)} {getattr(args, k)!r} (checkpoint: {saved_args[k]!r})" for k in LOCKED_ON_RESUME
+            if k in saved_args and saved_args[k] != getattr(args, k)]
+    if diff:
+        raise ValueError(f"--resume {path}: a resumed run keeps the data, batches and optimizer of the run it "
+                         f"continues; these differ: {'; '.join(diff)}")
+    if info["step"] >= args.steps:
+        raise ValueError(f"--resume {path} is at step {info['step']}; --steps must exceed it, got {args.steps}")
     return path, info, tensors, saved_config, saved_setting
 
 
@@ -171,36 +214,41 @@ def train_mqar(config: RamNetConfig | None, setting: MQARSetting | None, args: T
     With ``out_dir``: the final ``model.safetensors``, ``config.json`` and ``metrics.json`` go there, and with
     ``args.save_every`` a resumable checkpoint every N steps under ``out_dir/checkpoints/``. ``resume``: a training
     checkpoint (or a run directory: its newest checkpoint) to continue from; ``config`` / ``setting`` may then be
-    None (taken from it). Everything is checked before the first step."""
+    None (taken from it), and the arguments in ``LOCKED_ON_RESUME`` must equal the checkpoint's. Everything is
+    checked before the first step; ``overwrite`` removes the previous run's files only once the checks passed."""
     device = resolve_device(args.device)
-    out = None if out_dir is None else prepare_out_dir(out_dir, resume=resume is not None, overwrite=overwrite)
-    if args.save_every is not None and out is None:
-        raise ValueError("--save-every needs an output directory")
     state = None
     if resume is not None:
-        path, info, tensors, config, setting = _resume_state(resume, config, setting)
+        path, info, tensors, config, setting = _resume_state(resume, config, setting, args)
         state = (path, info, tensors)
-        if info["step"] >= args.steps:
-            raise ValueError(f"--resume {path} is at step {info['step']}; --steps must exceed it, got {args.steps}")
     if config is None or setting is None:
         raise ValueError("config and setting are required unless resuming")
+    if setting.vocab_size > config.vocab_size:
+        raise ValueError(f"the MQAR vocabulary ({setting.vocab_size}) exceeds the model's vocab_size "
+                         f"({config.vocab_size})")
+    if args.save_every is not None and out_dir is None:
+        raise ValueError("--save-every needs an output directory")
+    resume_step = None if state is None else state[1]["step"]
+    out = None if out_dir is None else prepare_out_dir(out_dir, resume=None if state is None else state[0],
+                                                       resume_step=resume_step or 0, overwrite=overwrite)
     threads = torch.get_num_threads()
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
-        return _train(config, setting, args, device, out, state, progress)
+        clear = (lambda: _clear_previous_run(out, resume_step)) if overwrite and out is not None else None
+        # a caller's autocast region must not reach the backward or the optimizer; the loss sets its own precision
+        with torch.autocast(device.type, enabled=False):
+            return _train(config, setting, args, device, out, state, progress, clear)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config, setting, args, device, out, state, progress) -> dict:
+def _train(config, setting, args, device, out, state, progress, clear_previous_run) -> dict:
     with torch.random.fork_rng(devices=[]):  # the init draws from the CPU RNG; the caller's stream is restored
         torch.random.default_generator.manual_seed(args.seed)
         model = RamNetForCausalLM(config)
     if state is not None:
-        from safetensors.torch import load_model
-
-        load_model(model, str(state[0] / ckpt.MODEL_FILE))
+        ckpt.load_weights(model, state[0])
     model.to(device).train()
     train_x, train_y = multiquery_ar(setting, args.num_train, seed=args.seed)
     eval_x, eval_y = multiquery_ar(setting, args.num_eval, seed=args.seed + 10_000)
@@ -230,6 +278,10 @@ def _train(config, setting, args, device, out, state, progress) -> dict:
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
     loss_step = torch.compile(loss_fn, fullgraph=True) if args.compile else loss_fn
+    if clear_previous_run is not None:
+        clear_previous_run()
+    if out is not None:
+        ckpt.remove_stale_temporaries(out)
     start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     bar = tqdm(range(start_step, args.steps), initial=start_step, total=args.steps, disable=not progress,
                desc=f"mqar T={setting.seq_len} N={setting.num_kv_pairs} {device.type} {args.precision}")

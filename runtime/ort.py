@@ -93,6 +93,9 @@ class OrtGenerator:
         self.prefill = session(prefill_path, providers=providers)
         self.decode = session(decode_path, providers=providers)
         self.state_names = [i.name for i in self.decode.get_inputs() if i.name not in ("token", "position")]
+        # the vocabulary is the logits' static last dim (None if an exporter left it symbolic)
+        last = next(o for o in self.decode.get_outputs() if o.name == "logits").shape[-1]
+        self.vocab_size = last if isinstance(last, int) else None
 
     def generate(self, input_ids, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
                  top_p: float | None = None, eos_token_id=None, pad_token_id: int | None = None, generator=None,
@@ -101,13 +104,12 @@ class OrtGenerator:
         eager ``RamNetForCausalLM.generate`` (``ramnet.sampling``)."""
         import torch
 
-        from ramnet.sampling import decode_loop, sampling_args
+        from ramnet.sampling import check_input_ids, decode_loop, sampling_args
 
         args = sampling_args(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                             eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+                             eos_token_id=eos_token_id, pad_token_id=pad_token_id, vocab_size=self.vocab_size)
         ids = torch.as_tensor(input_ids)
-        if ids.dim() != 2 or ids.dtype != torch.int64:
-            raise ValueError(f"input_ids must be int64 [B, T], got {ids.dtype} {tuple(ids.shape)}")
+        check_input_ids(ids, self.vocab_size)
         if max_new_tokens == 0:
             return ids
         out = run(self.prefill, {"input_ids": ids.numpy()})

@@ -137,11 +137,10 @@ def validate(model, *, batch: int = 2, prompt_len: int = 8, decode_steps: int = 
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     progress = progress or (lambda message: None)
-    was_training = model.training
-    try:
-        return _validate(model.eval(), batch, prompt_len, decode_steps, seed, workdir, layers, aoti, progress)
-    finally:
-        model.train(was_training)  # the caller's module mode is left as found
+    from ramnet.modes import eval_mode
+
+    with eval_mode(model):  # every module's mode is left as found
+        return _validate(model, batch, prompt_len, decode_steps, seed, workdir, layers, aoti, progress)
 
 
 def _validate(model, batch, prompt_len, decode_steps, seed, workdir, layers, aoti, progress) -> dict:

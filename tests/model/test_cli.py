@@ -53,6 +53,13 @@ BAD_ARGUMENTS = [
     (["eval", "--checkpoint", "/nonexistent", "--num-examples", "0"], "--num-examples must be an integer >= 1"),
     (["eval", "--checkpoint", "/nonexistent"], "must be a directory with model.safetensors"),
     (["export", "--format", "tensorrt", "-o", "x.onnx"], "--format tensorrt is not available"),
+    (["export", "--opset", "99", "-o", "x.onnx"], "--opset must be in [18,"),
+    (["export", "-o", "."], "is a directory"),
+    (["export", "--format", "aoti", "-o", "x.onnx"], "must end in .pt2"),
+    (["train", "--seed", "-1"], "--seed must be an integer >= 0"),
+    (["train", "--vocab-size", "0"], "--vocab-size must be an integer >= 1"),
+    (["train", "--preset", "tiny"], "defaults: 256, 64"),
+    (["train", "--set", "init_std=-1"], "init_std > 0"),
     (["validate", "--batch", "0"], "--batch must be an integer >= 1"),
 ]
 
@@ -101,19 +108,61 @@ def test_resume_from_step_2_ends_with_the_weights_of_the_uninterrupted_run(tmp_p
     assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
     step2 = full / "checkpoints" / "step-00000002"
     assert {"model.safetensors", "config.json", "trainer_state.json", "trainer_state.pt"} <= {p.name for p in step2.iterdir()}
-    assert main(["train", "--steps", "4", "--eval-every", "2", "--batch-size", "4", "--num-train", "32",
-                 "--num-eval", "16", "--device", "cpu", "--resume", str(step2), "--out", str(resumed)]) == 0
+    # no training flags: the model, the setting and every argument (steps, batch, data, schedule) come from it
+    assert main(["train", "--device", "cpu", "--resume", str(step2), "--out", str(resumed)]) == 0
     a, b = load_checkpoint(full).state_dict(), load_checkpoint(resumed).state_dict()
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    history = json.loads((resumed / "metrics.json").read_text())["history"]
-    assert [h["step"] for h in history] == [2, 4]
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert [h["step"] for h in metrics["history"]] == [2, 4] and metrics["train"]["batch_size"] == 4
+    assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["step-00000004"]  # --save-every carried
 
 
-def test_resume_refuses_a_different_setting(tmp_path, capsys):
+@pytest.fixture
+def run_with_checkpoints(tmp_path):
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--steps", "2", "--save-every", "1", "--out", str(run)]) == 0
-    assert main(["train", "--steps", "4", "--device", "cpu", "--seq-len", "32", "--resume", str(run),
-                 "--out", str(run)]) == 2
-    assert "the checkpoint was trained on" in capsys.readouterr().err
+    assert main(["train", *TINY, "--steps", "4", "--save-every", "2", "--out", str(run)]) == 0
+    return run
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ramnet: error: "), err
+    return err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--seq-len", "32"], "the checkpoint was trained on"),
+    (["--lr", "0.5"], "--lr 0.5 (checkpoint: 0.001)"),
+    (["--batch-size", "8"], "--batch-size 8 (checkpoint: 4)"),
+    (["--set", "gamma=0.5"], "gamma=0.5 (checkpoint: 1.0)"),
+    (["--steps", "2"], "--steps must exceed it"),
+])
+def test_resume_refuses_what_would_change_the_run(run_with_checkpoints, flags, message, capsys, tmp_path):
+    step2 = run_with_checkpoints / "checkpoints" / "step-00000002"
+    capsys.readouterr()
+    assert main(["train", "--device", "cpu", "--resume", str(step2), "--out", str(tmp_path / "new"), *flags]) == 2
+    assert message in _error(capsys)
+    assert not (tmp_path / "new").exists(), "an argument error must leave no output directory"
+
+
+def test_resume_refuses_another_runs_directory_and_newer_checkpoints(run_with_checkpoints, capsys, tmp_path):
+    other = tmp_path / "other"
+    assert main(["train", *TINY, "--steps", "1", "--out", str(other)]) == 0
+    before = (other / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    step2 = run_with_checkpoints / "checkpoints" / "step-00000002"
+    assert main(["train", "--device", "cpu", "--resume", str(step2), "--out", str(other)]) == 2
+    assert "is not the run being resumed" in _error(capsys)
+    assert (other / "model.safetensors").read_bytes() == before
+    assert main(["train", "--device", "cpu", "--resume", str(step2), "--out", str(run_with_checkpoints)]) == 2
+    assert "newer than the resumed step 2 (step-00000004)" in _error(capsys)
+
+
+def test_overwrite_removes_nothing_when_the_arguments_are_bad(run_with_checkpoints, capsys):
+    capsys.readouterr()
+    files = sorted(p.relative_to(run_with_checkpoints) for p in run_with_checkpoints.rglob("*"))
+    assert main(["train", *TINY, "--set", "init_std=-1", "--overwrite", "--out", str(run_with_checkpoints)]) == 2
+    assert "init_std > 0" in _error(capsys)
+    assert sorted(p.relative_to(run_with_checkpoints) for p in run_with_checkpoints.rglob("*")) == files

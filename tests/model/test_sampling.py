@@ -56,3 +56,15 @@ def test_model_generate_with_top_p_eos_and_a_local_generator_leaves_the_global_r
     assert torch.equal(stopped[0, 5:], torch.full_like(stopped[0, 5:], eos))
     with pytest.raises(ValueError, match="top_p"):
         model.generate(ids, 2, temperature=1.0, top_p=2.0)
+
+
+def test_ids_may_be_numpy_or_tensor_ints_and_prompts_are_checked():
+    import numpy as np
+
+    assert sampling_args(2, eos_token_id=np.int64(3), pad_token_id=torch.tensor(1)).eos_token_id == (3,)
+    assert sampling_args(2, eos_token_id=[1, np.int32(4)]).eos_token_id == (1, 4)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny")).eval()
+    with pytest.raises(ValueError, match=r"token ids in \[0, 128\)"):
+        model.generate(torch.tensor([[1, 200]]), 2)
+    with pytest.raises(ValueError, match="at least one row"):
+        model.generate(torch.zeros(0, 3, dtype=torch.long), 2)

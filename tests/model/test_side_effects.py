@@ -23,21 +23,28 @@ def test_train_mqar_restores_threads_and_never_touches_the_global_rng(tmp_path):
     assert torch.equal(torch.get_rng_state(), rng)
 
 
-def test_train_mqar_restores_threads_when_it_fails(tmp_path):
+def test_train_mqar_restores_threads_when_it_fails(monkeypatch):
+    import ramnet.train as T
+
+    def broken_evaluate(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(T, "evaluate", broken_evaluate)
     threads = torch.get_num_threads()
     args = TrainArgs(steps=1, batch_size=4, num_train=16, num_eval=8, device="cpu", threads=1 if threads != 1 else 2)
-    bad = MQARSetting(vocab_size=4096, seq_len=16, num_kv_pairs=2)  # token ids beyond the model's vocab
-    with pytest.raises(IndexError):
-        train_mqar(RamNetConfig.from_name("tiny", vocab_size=80), bad, args, progress=False)
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        train_mqar(RamNetConfig.from_name("tiny", vocab_size=80), SETTING, args, progress=False)
     assert torch.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_evaluate_hands_the_model_back_in_its_mode(training):
+def test_evaluate_hands_every_module_back_in_its_mode(training):
     model = RamNetForCausalLM(RamNetConfig.from_name("tiny", vocab_size=80)).train(training)
+    model.blocks[0].train(not training)  # a mixed state must survive too
+    before = {name: m.training for name, m in model.named_modules()}
     x, y = multiquery_ar(SETTING, 4, seed=0)
     evaluate(model, x, y)
-    assert model.training is training and all(m.training is training for m in model.modules())
+    assert {name: m.training for name, m in model.named_modules()} == before
 
 
 def test_plot_leaves_the_matplotlib_backend_alone(tmp_path):
@@ -60,5 +67,16 @@ def test_export_leaves_the_module_mode_alone(tmp_path):
     from ramnet.export.onnx import to_onnx
 
     model = RamNetForCausalLM(RamNetConfig.from_name("tiny")).train()
+    model.blocks[1].eval()
+    before = {name: m.training for name, m in model.named_modules()}
     to_onnx(model, tmp_path / "m.onnx")
-    assert model.training
+    assert {name: m.training for name, m in model.named_modules()} == before
+
+
+def test_an_fp32_run_inside_a_callers_autocast_stays_fp32():
+    args = TrainArgs(steps=2, batch_size=4, num_train=16, num_eval=8, eval_every=2, device="cpu")
+    config = RamNetConfig.from_name("tiny", vocab_size=80)
+    plain = train_mqar(config, SETTING, args, progress=False)["history"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = train_mqar(config, SETTING, args, progress=False)["history"]
+    assert [h["loss"] for h in inside] == [h["loss"] for h in plain]

@@ -30,3 +30,5 @@ def test_ort_generate_equals_eager_token_for_token(flavor, tmp_path):
         gen.generate(prompt, -1)
     with pytest.raises(ValueError, match="temperature"):
         gen.generate(prompt, 2, temperature=-1)
+    with pytest.raises(ValueError, match=r"eos_token_id must be an int in \[0, 128\)"):  # as eager generate
+        gen.generate(prompt, 2, eos_token_id=1000)
