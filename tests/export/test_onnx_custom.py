@@ -66,5 +66,9 @@ def test_bad_export_arguments(exported, tmp_path):
         to_onnx(model, tmp_path / "x.onnx", flavor="custom", graph="train")
     with pytest.raises(TypeError, match="model must be a RamNetForCausalLM"):
         to_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx", flavor="custom")
-    with pytest.raises(ValueError, match="opset must be >= 18"):
+    with pytest.raises(ValueError, match=r"opset must be an int in \[18, "):
         to_onnx(model, tmp_path / "x.onnx", flavor="custom", opset=17)
+    with pytest.raises(ValueError, match=r"opset must be an int in \[18, "):
+        to_onnx(model, tmp_path / "x.onnx", flavor="custom", opset=99)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        to_onnx(model, tmp_path, flavor="custom")
