@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks as C
+from . import checks as C
 from ._autocast import autocast_inputs
 from .address.op import address_op
 from .memory.op import pdma_scan_op

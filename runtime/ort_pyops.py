@@ -56,7 +56,7 @@ def _t(a: np.ndarray) -> torch.Tensor:
 
 def address_impl(x, num_factors, top_k, tau):
     """``ramnet::Address`` on CPU: ``x [..., U*d_p] -> (weights [..., K], indices int64 [..., K])``."""
-    from ramnet.ops._checks import address_geometry, check_float
+    from ramnet.ops.checks import address_geometry, check_float
 
     from .ort_checks import check_float_input
 
@@ -69,7 +69,7 @@ def address_impl(x, num_factors, top_k, tau):
 
 def pdma_scan_impl(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps):
     """``ramnet::PdmaScan`` on CPU (see ``export/onnx_schemas.py``); inputs are checked first."""
-    from ramnet.ops._checks import check_float
+    from ramnet.ops.checks import check_float
 
     from .ort_checks import check_pdma_inputs
 
