@@ -1,4 +1,4 @@
-"""The one tolerance rule (DESIGN.md, numerics policy).
+"""The one tolerance rule (docs/MATH.md, "Numerics conventions").
 
 A kernel result is compared with the float64 reference by relative RMS error; it fails if it is more than
 ``factor`` times as wrong as the naive op run in the same low precision (plus a floor for exact dtypes).

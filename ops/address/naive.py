@@ -3,6 +3,7 @@
 Shapes: ``x`` is ``[..., U * d_p]``; both functions return ``indices`` int64 ``[..., K]`` and ``weights``
 ``[..., K]`` in descending weight order. Flat slot index ``i_1 + i_2 * d_p + ...`` (chunk 1 is the least
 significant digit). Ties: the lower flat index wins (stable sort over candidates ordered by flat index).
+Equations: docs/MATH.md, sections 2 (address) and 9.2 (backward).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Pure-PyTorch PDMA memory: the token-by-token recurrent reference and the parallel (segmented-scan) form.
 
-Notation (SPEC.md): per head, ``M`` slots of ``S: [M, d_v]`` and ``z: [M]``; each token writes its K slots
-``S[i] = a_i S[i] + w_i v`` and ``z[i] = a_i z[i] + w_i`` with ``a_i = (1 - w_i) ** gamma``, then reads
-``o = sum_j r_j S[j] / (z[j] + eps)``. Indices passed here are already CAPE-shifted.
+Notation (docs/MATH.md, sections 4-6 and 9.3): per head, ``M`` slots of ``S: [M, d_v]`` and ``z: [M]``; each token
+writes its K slots ``S[i] = a_i S[i] + w_i v`` and ``z[i] = a_i z[i] + w_i`` with ``a_i = (1 - w_i) ** gamma``,
+then reads ``o = sum_j r_j S[j] / (z[j] + eps)``. Indices passed here are already CAPE-shifted.
 
 Shapes: ``v [B, T, H, d_v]``, ``write_idx/read_idx`` int64 ``[B, T, H, K]``, ``write_w/read_w [B, T, H, K]``,
 ``S0 [B, H, M, d_v]``, ``z0 [B, H, M]``. The state dtype (float32 or float64) is the compute dtype.
@@ -18,12 +18,12 @@ import torch
 
 
 def exact_decay(w: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``a = (1 - w) ** gamma`` (the forward of SPEC.md; ``0 ** 0 = 1`` keeps ``gamma = 0`` a pure mean)."""
+    """``a = (1 - w) ** gamma``, the exact decay of the forward (``0 ** 0 = 1`` keeps ``gamma = 0`` a pure mean)."""
     return (1.0 - w) ** gamma
 
 
 def proxy_decay_grad(w: torch.Tensor, gamma: float, proxy_eps: float) -> torch.Tensor:
-    """``d/dw (e + (1 - e)(1 - w)) ** gamma``: the finite surrogate used in backward (SPEC.md, proxy gradient)."""
+    """``d/dw (e + (1 - e)(1 - w)) ** gamma``: the finite surrogate used in backward (docs/MATH.md, section 9.4)."""
     if gamma == 0:
         return torch.zeros_like(w)
     return -gamma * (1.0 - proxy_eps) * (proxy_eps + (1.0 - proxy_eps) * (1.0 - w)) ** (gamma - 1.0)
