@@ -34,6 +34,9 @@ def session(path, *, providers=None, custom_ops: bool | None = None):
         from .ort_pyops import register
 
         options.register_custom_ops_library(register())
+        # sequential (ORT's default, made explicit): every node, so every PyOp, runs on the thread that calls
+        # run(), which is where ort_pyops.capture() collects that run's node errors
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(str(path), options, providers=providers or default_providers(custom_ops))
 
 
@@ -47,21 +50,31 @@ def run(sess, feeds: dict, *, check: bool = True, io_binding: bool | None = None
     ``io_binding`` (default: when the session runs on the CUDA EP) binds inputs and outputs on the session's device
     through ``IOBinding`` instead of copying through ``sess.run``; outputs come back as numpy arrays."""
     from .ort_checks import check_feeds
-
-    from .ort_pyops import take_errors
+    from .ort_pyops import capture
 
     feeds = check_feeds(sess, feeds) if check else {k: np.ascontiguousarray(v) for k, v in feeds.items()}
     names = [o.name for o in sess.get_outputs()]
     if io_binding is None:
         io_binding = sess.get_providers()[0] == "CUDAExecutionProvider"
-    take_errors()
-    try:
-        outputs = _run_bound(sess, names, feeds) if io_binding else sess.run(names, feeds)
-    finally:
-        errors = take_errors()
+    # the errors of this run's ramnet nodes, and only those, even with other runs in other threads (ort_pyops)
+    with capture(off_thread=_parallel_mode(sess)) as errors:
+        try:
+            outputs = _run_bound(sess, names, feeds) if io_binding else sess.run(names, feeds)
+        except Exception as error:
+            if errors:  # a refusing node's placeholder outputs can make a later node fail: report the cause
+                raise RamnetNodeError("; ".join(errors)) from error
+            raise
     if errors:  # a ramnet PyOp refused its inputs (it cannot raise inside ORT; see ort_pyops)
         raise RamnetNodeError("; ".join(errors))
     return dict(zip(names, outputs))
+
+
+def _parallel_mode(sess) -> bool:
+    """Whether ``sess`` runs its nodes on ORT's inter-op pool threads (``ExecutionMode.ORT_PARALLEL``)."""
+    import onnxruntime as ort
+
+    options = getattr(sess, "get_session_options", None)
+    return options is not None and options().execution_mode == ort.ExecutionMode.ORT_PARALLEL
 
 
 def _run_bound(sess, names, feeds):

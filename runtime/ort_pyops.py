@@ -5,23 +5,85 @@ plain ORT for tests and validation. CPU only, under the GIL; not a deployment pa
 
 Errors: onnxruntime-extensions 0.15 does not turn a Python exception in a PyOp into an ORT error; it escapes as
 ``pybind11::error_already_set`` and the process aborts (seen here). So the registered wrappers never raise: they
-record the message (``take_errors``) and return NaN outputs with valid (zero) indices, and ``runtime.ort.run``
-raises the recorded error after the run. Code that calls ``session.run`` itself must check ``take_errors()``.
+record the message and return NaN outputs with valid (zero) indices, and ``runtime.ort.run`` raises the recorded
+error after the run.
+
+Which run an error belongs to: ORT releases the GIL during ``session.run``, so runs in several threads overlap, and
+one process-wide list would hand one thread's error to another (and leave the failing run with NaN and no error).
+An error is therefore recorded where the run that raised it collects it:
+
+- ``capture()`` (what ``runtime.ort.run`` uses) installs a list in a thread-local for the duration of one run. In
+  ORT's sequential execution mode (the default, and what ``runtime.ort.session`` sets for custom graphs) every
+  node's ``Compute`` runs on the thread that called ``session.run``, and onnxruntime-extensions calls the PyOp there
+  (it takes the GIL on that thread: same thread state, same thread-locals; checked in ``tests/runtime/
+  test_ort_threads.py``), so the error lands in that run's list and nowhere else. Intra-op threads do not matter: a
+  PyOp never uses them.
+- In ORT's parallel execution mode nodes run on inter-op pool threads, which see no caller's thread-local. For
+  such a session ``capture(off_thread=True)`` holds a process-wide lock for the whole run (parallel-mode runs
+  through ``run`` are serialised against each other) and, while held, a PyOp on a thread with no capture of its
+  own records into that run's list.
+- A PyOp on a thread with neither (code that calls ``session.run`` itself) records into that thread's own list,
+  which ``take_errors()`` returns. Such code must call ``take_errors()`` on the same thread after each run.
 """
 from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 _REGISTERED = False
-_ERRORS: list[str] = []
+_LOCAL = threading.local()           # .sink: the list of the run captured on this thread; .loose: see take_errors
+_OFF_THREAD_RUN = threading.RLock()  # held for a whole parallel-mode run (one at a time)
+_OFF_THREAD: list = []               # [the sink of the parallel-mode run now holding the lock], or []
+
+
+def _loose() -> list[str]:
+    if not hasattr(_LOCAL, "loose"):
+        _LOCAL.loose = []
+    return _LOCAL.loose
+
+
+def _record(message: str) -> None:
+    """Record a PyOp's error where its run collects it (see the module docstring)."""
+    sink = getattr(_LOCAL, "sink", None)
+    if sink is None and _OFF_THREAD:
+        sink = _OFF_THREAD[0]  # a read of a one-element list under the GIL; set and cleared under _OFF_THREAD_RUN
+    (sink if sink is not None else _loose()).append(message)
+
+
+@contextmanager
+def capture(*, off_thread: bool = False):
+    """Collect the errors the ``ramnet`` PyOps record during the block into the list it yields, and only those.
+
+    The block must run the session on this thread. ``off_thread`` (a session in ORT's parallel execution mode,
+    whose nodes run on pool threads) also takes the errors of PyOps on threads without a capture of their own; it
+    holds a process-wide lock for the block, so parallel-mode runs are serialised. Nests."""
+    errors: list[str] = []
+    previous = getattr(_LOCAL, "sink", None)
+    _LOCAL.sink = errors
+    try:
+        if off_thread:
+            with _OFF_THREAD_RUN:
+                outer = _OFF_THREAD[:]  # [] unless nested in another parallel-mode capture on this thread
+                _OFF_THREAD[:] = [errors]
+                try:
+                    yield errors
+                finally:
+                    _OFF_THREAD[:] = outer
+        else:
+            yield errors
+    finally:
+        _LOCAL.sink = previous
 
 
 def take_errors() -> list[str]:
-    """The errors recorded by the PyOps since the last call (and clears them)."""
-    errors = list(_ERRORS)
-    del _ERRORS[:]
-    return errors
+    """The errors recorded by the PyOps on this thread outside any ``capture()`` since the last call (and clears
+    them): for code that calls ``session.run`` itself (sequential execution mode), on the thread that ran it."""
+    errors = _loose()
+    _LOCAL.loose = []
+    return list(errors)
 
 
 def _nan_like(a, rank: int) -> np.ndarray:
@@ -44,7 +106,7 @@ def _guarded(name: str, impl, fallback):
         try:
             return impl(*args, **attrs)
         except Exception as error:  # noqa: BLE001  (any escape aborts the process; see the module docstring)
-            _ERRORS.append(f"ramnet::{name}: {error}")
+            _record(f"ramnet::{name}: {error}")
             return fallback(*args, **attrs)
 
     return pyop
