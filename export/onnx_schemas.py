@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx.defs as D
 import onnxscript
 
-from ramnet.ops import NAMESPACE
+from ramnet.ops.constants import NAMESPACE
 
 DOMAIN = NAMESPACE
 VERSION = 1

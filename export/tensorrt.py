@@ -15,6 +15,8 @@ Design (docs/DECISIONS.md):
 """
 from __future__ import annotations
 
+from ramnet.ops.constants import DEFAULT_PROXY_EPS
+
 from .tensorrt_contract import PLUGIN_NAMESPACE, address_output_shapes, from_plugin_attrs, pdma_scan_output_shapes
 
 _WHY = ("TensorRT is not installed (and cannot be here: PyPI ships only stubs that download from pypi.nvidia.com); "
@@ -70,7 +72,7 @@ def register_plugins() -> None:
         t = lambda a: torch.as_tensor(a, device="cuda")
         with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
             o, S, z = torch.ops.ramnet.pdma_scan(t(v), t(write_idx), t(write_w), t(read_idx), t(read_w), t(S0),
-                                                 t(z0), None, attrs["gamma"], attrs["eps"], 1e-3)
+                                                 t(z0), None, attrs["gamma"], attrs["eps"], DEFAULT_PROXY_EPS)
             for out, value in zip(outputs, (o, S, z)):
                 t(out).copy_(value)
 

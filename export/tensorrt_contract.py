@@ -13,9 +13,11 @@ TensorRT cannot be installed on any machine of this project (README, "TensorRT")
 """
 from __future__ import annotations
 
+from ramnet.ops.constants import NAMESPACE
+
 import numpy as np
 
-PLUGIN_NAMESPACE = "ramnet"
+PLUGIN_NAMESPACE = NAMESPACE  # one name: torch.library namespace, ONNX domain, plugin namespace
 PLUGIN_VERSION = "1"
 ATTRIBUTES = {"Address": {"num_factors": int, "top_k": int, "tau": float},
               "PdmaScan": {"gamma": float, "eps": float}}

@@ -12,6 +12,12 @@ import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 STATE_DTYPES = (torch.float32, torch.float64)
+# slot ids are int64: M and the flat index arithmetic (with sentinel slots past M) must stay below 2**63
+MAX_SLOTS = 2**62
+# positions are int64; the CAPE shift subtracts them from slot ids
+MAX_POSITION = 2**62
+# 1 / tau multiplies the address logits: below this the product overflows fp32 for ordinary logits
+MIN_TAU = 1e-6
 
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
@@ -70,6 +76,9 @@ def address_geometry(name: str, width: int, num_factors, top_k) -> tuple[int, in
     if d_p < 2:
         raise ValueError(f"the factor width d_p = {name}.shape[-1] / num_factors must be >= 2, got {d_p}")
     M = d_p**num_factors
+    if M > MAX_SLOTS:
+        raise ValueError(f"M = d_p ** num_factors = {d_p}**{num_factors} exceeds {MAX_SLOTS} slots (slot ids are "
+                         "int64); use fewer factors or a narrower key")
     check_int("top_k", top_k, 1, M)
     return d_p, M
 
@@ -77,3 +86,41 @@ def address_geometry(name: str, width: int, num_factors, top_k) -> tuple[int, in
 def check_same(name: str, got, ref_name: str, want, what: str) -> None:
     if got != want:
         raise ValueError(f"{name} has {what} {got}, expected {want} to match {ref_name}")
+
+
+def next_pow2(n: int) -> int:
+    """The smallest power of two >= ``n`` (``triton.next_power_of_2`` without importing Triton)."""
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def check_index_values(name: str, t: torch.Tensor, low: int, high: int) -> None:
+    """The values of an integer tensor lie in ``[low, high]``. This reads the tensor (a device sync on CUDA), so
+    it is skipped where values are unknown or must not be read: while torch.compile or torch.export traces, and
+    during CUDA graph capture."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return
+    if t.is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    if t.numel() == 0:
+        return
+    lo, hi = int(t.min()), int(t.max())
+    if lo < low or hi > high:
+        raise ValueError(f"{name} values must be in [{low}, {high}], got values in [{lo}, {hi}]")
+
+
+def check_inplace_state(S: torch.Tensor, z: torch.Tensor, names: tuple[str, str] = ("S", "z")) -> None:
+    """What an in-place update needs of ``S`` and ``z`` (and of any other state tensor passed as ``S`` or ``z``),
+    checked before either is written, so that both change or neither does: contiguous, writable here (not an
+    inference tensor outside inference mode, not requiring grad under grad mode) and not sharing memory."""
+    for name, t in zip(names, (S, z)):
+        if not t.is_contiguous():
+            raise ValueError(f"{name} must be contiguous to be updated in place (an expanded or strided view "
+                             f"cannot be), got strides {t.stride()} for shape {tuple(t.shape)}")
+        if t.is_inference() and not torch.is_inference_mode_enabled():
+            raise RuntimeError(f"{name} was created under torch.inference_mode() and cannot be updated in place "
+                               "outside it: decode inside inference_mode too, or clone the state first")
+        if t.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{name} requires grad and cannot be updated in place with grad enabled: decode under "
+                               "torch.no_grad(), or use ram_step_functional")
+    if S.untyped_storage().data_ptr() == z.untyped_storage().data_ptr():
+        raise ValueError(f"{names[0]} and {names[1]} must not share memory")

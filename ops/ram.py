@@ -9,11 +9,12 @@ import torch
 
 from . import checks as C
 from ._autocast import autocast_inputs
+from .common import cape_shift, positions_in_sequence
+from .constants import DEFAULT_EPS, DEFAULT_PROXY_EPS
 from .address.op import address_op
 from .memory.op import pdma_scan_op
 from .step_op import ram_step_op
 
-DEFAULT_PROXY_EPS = 1e-3
 
 
 def address(x: torch.Tensor, *, num_factors: int, top_k: int, tau: float = 1.0):
@@ -31,18 +32,11 @@ def address(x: torch.Tensor, *, num_factors: int, top_k: int, tau: float = 1.0):
     C.check_tensor("x", x, min_ndim=1)
     C.address_geometry("x", x.shape[-1], num_factors, top_k)
     tau = C.check_float("tau", tau, 0.0, low_open=True)
+    C.check_float("tau", tau, C.MIN_TAU)
     (x,), autocast_scope = autocast_inputs(x)
     with autocast_scope:
         weights, indices = address_op(x, num_factors, top_k, tau)
     return indices, weights
-
-
-def _cape_shift(indices, positions, cape, M: int):
-    """``slot -> (slot - t) mod M`` on CAPE heads. ``indices [B,T,H,K]``, ``positions [B or 1, T]``."""
-    if cape is None:
-        return indices
-    shifted = torch.remainder(indices - positions[:, :, None, None], M)
-    return torch.where(cape.view(1, 1, -1, 1), shifted, indices)
 
 
 def _check_cape(cape, H: int, device):
@@ -61,6 +55,9 @@ def _check_qkv(q, k, v, rank: int):
     C.check_tensor("v", v, ndim=rank, device=q.device)
     C.check_same("k", tuple(k.shape), "q", tuple(q.shape), "shape")
     C.check_same("v", tuple(v.shape[:-1]), "q", tuple(q.shape[:-1]), "leading (batch, [time,] heads) dims")
+    C.check_int("B (q.shape[0])", q.shape[0], 1)
+    C.check_int("H (q.shape[-2])", q.shape[-2], 1)
+    C.check_int("d_v (v.shape[-1])", v.shape[-1], 1)
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
 
@@ -96,7 +93,7 @@ initial_state = empty_state  # public name; ram_attention's keyword of the same 
 
 
 def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, tau: float = 1.0,
-                  eps: float = 1e-6, cape=None, offset: int = 0, initial_state=None,
+                  eps: float = DEFAULT_EPS, cape=None, offset: int = 0, initial_state=None,
                   output_final_state: bool = False, proxy_eps: float = DEFAULT_PROXY_EPS, cu_seqlens=None):
     """RAM-Net sparse-memory attention over a sequence (exact, parallel over time).
 
@@ -132,10 +129,10 @@ def _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, i
     C.check_int("T (q.shape[1])", T, 1)
     d_p, M = C.address_geometry("q", d_k, num_factors, top_k)
     gamma = C.check_float("gamma", gamma, 0.0)
-    tau = C.check_float("tau", tau, 0.0, low_open=True)
+    tau = C.check_float("tau", tau, C.MIN_TAU)
     eps = C.check_float("eps", eps, 0.0)
     proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
-    offset = C.check_int("offset", offset, 0)
+    offset = C.check_int("offset", offset, 0, C.MAX_POSITION - T)
     cape = _check_cape(cape, H, q.device)
     num_states = B if cu_seqlens is None else _check_cu_seqlens(cu_seqlens, B, T, q.device)
     if initial_state is None:
@@ -150,12 +147,9 @@ def _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, i
     write_w, write_idx = address_op(k, num_factors, top_k, tau)
     read_w, read_idx = address_op(q, num_factors, top_k, tau)
     if cape is not None:
-        t = torch.arange(T, device=q.device)
-        if cu_seqlens is not None:  # positions restart at every packed sequence
-            t = t - cu_seqlens[torch.searchsorted(cu_seqlens[1:], t, right=True)]
-        positions = (offset + t).view(1, T)
-        write_idx = _cape_shift(write_idx, positions, cape, M)
-        read_idx = _cape_shift(read_idx, positions, cape, M)
+        positions = positions_in_sequence(T, cu_seqlens, offset).to(q.device).view(1, T)
+        write_idx = cape_shift(write_idx, positions, cape, M)
+        read_idx = cape_shift(read_idx, positions, cape, M)
     o, S, z = pdma_scan_op(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps)
     return o, ((S, z) if output_final_state else None)
 
@@ -166,28 +160,29 @@ def _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape):
     B, H, d_k = q.shape
     d_p, M = C.address_geometry("q", d_k, num_factors, top_k)
     _check_state(S, z, B, H, M, v.shape[-1], q.device)
-    C.check_float("tau", tau, 0.0, low_open=True)
+    C.check_float("tau", tau, C.MIN_TAU)
     cape = _check_cape(cape, H, q.device)
     if isinstance(position, torch.Tensor):
         C.check_tensor("position", position, ndim=1, dtypes=(torch.int32, torch.int64), device=q.device)
         C.check_same("position", position.shape[0], "batch B", B, "length")
+        C.check_index_values("position", position, 0, C.MAX_POSITION)
         positions = position.to(torch.int64)
     else:
-        positions = torch.full((1,), C.check_int("position", position, 0), dtype=torch.int64, device=q.device)
+        positions = torch.full((1,), C.check_int("position", position, 0, C.MAX_POSITION), dtype=torch.int64,
+                               device=q.device)
     return positions, cape, M
 
 
 def _step_addresses(q, k, positions, cape, M, num_factors, top_k, tau):
     write_w, write_idx = address_op(k.unsqueeze(1), num_factors, top_k, tau)
     read_w, read_idx = address_op(q.unsqueeze(1), num_factors, top_k, tau)
-    if cape is not None:
-        write_idx = _cape_shift(write_idx, positions.view(-1, 1), cape, M)
-        read_idx = _cape_shift(read_idx, positions.view(-1, 1), cape, M)
+    write_idx = cape_shift(write_idx, positions.view(-1, 1), cape, M)
+    read_idx = cape_shift(read_idx, positions.view(-1, 1), cape, M)
     return write_idx, write_w, read_idx, read_w
 
 
 def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0, tau: float = 1.0,
-             eps: float = 1e-6, cape=None):
+             eps: float = DEFAULT_EPS, cape=None):
     """One decode token; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` **in place** (one fused launch on CUDA).
 
     ``q, k [B, H, d_k]``, ``v [B, H, d_v]``; ``position``: int or int64 ``[B]`` (absolute position, for CAPE).
@@ -196,6 +191,7 @@ def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: fl
     """
     (q, k, v), autocast_scope = autocast_inputs(q, k, v)
     positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape)
+    C.check_inplace_state(S, z)
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
     if cape is None:
@@ -206,7 +202,7 @@ def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: fl
 
 
 def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0,
-                        tau: float = 1.0, eps: float = 1e-6, cape=None, proxy_eps: float = DEFAULT_PROXY_EPS):
+                        tau: float = 1.0, eps: float = DEFAULT_EPS, cape=None, proxy_eps: float = DEFAULT_PROXY_EPS):
     """Out-of-place twin of :func:`ram_step` (for export and autograd): returns ``(o, S_new, z_new)``."""
     (q, k, v), autocast_scope = autocast_inputs(q, k, v)
     positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape)

@@ -9,6 +9,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ramnet.ops.constants import DEFAULT_PROXY_EPS
+
 CONFIG_VERSION = 1
 MAX_SLOTS = 2**31 - 1  # slot ids are int64, but per-head tensors of M rows must stay addressable
 NORM_TYPES = ("layernorm", "rmsnorm")
@@ -29,7 +31,7 @@ class RamNetConfig:
     tau: float = 1.0              # address softmax temperature
     gamma: float = 1.0            # PDMA decay exponent (1 = EMA)
     eps: float = 1e-6             # read normaliser
-    proxy_eps: float = 1e-3       # e of the proxy decay gradient
+    proxy_eps: float = DEFAULT_PROXY_EPS  # e of the proxy decay gradient
     alpha_init: float = 0.0       # per-head log temperature on Wq, Wk
     norm: str = "layernorm"       # the paper's figure shows LayerNorm
     norm_eps: float = 1e-5

@@ -140,7 +140,7 @@ class RamNetMixer(nn.Module):
         """Decode one token ``x [B, D]``; updates ``state = (S, z, conv_cache)`` in place. Returns ``[B, D]``."""
         S, z, conv_cache = state
         q, k, v, new_cache = self._qkv(x.unsqueeze(1), conv_cache)
-        if conv_cache is not None:
-            conv_cache.copy_(new_cache)
         o = ram_step(q[:, 0], k[:, 0], v[:, 0], S, z, position=position, **self._op_kwargs())
+        if conv_cache is not None:  # after the memory: a refused step leaves the whole layer state as it was
+            conv_cache.copy_(new_cache)
         return self.o_proj(o.flatten(-2))

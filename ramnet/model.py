@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ramnet.ops.checks import check_inplace_state
+
 from .cache import RamCache
 from .config import RamNetConfig
 from .layers import RamNetMixer, SwiGLU, make_norm
@@ -94,7 +96,15 @@ class RamNetForCausalLM(nn.Module):
 
     @torch.no_grad()
     def decode_step(self, token, cache: RamCache):
-        """One token ``[B]`` -> ``logits [B, V]``; updates ``cache`` in place."""
+        """One token ``[B]`` -> ``logits [B, V]``; updates ``cache`` in place. Every layer's state is checked
+        before the first is written, so a refused step leaves the whole cache (and its position) as it was."""
+        for i, (S, z, conv) in enumerate(cache.layers):
+            try:
+                check_inplace_state(S, z)
+                if conv is not None:
+                    check_inplace_state(conv, z, names=("conv", "z"))
+            except (ValueError, RuntimeError) as error:
+                raise type(error)(f"decode cache layer {i}: {error}") from None
         x = self.embed(token)
         for block, state in zip(self.blocks, cache.layers):
             x = block.step(x, state, cache.position)

@@ -1,34 +1,24 @@
 """``ramnet::address`` and ``ramnet::address_bwd``: registered custom ops over the beam Top-K.
 
-The default kernels are the pure-PyTorch beam search and its backward (``naive.py``); they serve CPU, fp64 and
-every device without a Triton kernel. On CUDA the forward is ``triton.py`` and the backward ``triton_bwd.py``. The fakes allocate exactly what the kernels return.
+One kernel per op for every device: it builds the problem once and runs the backend that the table in
+``backends.py`` chooses (Triton on CUDA where it fits, else the PyTorch reference). The fakes allocate exactly
+what the kernels return.
 """
 from __future__ import annotations
 
 import torch
 
 from .._autocast import autocast_off
-
-from .._namespace import NAMESPACE
-from .naive import address_backward_naive, address_naive
+from ..constants import NAMESPACE
+from .backends import ADDRESS, AddressProblem
 
 
 @torch.library.custom_op(f"{NAMESPACE}::address", mutates_args=())
 def address_op(x: torch.Tensor, num_factors: int, top_k: int, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
     # (weights, indices): the float output first, because opcheck's AOT test sums outputs into the first
     # one's dtype and an int64 first output breaks it. The public ``address`` returns (indices, weights).
-    indices, weights = address_naive(x, num_factors, top_k, tau)
-    return weights.contiguous(), indices.contiguous()
-
-
-@address_op.register_kernel("cuda")
-def _address_cuda(x, num_factors, top_k, tau):
-    from .triton import address_triton, fits  # Triton is only needed where a CUDA tensor arrives
-
-    if x.dtype != torch.float64 and fits(x.shape[-1] // num_factors, top_k, num_factors):
-        return address_triton(x, num_factors, top_k, tau)
-    indices, weights = address_naive(x, num_factors, top_k, tau)  # fp64, or too many candidates for registers
-    return weights.contiguous(), indices.contiguous()
+    problem = AddressProblem.of(x, num_factors, top_k)
+    return ADDRESS.choose(problem).forward(problem, x, tau)
 
 
 @address_op.register_fake
@@ -40,16 +30,8 @@ def _address_fake(x, num_factors, top_k, tau):
 @torch.library.custom_op(f"{NAMESPACE}::address_bwd", mutates_args=())
 def address_bwd_op(grad_weights: torch.Tensor, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor,
                    num_factors: int, tau: float) -> torch.Tensor:
-    return address_backward_naive(grad_weights, x, indices, weights, num_factors, tau).contiguous()
-
-
-@address_bwd_op.register_kernel("cuda")
-def _address_bwd_cuda(grad_weights, x, indices, weights, num_factors, tau):
-    if x.dtype == torch.float64:  # the reference path, as in the forward
-        return address_backward_naive(grad_weights, x, indices, weights, num_factors, tau).contiguous()
-    from .triton_bwd import address_backward_triton
-
-    return address_backward_triton(grad_weights, x, indices, weights, num_factors, tau)
+    problem = AddressProblem.of(x, num_factors, indices.shape[-1])
+    return ADDRESS.choose(problem).backward(problem, grad_weights, x, indices, weights, tau)
 
 
 @address_bwd_op.register_fake

@@ -1,31 +1,19 @@
 """Triton forward of ``ramnet::address``: per-factor log-softmax and the exact beam Top-K fused in one program per
 row. The beam merge selects the K best of the ``K * d_p`` candidates, either with a bitonic ``tl.topk`` over
-packed int64 keys (``BEAM_MERGE=topk``, the default: value bits in the high half, ``~index`` in the low half, so
-one integer compare orders by value and breaks ties to the lower index) or by pairwise rank (``rank``, the first
-version; ``RAMNET_BEAM_MERGE=rank`` selects it for A/B timing). Both fit in registers while
-``next_pow2(K) * next_pow2(d_p) <= MAX_CANDIDATES``, and the key packing needs ``M < 2**31``; larger geometries
-use the PyTorch kernel.
+packed int64 keys (``merge="topk"``, the default: value bits in the high half, ``~index`` in the low half, so
+one integer compare orders by value and breaks ties to the lower index) or by pairwise rank (``merge="rank"``,
+kept for A/B timing). Which geometries it takes is the ``TritonAddress`` backend's ``supports``
+(``backends.py``).
 
 Order: weight descending, ties to the lower flat index (the same rule as ``naive.py``).
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-MAX_CANDIDATES = 128  # the [N, N] rank tile; N = 256 needs 256 KiB of shared memory on the H100 (limit 227 KiB)
 _NEG = tl.constexpr(-1.0e30)
-# one warp: the rank tiles are small, and cross-warp reductions cost more than they share (H200, 2026-11-26:
-# 4096 rows 49 us with 1 warp, 68 us with 4; 16 rows 11 us vs 37 us; benchmarks/tune_warps.py)
-NUM_WARPS = 1
-BEAM_MERGE = os.environ.get("RAMNET_BEAM_MERGE", "topk")
-if BEAM_MERGE not in ("topk", "rank"):
-    raise ValueError(f"RAMNET_BEAM_MERGE must be 'topk' or 'rank', got {BEAM_MERGE!r}")
-_TOPK_MERGE = tl.constexpr(BEAM_MERGE == "topk")
-MAX_SLOTS = 2**31  # the packed key holds ~index in 32 bits
 _LOW32 = tl.constexpr(0xFFFFFFFF)
 _ABS31 = tl.constexpr(0x7FFFFFFF)
 
@@ -49,7 +37,7 @@ def _merge_topk(cand_val, cand_idx, BLOCK_K: tl.constexpr):
 
 @triton.jit
 def beam_topk_row(x_row_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
-                  BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr):
+                  BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr, TOPK_MERGE: tl.constexpr):
     """Beam Top-K of one row ``x [U * P]``: returns ``(log weights [BLOCK_K], flat indices [BLOCK_K], has_nan)``.
     Shared by the address kernel and the fused decode kernel."""
     offs_u = tl.arange(0, BLOCK_U)
@@ -76,7 +64,7 @@ def beam_topk_row(x_row_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
         invalid = cand_val < -1.0e29
         cand_val = tl.where(invalid, _NEG, cand_val)
         cand_idx = tl.where(invalid, M + pos.to(tl.int64), cand_idx)      # unique keys, ranked after every valid one
-        if _TOPK_MERGE and BLOCK_K > 1:  # (tl.topk reduces k=1 to a scalar; the rank path is tiny there)
+        if TOPK_MERGE and BLOCK_K > 1:  # (tl.topk reduces k=1 to a scalar; the rank path is tiny there)
             beam_val, beam_idx = _merge_topk(cand_val, cand_idx, BLOCK_K)
         else:
             better = (cand_val[None, :] > cand_val[:, None]) | \
@@ -92,9 +80,11 @@ def beam_topk_row(x_row_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
 
 @triton.jit
 def _address_fwd_kernel(x_ptr, w_ptr, idx_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
-                        BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr):
+                        BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+                        TOPK_MERGE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
-    beam_val, beam_idx, has_nan = beam_topk_row(x_ptr + row * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P, BLOCK_K)
+    beam_val, beam_idx, has_nan = beam_topk_row(x_ptr + row * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P, BLOCK_K,
+                                                TOPK_MERGE)
     offs_k = tl.arange(0, BLOCK_K)
     mask_k = offs_k < K
     weights = tl.where(has_nan, float("nan"), tl.exp(beam_val))
@@ -102,18 +92,11 @@ def _address_fwd_kernel(x_ptr, w_ptr, idx_ptr, K, M, inv_tau, U: tl.constexpr, P
     tl.store(idx_ptr + row * K + offs_k, beam_idx, mask=mask_k)
 
 
-def fits(d_p: int, top_k: int, num_factors: int = 1) -> bool:
-    """Whether the Triton beam handles this geometry (candidate tile in registers, ``M`` within the key)."""
-    return (triton.next_power_of_2(top_k) * triton.next_power_of_2(d_p) <= MAX_CANDIDATES
-            and d_p**num_factors + MAX_CANDIDATES < MAX_SLOTS)
-
-
-def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float, num_warps: int = NUM_WARPS):
-    """``x [..., U * d_p]`` -> ``(weights [..., K] in x.dtype, indices int64 [..., K])`` (the op's output order)."""
+def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float, *, merge: str = "topk",
+                   num_warps: int = 1):
+    """``x [..., U * d_p]`` -> ``(weights [..., K] in x.dtype, indices int64 [..., K])`` (the op's output order).
+    The geometry must be one ``TritonAddress.supports``."""
     d_p = x.shape[-1] // num_factors
-    if not fits(d_p, top_k, num_factors):
-        raise ValueError(f"address_triton needs next_pow2(top_k) * next_pow2(d_p) <= {MAX_CANDIDATES} and "
-                         f"M < 2**31, got top_k={top_k}, d_p={d_p}, num_factors={num_factors}; use the PyTorch kernel")
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     n = rows.shape[0]
     weights = torch.empty(n, top_k, dtype=x.dtype, device=x.device)
@@ -121,6 +104,7 @@ def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float, nu
     if n:
         _address_fwd_kernel[(n,)](rows, weights, indices, top_k, d_p**num_factors, 1.0 / tau, U=num_factors, P=d_p,
                                   BLOCK_U=triton.next_power_of_2(num_factors), BLOCK_P=triton.next_power_of_2(d_p),
-                                  BLOCK_K=triton.next_power_of_2(top_k), num_warps=num_warps)
+                                  BLOCK_K=triton.next_power_of_2(top_k), TOPK_MERGE=merge == "topk",
+                                  num_warps=num_warps)
     shape = x.shape[:-1] + (top_k,)
     return weights.view(shape), indices.view(shape)

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton import NUM_WARPS
+
 
 
 @triton.jit
@@ -47,7 +47,7 @@ def _address_bwd_kernel(gw_ptr, x_ptr, idx_ptr, w_ptr, dx_ptr, K, inv_tau, U: tl
 
 
 def address_backward_triton(grad_weights: torch.Tensor, x: torch.Tensor, indices: torch.Tensor,
-                            weights: torch.Tensor, num_factors: int, tau: float, num_warps: int = NUM_WARPS):
+                            weights: torch.Tensor, num_factors: int, tau: float, num_warps: int = 1):
     """``grad_weights, weights [..., K]``, ``indices int64 [..., K]``, ``x [..., U * d_p]`` -> ``grad_x`` like x."""
     d_p = x.shape[-1] // num_factors
     top_k = indices.shape[-1]

@@ -1,9 +1,9 @@
-"""Registered PDMA memory ops: ``ramnet::pdma_scan`` (+ ``_bwd``) for training/prefill and
-``ramnet::pdma_step_`` (in place) for decode.
+"""Registered PDMA scan ops: ``ramnet::pdma_scan`` (training / prefill) and ``ramnet::pdma_scan_bwd``.
 
-They take addresses that are already computed and CAPE-shifted; :mod:`ops.ram` composes them with
-``ramnet::address`` into the public ``ram_attention`` / ``ram_step``. Default kernels are the pure-PyTorch
-parallel form and step (``naive.py``). Shapes are documented in ``naive.py``.
+They take addresses that are already computed and CAPE-shifted; ``ops/ram.py`` composes them with
+``ramnet::address`` into the public ``ram_attention``. One kernel per op for every device: it bundles the flat
+arguments into ``ScanArgs``, builds the problem once and runs the backend the ``scan`` table chooses
+(``backends.py``). Shapes: ``backends.ScanArgs``.
 """
 from __future__ import annotations
 
@@ -12,33 +12,20 @@ from typing import Optional
 import torch
 
 from .._autocast import autocast_off
-
-from .._namespace import NAMESPACE
-from .naive import pdma_parallel, pdma_parallel_backward, pdma_step_inplace
-from .scan_config import SCAN_FORWARD
+from ..constants import NAMESPACE
+from .backends import SCAN, ScanArgs, ScanProblem
 
 
 @torch.library.custom_op(f"{NAMESPACE}::pdma_scan", mutates_args=())
 def pdma_scan_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor, read_idx: torch.Tensor,
                  read_w: torch.Tensor, S0: torch.Tensor, z0: torch.Tensor, cu_seqlens: Optional[torch.Tensor],
                  gamma: float, eps: float, proxy_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, cu_seqlens)
+    args = ScanArgs(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps)
+    problem = ScanProblem.of(args)
+    return SCAN.choose(problem).forward(problem, args)
 
 
 # fakes allocate contiguous outputs, as the kernels return them whatever the input strides
-@pdma_scan_op.register_kernel("cuda")
-def _pdma_scan_cuda(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps):
-    if S0.dtype == torch.float64:  # the Triton kernels compute in fp32; fp64 stays on the exact reference
-        return pdma_parallel(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, cu_seqlens)
-    if cu_seqlens is None and SCAN_FORWARD == "chunked":  # opt-in: correct, slower on the H100 (DECISIONS.md)
-        from .triton_chunked import pdma_scan_chunked_triton
-
-        return pdma_scan_chunked_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps)
-    from .triton_scan import pdma_scan_triton
-
-    return pdma_scan_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, cu_seqlens)
-
-
 @pdma_scan_op.register_fake
 def _pdma_scan_fake(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps):
     return v.new_empty(v.shape), S0.new_empty(S0.shape), z0.new_empty(z0.shape)
@@ -50,27 +37,16 @@ def pdma_scan_bwd_op(grad_o: torch.Tensor, grad_S: torch.Tensor, grad_z: torch.T
                      S0: torch.Tensor, z0: torch.Tensor, cu_seqlens: Optional[torch.Tensor], gamma: float,
                      eps: float, proxy_eps: float
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return pdma_parallel_backward(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
-                                  gamma, eps, proxy_eps, cu_seqlens)
-
-
-@pdma_scan_bwd_op.register_kernel("cuda")
-def _pdma_scan_bwd_cuda(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens,
-                        gamma, eps, proxy_eps):
-    if S0.dtype == torch.float64:
-        return pdma_parallel_backward(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
-                                      gamma, eps, proxy_eps, cu_seqlens)
-    from .triton_scan import pdma_scan_bwd_triton
-
-    return pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
-                                gamma, eps, proxy_eps, cu_seqlens)
+    args = ScanArgs(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps)
+    problem = ScanProblem.of(args)
+    return SCAN.choose(problem).backward(problem, args, grad_o, grad_S, grad_z)
 
 
 @pdma_scan_bwd_op.register_fake
 def _pdma_scan_bwd_fake(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens,
                         gamma, eps, proxy_eps):
-    return (v.new_empty(v.shape), write_w.new_empty(write_w.shape), read_w.new_empty(read_w.shape), S0.new_empty(S0.shape),
-            z0.new_empty(z0.shape))
+    return (v.new_empty(v.shape), write_w.new_empty(write_w.shape), read_w.new_empty(read_w.shape),
+            S0.new_empty(S0.shape), z0.new_empty(z0.shape))
 
 
 def _setup_context(ctx, inputs, output):
@@ -90,21 +66,3 @@ def _backward(ctx, grad_o, grad_S, grad_z):
 
 
 pdma_scan_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::pdma_step_", mutates_args=("S", "z"))
-def pdma_step_op(v: torch.Tensor, write_idx: torch.Tensor, write_w: torch.Tensor, read_idx: torch.Tensor,
-                 read_w: torch.Tensor, S: torch.Tensor, z: torch.Tensor, gamma: float, eps: float) -> torch.Tensor:
-    return pdma_step_inplace(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps)
-
-
-@pdma_step_op.register_kernel("cuda")
-def _pdma_step_cuda(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps):
-    from .triton_step import pdma_step_triton  # Triton is only needed where a CUDA tensor arrives
-
-    return pdma_step_triton(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps)
-
-
-@pdma_step_op.register_fake
-def _pdma_step_fake(v, write_idx, write_w, read_idx, read_w, S, z, gamma, eps):
-    return v.new_empty(v.shape)

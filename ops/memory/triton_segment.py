@@ -1,5 +1,5 @@
-"""Segment-walk forward of ``ramnet::pdma_scan`` (CUDA), the default (``RAMNET_SCAN=segment``): parallel over
-(state, slot) instead of (state) alone.
+"""Segment-walk forward of ``ramnet::pdma_scan`` (the ``segment`` scan backend, first in the table): parallel
+over (state, slot) instead of (state) alone.
 
 A slot's row changes only when a token writes it, so each (sequence, head, slot) is an independent scalar-gated
 recurrence over its own write events, and a read of that slot at token t sees the row after the last write at or
@@ -7,7 +7,7 @@ before t. The events are sorted once by the key ``((state * M + slot) * T + t)``
 direction), and ``searchsorted`` gives every (state, slot) its range of write and read events. One Triton program
 per (state, slot) then walks its events in time order with the row in registers and applies the writes. When the
 backward needs them, it stores each write's pre-write row and each read's post-write row at the event's index, in
-the layout the other scan kernels use, and a second kernel sums each token's K read rows into ``o``. Otherwise
+the saved-row layout (``layout.py``), and a second kernel sums each token's K read rows into ``o``. Otherwise
 each read adds its term of ``o`` with fp32 atomics (rows again under ``torch.use_deterministic_algorithms``).
 
 So there are ``B * H * M`` programs, each of about ``2 T K / M`` events, instead of ``B * H`` programs of ``T``
@@ -19,17 +19,16 @@ import torch
 import triton
 import triton.language as tl
 
+from ..common import sequence_ids
+from .layout import saved_rows_buffer
 from .triton_decay import decay
+from .triton_layout import event_row, event_rows
 
 # Past-the-end keys (real keys are < states * M * T), per key dtype: a read's sentinel lets every write through in
 # the walk's final pass, and the write sentinel is larger, so that pass stops.
-_SENTINELS = {torch.int32: (2**31 - 2, 2**31 - 1), torch.int64: (2**62, 2**62 + 1)}
-MAX_SEGMENTS = 2**31 - 1  # one program per (state, slot): the CUDA grid's x limit
-INT32_KEYS_BELOW = _SENTINELS[torch.int32][0]  # largest key + 1 that still sorts as int32
-WARPS = 1  # per (state, slot) program: a d_v row is a few registers per thread (read at call time)
-# Without saved rows, accumulate o with fp32 atomics instead of storing every read row and summing them: less
-# memory and traffic, but o's last bits may vary between runs, so deterministic mode keeps the rows.
-ATOMIC_READ = True
+SENTINELS = {torch.int32: (2**31 - 2, 2**31 - 1), torch.int64: (2**62, 2**62 + 1)}
+INT32_KEYS_BELOW = SENTINELS[torch.int32][0]  # largest key + 1 that still sorts as int32
+INT64_KEYS_BELOW = SENTINELS[torch.int64][0]
 
 
 def state_ids(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
@@ -37,18 +36,18 @@ def state_ids(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
     heads = torch.arange(H, device=device).view(1, 1, H)
     if cu_seqlens is None:
         return torch.arange(B, device=device).view(B, 1, 1) * H + heads
-    seq = torch.searchsorted(cu_seqlens[1:].to(device), torch.arange(T, device=device), right=True)
-    return seq.view(1, T, 1) * H + heads
+    return sequence_ids(T, cu_seqlens.to(device)).view(1, T, 1) * H + heads
 
 
-def sorted_events(idx: torch.Tensor, states: torch.Tensor, M: int, n_segments: int):
+def sorted_events(idx: torch.Tensor, states: torch.Tensor, M: int, n_segments: int,
+                  int32_keys_below: int = INT32_KEYS_BELOW):
     """Sort the events of ``idx [B, T, H, K]`` by (state, slot, time). Returns ``(keys, order, bounds)``: sorted
     keys, the event index (flat ``[B, T, H, K]``) of each, and ``bounds [n_segments + 1]`` so that segment
     ``g = state * M + slot`` owns sorted positions ``bounds[g]:bounds[g + 1]``."""
     T = idx.shape[1]
     time = torch.arange(T, device=idx.device).view(1, T, 1, 1)
     # int32 keys where they fit: a radix sort of half the bits
-    dtype = torch.int32 if n_segments * T < INT32_KEYS_BELOW else torch.int64
+    dtype = torch.int32 if n_segments * T < int32_keys_below else torch.int64
     keys, order = torch.sort(((states.unsqueeze(-1) * M + idx) * T + time).flatten().to(dtype))
     bounds = torch.searchsorted(keys, (torch.arange(n_segments + 1, device=idx.device) * T).to(dtype))
     return keys, order, bounds
@@ -76,8 +75,9 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
             w = tl.load(ww_ptr + e).to(tl.float32)
             v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
             if SAVE:  # pre-write row, for the backward
-                tl.store(sw_ptr + e * (DV + 1) + offs_d, S, mask=mask_d)
-                tl.store(sw_ptr + e * (DV + 1) + DV, z)
+                row, row_z = event_row(sw_ptr, e, DV, offs_d)
+                tl.store(row, S, mask=mask_d)
+                tl.store(row_z, z)
             a = decay(w, gamma)
             S = a * S + w * v
             z = a * z + w
@@ -86,8 +86,9 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
         if ir < r_end:
             er = tl.load(rord_ptr + ir)
             if ROWS:  # the post-write read row (the backward's, or summed into o by _read_out_kernel)
-                tl.store(sr_ptr + er * (DV + 1) + offs_d, S, mask=mask_d)
-                tl.store(sr_ptr + er * (DV + 1) + DV, z)
+                row, row_z = event_row(sr_ptr, er, DV, offs_d)
+                tl.store(row, S, mask=mask_d)
+                tl.store(row_z, z)
             else:  # this read's term of o, added in fp32 by each of the token's K read programs
                 r = tl.load(rw_ptr + er).to(tl.float32)
                 tl.atomic_add(o_ptr + (er // K) * DV + offs_d, (r / (z + eps)) * S, mask=mask_d)
@@ -103,52 +104,49 @@ def _read_out_kernel(sr_ptr, rw_ptr, o_ptr, K, DV, eps, BLOCK_K: tl.constexpr, B
     offs_d = tl.arange(0, BLOCK_D)
     mask_k = offs_k < K
     mask_d = offs_d < DV
-    row = (tok * K + offs_k) * (DV + 1)
-    S = tl.load(sr_ptr + row[:, None] + offs_d[None, :], mask=mask_k[:, None] & mask_d[None, :], other=0.0)
-    z = tl.load(sr_ptr + row + DV, mask=mask_k, other=1.0)
+    rows, rows_z = event_rows(sr_ptr, tok * K + offs_k, DV, offs_d)
+    S = tl.load(rows, mask=mask_k[:, None] & mask_d[None, :], other=0.0)
+    z = tl.load(rows_z, mask=mask_k, other=1.0)
     r = tl.load(rw_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
     o = tl.sum((r / (z + eps))[:, None] * S, axis=0)
     tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
 
 
-def segment_fits(n_states: int, H: int, M: int) -> bool:
-    """Whether one program per (state, head, slot) fits the CUDA grid (else the fused-recurrent kernels run)."""
-    return n_states * H * M <= MAX_SEGMENTS
-
-
-def segment_plan(write_idx, read_idx, M: int, n_states: int, cu_seqlens=None):
+def segment_plan(write_idx, read_idx, M: int, n_states: int, cu_seqlens=None, int32_keys_below: int = INT32_KEYS_BELOW):
     """The sorted write and read events (:func:`sorted_events`) of one scan; the backward reuses them."""
     B, T, H, _ = write_idx.shape
     states = state_ids(B, T, H, cu_seqlens, write_idx.device)
     n_segments = n_states * H * M
-    return sorted_events(write_idx, states, M, n_segments), sorted_events(read_idx, states, M, n_segments)
+    return (sorted_events(write_idx, states, M, n_segments, int32_keys_below),
+            sorted_events(read_idx, states, M, n_segments, int32_keys_below))
 
 
-def launch_segment(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, cu_seqlens=None,
-                   plan=None, num_warps: int | None = None):
-    """``(o, S fp32, z fp32, [saved pre-write rows, post-write read rows], plan)``; the saved rows use
-    ``triton_scan``'s layout (``(event, d_v + 1)`` fp32, events flat over ``[B, T, H, K]``)."""
-    B, T, H, DV = v.shape
-    K, M = write_idx.shape[-1], S0.shape[2]
-    plan = plan or segment_plan(write_idx, read_idx, M, S0.shape[0], cu_seqlens)
+def launch_segment(a, save: bool, *, num_warps: int = 1, atomic_read: bool = True,
+                   int32_keys_below: int = INT32_KEYS_BELOW):
+    """Forward walk over ``a`` (a ``ScanArgs``): ``(o, S fp32, z fp32, [saved write rows, saved read rows], plan)``.
+    ``atomic_read``: without saved rows, sum ``o`` with fp32 atomics instead of storing every read row (less
+    memory and traffic; the rows are kept under ``torch.use_deterministic_algorithms``)."""
+    B, T, H, DV = a.v.shape
+    K, M = a.write_idx.shape[-1], a.S0.shape[2]
+    plan = segment_plan(a.write_idx, a.read_idx, M, a.S0.shape[0], a.cu_seqlens, int32_keys_below)
     (wkey, word, wb), (rkey, rord, rb) = plan
-    v, write_w, read_w = v.contiguous(), write_w.contiguous(), read_w.contiguous()
-    S = torch.empty(S0.shape, dtype=torch.float32, device=v.device)
-    z = torch.empty(z0.shape, dtype=torch.float32, device=v.device)
+    v, write_w, read_w = a.v.contiguous(), a.write_w.contiguous(), a.read_w.contiguous()
+    S = torch.empty(a.S0.shape, dtype=torch.float32, device=v.device)
+    z = torch.empty(a.z0.shape, dtype=torch.float32, device=v.device)
     events = B * T * H * K
-    rows = save or not ATOMIC_READ or torch.are_deterministic_algorithms_enabled()
-    sw = torch.empty(events * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
-    sr = torch.empty(events * (DV + 1) if rows else 1, dtype=torch.float32, device=v.device)
+    rows = save or not atomic_read or torch.are_deterministic_algorithms_enabled()
+    sw = saved_rows_buffer(events, DV, v.device, save)
+    sr = saved_rows_buffer(events, DV, v.device, rows)
     o_acc = torch.zeros(1 if rows else B * T * H * DV, dtype=torch.float32, device=v.device)
     block_d = max(triton.next_power_of_2(DV), 16)
-    no_read, no_write = _SENTINELS[wkey.dtype]
-    _segment_fwd_kernel[(wb.numel() - 1,)](v, write_w, wkey, word, wb, rkey, rord, rb, S0.contiguous(),
-                                           z0.contiguous(), S, z, sw, sr, read_w, o_acc, K, DV, float(gamma),
-                                           float(eps), BLOCK_D=block_d, SAVE=save, ROWS=rows, NO_READ=no_read,
-                                           NO_WRITE=no_write, num_warps=num_warps or WARPS)
+    no_read, no_write = SENTINELS[wkey.dtype]
+    _segment_fwd_kernel[(wb.numel() - 1,)](v, write_w, wkey, word, wb, rkey, rord, rb, a.S0.contiguous(),
+                                           a.z0.contiguous(), S, z, sw, sr, read_w, o_acc, K, DV, float(a.gamma),
+                                           float(a.eps), BLOCK_D=block_d, SAVE=save, ROWS=rows, NO_READ=no_read,
+                                           NO_WRITE=no_write, num_warps=num_warps)
     if not rows:
         return o_acc.view(B, T, H, DV).to(v.dtype), S, z, [sw, sr], plan
     o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
-    _read_out_kernel[(B * T * H,)](sr, read_w, o, K, DV, float(eps), BLOCK_K=triton.next_power_of_2(K),
+    _read_out_kernel[(B * T * H,)](sr, read_w, o, K, DV, float(a.eps), BLOCK_K=triton.next_power_of_2(K),
                                    BLOCK_D=block_d)
     return o, S, z, [sw, sr], plan

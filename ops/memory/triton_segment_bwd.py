@@ -1,4 +1,4 @@
-"""Segment-walk backward of ``ramnet::pdma_scan`` (CUDA, ``RAMNET_SCAN=segment``): one program per (state, slot)
+"""Segment-walk backward of ``ramnet::pdma_scan`` (the ``segment`` scan backend): one program per (state, slot)
 walks its events in reverse time order (``triton_segment.py`` sorts them) with the gradient of the slot's row in
 registers. It starts from the final-state gradient; a read adds ``r go / (z + eps)`` (and its ``z`` term) and
 stores ``d read_w``; a write stores ``d write_w`` (the proxy decay derivative on the saved pre-write row, as the
@@ -14,8 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import triton_segment
 from .triton_decay import decay, proxy_decay_grad
+from .triton_layout import event_row
 
 
 @triton.jit
@@ -39,8 +39,9 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
             e = tl.load(word_ptr + iw)
             w = tl.load(ww_ptr + e).to(tl.float32)
             v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-            S_pre = tl.load(sw_ptr + e * (DV + 1) + offs_d, mask=mask_d, other=0.0)
-            z_pre = tl.load(sw_ptr + e * (DV + 1) + DV)
+            row, row_z = event_row(sw_ptr, e, DV, offs_d)
+            S_pre = tl.load(row, mask=mask_d, other=0.0)
+            z_pre = tl.load(row_z)
             dproxy = proxy_decay_grad(w, gamma, proxy_eps)
             d_a = tl.sum(G * S_pre, axis=0) + Gz * z_pre
             d_w = tl.sum(G * v, axis=0) + Gz + d_a * dproxy
@@ -55,8 +56,9 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
             er = tl.load(rord_ptr + ir)
             r = tl.load(rw_ptr + er).to(tl.float32)
             go = tl.load(go_ptr + (er // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-            S_r = tl.load(sr_ptr + er * (DV + 1) + offs_d, mask=mask_d, other=0.0)
-            denom = tl.load(sr_ptr + er * (DV + 1) + DV) + eps
+            row, row_z = event_row(sr_ptr, er, DV, offs_d)
+            S_r = tl.load(row, mask=mask_d, other=0.0)
+            denom = tl.load(row_z) + eps
             dot = tl.sum(go * S_r, axis=0)
             tl.store(drw_ptr + er, (dot / denom).to(drw_ptr.dtype.element_ty))
             G += (r / denom) * go
@@ -66,7 +68,7 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
 
 
 def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw, gamma, eps,
-                       proxy_eps, num_warps: int | None = None):
+                       proxy_eps, num_warps: int = 1):
     """Gradients into ``gS, gz`` (fp32, in place: final-state gradients in, initial-state gradients out),
     ``d_ww, d_rw``; returns ``dv`` in ``v.dtype``."""
     (wkey, word, wb), (rkey, rord, rb) = plan
@@ -77,5 +79,5 @@ def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, g
                                            read_w.contiguous(), wkey, word, wb, rkey, rord, rb, saved_w, saved_r,
                                            gS, gz, dv, d_ww, d_rw, K, DV, float(gamma), float(eps),
                                            float(proxy_eps), BLOCK_D=max(triton.next_power_of_2(DV), 16),
-                                           num_warps=num_warps or triton_segment.WARPS)
+                                           num_warps=num_warps)
     return dv.to(v.dtype)

@@ -1,5 +1,5 @@
-"""Triton decode kernels: ``ramnet::ram_step_`` fused (addresses + CAPE + PDMA in one launch per layer) and
-``ramnet::pdma_step_`` (PDMA write then normalised read, in place, for given addresses).
+"""Triton decode kernel of ``ramnet::ram_step_``: addresses + CAPE + PDMA write and read in one launch per layer,
+and ``pdma_update_read``, the write-then-read step that the recurrent training scan shares.
 
 One program per (batch, head): it loads the K written rows of ``S``/``z``, updates and stores them, and computes
 the read from the *old* rows plus the same update applied where a read slot equals a written slot, so it never
@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from ..address.triton import beam_topk_row
+from .triton_decay import decay
 
 
 @triton.jit
@@ -23,8 +24,7 @@ def pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d
     Returns ``(o [BLOCK_D], pre-write rows S_w, z_w, post-write read rows S_r, z_r)``; the training scan saves
     the rows for its backward, decode ignores them."""
     mask_kd = mask_k[:, None] & mask_d[None, :]
-    # a = (1 - w) ** gamma with 0 ** 0 = 1 (gamma = 0 is a cumulative mean)
-    a = tl.where(gamma == 0.0, 1.0, tl.exp2(gamma * tl.log2(1.0 - w)))
+    a = decay(w, gamma)
     S_read = tl.load(S_base + ridx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
     z_read = tl.load(z_base + ridx, mask=mask_k, other=1.0)
     S_w = tl.load(S_base + widx[:, None] * DV + offs_d[None, :], mask=mask_kd, other=0.0)
@@ -45,27 +45,9 @@ def pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d
 
 
 @triton.jit
-def _pdma_step_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, M, K, DV, gamma, eps,
-                      BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
-    bh = tl.program_id(0).to(tl.int64)
-    offs_k = tl.arange(0, BLOCK_K)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_k = offs_k < K
-    mask_d = offs_d < DV
-    v = tl.load(v_ptr + bh * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    widx = tl.load(widx_ptr + bh * K + offs_k, mask=mask_k, other=0)
-    w = tl.load(ww_ptr + bh * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-    ridx = tl.load(ridx_ptr + bh * K + offs_k, mask=mask_k, other=0)
-    r = tl.load(rw_ptr + bh * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-    o, _, _, _, _ = pdma_update_read(v, widx, w, ridx, r, S_ptr + bh * M * DV, z_ptr + bh * M, DV, gamma, eps,
-                                     offs_d, mask_k, mask_d)
-    tl.store(o_ptr + bh * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
-
-
-@triton.jit
 def _ram_step_kernel(q_ptr, k_ptr, v_ptr, pos_ptr, cape_ptr, S_ptr, z_ptr, o_ptr, H, M, K, DV, gamma, eps, inv_tau,
                      U: tl.constexpr, P: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr,
-                     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+                     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, TOPK_MERGE: tl.constexpr):
     """The whole decode token for one (batch, head): both addresses, the CAPE shift, the write and the read."""
     bh = tl.program_id(0).to(tl.int64)
     b = bh // H
@@ -74,8 +56,8 @@ def _ram_step_kernel(q_ptr, k_ptr, v_ptr, pos_ptr, cape_ptr, S_ptr, z_ptr, o_ptr
     offs_d = tl.arange(0, BLOCK_D)
     mask_k = offs_k < K
     mask_d = offs_d < DV
-    wlog, widx, w_nan = beam_topk_row(k_ptr + bh * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P, BLOCK_K)
-    rlog, ridx, r_nan = beam_topk_row(q_ptr + bh * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P, BLOCK_K)
+    wlog, widx, w_nan = beam_topk_row(k_ptr + bh * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P, BLOCK_K, TOPK_MERGE)
+    rlog, ridx, r_nan = beam_topk_row(q_ptr + bh * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P, BLOCK_K, TOPK_MERGE)
     w = tl.where(w_nan, float("nan"), tl.exp(wlog))
     r = tl.where(r_nan, float("nan"), tl.exp(rlog))
     shift = tl.load(pos_ptr + b) % M                                    # positions are >= 0
@@ -88,31 +70,14 @@ def _ram_step_kernel(q_ptr, k_ptr, v_ptr, pos_ptr, cape_ptr, S_ptr, z_ptr, o_ptr
     tl.store(o_ptr + bh * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
 
 
-def pdma_step_triton(v, write_idx, write_w, read_idx, read_w, S, z, gamma: float, eps: float) -> torch.Tensor:
-    """Launch the decode kernel. Shapes as ``naive.pdma_step_inplace``; ``S``/``z`` must be contiguous."""
-    B, H, DV = v.shape
-    K = write_idx.shape[-1]
-    M = S.shape[2]
-    if not (S.is_contiguous() and z.is_contiguous()):
-        raise ValueError("S and z must be contiguous for the in-place decode kernel")
-    v, write_idx, write_w, read_idx, read_w = (t.contiguous() for t in (v, write_idx, write_w, read_idx, read_w))
-    o = torch.empty_like(v)
-    _pdma_step_kernel[(B * H,)](v, write_idx, write_w, read_idx, read_w, S, z, o, M, K, DV, float(gamma), float(eps),
-                                BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV))
-    return o
-
-
-
-
 def fused_num_warps(programs: int) -> int:
-    """4 warps while the grid is small (latency-bound), 2 once it fills the GPU. Measured on the H200
-    (benchmarks/tune_warps.py, H=8, K=8, d_v=128): B=1 16 us (4 warps) vs 40 us (2); B=256 65 us (2) vs 85 us (4);
-    B=1024 217 us (2) vs 296 us (4)."""
+    """4 warps while the grid is small (latency-bound), 2 once it fills the GPU (measured: docs/DECISIONS.md,
+    decode warps)."""
     return 4 if programs < 1024 else 2
 
 
 def ram_step_triton(q, k, v, S, z, position, cape, num_factors: int, top_k: int, gamma: float, tau: float,
-                    eps: float, num_warps: int | None = None) -> torch.Tensor:
+                    eps: float, num_warps: int | None = None, merge: str = "topk") -> torch.Tensor:
     """One fused launch for a decode token: ``q, k [B,H,d_k]``, ``v [B,H,d_v]``, ``position`` int64 ``[B]``,
     ``cape`` bool ``[H]``; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` in place and returns ``o [B,H,d_v]``."""
     B, H, DV = v.shape
@@ -126,5 +91,5 @@ def ram_step_triton(q, k, v, S, z, position, cape, num_factors: int, top_k: int,
                                float(eps), 1.0 / tau, U=num_factors, P=d_p,
                                BLOCK_U=triton.next_power_of_2(num_factors), BLOCK_P=triton.next_power_of_2(d_p),
                                BLOCK_K=triton.next_power_of_2(top_k), BLOCK_D=triton.next_power_of_2(DV),
-                               num_warps=num_warps or fused_num_warps(B * H))
+                               TOPK_MERGE=merge == "topk", num_warps=num_warps or fused_num_warps(B * H))
     return o

@@ -50,8 +50,9 @@ def test_opcheck_on_cuda():
     rw, ridx = torch.ops.ramnet.address(q, 2, 4, 1.0)
     args = (v.requires_grad_(), widx, ww.requires_grad_(), ridx, rw, S, z, None, 1.0, 1e-6, 1e-3)
     assert set(torch.library.opcheck(torch.ops.ramnet.pdma_scan.default, args).values()) == {"SUCCESS"}
-    step = (v.detach()[:, 0], widx[:, 0], ww.detach()[:, 0], ridx[:, 0], rw[:, 0], S.clone(), z.clone(), 1.0, 1e-6)
-    assert set(torch.library.opcheck(torch.ops.ramnet.pdma_step_.default, step).values()) == {"SUCCESS"}
+    step = (q.detach()[:, 0], k.detach()[:, 0], v.detach()[:, 0], S.clone(), z.clone(),
+            torch.arange(2, device="cuda"), torch.tensor([True, False, True], device="cuda"), 2, 4, 1.0, 1.0, 1e-6)
+    assert set(torch.library.opcheck(torch.ops.ramnet.ram_step_.default, step).values()) == {"SUCCESS"}
 
 
 @pytest.mark.parametrize("dynamic", [False, True])

@@ -3,6 +3,8 @@ backward, state carry, decode."""
 import pytest
 import torch
 
+from ramnet.ops.constants import DEFAULT_PROXY_EPS
+
 import ramnet.ops as R
 from ramnet.ops.memory.naive import proxy_decay
 
@@ -44,7 +46,7 @@ def test_backward_equals_explicit_proxy_reference(shape, gamma):
     got = torch.autograd.grad((o, S, z), leaves, grads_out)
     ref_leaves = [t.clone().requires_grad_() for t in (q, k, v, *state)]
     o_r, S_r, z_r = recurrent_attention(*ref_leaves[:3], initial_state=tuple(ref_leaves[3:]),
-                                        decay=lambda w, g: proxy_decay(w, g, R.ram.DEFAULT_PROXY_EPS), **kw)
+                                        decay=lambda w, g: proxy_decay(w, g, DEFAULT_PROXY_EPS), **kw)
     ref = torch.autograd.grad((o_r, S_r, z_r), ref_leaves, grads_out)
     for name, a, b in zip(["q", "k", "v", "S0", "z0"], got, ref):
         torch.testing.assert_close(a, b, **TOL, msg=lambda m: f"grad {name}: {m}")

@@ -48,13 +48,6 @@ def test_opcheck_pdma_scan(shape, dtype, requires_grad):
     assert set(result.values()) == {"SUCCESS"}
 
 
-@pytest.mark.parametrize("shape", SAMPLES, ids=lambda s: "-".join(map(str, s)))
-def test_opcheck_pdma_step_inplace(shape):
-    v, widx, ww, ridx, rw, S, z = [a.detach() for a in _memory_args(shape, torch.float32, False)]
-    args = (v[:, 0], widx[:, 0], ww[:, 0], ridx[:, 0], rw[:, 0], S.clone(), z.clone(), 1.0, 1e-6)
-    assert set(torch.library.opcheck(OPS.pdma_step_.default, args).values()) == {"SUCCESS"}
-
-
 def test_compile_fullgraph_ops_forward_backward():
     q, k, v, (S, z) = make_inputs(2, 9, 3, 2, 4, 5, seed=1, dtype=torch.float32, with_state=True)
     leaves = [t.requires_grad_() for t in (q, k, v, S, z)]

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from ramnet.ops.address.naive import address_naive, factor_log_probs, weights_at
-from ramnet.ops.memory.naive import pdma_step_inplace
 
 from .memory_cases import scan_event_inputs
 
@@ -41,11 +40,14 @@ def test_address_kernel_matches_reference(U, d_p, K, dtype):
     assert (~differs.any(-1) | near_tie).all(), "indices differ away from near-ties"
 
 
-def test_address_kernel_refuses_geometries_beyond_its_tile():
-    from ramnet.ops.address.triton import address_triton
+def test_triton_address_backend_refuses_geometries_beyond_its_tile():
+    from ramnet.ops.address.backends import AddressProblem, TritonAddress
 
-    with pytest.raises(ValueError, match="next_pow2"):
-        address_triton(torch.randn(2, 16, device=DEVICE), 2, 32, 1.0)
+    problem = AddressProblem("cuda", torch.float32, num_factors=2, d_p=8, top_k=32, num_slots=64)
+    assert "exceed the register tile 128" in TritonAddress().supports(problem)
+    assert TritonAddress().supports(AddressProblem("cuda", torch.float32, 2, 8, 8, 64)) is None
+    assert "fp64" in TritonAddress().supports(AddressProblem("cuda", torch.float64, 2, 8, 8, 64))
+    assert "32-bit" in TritonAddress().supports(AddressProblem("cuda", torch.float32, 16, 4, 4, 4**16))
 
 
 def test_address_kernel_tie_rule_and_nan_policy():
@@ -59,50 +61,18 @@ def test_address_kernel_tie_rule_and_nan_policy():
     assert ((idx >= 0) & (idx < 64)).all() and torch.isnan(w[0]).all() and torch.isfinite(w[1]).all()
 
 
-STEP_CASES = [(2, 3, 2, 4, 5, 3, 1.0), (1, 2, 3, 3, 60, 27, 0.0), (3, 1, 2, 2, 7, 1, 2.5), (2, 2, 2, 4, 16, 16, 0.5)]
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("case", STEP_CASES, ids=["-".join(map(str, c)) for c in STEP_CASES])
-def test_step_kernel_matches_reference(case, dtype):
-    from ramnet.ops.memory.triton_step import pdma_step_triton
-
-    B, H, U, d_p, d_v, K, gamma = case
-    M = d_p**U
-    gen = torch.Generator().manual_seed(B * 7 + K)
-    k, q = torch.randn(B, H, U * d_p, generator=gen), torch.randn(B, H, U * d_p, generator=gen)
-    v = torch.randn(B, H, d_v, generator=gen).to(dtype)
-    widx, ww = address_naive(k, U, K)
-    ridx, rw = address_naive(q, U, K)
-    if K > 1:
-        ridx[..., 0] = widx[..., 1]  # make read and write sets overlap
-    S, z = torch.randn(B, H, M, d_v, generator=gen), torch.rand(B, H, M, generator=gen) + 0.1
-    S_ref, z_ref = S.double(), z.double()
-    o_ref = pdma_step_inplace(v.double(), widx, ww.double(), ridx, rw.double(), S_ref, z_ref, gamma, 1e-6)
-    S_k, z_k = S.to(DEVICE), z.to(DEVICE)
-    args = [t.to(DEVICE) for t in (v, widx, ww.to(dtype), ridx, rw.to(dtype))]
-    o = pdma_step_triton(*args, S_k, z_k, gamma, 1e-6)
-    assert o.dtype == dtype
-    tol = 1e-5 if dtype == torch.float32 else 1e-2
-    torch.testing.assert_close(o.cpu().double(), o_ref, rtol=tol, atol=tol)
-    torch.testing.assert_close(S_k.cpu().double(), S_ref, rtol=tol, atol=tol)
-    torch.testing.assert_close(z_k.cpu().double(), z_ref, rtol=tol, atol=tol)
-
-
 SCAN_CASES = [(2, 7, 3, 2, 4, 5, 3, 1.0), (1, 9, 2, 2, 2, 6, 4, 0.5), (1, 5, 1, 2, 3, 3, 9, 2.0), (2, 6, 2, 1, 2, 4, 1, 0.0)]
 
 
 @pytest.mark.parametrize("scan", ["recurrent", "segment"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("case", SCAN_CASES, ids=["-".join(map(str, c)) for c in SCAN_CASES])
-def test_scan_kernels_match_reference(case, dtype, scan, monkeypatch):
-    """Fused-recurrent and segment-walk kernels, forward and backward, against the float64 parallel form, with
-    random grads on every output (the final state included)."""
-    from ramnet.ops.memory import triton_scan
+def test_scan_kernels_match_reference(case, dtype, scan):
+    """Fused-recurrent and segment-walk backends, forward and backward, against the float64 parallel form, with
+    random grads on every output (the final state included). The backends are called directly: on CPU their
+    ``supports`` refuses (no CUDA), and the interpreter runs their kernels here."""
+    from ramnet.ops.memory.backends import SCAN, ScanArgs, ScanProblem
     from ramnet.ops.memory.naive import pdma_parallel, pdma_parallel_backward
-    from ramnet.ops.memory.triton_scan import pdma_scan_bwd_triton, pdma_scan_triton
-
-    monkeypatch.setattr(triton_scan, "SCAN_FORWARD", scan)
 
     B, T, H, U, d_p, d_v, K, gamma = case
     v, widx, ww, ridx, rw, S0, z0, gen = scan_event_inputs(B, T, H, U, d_p, d_v, K, seed=T * 3 + K)
@@ -113,9 +83,10 @@ def test_scan_kernels_match_reference(case, dtype, scan, monkeypatch):
     ref_bwd = pdma_parallel_backward(*d64(go, gS, gz, v), widx, ww.double(), ridx, rw.double(), *d64(S0, z0),
                                      gamma, 1e-6, 1e-3)
     on = lambda *ts: [t.to(DEVICE) for t in ts]
-    got_fwd = pdma_scan_triton(*on(v, widx, ww.to(dtype), ridx, rw.to(dtype), S0, z0), gamma, 1e-6)
-    got_bwd = pdma_scan_bwd_triton(*on(go.to(dtype), gS, gz, v, widx, ww.to(dtype), ridx, rw.to(dtype), S0, z0),
-                                   gamma, 1e-6, 1e-3)
+    args = ScanArgs(*on(v, widx, ww.to(dtype), ridx, rw.to(dtype), S0, z0), None, gamma, 1e-6, 1e-3)
+    backend, problem = SCAN.get(scan), ScanProblem.of(args)
+    got_fwd = backend.forward(problem, args)
+    got_bwd = backend.backward(problem, args, *on(go.to(dtype), gS, gz))
     tol = 2e-5 if dtype == torch.float32 else 3e-2
     for name, got, ref in zip(["o", "S", "z", "dv", "dww", "drw", "dS0", "dz0"], [*got_fwd, *got_bwd], [*ref_fwd, *ref_bwd]):
         torch.testing.assert_close(got.cpu().double(), ref, rtol=tol, atol=tol, msg=lambda m: f"{name}: {m}")

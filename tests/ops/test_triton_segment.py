@@ -1,6 +1,6 @@
 """The segment-walk scan's own paths (``ops/memory/triton_segment.py``): event sorting, int64 keys, the
-deterministic read-row forward, and the fall-back to the fused-recurrent kernels when the grid would be too big.
-The main reference grid runs in ``test_triton_kernels.py`` and ``test_varlen.py`` (both scans)."""
+deterministic read-row forward (knobs of the ``SegmentScan`` backend), and its refusal when the grid would be too
+big. The main reference grid runs in ``test_triton_kernels.py`` and ``test_varlen.py`` (both scans)."""
 import os
 
 import pytest
@@ -16,8 +16,8 @@ if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
 CASE = (2, 9, 3, 2, 3, 5, 4, 0.7)  # B, T, H, U, d_p, d_v, K, gamma: M = 9, so slots repeat often
 
 
-def _check_against_reference(seed=3):
-    from ramnet.ops.memory import triton_scan
+def _check_against_reference(backend, seed=3):
+    from ramnet.ops.memory.backends import ScanArgs, ScanProblem
     from ramnet.ops.memory.naive import pdma_parallel, pdma_parallel_backward
 
     B, T, H, U, d_p, d_v, K, gamma = CASE
@@ -29,17 +29,17 @@ def _check_against_reference(seed=3):
            *pdma_parallel_backward(*d64(go, gS, gz, v), widx, ww.double(), ridx, rw.double(), *d64(S0, z0), gamma,
                                    1e-6, 1e-3)]
     on = lambda *ts: [t.to(DEVICE) for t in ts]
-    got = [*triton_scan.pdma_scan_triton(*on(v, widx, ww, ridx, rw, S0, z0), gamma, 1e-6),
-           *triton_scan.pdma_scan_bwd_triton(*on(go, gS, gz, v, widx, ww, ridx, rw, S0, z0), gamma, 1e-6, 1e-3)]
+    args = ScanArgs(*on(v, widx, ww, ridx, rw, S0, z0), None, gamma, 1e-6, 1e-3)
+    problem = ScanProblem.of(args)
+    got = [*backend.forward(problem, args), *backend.backward(problem, args, *on(go, gS, gz))]
     for name, g, r in zip(["o", "S", "z", "dv", "dww", "drw", "dS0", "dz0"], got, ref):
         torch.testing.assert_close(g.cpu().double(), r, rtol=2e-5, atol=2e-5, msg=lambda m: f"{name}: {m}")
 
 
 @pytest.fixture
-def segment(monkeypatch):
-    from ramnet.ops.memory import triton_scan, triton_segment
+def segment():
+    from ramnet.ops.memory import triton_segment
 
-    monkeypatch.setattr(triton_scan, "SCAN_FORWARD", "segment")
     return triton_segment
 
 
@@ -59,21 +59,35 @@ def test_sorted_events_partition_by_state_slot_time(segment):
     assert int((segments == torch.arange(B * H * M).repeat_interleave(torch.diff(bounds))).sum()) == order.numel()
 
 
-def test_int64_keys_match_reference(segment, monkeypatch):
-    monkeypatch.setattr(segment, "INT32_KEYS_BELOW", 0)
-    _check_against_reference()
+def test_int64_keys_match_reference():
+    from ramnet.ops.memory.backends import SegmentScan
+
+    _check_against_reference(SegmentScan(int32_keys_below=0))
 
 
-def test_deterministic_read_rows_match_reference(segment, monkeypatch):
-    monkeypatch.setattr(segment, "ATOMIC_READ", False)
-    _check_against_reference()
+def test_deterministic_read_rows_match_reference():
+    from ramnet.ops.memory.backends import SegmentScan
+
+    _check_against_reference(SegmentScan(atomic_read=False))
 
 
-def test_too_many_segments_falls_back_to_fused_recurrent(segment, monkeypatch):
-    monkeypatch.setattr(segment, "MAX_SEGMENTS", 1)
+def test_the_default_segment_backend_matches_reference():
+    from ramnet.ops.memory.backends import SegmentScan
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("the segment walk ran past MAX_SEGMENTS")
+    _check_against_reference(SegmentScan())
 
-    monkeypatch.setattr(segment, "launch_segment", refuse)
-    _check_against_reference()
+
+def test_too_many_segments_is_refused_and_the_recurrent_backend_chosen():
+    from dataclasses import replace
+
+    from ramnet.ops.memory.backends import SCAN, ScanProblem, SegmentScan
+    from ramnet.ops.backends import OpBackends
+
+    B, T, H, U, d_p, d_v, K, gamma = CASE
+    problem = ScanProblem("cuda", torch.float32, torch.float32, B, T, H, K, d_v, d_p**U, B, False)
+    small_grid = replace(SegmentScan(), max_segments=1)
+    assert "exceed the grid limit 1" in small_grid.supports(problem)
+    table = OpBackends("scan", [small_grid, *SCAN.backends[1:]])
+    assert table.choose(problem).name == "recurrent"
+    huge = replace(problem, tokens=2**40, num_slots=2**20)
+    assert "overflow int64" in replace(SegmentScan(), max_segments=2**62).supports(huge)

@@ -55,17 +55,15 @@ def test_packed_equals_separate_cuda_triton(cu):
 
 
 @pytest.mark.parametrize("scan", ["recurrent", "segment"])
-def test_triton_scan_kernel_varlen_under_interpreter(scan, monkeypatch):
+def test_triton_scan_kernel_varlen_under_interpreter(scan):
     """The Triton scan kernels (fused-recurrent and segment-walk) with cu_seqlens (interpreter on CPU, compiled on a
     GPU); the empty middle sequence checks that nothing leaks across sequence boundaries."""
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("needs TRITON_INTERPRET=1 on CPU")
     from ramnet.ops.address.naive import address_naive
-    from ramnet.ops.memory import triton_scan
+    from ramnet.ops.memory.backends import SCAN, ScanArgs, ScanProblem
     from ramnet.ops.memory.naive import pdma_parallel, pdma_parallel_backward
-    from ramnet.ops.memory.triton_scan import pdma_scan_bwd_triton, pdma_scan_triton
 
-    monkeypatch.setattr(triton_scan, "SCAN_FORWARD", scan)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     cu = torch.tensor([0, 3, 3, 9])
     q, k, v, _ = make_inputs(1, 9, 2, 2, 3, 4, seed=1, dtype=torch.float32)
@@ -76,8 +74,9 @@ def test_triton_scan_kernel_varlen_under_interpreter(scan, monkeypatch):
     ref = [*pdma_parallel(v, widx, ww, ridx, rw, S0, z0, 0.7, 1e-6, cu),
            *pdma_parallel_backward(go, gS, gz, v, widx, ww, ridx, rw, S0, z0, 0.7, 1e-6, 1e-3, cu)]
     on = lambda *ts: [t.to(dev) for t in ts]
-    got = [*pdma_scan_triton(*on(v, widx, ww, ridx, rw, S0, z0), 0.7, 1e-6, cu.to(dev)),
-           *pdma_scan_bwd_triton(*on(go, gS, gz, v, widx, ww, ridx, rw, S0, z0), 0.7, 1e-6, 1e-3, cu.to(dev))]
+    args = ScanArgs(*on(v, widx, ww, ridx, rw, S0, z0), cu.to(dev), 0.7, 1e-6, 1e-3)
+    backend, problem = SCAN.get(scan), ScanProblem.of(args)
+    got = [*backend.forward(problem, args), *backend.backward(problem, args, *on(go, gS, gz))]
     for a, b in zip(got, ref):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-5, atol=1e-5)
 

@@ -1,4 +1,5 @@
-"""Triton training kernels for ``ramnet::pdma_scan`` (CUDA): an exact fused-recurrent forward and backward.
+"""Recurrent Triton kernels of ``ramnet::pdma_scan`` (the ``recurrent`` scan backend): an exact fused-recurrent
+forward and backward.
 
 One program per (batch, head) walks the sequence; per token it gathers the K written and K read rows of the
 head's state (global memory, L2-resident for M * d_v * 4 bytes per head), updates and stores the written rows
@@ -9,8 +10,8 @@ Backward re-runs the forward saving, per token, the pre-write rows of the write 
 the read set, then walks the sequence in reverse with gradient accumulators ``dS [M, d_v]``, ``dz [M]`` that start
 at the final-state gradients and end as the initial-state gradients. The decay derivative is the proxy one.
 
-This is parallel over (batch, head) only: the first Triton form, measured against the alternatives in
-docs/DECISIONS.md and BENCHMARKS.md.
+This is parallel over (batch, head) only; the ``segment`` backend is parallel over slots too and runs first
+where it fits (``backends.py``; measurements in docs/DECISIONS.md and docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -18,13 +19,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .scan_config import SCAN_FORWARD
+from .layout import saved_rows_buffer
 from .triton_decay import decay, proxy_decay_grad
+from .triton_layout import event_rows
 from .triton_step import pdma_update_read
-
-# warps per (sequence, head) program (read at call time, so a benchmark can sweep them; see docs/DECISIONS.md)
-FWD_WARPS = 4
-BWD_WARPS = 4
 
 
 @triton.jit
@@ -71,11 +69,12 @@ def _saved_rows(go_ptr, sw_ptr, sr_ptr, tok, live, K, DV, offs_k, offs_d, mask_k
     mk = mask_k & live
     mkd = mk[:, None] & mask_d[None, :]
     go = tl.load(go_ptr + tok * DV + offs_d, mask=mask_d & live, other=0.0).to(tl.float32)
-    ev = (tok * K + offs_k) * (DV + 1)
-    S_old = tl.load(sw_ptr + ev[:, None] + offs_d[None, :], mask=mkd, other=0.0)
-    z_old = tl.load(sw_ptr + ev + DV, mask=mk, other=0.0)
-    S_r = tl.load(sr_ptr + ev[:, None] + offs_d[None, :], mask=mkd, other=0.0)
-    z_r = tl.load(sr_ptr + ev + DV, mask=mk, other=1.0)
+    w_rows, w_z = event_rows(sw_ptr, tok * K + offs_k, DV, offs_d)
+    r_rows, r_z = event_rows(sr_ptr, tok * K + offs_k, DV, offs_d)
+    S_old = tl.load(w_rows, mask=mkd, other=0.0)
+    z_old = tl.load(w_z, mask=mk, other=0.0)
+    S_r = tl.load(r_rows, mask=mkd, other=0.0)
+    z_r = tl.load(r_z, mask=mk, other=1.0)
     return go, S_old, z_old, S_r, z_r
 
 
@@ -97,11 +96,12 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
         o, S_w, z_w, S_r, z_r = pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d,
                                                  mask_k, mask_d)
         if SAVE:
-            ev = (tok * K + offs_k) * (DV + 1)
-            tl.store(sw_ptr + ev[:, None] + offs_d[None, :], S_w, mask=mask_kd)
-            tl.store(sw_ptr + ev + DV, z_w, mask=mask_k)
-            tl.store(sr_ptr + ev[:, None] + offs_d[None, :], S_r, mask=mask_kd)
-            tl.store(sr_ptr + ev + DV, z_r, mask=mask_k)
+            w_rows, w_z = event_rows(sw_ptr, tok * K + offs_k, DV, offs_d)
+            r_rows, r_z = event_rows(sr_ptr, tok * K + offs_k, DV, offs_d)
+            tl.store(w_rows, S_w, mask=mask_kd)
+            tl.store(w_z, z_w, mask=mask_k)
+            tl.store(r_rows, S_r, mask=mask_kd)
+            tl.store(r_z, z_r, mask=mask_k)
         tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
         v, widx, w, ridx, r = v_n, widx_n, w_n, ridx_n, r_n
         tl.debug_barrier()  # the next token may gather rows stored by other threads of this program
@@ -163,74 +163,35 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
         tl.debug_barrier()
 
 
-def _segment_fits(v, S0) -> bool:
-    from .triton_segment import segment_fits
-
-    return segment_fits(S0.shape[0], v.shape[2], S0.shape[2])
-
-
-def _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save: bool, cu_seqlens=None):
-    if SCAN_FORWARD == "segment" and _segment_fits(v, S0):
-        from .triton_segment import launch_segment
-
-        return launch_segment(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save, cu_seqlens)[:4]
-    if cu_seqlens is None and SCAN_FORWARD == "chunked":
-        from .triton_chunked import launch_chunked
-
-        return launch_chunked(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, save)
-    B, T, H, DV = v.shape
-    states = S0.shape[0]  # B, or the number of packed sequences
-    K, M = write_idx.shape[-1], S0.shape[2]
-    args = [t.contiguous() for t in (v, write_idx, write_w, read_idx, read_w)]
-    S = S0.detach().to(torch.float32).contiguous().clone()
-    z = z0.detach().to(torch.float32).contiguous().clone()
-    o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
-    saved = [torch.empty(B * T * H * K * (DV + 1) if save else 1, dtype=torch.float32, device=v.device)
-             for _ in range(2)]
-    cu = cu_seqlens.to(torch.int64).contiguous() if cu_seqlens is not None else S
-    _scan_fwd_kernel[(states * H,)](*args, S, z, o, *saved, cu, T, H, M, K, DV, float(gamma), float(eps),
-                                    BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV), SAVE=save,
-                                    HAS_CU=cu_seqlens is not None, num_warps=FWD_WARPS)
+def recurrent_forward(a, save: bool, num_warps: int = 4):
+    """Run the forward kernel on ``a`` (a ``ScanArgs``). Returns ``(o, S fp32, z fp32, [saved write rows, saved
+    read rows])``; the rows (``layout.py``) are allocated only when ``save``."""
+    B, T, H, DV = a.v.shape
+    K, M = a.write_idx.shape[-1], a.S0.shape[2]
+    args = [t.contiguous() for t in (a.v, a.write_idx, a.write_w, a.read_idx, a.read_w)]
+    S = a.S0.detach().to(torch.float32).contiguous().clone()
+    z = a.z0.detach().to(torch.float32).contiguous().clone()
+    o = torch.empty(B, T, H, DV, dtype=a.v.dtype, device=a.v.device)
+    saved = [saved_rows_buffer(B * T * H * K, DV, a.v.device, save) for _ in range(2)]
+    cu = a.cu_seqlens.to(torch.int64).contiguous() if a.cu_seqlens is not None else S
+    _scan_fwd_kernel[(a.S0.shape[0] * H,)](*args, S, z, o, *saved, cu, T, H, M, K, DV, float(a.gamma), float(a.eps),
+                                           BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV),
+                                           SAVE=save, HAS_CU=a.cu_seqlens is not None, num_warps=num_warps)
     return o, S, z, saved
 
 
-def pdma_scan_triton(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float, eps: float, cu_seqlens=None):
-    """Forward: ``(o [B,T,H,dv] in v.dtype, S, z)`` in the state dtype (computed in fp32)."""
-    o, S, z, _ = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, False, cu_seqlens)
-    return o, S.to(S0.dtype), z.to(z0.dtype)
-
-
-def pdma_scan_bwd_triton(grad_o, grad_S, grad_z, v, write_idx, write_w, read_idx, read_w, S0, z0,
-                         gamma: float, eps: float, proxy_eps: float, cu_seqlens=None):
-    """Backward: ``(dv, d_write_w, d_read_w, dS0, dz0)``, recomputing the forward with saved rows."""
-    B, T, H, DV = v.shape
-    K, M = write_idx.shape[-1], S0.shape[2]
-    gS = grad_S.detach().to(torch.float32).contiguous().clone()
-    gz = grad_z.detach().to(torch.float32).contiguous().clone()
-    d_ww = torch.empty(write_w.shape, dtype=write_w.dtype, device=v.device)
-    d_rw = torch.empty(read_w.shape, dtype=read_w.dtype, device=v.device)
-    if SCAN_FORWARD == "segment" and _segment_fits(v, S0):
-        from .triton_segment import launch_segment
-        from .triton_segment_bwd import launch_segment_bwd
-
-        _, _, _, (saved_w, saved_r), plan = launch_segment(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma,
-                                                           eps, True, cu_seqlens)
-        d_v = launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw, gamma, eps,
-                                 proxy_eps)
-        return d_v, d_ww, d_rw, gS.to(S0.dtype), gz.to(z0.dtype)
-    _, _, _, (saved_w, saved_r) = _launch_fwd(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps, True,
-                                              cu_seqlens)
-    d_v = torch.empty_like(v, memory_format=torch.contiguous_format)
-    args = [t.contiguous() for t in (grad_o, v, write_idx, write_w, read_idx, read_w)]
-    if cu_seqlens is None and SCAN_FORWARD == "chunked":
-        from .triton_chunked_bwd import launch_chunked_bwd
-
-        launch_chunked_bwd(grad_o, v, write_idx, write_w, read_idx, read_w, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw,
-                           gamma, eps, proxy_eps)
-        return d_v, d_ww, d_rw, gS.to(S0.dtype), gz.to(z0.dtype)
-    cu = cu_seqlens.to(torch.int64).contiguous() if cu_seqlens is not None else gS
-    _scan_bwd_kernel[(S0.shape[0] * H,)](*args, saved_w, saved_r, gS, gz, d_v, d_ww, d_rw, cu, T, H, M, K, DV,
-                                         float(gamma), float(eps), float(proxy_eps),
-                                         BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV),
-                                         HAS_CU=cu_seqlens is not None, num_warps=BWD_WARPS)
-    return d_v, d_ww, d_rw, gS.to(S0.dtype), gz.to(z0.dtype)
+def recurrent_backward(a, grad_o, gS, gz, saved, num_warps: int = 4):
+    """The backward kernel over the rows a ``recurrent_forward(save=True)`` stored. ``gS, gz`` (fp32, contiguous):
+    final-state gradients in, initial-state gradients out (in place). Returns ``(dv, d_write_w, d_read_w)``."""
+    B, T, H, DV = a.v.shape
+    K, M = a.write_idx.shape[-1], a.S0.shape[2]
+    d_v = torch.empty_like(a.v, memory_format=torch.contiguous_format)
+    d_ww = torch.empty(a.write_w.shape, dtype=a.write_w.dtype, device=a.v.device)
+    d_rw = torch.empty(a.read_w.shape, dtype=a.read_w.dtype, device=a.v.device)
+    args = [t.contiguous() for t in (grad_o, a.v, a.write_idx, a.write_w, a.read_idx, a.read_w)]
+    cu = a.cu_seqlens.to(torch.int64).contiguous() if a.cu_seqlens is not None else gS
+    _scan_bwd_kernel[(a.S0.shape[0] * H,)](*args, *saved, gS, gz, d_v, d_ww, d_rw, cu, T, H, M, K, DV,
+                                           float(a.gamma), float(a.eps), float(a.proxy_eps),
+                                           BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV),
+                                           HAS_CU=a.cu_seqlens is not None, num_warps=num_warps)
+    return d_v, d_ww, d_rw

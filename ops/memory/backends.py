@@ -1,0 +1,226 @@
+"""Backends of the memory ops (see ``ops/backends.py`` for the tables):
+
+``scan`` (``ramnet::pdma_scan`` and ``ramnet::pdma_scan_bwd``), in priority order:
+- ``segment`` (``triton_segment.py``, ``triton_segment_bwd.py``): one program per (state, slot) walks that slot's
+  time-sorted events; parallel over B*H*M. CUDA, fp32 state, within the grid and the sort-key range.
+- ``recurrent`` (``triton_recurrent.py``): one program per (state, head) walks the tokens; parallel over B*H.
+- ``reference`` (``naive.py``): the PyTorch segmented scan; every device and dtype (fp64 is computed in fp64).
+
+``step`` (``ramnet::ram_step_``, the in-place decode token):
+- ``fused`` (``triton_step.py``): addresses, CAPE shift, write and read in one launch per layer.
+- ``reference``: the composition of the PyTorch references.
+
+Each scan backward recomputes its own forward (nothing but the inputs is saved between them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import torch
+
+from ..address.backends import AddressProblem, TritonAddress
+from ..backends import Backend, OpBackends, register
+from .naive import pdma_parallel, pdma_parallel_backward
+
+CUDA_GRID_X = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ScanArgs:
+    """The eleven arguments of ``ramnet::pdma_scan``, passed to backends as one value.
+
+    ``v [B, T, H, d_v]``; ``write_idx, read_idx`` int64 and ``write_w, read_w`` ``[B, T, H, K]`` (CAPE-shifted);
+    ``S0 [N, H, M, d_v]``, ``z0 [N, H, M]`` with N = B, or the number of packed sequences with ``cu_seqlens``."""
+
+    v: torch.Tensor
+    write_idx: torch.Tensor
+    write_w: torch.Tensor
+    read_idx: torch.Tensor
+    read_w: torch.Tensor
+    S0: torch.Tensor
+    z0: torch.Tensor
+    cu_seqlens: Optional[torch.Tensor]
+    gamma: float
+    eps: float
+    proxy_eps: float
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    device_type: str
+    value_dtype: torch.dtype
+    state_dtype: torch.dtype
+    batch: int
+    tokens: int
+    heads: int
+    top_k: int
+    d_v: int
+    num_slots: int
+    num_states: int   # B, or the number of packed sequences
+    varlen: bool
+
+    @staticmethod
+    def of(a: ScanArgs) -> "ScanProblem":
+        B, T, H, d_v = a.v.shape
+        return ScanProblem(a.v.device.type, a.v.dtype, a.S0.dtype, B, T, H, a.write_idx.shape[-1], d_v,
+                           a.S0.shape[2], a.S0.shape[0], a.cu_seqlens is not None)
+
+
+def _fp32_cuda(problem) -> str | None:
+    if problem.device_type != "cuda":
+        return f"needs CUDA tensors, got {problem.device_type}"
+    if problem.state_dtype != torch.float32:
+        return f"computes in fp32; a {str(problem.state_dtype).replace('torch.', '')} state runs on the reference"
+    return None
+
+
+@dataclass(frozen=True)
+class ReferenceScan(Backend):
+    name: ClassVar[str] = "reference"
+
+    def supports(self, problem: ScanProblem) -> str | None:
+        return None
+
+    def forward(self, problem, a: ScanArgs):
+        return pdma_parallel(a.v, a.write_idx, a.write_w, a.read_idx, a.read_w, a.S0, a.z0, a.gamma, a.eps,
+                             a.cu_seqlens)
+
+    def backward(self, problem, a: ScanArgs, grad_o, grad_S, grad_z):
+        return pdma_parallel_backward(grad_o, grad_S, grad_z, a.v, a.write_idx, a.write_w, a.read_idx, a.read_w,
+                                      a.S0, a.z0, a.gamma, a.eps, a.proxy_eps, a.cu_seqlens)
+
+
+def _grad_state(grad_S, grad_z):
+    """fp32 contiguous copies of the final-state gradients: the kernels turn them into the initial-state ones."""
+    return (grad_S.detach().to(torch.float32).contiguous().clone(),
+            grad_z.detach().to(torch.float32).contiguous().clone())
+
+
+@dataclass(frozen=True)
+class RecurrentScan(Backend):
+    """Knobs: warps per (state, head) program, forward and backward (4 and 4: docs/DECISIONS.md)."""
+
+    name: ClassVar[str] = "recurrent"
+    fwd_warps: int = 4
+    bwd_warps: int = 4
+
+    def supports(self, problem: ScanProblem) -> str | None:
+        return _fp32_cuda(problem)
+
+    def forward(self, problem, a: ScanArgs):
+        from .triton_recurrent import recurrent_forward
+
+        o, S, z, _ = recurrent_forward(a, save=False, num_warps=self.fwd_warps)
+        return o, S.to(a.S0.dtype), z.to(a.z0.dtype)
+
+    def backward(self, problem, a: ScanArgs, grad_o, grad_S, grad_z):
+        from .triton_recurrent import recurrent_backward, recurrent_forward
+
+        _, _, _, saved = recurrent_forward(a, save=True, num_warps=self.fwd_warps)
+        gS, gz = _grad_state(grad_S, grad_z)
+        d_v, d_ww, d_rw = recurrent_backward(a, grad_o, gS, gz, saved, num_warps=self.bwd_warps)
+        return d_v, d_ww, d_rw, gS.to(a.S0.dtype), gz.to(a.z0.dtype)
+
+
+@dataclass(frozen=True)
+class SegmentScan(Backend):
+    """Knobs: ``num_warps`` per (state, slot) program (1: a d_v row is a few registers per thread),
+    ``atomic_read`` (sum ``o`` with fp32 atomics when no rows are saved), ``int32_keys_below`` (sort int32 keys
+    below this key range; 0 forces int64 keys), ``max_segments`` (programs: the CUDA grid's x limit)."""
+
+    name: ClassVar[str] = "segment"
+    num_warps: int = 1
+    atomic_read: bool = True
+    int32_keys_below: int | None = None
+    max_segments: int = CUDA_GRID_X
+
+    def _keys_below(self) -> int:
+        from .triton_segment import INT32_KEYS_BELOW
+
+        return INT32_KEYS_BELOW if self.int32_keys_below is None else self.int32_keys_below
+
+    def supports(self, problem: ScanProblem) -> str | None:
+        why = _fp32_cuda(problem)
+        if why is not None:
+            return why
+        segments = problem.num_states * problem.heads * problem.num_slots
+        if segments > self.max_segments:
+            return f"{segments} (state, slot) programs exceed the grid limit {self.max_segments}"
+        if segments * problem.tokens >= 2**62:  # the int64 sort key (state * M + slot) * T + t and its sentinels
+            return f"sort keys of {segments} segments x {problem.tokens} tokens overflow int64"
+        return None
+
+    def forward(self, problem, a: ScanArgs):
+        from .triton_segment import launch_segment
+
+        o, S, z, _, _ = launch_segment(a, save=False, num_warps=self.num_warps, atomic_read=self.atomic_read,
+                                       int32_keys_below=self._keys_below())
+        return o, S.to(a.S0.dtype), z.to(a.z0.dtype)
+
+    def backward(self, problem, a: ScanArgs, grad_o, grad_S, grad_z):
+        from .triton_segment import launch_segment
+        from .triton_segment_bwd import launch_segment_bwd
+
+        _, _, _, (saved_w, saved_r), plan = launch_segment(a, save=True, num_warps=self.num_warps,
+                                                           atomic_read=self.atomic_read,
+                                                           int32_keys_below=self._keys_below())
+        gS, gz = _grad_state(grad_S, grad_z)
+        d_ww = torch.empty(a.write_w.shape, dtype=a.write_w.dtype, device=a.v.device)
+        d_rw = torch.empty(a.read_w.shape, dtype=a.read_w.dtype, device=a.v.device)
+        d_v = launch_segment_bwd(grad_o, a.v, a.write_w, a.read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw,
+                                 a.gamma, a.eps, a.proxy_eps, num_warps=self.num_warps)
+        return d_v, d_ww, d_rw, gS.to(a.S0.dtype), gz.to(a.z0.dtype)
+
+
+SCAN = register(OpBackends("scan", [SegmentScan(), RecurrentScan(), ReferenceScan()]))
+
+
+@dataclass(frozen=True)
+class StepProblem:
+    device_type: str
+    dtype: torch.dtype
+    state_dtype: torch.dtype
+    address: AddressProblem
+
+    @staticmethod
+    def of(q, S, num_factors: int, top_k: int) -> "StepProblem":
+        return StepProblem(q.device.type, q.dtype, S.dtype, AddressProblem.of(q, num_factors, top_k))
+
+
+@dataclass(frozen=True)
+class ReferenceStep(Backend):
+    name: ClassVar[str] = "reference"
+
+    def supports(self, problem: StepProblem) -> str | None:
+        return None
+
+    def run(self, problem, q, k, v, S, z, position, cape, gamma, tau, eps):
+        from ..step_op import ram_step_reference
+
+        return ram_step_reference(q, k, v, S, z, position, cape, problem.address.num_factors,
+                                  problem.address.top_k, gamma, tau, eps)
+
+
+@dataclass(frozen=True)
+class FusedStep(Backend):
+    """Knobs: ``num_warps`` (None: 4 while the grid is small, 2 once it fills the GPU) and the beam ``merge``.
+    It supports what the Triton address supports, with an fp32 state."""
+
+    name: ClassVar[str] = "fused"
+    num_warps: int | None = None
+    merge: str = "topk"
+
+    def supports(self, problem: StepProblem) -> str | None:
+        if problem.state_dtype != torch.float32:
+            return f"updates an fp32 state in place; got {str(problem.state_dtype).replace('torch.', '')}"
+        return TritonAddress(merge=self.merge).supports(problem.address)
+
+    def run(self, problem, q, k, v, S, z, position, cape, gamma, tau, eps):
+        from .triton_step import ram_step_triton
+
+        return ram_step_triton(q, k, v, S, z, position, cape, problem.address.num_factors, problem.address.top_k,
+                               gamma, tau, eps, num_warps=self.num_warps, merge=self.merge)
+
+
+STEP = register(OpBackends("step", [FusedStep(), ReferenceStep()]))
