@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from ..common import sequence_ids
+
 
 def exact_decay(w: torch.Tensor, gamma: float) -> torch.Tensor:
     """``a = (1 - w) ** gamma``, the exact decay of the forward (``0 ** 0 = 1`` keeps ``gamma = 0`` a pure mean)."""
@@ -104,7 +106,7 @@ def state_groups(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
     ``cu_seqlens`` it is ``b * H + h``; with it (``B = 1``, packed sequences) it is ``seq(t) * H + h``."""
     if cu_seqlens is None:
         return torch.arange(B * H, device=device).view(B * H, 1, 1)
-    seq = torch.searchsorted(cu_seqlens[1:].to(device), torch.arange(T, device=device), right=True)
+    seq = sequence_ids(T, cu_seqlens.to(device))
     return (seq.view(1, T) * H + torch.arange(H, device=device).view(H, 1)).unsqueeze(-1)
 
 
