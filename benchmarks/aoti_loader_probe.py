@@ -123,6 +123,11 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--cases", nargs="*", default=None, help="run only these cases (default: all)")
     args = parser.parse_args()
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("aoti_loader_probe.py: --device cuda needs a CUDA GPU (none here); --device cpu probes the CPU")
     work = Path(tempfile.mkdtemp(prefix="aoti-probe-"))
     results = {}
     for name, code in CASES.items():

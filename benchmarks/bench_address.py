@@ -1,18 +1,22 @@
 """P3: fused beam Top-K (Triton ``ramnet::address``) against dense ``torch.topk`` over the materialised product
-softmax, at M = 1024 (U=5, d_p=4) and M = 65536 (U=8, d_p=4), K=8, 4096 rows.
+softmax, at M = 1024 (U=5, d_p=4) and M = 65536 (U=8, d_p=4), K=8, 4096 rows. The op runs under
+``use_backend(address=TritonAddress(merge=...))``: the Triton beam, or an error naming why it cannot run.
 
-    python benchmarks/bench_address.py
+    python benchmarks/bench_address.py [--merge topk|rank]
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_ms, record, table  # noqa: E402
+from common import bench_ms, record, require_cuda, table  # noqa: E402
 
+from ramnet.ops import use_backend  # noqa: E402
+from ramnet.ops.address.backends import TritonAddress  # noqa: E402
 from ramnet.ops.address.naive import address_naive, factor_log_probs  # noqa: E402
 
 
@@ -27,6 +31,16 @@ def dense_topk(x, U, K, log: bool = False):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--merge", choices=("topk", "rank"), default=TritonAddress().merge,
+                        help="the Triton beam's merge (TritonAddress.merge)")
+    args = parser.parse_args()
+    require_cuda(__file__)
+    with use_backend(address=TritonAddress(merge=args.merge)):
+        run()
+
+
+def run():
     rows, speedup = [], {}
     for U, d_p in ((5, 4), (8, 4)):
         M, K, n = d_p**U, 8, 4096

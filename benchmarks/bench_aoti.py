@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from common import bench_ms, cpu_median_ms, header, record, save_rows, table
+from common import bench_ms, cpu_median_ms, header, record, require_cuda, save_rows, table
 
 
 def median_ms(fn, device: str, reps: int = 20) -> float:
@@ -33,6 +33,8 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=256)
     args = parser.parse_args()
     dev = args.device
+    if dev == "cuda":
+        require_cuda(__file__)
     torch.manual_seed(0)
     model = RamNetForCausalLM(RamNetConfig.from_name(args.preset)).to(dev).eval()
     work = Path(tempfile.mkdtemp(prefix="ramnet-aoti-"))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_ms, record, table  # noqa: E402
+from common import bench_ms, record, require_cuda, table  # noqa: E402
 
 import ramnet.ops as R  # noqa: E402
 
@@ -62,9 +62,10 @@ def peak_mb(run):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--shapes", nargs="*", default=SHAPES)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="*", default=SHAPES, help="B,T,H,D")
     args = parser.parse_args()
+    require_cuda(__file__)
     fla = fla_fns()
     rows, vs_sdpa, vs_dn, vs_gdn = [], {}, {}, {}
     for shape in args.shapes:

@@ -5,13 +5,14 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_ms, record, table  # noqa: E402
+from common import bench_ms, record, require_cuda, table  # noqa: E402
 
 import ramnet.ops as R  # noqa: E402
 from ramnet import RamNetConfig, RamNetForCausalLM  # noqa: E402
@@ -47,6 +48,8 @@ class DecodeLayers(torch.nn.Module):
 
 
 def main():
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    require_cuda(__file__)
     cfg = RamNetConfig.from_name("paper-340m", n_layers=12, d_model=768, n_heads=12, d_ff=2048,
                                  cape_all_heads_layers=4, cape_half_heads_layers=4)
     model = RamNetForCausalLM(cfg).cuda().to(torch.bfloat16)

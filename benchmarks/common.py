@@ -1,9 +1,12 @@
-"""Shared helpers for the benchmark scripts: device facts, median timing, and merging into summary.json."""
+"""Shared helpers for the benchmark scripts: device facts, median timing, merging into summary.json, a one-line
+exit where there is no CUDA device, and backend variants named on the command line."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -17,6 +20,46 @@ def header() -> dict:
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"device": dev, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
             "triton": triton.__version__}
+
+
+def require_cuda(script: str) -> None:
+    """Exit with one line, not a traceback, where there is no CUDA device (the GPU benchmarks time CUDA kernels)."""
+    if not torch.cuda.is_available():
+        sys.exit(f"{Path(script).name}: needs a CUDA GPU (torch.cuda.is_available() is False on this machine)")
+
+
+def _knob(text: str):
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text.strip()
+
+
+def backend_variant(op: str, spec: str):
+    """The ``op`` backend named by ``spec``: a backend name (``"segment"``), or a name and knob values
+    (``"segment:num_warps=2,atomic_read=false"``) for a variant of it (``dataclasses.replace``)."""
+    from ramnet.ops.address.backends import ADDRESS
+    from ramnet.ops.memory.backends import SCAN, STEP
+
+    tables = {"address": ADDRESS, "scan": SCAN, "step": STEP}
+    name, _, knobs = spec.partition(":")
+    backend = tables[op].get(name.strip())
+    if not knobs:
+        return backend
+    fields = {f.name for f in dataclasses.fields(backend)}
+    values = {}
+    for item in filter(None, (part.strip() for part in knobs.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in fields:
+            raise ValueError(f"{op} variant {spec!r}: knobs of {name!r} are {', '.join(sorted(fields)) or 'none'}, "
+                             f"given as key=value")
+        values[key.strip()] = _knob(value)
+    return dataclasses.replace(backend, **values)
 
 
 def bench_ms(fn, warmup: int = 10, rep: int = 50) -> float:
@@ -66,8 +109,11 @@ def save_rows(name: str, rows: list[dict], **extra):
 
 
 def table(rows: list[dict]) -> str:
-    keys = list(rows[0])
+    """A markdown table of ``rows``; its columns are every row's keys in first-seen order (a row without a key,
+    such as an error row, leaves that cell empty)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    cell = lambda x: "" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        lines.append("| " + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |")
+        lines.append("| " + " | ".join(cell(r.get(k)) for k in keys) + " |")
     return "\n".join(lines)

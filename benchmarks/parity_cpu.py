@@ -5,6 +5,7 @@ reference, decode loop and split-sequence carry vs one call. Prints max abs erro
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def max_err(pairs):
 
 
 def main():
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     fwd = bwd = step = split = 0.0
     for shape in SHAPES:
         B, T, H, U, d_p, d_v, K = shape

@@ -19,6 +19,6 @@ fi
 if [ "$part" = extra ]; then
   timeout 400 python3 benchmarks/bench_attention.py --shapes 4,2048,16,128 2,16384,16,128 4,4096,64,128
 fi
-if [ "$part" = scan-ab ]; then  # the experimental chunked scan against the default (results/scan_ab.json)
+if [ "$part" = scan-ab ]; then  # the scan backends A/B: recurrent against segment (results/scan_ab.json)
   timeout 500 python3 benchmarks/bench_scan_ab.py
 fi
