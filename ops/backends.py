@@ -109,7 +109,8 @@ def register(table: OpBackends) -> OpBackends:
 def use_backend(**choices: str | Backend) -> Iterator[None]:
     """Force backends inside a block, e.g. ``with use_backend(scan="recurrent", address="reference"):``. A value
     is a backend name or a backend object (to change its knobs: ``dataclasses.replace(backend, num_warps=2)``).
-    Applies to the calls made inside the block (a backward run after it chooses again)."""
+    Applies to the calls made inside the block, and to the backward of the ops called there (even when the
+    backward runs after the block or on autograd's device threads)."""
     _load_tables()
     for op, choice in choices.items():
         if op not in REGISTRY:
@@ -119,6 +120,22 @@ def use_backend(**choices: str | Backend) -> Iterator[None]:
         elif not isinstance(choice, Backend):
             raise TypeError(f"use_backend({op}=...) takes a backend name or a Backend, got {type(choice).__name__}")
     token = _forced.set({**_forced.get(), **choices})
+    try:
+        yield
+    finally:
+        _forced.reset(token)
+
+
+def forced_snapshot() -> dict:
+    """The backends forced here and now (by :func:`use_backend`), for an op's ``setup_context`` to carry to its
+    backward: autograd may run the backward on another thread (CUDA) and after the ``use_backend`` block."""
+    return dict(_forced.get())
+
+
+@contextlib.contextmanager
+def forced_scope(snapshot: dict) -> Iterator[None]:
+    """Re-enter the forced backends of a :func:`forced_snapshot` (used around an op's backward)."""
+    token = _forced.set(snapshot)
     try:
         yield
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .._autocast import autocast_off
+from ..backends import forced_scope, forced_snapshot
 from ..constants import NAMESPACE
 from .backends import ADDRESS, AddressProblem
 
@@ -44,13 +45,15 @@ def _setup_context(ctx, inputs, output):
     weights, indices = output
     ctx.save_for_backward(x, indices, weights)
     ctx.num_factors, ctx.tau = num_factors, tau
+    ctx.forced_backends = forced_snapshot()  # the backward chooses under the same use_backend
 
 
 @autocast_off
 def _backward(ctx, grad_weights, grad_indices):
     # indices are piecewise constant: only the kept weights carry gradient, into every factor softmax
     x, indices, weights = ctx.saved_tensors
-    grad_x = address_bwd_op(grad_weights.contiguous(), x, indices, weights, ctx.num_factors, ctx.tau)
+    with forced_scope(ctx.forced_backends):
+        grad_x = address_bwd_op(grad_weights.contiguous(), x, indices, weights, ctx.num_factors, ctx.tau)
     return grad_x, None, None, None
 
 

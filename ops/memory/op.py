@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from .._autocast import autocast_off
+from ..backends import forced_scope, forced_snapshot
 from ..constants import NAMESPACE
 from .backends import SCAN, ScanArgs, ScanProblem
 
@@ -54,14 +55,16 @@ def _setup_context(ctx, inputs, output):
     # recompute the scan in backward instead of saving per-event states (memory stays O(inputs + state))
     ctx.save_for_backward(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens)
     ctx.gamma, ctx.eps, ctx.proxy_eps = gamma, eps, proxy_eps
+    ctx.forced_backends = forced_snapshot()  # the backward chooses under the same use_backend
 
 
 @autocast_off
 def _backward(ctx, grad_o, grad_S, grad_z):
     v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens = ctx.saved_tensors
-    d_v, d_ww, d_rw, d_S0, d_z0 = pdma_scan_bwd_op(
-        grad_o.contiguous(), grad_S.contiguous(), grad_z.contiguous(), v, write_idx, write_w, read_idx, read_w,
-        S0, z0, cu_seqlens, ctx.gamma, ctx.eps, ctx.proxy_eps)
+    with forced_scope(ctx.forced_backends):
+        d_v, d_ww, d_rw, d_S0, d_z0 = pdma_scan_bwd_op(
+            grad_o.contiguous(), grad_S.contiguous(), grad_z.contiguous(), v, write_idx, write_w, read_idx, read_w,
+            S0, z0, cu_seqlens, ctx.gamma, ctx.eps, ctx.proxy_eps)
     return d_v, None, d_ww, None, d_rw, d_S0, d_z0, None, None, None, None
 
 

@@ -98,3 +98,26 @@ def test_no_module_reads_the_environment_at_import():
             if re.match(r"^\S.*os\.environ", line) or re.match(r"^\S.*os\.getenv", line):
                 offenders.append(f"{path.relative_to(root)}:{lineno}: {line.strip()}")
     assert not offenders, "module-level environment reads:\n" + "\n".join(offenders)
+
+
+def test_the_backward_chooses_under_the_forward_use_backend_even_on_another_thread(monkeypatch):
+    """The forced backends travel with the autograd context: a backward run after the block, or on another
+    thread (as autograd does on CUDA), still uses them."""
+    import threading
+
+    from ramnet.ops.memory.backends import ReferenceScan
+
+    seen = []
+
+    class Spy(ReferenceScan):
+        def backward(self, problem, a, grad_o, grad_S, grad_z):
+            seen.append(threading.current_thread().name)
+            return super().backward(problem, a, grad_o, grad_S, grad_z)
+
+    q, k, v = (torch.randn(1, 4, 2, 12, requires_grad=True) for _ in range(3))
+    with R.use_backend(scan=Spy()):
+        o, _ = R.ram_attention(q, k, v, num_factors=3, top_k=4)
+    worker = threading.Thread(target=lambda: o.sum().backward(), name="autograd-like")
+    worker.start()
+    worker.join()
+    assert seen == ["autograd-like"] and v.grad is not None
