@@ -27,6 +27,8 @@ class AOTIRunner:
         self.check_values = check_values
         config = json.loads(self.metadata.get("ramnet_config", "{}"))  # parsed once: checked on every call
         self._vocab, self._layers = config.get("vocab_size"), max(1, config.get("n_layers", 1))
+        self._gamma = config.get("gamma")  # sets the z bound (runtime/state_checks.py); None: taken as 1
+        self._short_conv = config.get("short_conv")
 
     def __call__(self, *inputs):
         if self._signature is not None:
@@ -47,10 +49,13 @@ class AOTIRunner:
                 self._check_values(inputs)
         return self._package(*[x.contiguous() for x in inputs])
 
-
     def _check_values(self, inputs) -> None:
-        """Token ids in ``[0, vocab)``, ``position >= 0``, finite states with ``z >= 0``: the compiled code
-        indexes with these values unchecked."""
+        """Token ids in ``[0, vocab)``, ``position >= 0``, and states inside their bounds (``runtime/
+        state_checks.py``: finite; ``z`` in ``[0, max(1, 1/gamma)]``; ``|S| <= 1e8 (z + 1e-6)`` slot by slot;
+        ``|conv| <= 1e8``): the compiled code indexes with these values unchecked, and an overflowing state gives
+        NaN logits. The reductions run on the states' device."""
+        from .state_checks import StateError, check_named_states
+
         vocab = self._vocab
         tokens = inputs[0]
         if tokens.numel() and (int(tokens.min()) < 0 or (vocab is not None and int(tokens.max()) >= vocab)):
@@ -60,12 +65,18 @@ class AOTIRunner:
             position, states = inputs[1], inputs[2:]
             if position.numel() and int(position.min()) < 0:
                 raise ValueError(f"position must be >= 0, got min {int(position.min())}")
-            per_layer = len(states) // self._layers
-            for i, state in enumerate(states):
-                if not bool(torch.isfinite(state).all()):
-                    raise ValueError(f"state input {i + 2} is corrupt: it holds non-finite values")
-                if i % per_layer == 1 and state.numel() and float(state.min()) < 0:
-                    raise ValueError(f"state input {i + 2} (z of layer {i // per_layer}) is corrupt: z must be >= 0")
+            if self._short_conv is None:  # a package without the flag: the layout from the count
+                kinds = ["S", "z", "conv"][:len(states) // self._layers]
+            else:
+                kinds = ["S", "z", "conv"] if self._short_conv else ["S", "z"]
+            # input 2 + i is state_names(config)[i]: S_0, z_0(, conv_0), S_1, ...
+            names = [f"{kinds[i % len(kinds)]}_{i // len(kinds)}" for i in range(len(states))]
+            try:
+                check_named_states(dict(zip(names, states)), gamma=self._gamma,
+                                   gamma_note=", from the package's ramnet_config" if self._gamma is not None else
+                                   ": the package records no gamma")
+            except StateError as error:
+                raise StateError(error.name, f"{self.path.name} input {2 + names.index(error.name)}: {error}") from None
 
 
 def _example_signature(package):

@@ -17,18 +17,34 @@ def default_providers(custom_ops: bool = False) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def session(path, *, providers=None, custom_ops: bool | None = None):
+def session(path, *, providers=None, custom_ops: bool | None = None, gamma: float | None = None):
     """An ``InferenceSession`` for ``path``. ``custom_ops`` (default: when the graph has ``ramnet`` nodes)
     registers the CPU PyOp implementations of the ``ramnet`` domain. ``providers`` default:
-    ``default_providers``."""
+    ``default_providers``.
+
+    ``gamma``: the model's decay exponent, which sets the upper bound of the ``z`` states that ``run`` accepts
+    (``max(1, 1/gamma)``, ``runtime/state_checks.py``). Default: the graph's ``ramnet_config`` metadata if it has
+    some, else the ``gamma`` attribute of its ``ramnet::PdmaScan`` nodes (custom flavour), else 1 (the config
+    default): give it for a standard-flavour graph of a model with ``gamma < 1``."""
     import onnx
     import onnxruntime as ort
+
+    from .ort_checks import set_state_gamma
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX model at {path}")
-    if custom_ops is None:
-        custom_ops = any(n.domain == "ramnet" for n in onnx.load(str(path), load_external_data=False).graph.node)
+    if gamma is not None:
+        from ramnet.ops.checks import check_float
+
+        gamma = check_float("gamma", gamma, 0.0)
+    node_gammas = []
+    if custom_ops is None or (custom_ops and gamma is None):
+        nodes = onnx.load(str(path), load_external_data=False).graph.node
+        if custom_ops is None:
+            custom_ops = any(n.domain == "ramnet" for n in nodes)
+        node_gammas = [a.f for n in nodes if n.domain == "ramnet" and n.op_type == "PdmaScan"
+                       for a in n.attribute if a.name == "gamma"]
     options = ort.SessionOptions()
     if custom_ops:
         from .ort_pyops import register
@@ -37,15 +53,27 @@ def session(path, *, providers=None, custom_ops: bool | None = None):
         # sequential (ORT's default, made explicit): every node, so every PyOp, runs on the thread that calls
         # run(), which is where ort_pyops.capture() collects that run's node errors
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=providers or default_providers(custom_ops))
+    sess = ort.InferenceSession(str(path), options, providers=providers or default_providers(custom_ops))
+    if gamma is not None:
+        set_state_gamma(sess, gamma, ", as given to session()")
+    elif node_gammas and "ramnet_config" not in sess.get_modelmeta().custom_metadata_map:
+        # the smallest gamma allows the largest z (one gamma per model today)
+        set_state_gamma(sess, min(node_gammas), ", the graph's PdmaScan attribute")
+    return sess
 
 
 def run(sess, feeds: dict, *, check: bool = True, io_binding: bool | None = None) -> dict:
     """Run with named numpy inputs; returns outputs by name.
 
     With ``check`` (default) the feeds are validated first (``ort_checks.check_feeds``): names, dtypes, ranks,
-    static dims, one batch size, token ids in ``[0, vocab)``, ``position >= 0`` and finite states with ``z >= 0``.
-    A failure is a ``ValueError``/``TypeError`` naming the input, never a crash or a silent wrong result.
+    static dims, one batch size, token ids in ``[0, vocab)``, ``position >= 0`` and states inside their bounds
+    (finite; ``z`` in ``[0, max(1, 1/gamma)]``; ``|S| <= 1e8 (z + 1e-6)`` slot by slot; ``|conv| <= 1e8``: see
+    ``runtime/state_checks.py``). A failure is a ``ValueError``/``TypeError`` naming the input and the allowed
+    range, never a crash or a silent wrong result.
+
+    A ``ramnet`` node that refuses its inputs (its PyOp cannot raise inside ORT) makes this raise
+    ``RamnetNodeError`` with the node's message; that error belongs to this run only, even with runs of this or
+    other sessions in other threads (``runtime/ort_pyops.py``).
 
     ``io_binding`` (default: when the session runs on the CUDA EP) binds inputs and outputs on the session's device
     through ``IOBinding`` instead of copying through ``sess.run``; outputs come back as numpy arrays."""
@@ -102,9 +130,10 @@ class OrtGenerator:
     ``OrtGenerator(prefill_path, decode_path).generate(input_ids [B, T], n)`` equals the eager
     ``RamNetForCausalLM.generate`` token for token (same sampling rule and generator)."""
 
-    def __init__(self, prefill_path, decode_path, *, providers=None):
-        self.prefill = session(prefill_path, providers=providers)
-        self.decode = session(decode_path, providers=providers)
+    def __init__(self, prefill_path, decode_path, *, providers=None, gamma: float | None = None):
+        """``gamma``: see ``session`` (the state checks of the first decode feed)."""
+        self.prefill = session(prefill_path, providers=providers, gamma=gamma)
+        self.decode = session(decode_path, providers=providers, gamma=gamma)
         self.state_names = [i.name for i in self.decode.get_inputs() if i.name not in ("token", "position")]
         # the vocabulary is the logits' static last dim (None if an exporter left it symbolic)
         last = next(o for o in self.decode.get_outputs() if o.name == "logits").shape[-1]
@@ -131,7 +160,8 @@ class OrtGenerator:
         def step(token):
             feeds = {"token": token.numpy(), "position": np.full(ids.shape[0], carried["position"], dtype=np.int64),
                      **carried["states"]}
-            # only the first decode feed is checked: later feeds are ORT's own outputs
+            # only the first decode feed is checked (names, shapes, and the prefill's states inside their bounds:
+            # an overflowing state is refused there, naming it); later feeds are the decode graph's own outputs
             result = run(self.decode, feeds, check=carried["first"])
             carried.update(states={n: result[n + "_out"] for n in self.state_names},
                            position=carried["position"] + 1, first=False)

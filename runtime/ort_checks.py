@@ -1,14 +1,46 @@
 """Input checks for the ONNX Runtime paths. ORT itself trusts index-valued inputs only partly, and a wrong state
 silently gives wrong text, so every feed is checked here first and every failure names the input and the allowed
-range. Used by ``runtime.ort.run`` (graph inputs) and ``runtime.ort_pyops`` (the ``ramnet`` node inputs).
+range. Used by ``runtime.ort.run`` (graph inputs) and ``runtime.ort_pyops`` (the ``ramnet`` node inputs). The state
+bounds, and why they hold for every state a model writes, are in ``runtime/state_checks.py``.
 """
 from __future__ import annotations
 
+import json
+import weakref
+
 import numpy as np
+
+from .state_checks import check_layer_state, check_named_states
 
 ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
                 "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 TOKEN_INPUTS = ("input_ids", "token")
+
+
+_GAMMA: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # session -> (gamma, where it came from)
+
+
+def set_state_gamma(sess, gamma: float, source: str) -> None:
+    """Record the decay exponent ``gamma`` of the model behind ``sess`` (it sets the upper bound of ``z``;
+    ``runtime.ort.session`` calls this); ``source`` (``", from ..."``) says where it came from, for the messages."""
+    _GAMMA[sess] = (float(gamma), source)
+
+
+def state_gamma(sess) -> tuple[float | None, str]:
+    """``(gamma, source)`` for the state checks of ``sess``: recorded by ``set_state_gamma``, else the graph's
+    ``ramnet_config`` metadata, else ``(None, ...)`` (checked as gamma = 1, the config default)."""
+    try:
+        return _GAMMA[sess]
+    except (KeyError, TypeError):
+        pass
+    meta = getattr(sess, "get_modelmeta", None)
+    text = meta().custom_metadata_map.get("ramnet_config") if meta is not None else None
+    if text:
+        try:
+            return float(json.loads(text)["gamma"]), ", from the graph's ramnet_config metadata"
+        except (ValueError, KeyError, TypeError):
+            pass
+    return None, ": this graph does not record its gamma; give session(..., gamma=) for a model with gamma < 1"
 
 
 def _vocab_size(sess) -> int | None:
@@ -22,7 +54,9 @@ def check_feeds(sess, feeds: dict) -> dict:
     """Validate ``feeds`` against the session's inputs; returns them as contiguous numpy arrays.
 
     Checks: exact input names; numpy arrays of the declared dtype and rank; the declared static dims; one batch
-    size (dim 0) across inputs; token ids in ``[0, vocab)``; ``position >= 0``; finite states with ``z >= 0``."""
+    size (dim 0) across inputs; token ids in ``[0, vocab)``; ``position >= 0``; states inside the bounds of
+    ``runtime/state_checks.py`` (finite; ``z`` in ``[0, max(1, 1/gamma)]``; ``|S| <= 1e8 (z + 1e-6)`` slot by slot;
+    ``|conv| <= 1e8``), with ``gamma`` from ``state_gamma(sess)``."""
     inputs = {i.name: i for i in sess.get_inputs()}
     if set(feeds) != set(inputs):
         missing, extra = sorted(set(inputs) - set(feeds)), sorted(set(feeds) - set(inputs))
@@ -56,18 +90,11 @@ def check_feeds(sess, feeds: dict) -> dict:
                 raise ValueError(f"input {name!r} must hold token ids in [0, {vocab}), got values in [{low}, {high}]")
     if "position" in out and out["position"].size and int(out["position"].min()) < 0:
         raise ValueError(f"input 'position' must be >= 0, got min {int(out['position'].min())}")
-    for name, value in out.items():
-        if name[:2] in ("S_", "z_") or name.startswith("conv_"):
-            check_state(name, value)
+    states = {n: v for n, v in out.items() if n[:2] in ("S_", "z_") or n.startswith("conv_")}
+    if states:
+        gamma, source = state_gamma(sess)
+        check_named_states(states, gamma=gamma, gamma_note=source)
     return out
-
-
-def check_state(name: str, value: np.ndarray) -> None:
-    """A state must be finite; ``z`` (the write-weight accumulator) must also be >= 0."""
-    if value.dtype.kind == "f" and not np.isfinite(value).all():
-        raise ValueError(f"state {name!r} is corrupt: it holds {int((~np.isfinite(value)).sum())} non-finite values")
-    if name.startswith("z") and value.size and float(value.min()) < 0:
-        raise ValueError(f"state {name!r} is corrupt: z must be >= 0, got min {float(value.min())}")
 
 
 def check_float_input(name: str, a, min_ndim: int = 1) -> np.ndarray:
@@ -78,9 +105,10 @@ def check_float_input(name: str, a, min_ndim: int = 1) -> np.ndarray:
     return a
 
 
-def check_pdma_inputs(v, write_idx, write_w, read_idx, read_w, S0, z0) -> None:
+def check_pdma_inputs(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma: float | None = None) -> None:
     """Shapes and index ranges of a ``ramnet::PdmaScan`` node: ``v [B,T,H,dv]``, ``*_idx / *_w [B,T,H,K]``,
-    ``S0 [B,H,M,dv]``, ``z0 [B,H,M]``; indices in ``[0, M)``."""
+    ``S0 [B,H,M,dv]``, ``z0 [B,H,M]``; indices in ``[0, M)``; ``S0, z0`` inside the state bounds for the node's
+    ``gamma`` (``runtime/state_checks.py``)."""
     for name, a, rank in (("v", v, 4), ("write_w", write_w, 4), ("read_w", read_w, 4), ("S0", S0, 4), ("z0", z0, 3)):
         check_float_input(name, a, rank)
         if a.ndim != rank:
@@ -112,5 +140,4 @@ def check_pdma_inputs(v, write_idx, write_w, read_idx, read_w, S0, z0) -> None:
     for name, w in (("write_w", write_w), ("read_w", read_w)):
         if w.size and (not np.isfinite(w).all() or float(w.min()) < 0 or float(w.max()) > 1):
             raise ValueError(f"PdmaScan input {name} must be finite weights in [0, 1]")
-    check_state("S0", S0)
-    check_state("z0", z0)
+    check_layer_state("S0", S0, "z0", z0, gamma=gamma, gamma_note=", the node's attribute")

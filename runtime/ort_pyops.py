@@ -135,8 +135,8 @@ def pdma_scan_impl(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps):
 
     from .ort_checks import check_pdma_inputs
 
-    check_pdma_inputs(v, write_idx, write_w, read_idx, read_w, S0, z0)
     check_float("PdmaScan attribute gamma", float(gamma), 0.0)
+    check_pdma_inputs(v, write_idx, write_w, read_idx, read_w, S0, z0, float(gamma))
     check_float("PdmaScan attribute eps", float(eps), 0.0)
     o, S, z = torch.ops.ramnet.pdma_scan(_t(v), _t(write_idx), _t(write_w), _t(read_idx), _t(read_w),
                                          _t(S0), _t(z0), None, float(gamma), float(eps), 1e-3)

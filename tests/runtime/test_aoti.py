@@ -5,8 +5,11 @@ import torch
 
 from ramnet import RamNetConfig, RamNetForCausalLM
 from ramnet.export.aoti import to_aoti
-from ramnet.export.onnx import DecodeGraph, PrefillGraph
+from ramnet.export.onnx import DecodeGraph, PrefillGraph, state_names
 from ramnet.runtime.aoti import load
+from ramnet.runtime.state_checks import StateError
+
+from .state_cases import BAD_STATES, at_bound, corrupt
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def test_aoti_runner_refuses_bad_inputs(packages):
         decode(tok, pos, *bad)
     bad = [s.clone() for s in states]
     bad[1].view(-1)[0] = -1.0
-    with pytest.raises(ValueError, match="z must be >= 0"):
+    with pytest.raises(ValueError, match=r"decode.pt2 input 3: state 'z_0' is out of range: z must be in \[0, 1.001\]"):
         decode(tok, pos, *bad)
     with pytest.raises(ValueError, match="shape"):
         decode(tok, pos, states[0][:, :1], *states[1:])
@@ -61,3 +64,21 @@ def test_aoti_runner_refuses_bad_inputs(packages):
         decode(tok, pos, states[0][:1], *states[1:])
     with pytest.raises(ValueError, match="must be a torch.int64"):
         runners["prefill"](ids.float())
+
+
+def test_aoti_runner_refuses_out_of_range_states(packages):
+    """The state bounds (``runtime/state_checks.py``), as in ``test_state_bounds.py`` for ORT: every bad state is
+    refused by name and input position; the largest accepted states still give finite outputs."""
+    model, runners = packages
+    names = state_names(model.config)
+    ids = torch.randint(0, model.config.vocab_size, (2, 30), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        feeds = dict(zip(names, (t.numpy() for t in PrefillGraph(model)(ids)[1:])))
+    tok, pos = torch.zeros(2, dtype=torch.long), torch.full((2,), 30)
+    call = lambda states: runners["decode"](tok, pos, *[torch.from_numpy(states[n]) for n in names])
+    with torch.no_grad():
+        assert all(bool(torch.isfinite(t).all()) for t in call(at_bound(feeds)))
+        for name, kind, value, message in BAD_STATES:
+            with pytest.raises(StateError, match=message) as caught:
+                call(corrupt(feeds, name, kind, value))
+            assert caught.value.name == name and f"input {2 + names.index(name)}:" in str(caught.value)
