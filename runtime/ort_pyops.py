@@ -23,7 +23,9 @@ An error is therefore recorded where the run that raised it collects it:
   through ``run`` are serialised against each other) and, while held, a PyOp on a thread with no capture of its
   own records into that run's list.
 - A PyOp on a thread with neither (code that calls ``session.run`` itself) records into that thread's own list,
-  which ``take_errors()`` returns. Such code must call ``take_errors()`` on the same thread after each run.
+  which ``take_errors()`` returns. Such code must call ``take_errors()`` on the same thread after each run, and
+  must not overlap with a parallel-mode ``run`` in another thread: while one holds the lock, a capture-less PyOp
+  error is that run's (a pool thread cannot be told apart from a caller's thread).
 """
 from __future__ import annotations
 
@@ -48,8 +50,9 @@ def _loose() -> list[str]:
 def _record(message: str) -> None:
     """Record a PyOp's error where its run collects it (see the module docstring)."""
     sink = getattr(_LOCAL, "sink", None)
-    if sink is None and _OFF_THREAD:
-        sink = _OFF_THREAD[0]  # a read of a one-element list under the GIL; set and cleared under _OFF_THREAD_RUN
+    if sink is None:
+        held = _OFF_THREAD[:]  # one atomic copy (the holder may clear it meanwhile); this must never raise
+        sink = held[0] if held else None
     (sink if sink is not None else _loose()).append(message)
 
 
