@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime_extensions", reason="needs the [onnx] extra")
 from onnx import TensorProto, helper, save  # noqa: E402
 
 from ramnet import RamNetConfig, RamNetForCausalLM  # noqa: E402
-from ramnet.export.onnx import example_states, state_names, to_onnx  # noqa: E402
+from ramnet.export.onnx import state_names, to_onnx  # noqa: E402
 from ramnet.runtime.ort import OrtGenerator, RamnetNodeError, run, session  # noqa: E402
 from ramnet.runtime.ort_pyops import pdma_scan_impl  # noqa: E402
 from ramnet.runtime.state_checks import Z_MAX_COUNT, StateError, check_named_states, z_max  # noqa: E402
