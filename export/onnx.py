@@ -9,6 +9,7 @@ ops only (``export/onnx_standard.py``; the prefill scan is a ``Loop`` over T).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -131,20 +132,27 @@ def _export(model, path, flavor, graph, opset, translation_table):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path))
-    if flavor == "standard":
-        _standard_cleanup(path)
+    _finish(path, flavor == "standard", json.dumps(model.config.to_dict()))
     return path
 
 
-def _standard_cleanup(path: Path) -> None:
-    """Make the saved standard-flavour graph standard-only and loadable: inline any local function left (the
-    scan is an onnxscript function, ``export/onnx_standard_scan.py``), drop the function's opset import, and drop
-    the intermediate shape annotations, where the exporter records the ``Loop`` outputs as scalars (the function
-    declares no output shapes); they are optional, and the runtime infers them."""
+def _finish(path: Path, standard: bool, config_json: str) -> None:
+    """Record the model config as ``ramnet_config`` metadata (the runners read gamma from it, as from an AOTI
+    package), and for the standard flavour make the graph standard-only and loadable: inline any local function
+    left (the scan is an onnxscript function, ``export/onnx_standard_scan.py``), drop the function's opset import,
+    and drop the intermediate shape annotations, where the exporter records the ``Loop`` outputs as scalars (the
+    function declares no output shapes); they are optional, and the runtime infers them."""
     import onnx
     from onnx import inliner
 
     model = onnx.load(str(path))
+    kept_meta = [p for p in model.metadata_props if p.key != "ramnet_config"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept_meta)
+    model.metadata_props.add(key="ramnet_config", value=config_json)
+    if not standard:
+        onnx.save(model, str(path))
+        return
     if model.functions:
         model = inliner.inline_local_functions(model)
     del model.graph.value_info[:]

@@ -178,3 +178,28 @@ def test_z_bound_uses_the_graphs_gamma(tmp_path):
         run(session(meta), scan_feeds(2.5))
     with pytest.raises(ValueError, match="gamma must be finite and in"):
         session(plain, gamma=-1.0)
+
+
+@pytest.mark.parametrize("flavor", ["standard", "custom"])
+def test_exported_graphs_carry_the_config_so_gamma_below_1_states_pass(flavor, tmp_path):
+    """A gamma < 1 model's z may exceed 1; its graphs record gamma, so a real state is not refused."""
+    import json
+
+    import onnx
+    import torch
+
+    from ramnet import RamNetConfig, RamNetForCausalLM
+    from ramnet.export.onnx import to_onnx
+    from ramnet.runtime.ort import run, session
+
+    torch.manual_seed(0)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", gamma=0.5)).eval()
+    prefill = to_onnx(model, tmp_path / "p.onnx", flavor=flavor, graph="prefill")
+    meta = {p.key: p.value for p in onnx.load(str(prefill), load_external_data=False).metadata_props}
+    assert json.loads(meta["ramnet_config"])["gamma"] == 0.5
+    decode = session(to_onnx(model, tmp_path / "d.onnx", flavor=flavor, graph="decode"))
+    ids = torch.randint(0, 128, (2, 40))
+    out = run(session(prefill), {"input_ids": ids.numpy()})
+    names = [i.name for i in decode.get_inputs() if i.name not in ("token", "position")]
+    feeds = {"token": ids[:, 0].numpy(), "position": torch.full((2,), 40).numpy(), **{n: out[n] for n in names}}
+    assert set(run(decode, feeds)) >= {"logits"}
