@@ -39,7 +39,7 @@ class RamNetConfig:
     cape_half_heads_layers: int = 4   # the next n layers use CAPE on the first half of the heads
     cape_prev_token_init: float = 0.0  # > 0: CAPE heads get learnable q/k address biases, initialised so that each
     #                                    token reads the previous token's write (see docs/DECISIONS.md); 0 = paper
-    short_conv: bool = False      # causal depthwise conv on the mixer input (Zoology's MQAR recipe); off in the paper
+    short_conv: bool = False      # causal depthwise conv on the q/k/v projections (Zoology's MQAR recipe); off in the paper
     short_conv_kernel: int = 4
     tie_embeddings: bool = False
     init_std: float = 0.02
