@@ -3,7 +3,7 @@ given) against the variants named by ``--variants`` (default: ``segment``, the t
 op (U=5, d_p=4, K=8, d_v=D, bf16), fwd and fwd+bwd, with the max abs difference of the output and of the input
 gradients against the baseline.
 
-A variant is a scan backend name (``ramnet.ops.backends()["scan"]``) or a name with knob values, e.g.
+A variant is a scan backend name (``ramnet.ops.list_backends()["scan"]``) or a name with knob values, e.g.
 ``segment:num_warps=2,atomic_read=false`` or ``recurrent:fwd_warps=8,bwd_warps=8``.
 
     python benchmarks/bench_scan_ab.py [--shapes 4,4096,16,128 ...] [--baseline recurrent] [--variants segment ...]

@@ -6,7 +6,8 @@ this problem, a string says why not. The forward, the backward and the decode of
 ``supports``, so they never disagree about which geometry a kernel takes.
 
 A *problem* is a frozen description built once per call from the op's flat arguments (device, dtypes, sizes,
-geometry), so that no kernel re-derives ``d_p`` or ``M``.
+geometry); the choice and the backends read it instead of re-deriving the geometry (the kernel launchers still
+take plain sizes, so they can be called on their own).
 
 Choosing: the first backend in priority order that supports the problem, unless a backend is forced with
 :func:`use_backend` (a context manager, per thread and per async task). A forced backend that refuses the problem
@@ -44,12 +45,14 @@ class Choice:
     """What :func:`explain` returns: the backend that runs, and every backend's verdict in priority order."""
 
     op: str
-    chosen: Backend
+    chosen: Backend | None   # None: a forced backend refuses this input (``error`` says why)
     verdicts: tuple[tuple[str, str | None], ...]
     forced: bool
+    error: str | None = None
 
     def __str__(self) -> str:
-        lines = [f"{self.op}: {self.chosen.name}" + (" (forced)" if self.forced else "")]
+        head = self.error if self.chosen is None else self.chosen.name + (" (forced)" if self.forced else "")
+        lines = [f"{self.op}: {head}"]
         lines += [f"  {name}: {'supports it' if why is None else why}" for name, why in self.verdicts]
         return "\n".join(lines)
 
@@ -92,9 +95,21 @@ class OpBackends:
         raise RuntimeError(f"no {self.op} backend supports {problem}")  # the reference supports every problem
 
     def explain(self, problem) -> Choice:
+        """Every backend's verdict and the one that runs; a forced backend that refuses is reported, not raised."""
         verdicts = tuple((b.name, b.supports(problem)) for b in self.backends)
         forced = self._forced()
-        return Choice(self.op, self.choose(problem), verdicts, forced is not None)
+        try:
+            return Choice(self.op, self.choose(problem), verdicts, forced is not None)
+        except ValueError as error:
+            return Choice(self.op, None, verdicts, True, str(error))
+
+    def check_member(self, backend: Backend) -> Backend:
+        """``backend`` must be one of this op's backend kinds (a variant with other knobs is fine)."""
+        kinds = tuple(type(b) for b in self.backends)
+        if not isinstance(backend, kinds):
+            raise TypeError(f"{type(backend).__name__} is not a {self.op} backend; {self.op} backends: "
+                            f"{', '.join(k.__name__ for k in kinds)}")
+        return backend
 
 
 REGISTRY: dict[str, OpBackends] = {}
@@ -109,15 +124,18 @@ def register(table: OpBackends) -> OpBackends:
 def use_backend(**choices: str | Backend) -> Iterator[None]:
     """Force backends inside a block, e.g. ``with use_backend(scan="recurrent", address="reference"):``. A value
     is a backend name or a backend object (to change its knobs: ``dataclasses.replace(backend, num_warps=2)``).
-    Applies to the calls made inside the block, and to the backward of the ops called there (even when the
-    backward runs after the block or on autograd's device threads)."""
+    Applies to the calls made inside the block, and in eager mode to the backward of the ops called there (even
+    when the backward runs after the block or on autograd's device threads). Under torch.compile the backward
+    chooses when it runs, under the ``use_backend`` active then (the forward's was read at trace time)."""
     _load_tables()
     for op, choice in choices.items():
         if op not in REGISTRY:
             raise ValueError(f"unknown op {op!r} for use_backend; ops: {', '.join(sorted(REGISTRY))}")
         if isinstance(choice, str):
             REGISTRY[op].get(choice)  # validates the name now, not at the first call
-        elif not isinstance(choice, Backend):
+        elif isinstance(choice, Backend):
+            REGISTRY[op].check_member(choice)
+        else:
             raise TypeError(f"use_backend({op}=...) takes a backend name or a Backend, got {type(choice).__name__}")
     token = _forced.set({**_forced.get(), **choices})
     try:
@@ -142,7 +160,7 @@ def forced_scope(snapshot: dict) -> Iterator[None]:
         _forced.reset(token)
 
 
-def backends(op: str | None = None) -> dict[str, list[str]]:
+def list_backends(op: str | None = None) -> dict[str, list[str]]:
     """The backend names of each op (or of ``op``), in priority order."""
     _load_tables()
     return {name: table.names() for name, table in REGISTRY.items() if op is None or name == op}
@@ -163,6 +181,8 @@ def _env_forced() -> dict:
         if not sep or op.strip() not in REGISTRY:
             raise ValueError(f"{ENV_VAR} must look like 'scan=recurrent,address=reference' with ops "
                              f"{sorted(REGISTRY)}, got {raw!r}")
+        if op.strip() in parsed:
+            raise ValueError(f"{ENV_VAR} names the {op.strip()} backend twice: {raw!r}")
         REGISTRY[op.strip()].get(name.strip())
         parsed[op.strip()] = name.strip()
     _env_cache["value"] = (raw, parsed)

@@ -93,11 +93,25 @@ def next_pow2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
+def tracing() -> bool:
+    """True while torch.compile or torch.export traces: tensor values, storages and inference flags are unknown
+    then, so checks that read them run inside the op instead (on the real tensors, at run time)."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def check_state(S, z, B: int, H: int, M: int, d_v: int, device, names=("S", "z")) -> None:
+    """``S [B, H, M, d_v]`` and ``z [B, H, M]``, fp32 or fp64 (the same dtype), on ``device``."""
+    check_tensor(names[0], S, ndim=4, dtypes=STATE_DTYPES, device=device)
+    check_tensor(names[1], z, ndim=3, dtypes=(S.dtype,), device=device)
+    check_same(names[0], tuple(S.shape), "(B, H, M, d_v) of q, v and num_factors", (B, H, M, d_v), "shape")
+    check_same(names[1], tuple(z.shape), "(B, H, M)", (B, H, M), "shape")
+
+
 def check_index_values(name: str, t: torch.Tensor, low: int, high: int) -> None:
     """The values of an integer tensor lie in ``[low, high]``. This reads the tensor (a device sync on CUDA), so
     it is skipped where values are unknown or must not be read: while torch.compile or torch.export traces, and
     during CUDA graph capture."""
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if tracing():
         return
     if t.is_cuda and torch.cuda.is_current_stream_capturing():
         return
@@ -124,3 +138,11 @@ def check_inplace_state(S: torch.Tensor, z: torch.Tensor, names: tuple[str, str]
                                "torch.no_grad(), or use ram_step_functional")
     if S.untyped_storage().data_ptr() == z.untyped_storage().data_ptr():
         raise ValueError(f"{names[0]} and {names[1]} must not share memory")
+
+
+def check_warps(owner: str, name: str, value) -> None:
+    """A Triton ``num_warps`` knob: a power of two in [1, 32] (None where the backend chooses)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > 32 or value & (value - 1):
+        raise ValueError(f"{owner}.{name} must be a power of two in [1, 32], got {value!r}")

@@ -75,13 +75,6 @@ def _check_cu_seqlens(cu_seqlens, B: int, T: int, device) -> int:
     return len(host) - 1
 
 
-def _check_state(S, z, B: int, H: int, M: int, d_v: int, device, names=("S", "z")):
-    C.check_tensor(names[0], S, ndim=4, dtypes=C.STATE_DTYPES, device=device)
-    C.check_tensor(names[1], z, ndim=3, dtypes=(S.dtype,), device=device)
-    C.check_same(names[0], tuple(S.shape), "(B, H, M, d_v) of q, v and num_factors", (B, H, M, d_v), "shape")
-    C.check_same(names[1], tuple(z.shape), "(B, H, M)", (B, H, M), "shape")
-
-
 def empty_state(batch: int, heads: int, num_slots: int, d_v: int, *, dtype=torch.float32, device=None):
     """The empty memory: ``S = 0 [B,H,M,d_v]`` and ``z = 1/M [B,H,M]``."""
     S = torch.zeros(batch, heads, num_slots, d_v, dtype=dtype, device=device)
@@ -142,7 +135,7 @@ def _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, i
         if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
             raise TypeError("initial_state must be a tuple (S, z) or None")
         S0, z0 = initial_state
-        _check_state(S0, z0, num_states, H, M, d_v, q.device,
+        C.check_state(S0, z0, num_states, H, M, d_v, q.device,
                      names=("initial_state[0] (S)", "initial_state[1] (z)"))
     write_w, write_idx = address_op(k, num_factors, top_k, tau)
     read_w, read_idx = address_op(q, num_factors, top_k, tau)
@@ -154,18 +147,21 @@ def _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, i
     return o, ((S, z) if output_final_state else None)
 
 
-def _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape):
-    """Validate a decode token's arguments; returns ``(positions int64 [B or 1], cape or None, M)``."""
+def _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape, check_values: bool = True):
+    """Validate a decode token's arguments; returns ``(positions int64 [B or 1], cape or None, M)``. The in-place
+    ``ram_step`` leaves the position values and the state's writability to ``ramnet::ram_step_``, which checks
+    them on the real tensors (also inside compiled graphs) before it writes."""
     _check_qkv(q, k, v, rank=3)
     B, H, d_k = q.shape
     d_p, M = C.address_geometry("q", d_k, num_factors, top_k)
-    _check_state(S, z, B, H, M, v.shape[-1], q.device)
+    C.check_state(S, z, B, H, M, v.shape[-1], q.device)
     C.check_float("tau", tau, C.MIN_TAU)
     cape = _check_cape(cape, H, q.device)
     if isinstance(position, torch.Tensor):
         C.check_tensor("position", position, ndim=1, dtypes=(torch.int32, torch.int64), device=q.device)
         C.check_same("position", position.shape[0], "batch B", B, "length")
-        C.check_index_values("position", position, 0, C.MAX_POSITION)
+        if check_values:
+            C.check_index_values("position", position, 0, C.MAX_POSITION)
         positions = position.to(torch.int64)
     else:
         positions = torch.full((1,), C.check_int("position", position, 0, C.MAX_POSITION), dtype=torch.int64,
@@ -190,8 +186,11 @@ def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: fl
     run in the autocast dtype; ``S`` and ``z`` stay as they are.
     """
     (q, k, v), autocast_scope = autocast_inputs(q, k, v)
-    positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape)
-    C.check_inplace_state(S, z)
+    positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape, check_values=False)
+    for name, t in (("S", S), ("z", z)):  # the op cannot see grad mode (it runs below autograd): checked here
+        if t.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{name} requires grad and cannot be updated in place with grad enabled: decode "
+                               "under torch.no_grad(), or use ram_step_functional")
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
     if cape is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from . import checks as C
 from .address.naive import address_naive
 from .common import cape_shift
 from .constants import NAMESPACE
@@ -28,8 +29,26 @@ def ram_step_reference(q, k, v, S, z, position, cape, num_factors, top_k, gamma,
 def ram_step_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, S: torch.Tensor, z: torch.Tensor,
                 position: torch.Tensor, cape: torch.Tensor, num_factors: int, top_k: int, gamma: float, tau: float,
                 eps: float) -> torch.Tensor:
+    _check_op_args(q, k, v, S, z, position, cape, num_factors, top_k)
     problem = StepProblem.of(q, S, num_factors, top_k)
     return STEP.choose(problem).run(problem, q, k, v, S, z, position, cape, gamma, tau, eps)
+
+
+def _check_op_args(q, k, v, S, z, position, cape, num_factors, top_k) -> None:
+    """The registered op is public (``torch.ops.ramnet.ram_step_``) and runs inside compiled graphs, where the
+    Python wrapper's checks were traced away: everything the in-place update relies on is checked here, on the
+    real tensors, before anything is written."""
+    B, H, d_k = q.shape
+    _, M = C.address_geometry("q", d_k, num_factors, top_k)
+    for name, t in (("k", k), ("v", v)):
+        C.check_same(name, tuple(t.shape[:2]), "q", (B, H), "leading (batch, heads) dims")
+    C.check_state(S, z, B, H, M, v.shape[-1], q.device)
+    C.check_inplace_state(S, z)
+    C.check_tensor("position", position, ndim=1, dtypes=(torch.int64,), device=q.device)
+    C.check_same("position", position.shape[0], "batch B", B, "length")
+    C.check_index_values("position", position, 0, C.MAX_POSITION)
+    C.check_tensor("cape", cape, ndim=1, dtypes=(torch.bool,), device=q.device)
+    C.check_same("cape", cape.shape[0], "the number of heads H", H, "length")
 
 
 @ram_step_op.register_fake

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ramnet.ops.checks import check_inplace_state
+from ramnet.ops import checks as C
 
 from .cache import RamCache
 from .config import RamNetConfig
@@ -94,17 +94,38 @@ class RamNetForCausalLM(nn.Module):
         logits, states = self(input_ids, None if cache is None else cache.layers, offset=offset, return_states=True)
         return logits, RamCache.from_states(states, offset + input_ids.shape[1])
 
+    def _check_cache(self, token, cache: RamCache) -> None:
+        """Every layer's state as the in-place step needs it, before layer 0 is written: shapes, dtypes, device,
+        writability, and no memory shared within a layer or between layers."""
+        c = self.config
+        if len(cache.layers) != len(self.blocks):
+            raise ValueError(f"decode cache has {len(cache.layers)} layers, the model {len(self.blocks)}")
+        B, seen = token.shape[0], {}
+        for i, (S, z, conv) in enumerate(cache.layers):
+            try:
+                C.check_state(S, z, B, c.n_heads, c.num_slots, c.d_v, token.device)
+                C.check_inplace_state(S, z)
+                if (conv is None) == c.short_conv:
+                    raise ValueError("the conv cache must be a tensor exactly when config.short_conv is set")
+                if conv is not None:
+                    want = (B, c.short_conv_kernel - 1, c.n_heads * (2 * c.d_k + c.d_v))
+                    C.check_same("conv", tuple(conv.shape), "(B, kernel - 1, channels)", want, "shape")
+                    C.check_inplace_state(conv, z, names=("conv", "z"))
+                for name, t in (("S", S), ("z", z), ("conv", conv)):
+                    if t is not None:
+                        ptr = t.untyped_storage().data_ptr()
+                        if ptr in seen:
+                            raise ValueError(f"{name} shares memory with {seen[ptr]}")
+                        seen[ptr] = f"layer {i}'s {name}"
+            except (ValueError, RuntimeError, TypeError) as error:
+                raise type(error)(f"decode cache layer {i}: {error}") from None
+
     @torch.no_grad()
     def decode_step(self, token, cache: RamCache):
         """One token ``[B]`` -> ``logits [B, V]``; updates ``cache`` in place. Every layer's state is checked
         before the first is written, so a refused step leaves the whole cache (and its position) as it was."""
-        for i, (S, z, conv) in enumerate(cache.layers):
-            try:
-                check_inplace_state(S, z)
-                if conv is not None:
-                    check_inplace_state(conv, z, names=("conv", "z"))
-            except (ValueError, RuntimeError) as error:
-                raise type(error)(f"decode cache layer {i}: {error}") from None
+        if not C.tracing():  # traced (compiled) decode: ramnet::ram_step_ checks each layer on the real tensors
+            self._check_cache(token, cache)
         x = self.embed(token)
         for block, state in zip(self.blocks, cache.layers):
             x = block.step(x, state, cache.position)

@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 
 from ..backends import Backend, OpBackends, register
-from ..checks import next_pow2
+from ..checks import check_warps, next_pow2
 from .naive import address_backward_naive, address_naive
 
 # the Triton beam packs ~slot into the low 32 bits of an int64 key, with up to MAX_CANDIDATES sentinel slots past M
@@ -64,6 +64,11 @@ class TritonAddress(Backend):
     def __post_init__(self):
         if self.merge not in ("topk", "rank"):
             raise ValueError(f"TritonAddress.merge must be 'topk' or 'rank', got {self.merge!r}")
+        check_warps("TritonAddress", "num_warps", self.num_warps)
+        if not isinstance(self.max_candidates, int) or self.max_candidates < 1 or \
+                self.max_candidates & (self.max_candidates - 1) or self.max_candidates > 128:
+            raise ValueError(f"TritonAddress.max_candidates must be a power of two in [1, 128] (the register "
+                             f"tile), got {self.max_candidates!r}")
 
     def supports(self, problem: AddressProblem) -> str | None:
         if problem.device_type != "cuda":

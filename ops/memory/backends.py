@@ -21,7 +21,9 @@ import torch
 
 from ..address.backends import AddressProblem, TritonAddress
 from ..backends import Backend, OpBackends, register
+from ..checks import check_warps
 from .naive import pdma_parallel, pdma_parallel_backward
+from .segment_keys import INT32_KEYS_BELOW, INT64_KEYS_BELOW
 
 CUDA_GRID_X = 2**31 - 1
 
@@ -105,6 +107,10 @@ class RecurrentScan(Backend):
     fwd_warps: int = 4
     bwd_warps: int = 4
 
+    def __post_init__(self):
+        check_warps("RecurrentScan", "fwd_warps", self.fwd_warps)
+        check_warps("RecurrentScan", "bwd_warps", self.bwd_warps)
+
     def supports(self, problem: ScanProblem) -> str | None:
         return _fp32_cuda(problem)
 
@@ -135,9 +141,20 @@ class SegmentScan(Backend):
     int32_keys_below: int | None = None
     max_segments: int = CUDA_GRID_X
 
-    def _keys_below(self) -> int:
-        from .triton_segment import INT32_KEYS_BELOW
+    def __post_init__(self):
+        check_warps("SegmentScan", "num_warps", self.num_warps)
+        if not isinstance(self.atomic_read, bool):
+            raise TypeError(f"SegmentScan.atomic_read must be a bool, got {self.atomic_read!r}")
+        keys = self.int32_keys_below
+        if keys is not None and (isinstance(keys, bool) or not isinstance(keys, int) or not 0 <= keys <= INT32_KEYS_BELOW):
+            raise ValueError(f"SegmentScan.int32_keys_below must be in [0, {INT32_KEYS_BELOW}] (larger keys do not "
+                             f"fit int32), got {keys!r}")
+        if isinstance(self.max_segments, bool) or not isinstance(self.max_segments, int) or \
+                not 1 <= self.max_segments <= CUDA_GRID_X:
+            raise ValueError(f"SegmentScan.max_segments must be in [1, {CUDA_GRID_X}] (the grid), got "
+                             f"{self.max_segments!r}")
 
+    def _keys_below(self) -> int:
         return INT32_KEYS_BELOW if self.int32_keys_below is None else self.int32_keys_below
 
     def supports(self, problem: ScanProblem) -> str | None:
@@ -147,7 +164,7 @@ class SegmentScan(Backend):
         segments = problem.num_states * problem.heads * problem.num_slots
         if segments > self.max_segments:
             return f"{segments} (state, slot) programs exceed the grid limit {self.max_segments}"
-        if segments * problem.tokens >= 2**62:  # the int64 sort key (state * M + slot) * T + t and its sentinels
+        if segments * problem.tokens >= INT64_KEYS_BELOW:  # the int64 sort key (state * M + slot) * T + t
             return f"sort keys of {segments} segments x {problem.tokens} tokens overflow int64"
         return None
 
@@ -210,6 +227,10 @@ class FusedStep(Backend):
     name: ClassVar[str] = "fused"
     num_warps: int | None = None
     merge: str = "topk"
+
+    def __post_init__(self):
+        check_warps("FusedStep", "num_warps", self.num_warps)
+        TritonAddress(merge=self.merge)  # validates the merge
 
     def supports(self, problem: StepProblem) -> str | None:
         if problem.state_dtype != torch.float32:

@@ -21,15 +21,9 @@ import triton.language as tl
 
 from ..common import sequence_ids
 from .layout import saved_rows_buffer
+from .segment_keys import INT32_KEYS_BELOW, SENTINELS
 from .triton_decay import decay
 from .triton_layout import event_row, event_rows
-
-# Past-the-end keys (real keys are < states * M * T), per key dtype: a read's sentinel lets every write through in
-# the walk's final pass, and the write sentinel is larger, so that pass stops.
-SENTINELS = {torch.int32: (2**31 - 2, 2**31 - 1), torch.int64: (2**62, 2**62 + 1)}
-INT32_KEYS_BELOW = SENTINELS[torch.int32][0]  # largest key + 1 that still sorts as int32
-INT64_KEYS_BELOW = SENTINELS[torch.int64][0]
-
 
 def state_ids(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
     """``[B, T, H]`` int64: the state row (``sequence * H + head``) each token of each head updates."""

@@ -32,6 +32,7 @@ def _bad_states():
         ("negative position tensor", S, z, torch.tensor([3, -1]), r"position values must be in \[0"),
         ("position overflow", S, z, 2**63 - 1, r"position must be in \[0"),
         ("wrong state dtype", S.double(), z, 0, "z must have dtype"),
+        ("z inside S's buffer", S, S.view(-1)[:2 * 2 * M].view(2, 2, M), 0, "must not share memory"),
     ]
 
 
@@ -59,7 +60,11 @@ def _same(a, b):
                                 for la, lb in zip(a[1], b[1]) for x, y in zip(la, lb))
 
 
-@pytest.mark.parametrize("breakage", ["inference prefill", "last layer expanded", "conv expanded"])
+BREAKAGES = ["inference prefill", "last layer expanded", "conv expanded", "last layer z float64",
+             "last layer wrong M", "one state for two layers"]
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
 def test_the_decode_cache_never_half_advances(breakage):
     torch.manual_seed(0)
     model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True)).eval()
@@ -70,12 +75,55 @@ def test_the_decode_cache_never_half_advances(breakage):
     else:
         _, cache = model.prefill(ids)
         S, z, conv = cache.layers[-1]
-        if breakage == "last layer expanded":
-            cache.layers[-1] = (S, z[:1].expand_as(z), conv)
-        else:
-            cache.layers[-1] = (S, z, conv[:1].expand_as(conv))
+        broken = {"last layer expanded": lambda: (S, z[:1].expand_as(z), conv),
+                  "conv expanded": lambda: (S, z, conv[:1].expand_as(conv)),
+                  "last layer z float64": lambda: (S, z.double(), conv),
+                  "last layer wrong M": lambda: (S[:, :, :-1].contiguous(), z[:, :, :-1].contiguous(), conv),
+                  "one state for two layers": lambda: cache.layers[0]}[breakage]
+        cache.layers[-1] = broken()
     before = _cache_snapshot(cache)
-    with pytest.raises((ValueError, RuntimeError), match="decode cache layer"):
+    with pytest.raises((ValueError, RuntimeError, TypeError), match="decode cache layer"):
         with torch.no_grad():
             model.decode_step(ids[:, 0], cache)
     assert _same(_cache_snapshot(cache), before), "a refused decode step changed the cache"
+
+
+def test_ram_step_compiles_fullgraph_and_exports_with_its_checks_kept():
+    """The in-place checks that read storages and values run inside ``ramnet::ram_step_``, so the wrapper still
+    traces whole, and a compiled graph still refuses bad positions and states before writing."""
+    q, k, v = _step_inputs()
+    S, z = R.initial_state(2, 2, M, 8)
+    step = torch.compile(lambda q, k, v, S, z, p: R.ram_step(q, k, v, S, z, position=p, num_factors=U, top_k=K),
+                         fullgraph=True, backend="eager")
+    step(q, k, v, S, z, torch.tensor([1, 2]))
+    before = (S.clone(), z.clone())
+    with pytest.raises(ValueError, match=r"position values must be in \[0"):
+        step(q, k, v, S, z, torch.tensor([1, -2]))
+    with pytest.raises(ValueError, match="z must be contiguous"):
+        step(q, k, v, S, z[:1].expand(2, 2, M), torch.tensor([1, 2]))
+    assert torch.equal(S, before[0]) and torch.equal(z, before[1])
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            S0, z0 = R.initial_state(2, 2, M, 8)
+            self.register_buffer("S", S0)
+            self.register_buffer("z", z0)
+
+        def forward(self, q, k, v, p):
+            return R.ram_step(q, k, v, self.S, self.z, position=p, num_factors=U, top_k=K)
+
+    program = torch.export.export(Decoder(), (q, k, v, torch.tensor([1, 2])))
+    assert any("ram_step_" in str(n.target) for n in program.graph.nodes)
+
+
+def test_the_registered_op_checks_its_state_before_writing():
+    q, k, v = _step_inputs()
+    S, z = R.initial_state(2, 2, M, 8)
+    before = S.clone()
+    args = (torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.bool), U, K, 1.0, 1.0, 1e-6)
+    with pytest.raises(ValueError, match="z has shape"):
+        torch.ops.ramnet.ram_step_(q, k, v, S, z[..., :32].contiguous(), *args)
+    with pytest.raises(ValueError, match="must not share memory"):
+        torch.ops.ramnet.ram_step_(q, k, v, S, S.view(-1)[:2 * 2 * M].view(2, 2, M), *args)
+    assert torch.equal(S, before)

@@ -89,5 +89,9 @@ def test_too_many_segments_is_refused_and_the_recurrent_backend_chosen():
     assert "exceed the grid limit 1" in small_grid.supports(problem)
     table = OpBackends("scan", [small_grid, *SCAN.backends[1:]])
     assert table.choose(problem).name == "recurrent"
-    huge = replace(problem, tokens=2**40, num_slots=2**20)
-    assert "overflow int64" in replace(SegmentScan(), max_segments=2**62).supports(huge)
+    huge = replace(problem, num_states=1, heads=1, num_slots=2**31 - 1, tokens=2**32)  # keys beyond int64's range
+    assert "overflow int64" in SegmentScan().supports(huge)
+    with pytest.raises(ValueError, match="int32_keys_below must be in"):
+        SegmentScan(int32_keys_below=2**40)  # larger keys would wrap in int32
+    with pytest.raises(ValueError, match="max_segments must be in"):
+        SegmentScan(max_segments=2**40)
