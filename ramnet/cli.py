@@ -67,7 +67,7 @@ def _overrides(pairs) -> dict:
 
 def cmd_train(args) -> int:
     from .precision import resolve_device
-    from .train import prepare_out_dir, train_mqar
+    from .train import train_mqar
 
     if args.task != "mqar":
         raise ValueError(f"--task {args.task!r} is not available; tasks: mqar")

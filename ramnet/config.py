@@ -9,7 +9,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from ramnet.ops.constants import DEFAULT_PROXY_EPS
+from ramnet.ops.checks import MIN_TAU
+from ramnet.ops.constants import DEFAULT_EPS, DEFAULT_PROXY_EPS
 
 CONFIG_VERSION = 1
 MAX_SLOTS = 2**31 - 1  # slot ids are int64, but per-head tensors of M rows must stay addressable
@@ -30,7 +31,7 @@ class RamNetConfig:
     max_seq_len: int = 4096       # training context (no positional embedding; CAPE period is M)
     tau: float = 1.0              # address softmax temperature
     gamma: float = 1.0            # PDMA decay exponent (1 = EMA)
-    eps: float = 1e-6             # read normaliser
+    eps: float = DEFAULT_EPS      # read normaliser
     proxy_eps: float = DEFAULT_PROXY_EPS  # e of the proxy decay gradient
     alpha_init: float = 0.0       # per-head log temperature on Wq, Wk
     norm: str = "layernorm"       # the paper's figure shows LayerNorm
@@ -69,8 +70,9 @@ class RamNetConfig:
             raise ValueError(f"RamNetConfig.top_k must be in [1, M={self.num_slots}], got {self.top_k}")
         if self.gamma < 0:
             raise ValueError(f"RamNetConfig.gamma must be >= 0, got {self.gamma}")
-        if self.tau <= 0 or self.eps < 0 or not 0 <= self.proxy_eps < 1:
-            raise ValueError("RamNetConfig needs tau > 0, eps >= 0 and proxy_eps in [0, 1)")
+        if self.tau < MIN_TAU or self.eps < 0 or not 0 <= self.proxy_eps < 1:
+            raise ValueError(f"RamNetConfig needs tau >= {MIN_TAU}, eps >= 0 and proxy_eps in [0, 1), got tau="
+                             f"{self.tau}, eps={self.eps}, proxy_eps={self.proxy_eps}")
         for key in ("cape_all_heads_layers", "cape_half_heads_layers"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

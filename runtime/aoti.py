@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ramnet.ops.checks import MAX_POSITION
+
 
 class AOTIRunner:
     """A loaded ``.pt2`` package. ``runner(*inputs)`` returns the graph's outputs as a list of tensors.
@@ -63,8 +65,9 @@ class AOTIRunner:
                              f"{int(tokens.max())}]")
         if self.metadata.get("ramnet_graph") == "decode":
             position, states = inputs[1], inputs[2:]
-            if position.numel() and int(position.min()) < 0:
-                raise ValueError(f"position must be >= 0, got min {int(position.min())}")
+            if position.numel() and not (0 <= int(position.min()) and int(position.max()) <= MAX_POSITION):
+                raise ValueError(f"position must be in [0, {MAX_POSITION}], got values in "
+                                 f"[{int(position.min())}, {int(position.max())}]")
             if self._short_conv is None:  # a package without the flag: the layout from the count
                 kinds = ["S", "z", "conv"][:len(states) // self._layers]
             else:

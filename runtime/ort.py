@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ramnet.ops.constants import NAMESPACE
+
 
 def default_providers(custom_ops: bool = False) -> list[str]:
     """CUDA first when this onnxruntime build has it (onnxruntime-gpu) and the graph is standard-only; else CPU.
@@ -42,8 +44,8 @@ def session(path, *, providers=None, custom_ops: bool | None = None, gamma: floa
     if custom_ops is None or (custom_ops and gamma is None):
         nodes = onnx.load(str(path), load_external_data=False).graph.node
         if custom_ops is None:
-            custom_ops = any(n.domain == "ramnet" for n in nodes)
-        node_gammas = [a.f for n in nodes if n.domain == "ramnet" and n.op_type == "PdmaScan"
+            custom_ops = any(n.domain == NAMESPACE for n in nodes)
+        node_gammas = [a.f for n in nodes if n.domain == NAMESPACE and n.op_type == "PdmaScan"
                        for a in n.attribute if a.name == "gamma"]
     options = ort.SessionOptions()
     if custom_ops:
@@ -119,6 +121,12 @@ def _run_bound(sess, names, feeds):
     return binding.copy_outputs_to_cpu()
 
 
+def _progress_bar(steps):
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, desc="ort generate", unit="tok")
+
+
 class RamnetNodeError(ValueError):
     """A ``ramnet`` node refused its inputs during an ORT run (the message names the input and the range)."""
 
@@ -167,10 +175,5 @@ class OrtGenerator:
                            position=carried["position"] + 1, first=False)
             return torch.from_numpy(result["logits"])
 
-        wrap = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            def wrap(steps):
-                return tqdm(steps, desc="ort generate", unit="tok")
-        return decode_loop(ids, torch.from_numpy(out["logits"][:, -1]), step, args, generator, progress=wrap)
+        return decode_loop(ids, torch.from_numpy(out["logits"][:, -1]), step, args, generator,
+                           progress=_progress_bar if progress else None)

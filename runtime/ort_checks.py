@@ -10,6 +10,8 @@ import weakref
 
 import numpy as np
 
+from ramnet.ops.checks import MAX_POSITION
+
 from .state_checks import check_layer_state, check_named_states
 
 ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
@@ -88,8 +90,10 @@ def check_feeds(sess, feeds: dict) -> dict:
             low, high = int(out[name].min()), int(out[name].max())
             if low < 0 or (vocab is not None and high >= vocab):
                 raise ValueError(f"input {name!r} must hold token ids in [0, {vocab}), got values in [{low}, {high}]")
-    if "position" in out and out["position"].size and int(out["position"].min()) < 0:
-        raise ValueError(f"input 'position' must be >= 0, got min {int(out['position'].min())}")
+    if "position" in out and out["position"].size and not (
+            0 <= int(out["position"].min()) and int(out["position"].max()) <= MAX_POSITION):
+        raise ValueError(f"input 'position' must be in [0, {MAX_POSITION}], got values in "
+                         f"[{int(out['position'].min())}, {int(out['position'].max())}]")
     states = {n: v for n, v in out.items() if n[:2] in ("S_", "z_") or n.startswith("conv_")}
     if states:
         gamma, source = state_gamma(sess)

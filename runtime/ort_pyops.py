@@ -35,6 +35,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from ramnet.ops.constants import DEFAULT_PROXY_EPS, NAMESPACE
+
 _REGISTERED = False
 _LOCAL = threading.local()           # .sink: the list of the run captured on this thread; .loose: see take_errors
 _OFF_THREAD_RUN = threading.RLock()  # held for a whole parallel-mode run (one at a time)
@@ -109,7 +111,7 @@ def _guarded(name: str, impl, fallback):
         try:
             return impl(*args, **attrs)
         except Exception as error:  # noqa: BLE001  (any escape aborts the process; see the module docstring)
-            _record(f"ramnet::{name}: {error}")
+            _record(f"{NAMESPACE}::{name}: {error}")
             return fallback(*args, **attrs)
 
     return pyop
@@ -142,7 +144,7 @@ def pdma_scan_impl(v, write_idx, write_w, read_idx, read_w, S0, z0, gamma, eps):
     check_pdma_inputs(v, write_idx, write_w, read_idx, read_w, S0, z0, float(gamma))
     check_float("PdmaScan attribute eps", float(eps), 0.0)
     o, S, z = torch.ops.ramnet.pdma_scan(_t(v), _t(write_idx), _t(write_w), _t(read_idx), _t(read_w),
-                                         _t(S0), _t(z0), None, float(gamma), float(eps), 1e-3)
+                                         _t(S0), _t(z0), None, float(gamma), float(eps), DEFAULT_PROXY_EPS)
     return o.numpy(), S.numpy(), z.numpy()
 
 
@@ -152,10 +154,10 @@ def register() -> str:
     from onnxruntime_extensions import PyOp, get_library_path, onnx_op
 
     if not _REGISTERED:
-        onnx_op(op_type="ramnet::Address", inputs=[PyOp.dt_float], outputs=[PyOp.dt_float, PyOp.dt_int64],
+        onnx_op(op_type=f"{NAMESPACE}::Address", inputs=[PyOp.dt_float], outputs=[PyOp.dt_float, PyOp.dt_int64],
                 attrs={"num_factors": PyOp.dt_int64, "top_k": PyOp.dt_int64, "tau": PyOp.dt_float})(
             _guarded("Address", address_impl, _address_fallback))
-        onnx_op(op_type="ramnet::PdmaScan",
+        onnx_op(op_type=f"{NAMESPACE}::PdmaScan",
                 inputs=[PyOp.dt_float, PyOp.dt_int64, PyOp.dt_float, PyOp.dt_int64, PyOp.dt_float, PyOp.dt_float,
                         PyOp.dt_float],
                 outputs=[PyOp.dt_float, PyOp.dt_float, PyOp.dt_float],

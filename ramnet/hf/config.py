@@ -11,6 +11,7 @@ import dataclasses
 from transformers import PretrainedConfig
 
 from ramnet.config import PRESETS, RamNetConfig
+from ramnet.ops.constants import DEFAULT_EPS, DEFAULT_PROXY_EPS
 
 # the HF-only fields, which do not exist in RamNetConfig
 _HF_ONLY = ("use_cache", "pad_token_id", "bos_token_id", "eos_token_id")
@@ -48,8 +49,8 @@ class RamNetHFConfig(PretrainedConfig):
     max_seq_len: int = 4096
     tau: float = 1.0
     gamma: float = 1.0
-    eps: float = 1e-6
-    proxy_eps: float = 1e-3
+    eps: float = DEFAULT_EPS
+    proxy_eps: float = DEFAULT_PROXY_EPS
     alpha_init: float = 0.0
     norm: str = "layernorm"
     norm_eps: float = 1e-5

@@ -134,3 +134,11 @@ def test_functional_decode_equals_in_place_decode():
     for (S, z, c), (S2, z2, c2) in zip(states, cache.layers):
         torch.testing.assert_close(S, S2, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(c, c2, rtol=1e-10, atol=1e-10)
+
+
+def test_config_refuses_a_tau_the_ops_would_refuse():
+    from ramnet.ops.checks import MIN_TAU
+
+    with pytest.raises(ValueError, match="tau >= "):
+        RamNetConfig.from_name("tiny", tau=MIN_TAU / 10)
+    assert RamNetConfig.from_name("tiny", tau=MIN_TAU).tau == MIN_TAU
