@@ -186,7 +186,9 @@ def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: fl
     run in the autocast dtype; ``S`` and ``z`` stay as they are.
     """
     (q, k, v), autocast_scope = autocast_inputs(q, k, v)
-    positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape, check_values=False)
+    # an int position is checked as an int; a tensor's values are read once here (skipped while tracing)
+    positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape,
+                                     check_values=isinstance(position, torch.Tensor) and position.device.type != "cpu")
     for name, t in (("S", S), ("z", z)):  # the op cannot see grad mode (it runs below autograd): checked here
         if t.requires_grad and torch.is_grad_enabled():
             raise RuntimeError(f"{name} requires grad and cannot be updated in place with grad enabled: decode "
