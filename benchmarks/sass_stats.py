@@ -60,8 +60,11 @@ def kernel_stats(fn, constexprs: dict, num_warps: int = 4, pointers: dict | None
         ptx = os.path.join(tmp, "kernel.ptx")
         with open(ptx, "w") as f:
             f.write(kernel.asm["ptx"])
-        report = subprocess.run([ptxas, "-arch=sm_90a", "-v", ptx, "-o", os.path.join(tmp, "kernel.cubin")],
-                                capture_output=True, text=True, check=True).stderr
+        done = subprocess.run([ptxas, "-arch=sm_90a", "-v", ptx, "-o", os.path.join(tmp, "kernel.cubin")],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"ptxas failed ({done.returncode}): {(done.stderr or done.stdout)[-1500:]}")
+        report = done.stderr
     number = lambda pattern, group=1: int(re.search(pattern, report).group(group))
     spills = r"(\d+) bytes spill stores, (\d+) bytes spill loads"
     return {"shared_bytes": kernel.metadata.shared, "num_warps": num_warps,
