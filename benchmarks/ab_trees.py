@@ -8,7 +8,7 @@ time of one fwd+bwd (the sum of its kernels, from ``profile_op.py``); the table 
 and the ratio B/A. Small shapes are bound by the host, so their wall times vary from round to round; the GPU-busy
 column does not.
 
-    python benchmarks/ab_trees.py OLD_TREE NEW_TREE [--rounds 2] [--shapes 4,4096,16,128 ...] [--out ab.json]
+    python benchmarks/ab_trees.py OLD_TREE NEW_TREE [--rounds 2] [--shapes 4,4096,16,128 ...] [--pin CPU] [--out ab.json]
 
 A tree is a folder holding a ramnet checkout (``git archive REV | tar -x -C DIR`` makes one).
 """
@@ -66,7 +66,6 @@ def time_installed(shapes: list[str]) -> dict:
                           "fwdbwd_ms": do_bench(fwd_bwd, warmup=5, rep=200, return_mode="median"),
                           "host_fwd_ms": host_ms(fwd), "host_fwdbwd_ms": host_ms(fwd_bwd),
                           "gpu_busy_fwdbwd_ms": profile_shape(shape, 5, None)["gpu_busy_us"] / 1e3}
-        del q, k, v
         torch.cuda.empty_cache()
     return results
 
@@ -83,9 +82,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="processes per side (alternating)")
     parser.add_argument("--shapes", nargs="*", default=SHAPES, help="B,T,H,D")
     parser.add_argument("--out", type=Path, help="write the rounds and the table here as JSON")
+    parser.add_argument("--pin", type=int, help="pin every timing process to this CPU (steadier host times)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.pin is not None:
+            os.sched_setaffinity(0, {args.pin})
         print(json.dumps(time_installed(args.shapes)))
         return
     if args.old is None or args.new is None:
@@ -108,7 +110,8 @@ def main() -> None:
         for side in ("A", "B"):
             env = {**os.environ, "PYTHONPATH": str(sites[side])}
             # run from the work folder so neither tree's sources shadow the installed copy
-            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "--shapes", *args.shapes],
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "--shapes", *args.shapes,
+                                  *([] if args.pin is None else ["--pin", str(args.pin)])],
                                  env=env, cwd=work, check=True, capture_output=True, text=True).stdout
             result = json.loads(out.strip().splitlines()[-1])
             rounds[side].append(result)

@@ -85,7 +85,6 @@ def profile_shape(shape: str, iters: int, scan: str | None) -> dict:
         groups[row["group"]][1] += row["launches"]
     grouped = sorted(({"group": g, "us": us, "launches": n, "share": us / busy} for g, (us, n) in groups.items()),
                      key=lambda r: -r["us"])
-    del q, k, v
     torch.cuda.empty_cache()
     return {"shape": shape, "wall_us": wall_us, "gpu_busy_us": busy, "kernels": kernels, "groups": grouped}
 
