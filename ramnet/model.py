@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ramnet.ops import checks as C
 
 from .cache import RamCache
 from .config import RamNetConfig
 from .layers import RamNetMixer, SwiGLU, make_norm
+from .losses import IGNORE_INDEX, chunked_cross_entropy, upcast_logits
 from .sampling import check_input_ids, decode_loop, sampling_args
 
 
@@ -48,6 +50,17 @@ class RamNetForCausalLM(nn.Module):
         self.apply(self._init_weights)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
+        self.activation_checkpointing = False
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> "RamNetForCausalLM":
+        """Recompute each block in the backward instead of keeping its activations (``torch.utils.checkpoint``,
+        non-reentrant): training memory keeps one ``[B, T, d_model]`` input per block plus one block's
+        activations, for about one more forward of compute. Applies in training mode with grad enabled. Off by
+        default. Returns the model."""
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, got {enabled!r}")
+        self.activation_checkpointing = enabled
+        return self
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -72,10 +85,31 @@ class RamNetForCausalLM(nn.Module):
             raise ValueError(f"states must have one entry per layer ({len(self.blocks)}), got {len(states)}")
         x = self.embed(input_ids)
         new_states = []
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x, st = block(x, None if states is None else states[i], offset=offset, output_final_state=return_states)
+            state = None if states is None else states[i]
+            if recompute:
+                x, st = checkpoint(block, x, state, offset=offset, output_final_state=return_states,
+                                   use_reentrant=False)
+            else:
+                x, st = block(x, state, offset=offset, output_final_state=return_states)
             new_states.append(st)
         return self.norm(x), new_states
+
+    def loss(self, input_ids, targets, *, chunk_size: int | None = None, ignore_index: int = IGNORE_INDEX):
+        """Mean cross-entropy of the logits of ``input_ids [B, T]`` against ``targets`` int64 ``[B, T]`` (entries
+        equal to ``ignore_index`` are skipped), computed in fp32 (fp64 for an fp64 model). ``chunk_size``: None builds the full
+        ``[B, T, V]`` logits; an int projects that many tokens at a time and never holds all the logits
+        (:func:`ramnet.losses.chunked_cross_entropy`, for long context)."""
+        if not isinstance(targets, torch.Tensor) or tuple(targets.shape) != tuple(input_ids.shape):
+            raise ValueError(f"targets must have input_ids' shape {tuple(input_ids.shape)}, got "
+                             f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
+        hidden, _ = self.features(input_ids)
+        if chunk_size is None:
+            logits = upcast_logits(self.lm_head(hidden))
+            return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=ignore_index)
+        return chunked_cross_entropy(hidden, self.lm_head.weight, targets, chunk_size=chunk_size,
+                                     ignore_index=ignore_index)
 
     def decode_functional(self, token, states, position):
         """Out-of-place decode for export: ``token`` int64 ``[B]``, per-layer ``(S, z, conv or None)``,
