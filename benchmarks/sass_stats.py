@@ -50,11 +50,31 @@ def _signature(fn, constexprs, pointers) -> dict[str, str]:
     return {name: kind(name) for name in fn.arg_names}
 
 
-def kernel_stats(fn, constexprs: dict, num_warps: int = 4, pointers: dict | None = None) -> dict:
-    """Compile ``fn`` (a ``@triton.jit`` kernel) for sm_90a and return ptxas's resource report. ``pointers``
-    overrides :data:`POINTERS` (a pointer argument's element type)."""
-    src = ASTSource(fn, _signature(fn, constexprs, {**POINTERS, **(pointers or {})}), constexprs=constexprs)
-    kernel = triton.compile(src, target=H100, options={"num_warps": num_warps, "num_stages": 1})
+def _divisibility(fn, signature: dict, divisible: tuple) -> dict:
+    """What the launcher tells the compiler at run time: every pointer argument 16-byte aligned (fresh torch
+    buffers are), and the integer arguments named in ``divisible`` multiples of 16."""
+    return {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names)
+            if signature[name].startswith("*") or name in divisible}
+
+
+def compile_kernel(fn, constexprs: dict, num_warps: int = 4, pointers: dict | None = None, divisible: tuple = ()):
+    """Compile ``fn`` (a ``@triton.jit`` kernel) for sm_90a as the launcher would (see :func:`_divisibility`)."""
+    signature = _signature(fn, constexprs, {**POINTERS, **(pointers or {})})
+    src = ASTSource(fn, signature, constexprs=constexprs, attrs=_divisibility(fn, signature, divisible))
+    return triton.compile(src, target=H100, options={"num_warps": num_warps, "num_stages": 1})
+
+
+def vector_accesses(ptx: str) -> dict:
+    """Counts of 128-bit (v4 of 32-bit) global loads and stores in ``ptx``: rows moved in vectors."""
+    return {"ld_v4": len(re.findall(r"ld\.global(?:\.\w+)*\.v4", ptx)),
+            "st_v4": len(re.findall(r"st\.global(?:\.\w+)*\.v4", ptx))}
+
+
+def kernel_stats(fn, constexprs: dict, num_warps: int = 4, pointers: dict | None = None,
+                 divisible: tuple = ()) -> dict:
+    """Compile ``fn`` for sm_90a and return ptxas's resource report. ``pointers`` overrides :data:`POINTERS` (a
+    pointer argument's element type); ``divisible`` names the integer arguments that are multiples of 16."""
+    kernel = compile_kernel(fn, constexprs, num_warps, pointers, divisible)
     ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
     with tempfile.TemporaryDirectory() as tmp:
         ptx = os.path.join(tmp, "kernel.ptx")
@@ -142,7 +162,8 @@ def main() -> int:
     except ValueError as err:
         parser.error(str(err))
     fn, constexprs, num_warps, pointers = scan_kernel(args.kernel, args.k, args.dv, not args.no_save, backend)
-    print(kernel_stats(fn, constexprs, num_warps, pointers))
+    divisible = tuple(name for name, value in (("K", args.k), ("DV", args.dv)) if value % 16 == 0)
+    print(kernel_stats(fn, constexprs, num_warps, pointers, divisible))
     return 0
 
 

@@ -22,6 +22,7 @@ import torch
 from ..address.backends import AddressProblem, TritonAddress
 from ..backends import Backend, OpBackends, register
 from ..checks import check_warps
+from .layout import ROW_DTYPES
 from .naive import pdma_parallel, pdma_parallel_backward
 from .segment_keys import INT32_KEYS_BELOW, INT64_KEYS_BELOW
 
@@ -133,26 +134,32 @@ class RecurrentScan(Backend):
 class SegmentScan(Backend):
     """Knobs: ``num_warps`` per (state, slot) program (1: a d_v row is a few registers per thread),
     ``atomic_read`` (sum ``o`` with fp32 atomics when no rows are saved), ``int32_keys_below`` (sort int32 keys
-    below this key range; 0 forces int64 keys), ``max_segments`` (programs: the CUDA grid's x limit)."""
+    below this key range; 0 forces int64 keys), ``max_segments`` (programs: the CUDA grid's x limit),
+    ``saved_rows`` (the dtype of the rows the backward's recompute stores: ``"fp32"`` or ``"bf16"``, half the
+    traffic and memory, rounding each saved row to bf16; ``z`` stays fp32)."""
 
     name: ClassVar[str] = "segment"
     num_warps: int = 1
     atomic_read: bool = True
     int32_keys_below: int | None = None
     max_segments: int = CUDA_GRID_X
+    saved_rows: str = "fp32"
 
     def __post_init__(self):
         check_warps("SegmentScan", "num_warps", self.num_warps)
         if not isinstance(self.atomic_read, bool):
             raise TypeError(f"SegmentScan.atomic_read must be a bool, got {self.atomic_read!r}")
         keys = self.int32_keys_below
-        if keys is not None and (isinstance(keys, bool) or not isinstance(keys, int) or not 0 <= keys <= INT32_KEYS_BELOW):
+        if keys is not None and (isinstance(keys, bool) or not isinstance(keys, int)
+                                 or not 0 <= keys <= INT32_KEYS_BELOW):
             raise ValueError(f"SegmentScan.int32_keys_below must be in [0, {INT32_KEYS_BELOW}] (larger keys do not "
                              f"fit int32), got {keys!r}")
         if isinstance(self.max_segments, bool) or not isinstance(self.max_segments, int) or \
                 not 1 <= self.max_segments <= CUDA_GRID_X:
             raise ValueError(f"SegmentScan.max_segments must be in [1, {CUDA_GRID_X}] (the grid), got "
                              f"{self.max_segments!r}")
+        if self.saved_rows not in ROW_DTYPES:
+            raise ValueError(f"SegmentScan.saved_rows must be one of {', '.join(ROW_DTYPES)}, got {self.saved_rows!r}")
 
     def _keys_below(self) -> int:
         return INT32_KEYS_BELOW if self.int32_keys_below is None else self.int32_keys_below
@@ -181,7 +188,8 @@ class SegmentScan(Backend):
 
         _, _, _, (saved_w, saved_r), plan = launch_segment(a, save=True, num_warps=self.num_warps,
                                                            atomic_read=self.atomic_read,
-                                                           int32_keys_below=self._keys_below())
+                                                           int32_keys_below=self._keys_below(),
+                                                           rows_dtype=self.saved_rows)
         gS, gz = _grad_state(grad_S, grad_z)
         d_ww = torch.empty(a.write_w.shape, dtype=a.write_w.dtype, device=a.v.device)
         d_rw = torch.empty(a.read_w.shape, dtype=a.read_w.dtype, device=a.v.device)

@@ -21,7 +21,7 @@ import triton.language as tl
 
 from .layout import saved_rows_buffer
 from .triton_decay import decay, proxy_decay_grad
-from .triton_layout import event_rows
+from .triton_layout import event_rows, load_row, store_row
 from .triton_step import pdma_update_read
 
 
@@ -64,22 +64,23 @@ def _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, tok, live, K, DV, o
 
 
 @triton.jit
-def _saved_rows(go_ptr, sw_ptr, sr_ptr, tok, live, K, DV, offs_k, offs_d, mask_k, mask_d):
+def _saved_rows(go_ptr, sw_ptr, swz_ptr, sr_ptr, srz_ptr, tok, live, K, DV, offs_k, offs_d, mask_k, mask_d):
     """A token's output gradient and the rows its forward saved (pre-write write set, post-write read set)."""
     mk = mask_k & live
     mkd = mk[:, None] & mask_d[None, :]
     go = tl.load(go_ptr + tok * DV + offs_d, mask=mask_d & live, other=0.0).to(tl.float32)
-    w_rows, w_z = event_rows(sw_ptr, tok * K + offs_k, DV, offs_d)
-    r_rows, r_z = event_rows(sr_ptr, tok * K + offs_k, DV, offs_d)
-    S_old = tl.load(w_rows, mask=mkd, other=0.0)
+    w_rows, w_z = event_rows(sw_ptr, swz_ptr, tok * K + offs_k, DV, offs_d)
+    r_rows, r_z = event_rows(sr_ptr, srz_ptr, tok * K + offs_k, DV, offs_d)
+    S_old = load_row(w_rows, mkd)
     z_old = tl.load(w_z, mask=mk, other=0.0)
-    S_r = tl.load(r_rows, mask=mkd, other=0.0)
+    S_r = load_row(r_rows, mkd)
     z_r = tl.load(r_z, mask=mk, other=1.0)
     return go, S_old, z_old, S_r, z_r
 
 
 @triton.jit
-def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, sw_ptr, sr_ptr, cu_ptr,
+def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_ptr, sw_ptr, swz_ptr, sr_ptr, srz_ptr,
+                     cu_ptr,
                      T, H, M, K, DV, gamma, eps,
                      BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, SAVE: tl.constexpr, HAS_CU: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)   # state (sequence, head): batch row, or packed sequence with cu_seqlens
@@ -96,11 +97,11 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
         o, S_w, z_w, S_r, z_r = pdma_update_read(v, widx, w, ridx, r, S_base, z_base, DV, gamma, eps, offs_d,
                                                  mask_k, mask_d)
         if SAVE:
-            w_rows, w_z = event_rows(sw_ptr, tok * K + offs_k, DV, offs_d)
-            r_rows, r_z = event_rows(sr_ptr, tok * K + offs_k, DV, offs_d)
-            tl.store(w_rows, S_w, mask=mask_kd)
+            w_rows, w_z = event_rows(sw_ptr, swz_ptr, tok * K + offs_k, DV, offs_d)
+            r_rows, r_z = event_rows(sr_ptr, srz_ptr, tok * K + offs_k, DV, offs_d)
+            store_row(w_rows, S_w, mask_kd)
             tl.store(w_z, z_w, mask=mask_k)
-            tl.store(r_rows, S_r, mask=mask_kd)
+            store_row(r_rows, S_r, mask_kd)
             tl.store(r_z, z_r, mask=mask_k)
         tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
         v, widx, w, ridx, r = v_n, widx_n, w_n, ridx_n, r_n
@@ -108,8 +109,8 @@ def _scan_fwd_kernel(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, S_ptr, z_ptr, o_
 
 
 @triton.jit
-def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, sr_ptr, gS_ptr, gz_ptr,
-                     dv_ptr, dww_ptr, drw_ptr, cu_ptr, T, H, M, K, DV, gamma, eps, proxy_eps,
+def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, swz_ptr, sr_ptr, srz_ptr, gS_ptr,
+                     gz_ptr, dv_ptr, dww_ptr, drw_ptr, cu_ptr, T, H, M, K, DV, gamma, eps, proxy_eps,
                      BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, HAS_CU: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     b, h, start, end = _span(pid, cu_ptr, T, H, HAS_CU)
@@ -119,16 +120,16 @@ def _scan_bwd_kernel(go_ptr, v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, sw_ptr, 
     last = (b * T + end - 1) * H + h
     v, widx, w, ridx, r = _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, last, start < end, K, DV,
                                         offs_k, offs_d, mask_k, mask_d)
-    go, S_old, z_old, S_r, z_r = _saved_rows(go_ptr, sw_ptr, sr_ptr, last, start < end, K, DV, offs_k, offs_d,
-                                             mask_k, mask_d)
+    go, S_old, z_old, S_r, z_r = _saved_rows(go_ptr, sw_ptr, swz_ptr, sr_ptr, srz_ptr, last, start < end, K, DV,
+                                             offs_k, offs_d, mask_k, mask_d)
     for i in tl.range(start, end):
         t = end - 1 - (i - start)
         tok = (b * T + t) * H + h
         more = t - 1 >= start
         v_n, widx_n, w_n, ridx_n, r_n = _token_inputs(v_ptr, widx_ptr, ww_ptr, ridx_ptr, rw_ptr, tok - H, more, K,
                                                       DV, offs_k, offs_d, mask_k, mask_d)
-        go_n, S_old_n, z_old_n, S_r_n, z_r_n = _saved_rows(go_ptr, sw_ptr, sr_ptr, tok - H, more, K, DV, offs_k,
-                                                           offs_d, mask_k, mask_d)
+        go_n, S_old_n, z_old_n, S_r_n, z_r_n = _saved_rows(go_ptr, sw_ptr, swz_ptr, sr_ptr, srz_ptr, tok - H, more,
+                                                           K, DV, offs_k, offs_d, mask_k, mask_d)
         # read: o = sum_j r_j S_j / (z_j + eps)
         denom = z_r + eps
         dot = tl.sum(go[None, :] * S_r, axis=1)
@@ -174,7 +175,8 @@ def recurrent_forward(a, save: bool, num_warps: int = 4):
     o = torch.empty(B, T, H, DV, dtype=a.v.dtype, device=a.v.device)
     saved = [saved_rows_buffer(B * T * H * K, DV, a.v.device, save) for _ in range(2)]
     cu = a.cu_seqlens.to(torch.int64).contiguous() if a.cu_seqlens is not None else S
-    _scan_fwd_kernel[(a.S0.shape[0] * H,)](*args, S, z, o, *saved, cu, T, H, M, K, DV, float(a.gamma), float(a.eps),
+    _scan_fwd_kernel[(a.S0.shape[0] * H,)](*args, S, z, o, *saved[0], *saved[1], cu, T, H, M, K, DV, float(a.gamma),
+                                           float(a.eps),
                                            BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV),
                                            SAVE=save, HAS_CU=a.cu_seqlens is not None, num_warps=num_warps)
     return o, S, z, saved
@@ -190,7 +192,7 @@ def recurrent_backward(a, grad_o, gS, gz, saved, num_warps: int = 4):
     d_rw = torch.empty(a.read_w.shape, dtype=a.read_w.dtype, device=a.v.device)
     args = [t.contiguous() for t in (grad_o, a.v, a.write_idx, a.write_w, a.read_idx, a.read_w)]
     cu = a.cu_seqlens.to(torch.int64).contiguous() if a.cu_seqlens is not None else gS
-    _scan_bwd_kernel[(a.S0.shape[0] * H,)](*args, *saved, gS, gz, d_v, d_ww, d_rw, cu, T, H, M, K, DV,
+    _scan_bwd_kernel[(a.S0.shape[0] * H,)](*args, *saved[0], *saved[1], gS, gz, d_v, d_ww, d_rw, cu, T, H, M, K, DV,
                                            float(a.gamma), float(a.eps), float(a.proxy_eps),
                                            BLOCK_K=triton.next_power_of_2(K), BLOCK_D=triton.next_power_of_2(DV),
                                            HAS_CU=a.cu_seqlens is not None, num_warps=num_warps)

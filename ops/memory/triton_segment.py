@@ -23,7 +23,7 @@ from ..common import sequence_ids
 from .layout import saved_rows_buffer
 from .segment_keys import INT32_KEYS_BELOW, SENTINELS
 from .triton_decay import decay
-from .triton_layout import event_row, event_rows
+from .triton_layout import event_row, event_rows, load_row, store_row
 
 def state_ids(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
     """``[B, T, H]`` int64: the state row (``sequence * H + head``) each token of each head updates."""
@@ -49,7 +49,7 @@ def sorted_events(idx: torch.Tensor, states: torch.Tensor, M: int, n_segments: i
 
 @triton.jit
 def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr, S0_ptr, z0_ptr,
-                        S_ptr, z_ptr, sw_ptr, sr_ptr, rw_ptr, o_ptr, K, DV, gamma, eps,
+                        S_ptr, z_ptr, sw_ptr, swz_ptr, sr_ptr, srz_ptr, rw_ptr, o_ptr, K, DV, gamma, eps,
                         BLOCK_D: tl.constexpr, SAVE: tl.constexpr, ROWS: tl.constexpr, NO_READ: tl.constexpr,
                         NO_WRITE: tl.constexpr):
     g = tl.program_id(0).to(tl.int64)  # segment = state * M + slot
@@ -69,8 +69,8 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
             w = tl.load(ww_ptr + e).to(tl.float32)
             v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
             if SAVE:  # pre-write row, for the backward
-                row, row_z = event_row(sw_ptr, e, DV, offs_d)
-                tl.store(row, S, mask=mask_d)
+                row, row_z = event_row(sw_ptr, swz_ptr, e, DV, offs_d)
+                store_row(row, S, mask_d)
                 tl.store(row_z, z)
             a = decay(w, gamma)
             S = a * S + w * v
@@ -80,8 +80,8 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
         if ir < r_end:
             er = tl.load(rord_ptr + ir)
             if ROWS:  # the post-write read row (the backward's, or summed into o by _read_out_kernel)
-                row, row_z = event_row(sr_ptr, er, DV, offs_d)
-                tl.store(row, S, mask=mask_d)
+                row, row_z = event_row(sr_ptr, srz_ptr, er, DV, offs_d)
+                store_row(row, S, mask_d)
                 tl.store(row_z, z)
             else:  # this read's term of o, added in fp32 by each of the token's K read programs
                 r = tl.load(rw_ptr + er).to(tl.float32)
@@ -91,15 +91,15 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
 
 
 @triton.jit
-def _read_out_kernel(sr_ptr, rw_ptr, o_ptr, K, DV, eps, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+def _read_out_kernel(sr_ptr, srz_ptr, rw_ptr, o_ptr, K, DV, eps, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     """``o[tok] = sum_k r_k S_k / (z_k + eps)`` from the post-write read rows stored by the walk."""
     tok = tl.program_id(0).to(tl.int64)
     offs_k = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     mask_k = offs_k < K
     mask_d = offs_d < DV
-    rows, rows_z = event_rows(sr_ptr, tok * K + offs_k, DV, offs_d)
-    S = tl.load(rows, mask=mask_k[:, None] & mask_d[None, :], other=0.0)
+    rows, rows_z = event_rows(sr_ptr, srz_ptr, tok * K + offs_k, DV, offs_d)
+    S = load_row(rows, mask_k[:, None] & mask_d[None, :])
     z = tl.load(rows_z, mask=mask_k, other=1.0)
     r = tl.load(rw_ptr + tok * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
     o = tl.sum((r / (z + eps))[:, None] * S, axis=0)
@@ -116,7 +116,7 @@ def segment_plan(write_idx, read_idx, M: int, n_states: int, cu_seqlens=None, in
 
 
 def launch_segment(a, save: bool, *, num_warps: int = 1, atomic_read: bool = True,
-                   int32_keys_below: int = INT32_KEYS_BELOW):
+                   int32_keys_below: int = INT32_KEYS_BELOW, rows_dtype: str = "fp32"):
     """Forward walk over ``a`` (a ``ScanArgs``): ``(o, S fp32, z fp32, [saved write rows, saved read rows], plan)``.
     ``atomic_read``: without saved rows, sum ``o`` with fp32 atomics instead of storing every read row (less
     memory and traffic; the rows are kept under ``torch.use_deterministic_algorithms``)."""
@@ -129,18 +129,18 @@ def launch_segment(a, save: bool, *, num_warps: int = 1, atomic_read: bool = Tru
     z = torch.empty(a.z0.shape, dtype=torch.float32, device=v.device)
     events = B * T * H * K
     rows = save or not atomic_read or torch.are_deterministic_algorithms_enabled()
-    sw = saved_rows_buffer(events, DV, v.device, save)
-    sr = saved_rows_buffer(events, DV, v.device, rows)
+    sw = saved_rows_buffer(events, DV, v.device, save, rows_dtype)
+    sr = saved_rows_buffer(events, DV, v.device, rows, rows_dtype)
     o_acc = torch.zeros(1 if rows else B * T * H * DV, dtype=torch.float32, device=v.device)
     block_d = max(triton.next_power_of_2(DV), 16)
     no_read, no_write = SENTINELS[wkey.dtype]
     _segment_fwd_kernel[(wb.numel() - 1,)](v, write_w, wkey, word, wb, rkey, rord, rb, a.S0.contiguous(),
-                                           a.z0.contiguous(), S, z, sw, sr, read_w, o_acc, K, DV, float(a.gamma),
+                                           a.z0.contiguous(), S, z, *sw, *sr, read_w, o_acc, K, DV, float(a.gamma),
                                            float(a.eps), BLOCK_D=block_d, SAVE=save, ROWS=rows, NO_READ=no_read,
                                            NO_WRITE=no_write, num_warps=num_warps)
     if not rows:
         return o_acc.view(B, T, H, DV).to(v.dtype), S, z, [sw, sr], plan
     o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
-    _read_out_kernel[(B * T * H,)](sr, read_w, o, K, DV, float(a.eps), BLOCK_K=triton.next_power_of_2(K),
+    _read_out_kernel[(B * T * H,)](*sr, read_w, o, K, DV, float(a.eps), BLOCK_K=triton.next_power_of_2(K),
                                    BLOCK_D=block_d)
     return o, S, z, [sw, sr], plan

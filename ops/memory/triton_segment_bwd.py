@@ -15,12 +15,13 @@ import triton
 import triton.language as tl
 
 from .triton_decay import decay, proxy_decay_grad
-from .triton_layout import event_row
+from .triton_layout import event_row, load_row
 
 
 @triton.jit
 def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr,
-                        sw_ptr, sr_ptr, gS_ptr, gz_ptr, dv_ptr, dww_ptr, drw_ptr, K, DV, gamma, eps, proxy_eps,
+                        sw_ptr, swz_ptr, sr_ptr, srz_ptr, gS_ptr, gz_ptr, dv_ptr, dww_ptr, drw_ptr, K, DV, gamma,
+                        eps, proxy_eps,
                         BLOCK_D: tl.constexpr):
     g = tl.program_id(0).to(tl.int64)
     offs_d = tl.arange(0, BLOCK_D)
@@ -39,8 +40,8 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
             e = tl.load(word_ptr + iw)
             w = tl.load(ww_ptr + e).to(tl.float32)
             v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-            row, row_z = event_row(sw_ptr, e, DV, offs_d)
-            S_pre = tl.load(row, mask=mask_d, other=0.0)
+            row, row_z = event_row(sw_ptr, swz_ptr, e, DV, offs_d)
+            S_pre = load_row(row, mask_d)
             z_pre = tl.load(row_z)
             dproxy = proxy_decay_grad(w, gamma, proxy_eps)
             d_a = tl.sum(G * S_pre, axis=0) + Gz * z_pre
@@ -56,8 +57,8 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
             er = tl.load(rord_ptr + ir)
             r = tl.load(rw_ptr + er).to(tl.float32)
             go = tl.load(go_ptr + (er // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-            row, row_z = event_row(sr_ptr, er, DV, offs_d)
-            S_r = tl.load(row, mask=mask_d, other=0.0)
+            row, row_z = event_row(sr_ptr, srz_ptr, er, DV, offs_d)
+            S_r = load_row(row, mask_d)
             denom = tl.load(row_z) + eps
             dot = tl.sum(go * S_r, axis=0)
             tl.store(drw_ptr + er, (dot / denom).to(drw_ptr.dtype.element_ty))
@@ -76,7 +77,7 @@ def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, g
     K = write_w.shape[-1]
     dv = torch.zeros(B, T, H, DV, dtype=torch.float32, device=v.device)
     _segment_bwd_kernel[(wb.numel() - 1,)](grad_o.contiguous(), v.contiguous(), write_w.contiguous(),
-                                           read_w.contiguous(), wkey, word, wb, rkey, rord, rb, saved_w, saved_r,
+                                           read_w.contiguous(), wkey, word, wb, rkey, rord, rb, *saved_w, *saved_r,
                                            gS, gz, dv, d_ww, d_rw, K, DV, float(gamma), float(eps),
                                            float(proxy_eps), BLOCK_D=max(triton.next_power_of_2(DV), 16),
                                            num_warps=num_warps)
