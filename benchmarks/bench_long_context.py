@@ -59,7 +59,7 @@ def model_step(T: int, checkpointed: bool) -> dict:
             times.append(time.perf_counter() - start)
             model.zero_grad(set_to_none=True)
         row.update(fits=True, step_s=times[-1], peak_GiB=torch.cuda.max_memory_allocated() / 2**30,
-                   loss=float(loss))
+                   loss=float(loss.detach()))
     except torch.OutOfMemoryError as error:
         row.update(fits=False, error=str(error).splitlines()[0][:160])
     del model
