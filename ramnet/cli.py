@@ -198,6 +198,30 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import load_spec, sweep
+
+    spec = load_spec(args.spec)
+    for key in ("parallel", "device", "out"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    if spec["parallel"] < 1:
+        raise ValueError(f"--parallel must be >= 1, got {spec['parallel']}")
+    report = sweep(spec, dry_run=args.dry_run, progress=not args.quiet)
+    if args.dry_run:
+        print(f"{report['runs']} runs, {report['done']} done, {len(report['pending'])} to run")
+        for run_id in report["pending"]:
+            print(f"  {run_id}")
+        return 0
+    print(f"{report['ran']} ran, {report['skipped']} skipped (results exist), {len(report['failed'])} failed; "
+          f"summary in {Path(spec['out']) / 'mqar.json'}")
+    for row in report["best"]:
+        print(f"  {row['label']}: accuracy {row['accuracy']:.4f} at lr {row['lr']:g}, state {row['state_size']}")
+    if report["failed"]:
+        print(f"failed runs (see their log.txt or error.txt): {', '.join(report['failed'])}", file=sys.stderr)
+    return 1 if report["failed"] else 0
+
+
 def _add_model_source(p):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="random-init preset (default tiny)")
@@ -279,6 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-aoti", dest="aoti", action="store_false",
                    help="skip the AOTInductor artifact (it compiles C++: about 30 s on CPU)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("sweep", parents=[common],
+                       help="a grid of MQAR runs (model x lr x seed) on the 7-setting protocol; resumable")
+    p.add_argument("spec", help="sweep spec, .yaml or .json (see ramnet.sweep)")
+    p.add_argument("--parallel", type=int, default=None, help="runs at once (worker processes); default: the spec's")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the spec's, else cuda if present)")
+    p.add_argument("--out", default=None, help="output directory (default: the spec's out)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and stop")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", parents=[common], help="plot a run's loss and accuracy curves (needs [plot])")
     p.add_argument("run", help="run directory with metrics.json")

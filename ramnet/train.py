@@ -98,6 +98,16 @@ def lr_factor(step: int, args: TrainArgs) -> float:
     return args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def make_optimizer(model, args: TrainArgs):
+    """AdamW (betas 0.9, 0.98; weight decay on matrices other than embeddings) and the :func:`lr_factor`
+    schedule: ``(optimizer, scheduler)``."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, args))
+
+
 def labelled_positions(labels: torch.Tensor) -> torch.Tensor:
     """``[B, T]`` labels -> ``[B, N]`` positions of the labelled tokens (MQAR has exactly N per row)."""
     mask = labels != IGNORE_INDEX
@@ -255,11 +265,7 @@ def _train(config, setting, args, device, out, state, progress, clear_previous_r
     train_pos = labelled_positions(train_y)
     train_x, train_pos = train_x.to(device), train_pos.to(device)
     train_targets = train_y.to(device).gather(1, train_pos)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, args))
+    opt, schedule = make_optimizer(model, args)
     scaler = grad_scaler(device, args.precision)
     gen = torch.Generator().manual_seed(args.seed)
     history, best, start_step = [], 0.0, 0

@@ -1,0 +1,132 @@
+"""Baseline language models for the MQAR protocol, with the interface the MQAR trainer uses (``features``,
+``lm_head``): pre-norm blocks ``x += Mixer(Norm(x)); x += SwiGLU(Norm(x))`` around
+
+- ``attention``: causal multi-head softmax attention (``F.scaled_dot_product_attention``) with learned absolute
+  positions, the ceiling; its "state" is the KV cache, ``2 * layers * d_model * T``;
+- ``deltanet``, ``gated_deltanet``, ``gla``: fla's layers (``flash-linear-attention``, CUDA only), whose state
+  is ``layers * heads * head_k_dim * head_v_dim``.
+
+:func:`build_model` makes any of them, RAM-Net included, from one spec and reports its state size.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RamNetConfig, state_accounting
+from .layers import SwiGLU
+from .model import RamNetForCausalLM
+
+FLA_LAYERS = {"deltanet": ("fla.layers", "DeltaNet"), "gated_deltanet": ("fla.layers", "GatedDeltaNet"),
+              "gla": ("fla.layers", "GatedLinearAttention")}
+MODELS = ("ramnet", "attention", *FLA_LAYERS)
+
+
+class CausalAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(o.transpose(1, 2).reshape(B, T, D))
+
+
+class FlaMixer(nn.Module):
+    """One of fla's token mixers (``FLA_LAYERS``); fla returns ``(o, attentions, cache)``, this returns ``o``."""
+
+    def __init__(self, kind: str, d_model: int, n_heads: int, **layer_kwargs):
+        super().__init__()
+        module_name, class_name = FLA_LAYERS[kind]
+        try:
+            layer_class = getattr(importlib.import_module(module_name), class_name)
+        except ImportError as error:
+            raise ImportError(f"model {kind!r} needs fla (pip install flash-linear-attention fla-core einops); "
+                              f"importing {module_name} failed: {error}") from error
+        self.layer = layer_class(hidden_size=d_model, num_heads=n_heads, **layer_kwargs)
+
+    def state_numbers(self) -> int:
+        layer = self.layer
+        missing = [a for a in ("num_heads", "head_k_dim", "head_v_dim") if not hasattr(layer, a)]
+        if missing:
+            raise AttributeError(f"{type(layer).__name__} has no {', '.join(missing)}: cannot count its state")
+        return layer.num_heads * layer.head_k_dim * layer.head_v_dim
+
+    def forward(self, x):
+        return self.layer(x)[0]
+
+
+class BaselineLM(nn.Module):
+    """``input_ids [B, T] -> logits [B, T, vocab]`` with ``mixer`` blocks (see the module docstring)."""
+
+    def __init__(self, model: str, vocab_size: int, d_model: int, n_layers: int, n_heads: int, d_ff: int,
+                 max_seq_len: int, **layer_kwargs):
+        super().__init__()
+        if model not in MODELS or model == "ramnet":
+            raise ValueError(f"BaselineLM model must be one of {', '.join(m for m in MODELS if m != 'ramnet')}, "
+                             f"got {model!r}")
+        self.model_name, self.d_model, self.n_layers = model, d_model, n_layers
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.positions = nn.Embedding(max_seq_len, d_model) if model == "attention" else None
+        if model == "attention" and layer_kwargs:
+            raise ValueError(f"the attention baseline takes no layer options, got {sorted(layer_kwargs)}")
+        make = (lambda: CausalAttention(d_model, n_heads)) if model == "attention" else \
+            (lambda: FlaMixer(model, d_model, n_heads, **layer_kwargs))
+        self.mixers = nn.ModuleList(make() for _ in range(n_layers))
+        self.mixer_norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))
+        self.mlps = nn.ModuleList(SwiGLU(d_model, d_ff) for _ in range(n_layers))
+        self.mlp_norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+
+    def state_size(self, seq_len: int) -> int:
+        """State numbers: the KV cache at ``seq_len`` for attention, the recurrent state for fla's layers."""
+        if self.model_name == "attention":
+            return 2 * self.n_layers * self.d_model * seq_len
+        return sum(m.state_numbers() for m in self.mixers)
+
+    def features(self, input_ids):
+        x = self.embed(input_ids)
+        if self.positions is not None:
+            if input_ids.shape[1] > self.positions.num_embeddings:
+                raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_seq_len "
+                                 f"{self.positions.num_embeddings}")
+            x = x + self.positions(torch.arange(input_ids.shape[1], device=input_ids.device))
+        for mixer, mixer_norm, mlp, mlp_norm in zip(self.mixers, self.mixer_norms, self.mlps, self.mlp_norms):
+            x = x + mixer(mixer_norm(x))
+            x = x + mlp(mlp_norm(x))
+        return self.norm(x), None
+
+    def forward(self, input_ids):
+        return self.lm_head(self.features(input_ids)[0])
+
+
+def build_model(spec: dict, vocab_size: int, max_seq_len: int) -> tuple[nn.Module, int, dict]:
+    """``(model, state size, resolved config)`` from a sweep entry: ``{"model": "ramnet", "preset": ...,
+    "overrides": {...}}`` or ``{"model": <baseline>, "d_model", "n_layers", "n_heads", "d_ff", "layer": {...}}``.
+    The state size follows the paper's Table 2 for RAM-Net (``state_accounting``: ``layers * heads * M *
+    (d_v + 1)``), the recurrent state for fla's layers and the KV cache at ``max_seq_len`` for attention."""
+    kind = spec.get("model")
+    if kind == "ramnet":
+        overrides = {**spec.get("overrides", {}), "vocab_size": vocab_size, "max_seq_len": max_seq_len}
+        config = RamNetConfig.from_name(spec.get("preset", "mqar-small"), **overrides)
+        return RamNetForCausalLM(config), state_accounting(config)["total"], config.to_dict()
+    if kind not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {kind!r}")
+    sizes = {key: spec.get(key, default) for key, default in
+             (("d_model", 128), ("n_layers", 2), ("n_heads", 2), ("d_ff", 256))}
+    for key, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{kind}: {key} must be an int >= 1, got {value!r}")
+    layer = dict(spec.get("layer", {}))
+    model = BaselineLM(kind, vocab_size, max_seq_len=max_seq_len, **sizes, **layer)
+    return model, model.state_size(max_seq_len), {"model": kind, **sizes, "layer": layer}

@@ -1,0 +1,103 @@
+"""One run of an MQAR sweep: a model (RAM-Net or a baseline) trained on the protocol's settings
+(``ramnet.data.mqar_protocol``) and scored on each. ``python -m ramnet.sweep_run RUN_DIR`` runs the
+``run.json`` in ``RUN_DIR`` and writes ``result.json`` there (atomically: a result file is always whole)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .baselines import build_model
+from .data.mqar_protocol import ProtocolData, protocol_settings, setting_name, setting_schedule
+from .precision import autocast, grad_scaler, resolve_device
+from .train import TrainArgs, evaluate, labelled_logits, make_optimizer
+
+RUN_FILE, RESULT_FILE = "run.json", "result.json"
+
+
+def evaluate_protocol(model, data: ProtocolData, precision: str) -> dict[str, float]:
+    """Accuracy per setting name."""
+    return {setting_name(s): evaluate(model, x, y, precision=precision) for s, (x, y) in zip(data.settings,
+                                                                                           data.eval)}
+
+
+def run(run: dict, progress: bool = False) -> dict:
+    """Train and score one sweep run (``run``: an entry of ``ramnet.sweep.expand``). Returns the result dict."""
+    args = TrainArgs(steps=run["steps"], batch_size=run["batch_size"], lr=run["lr"], seed=run["seed"],
+                     warmup_steps=run["warmup_steps"], min_lr_ratio=run["min_lr_ratio"],
+                     weight_decay=run["weight_decay"], grad_clip=run["grad_clip"], num_train=run["num_train"],
+                     num_eval=run["num_eval"], eval_every=run["eval_every"], device=run["device"],
+                     precision=run["precision"])
+    device = resolve_device(args.device)
+    settings = protocol_settings(run["settings"], run["vocab_size"])
+    max_len = max(s.seq_len for s in settings)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(args.seed)
+        model, state_size, config = build_model(run["spec"], run["vocab_size"], max_len)
+    model.to(device).train()
+    data = ProtocolData.make(settings, args.num_train, args.num_eval, args.seed).to(device)
+    opt, schedule = make_optimizer(model, args)
+    scaler = grad_scaler(device, args.precision)
+    gen = torch.Generator().manual_seed(args.seed)
+    schedule_of_settings = setting_schedule(len(settings), args.steps, gen)
+    history, start = [], time.perf_counter()
+    bar = tqdm(range(args.steps), disable=not progress, desc=run["id"])
+    with torch.autocast(device.type, enabled=False):
+        for step in bar:
+            x, pos, targets = data.train[schedule_of_settings[step]]
+            idx = torch.randint(0, x.shape[0], (args.batch_size,), generator=gen).to(device)
+            with autocast(device, args.precision):
+                logits = labelled_logits(model, x[idx], pos[idx])
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten())
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            schedule.step()
+            if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+                loss_value = loss.item()
+                accuracies = evaluate_protocol(model, data, args.precision) if math.isfinite(loss_value) else {}
+                mean = sum(accuracies.values()) / len(accuracies) if accuracies else 0.0
+                history.append({"step": step + 1, "loss": loss_value, "accuracy": mean, "accuracies": accuracies,
+                                "seconds": time.perf_counter() - start})
+                bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{mean:.3f}")
+                if not math.isfinite(loss_value):
+                    break  # diverged: recorded with accuracy 0, the sweep moves on
+    last = history[-1]
+    spec = run["spec"]
+    return {"id": run["id"], "label": run["label"], "model": spec["model"], "state_size": state_size,
+            "lr": args.lr, "seed": args.seed, "steps": last["step"], "accuracy": last["accuracy"],
+            "accuracies": last["accuracies"], "seconds": time.perf_counter() - start, "config": config,
+            "short_conv": bool(config.get("short_conv", spec.get("layer", {}).get("use_short_conv", False))),
+            "device": str(device), "precision": args.precision, "diverged": not math.isfinite(last["loss"]),
+            "history": history}
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m ramnet.sweep_run RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    spec = json.loads((run_dir / RUN_FILE).read_text())
+    write_json_atomic(run_dir / RESULT_FILE, run(spec, progress=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""The MQAR sweep harness (`ramnet sweep`): the protocol's data and schedule, the baselines' state sizes, the grid,
+skipping finished runs, failed runs, the best-learning-rate summary, and the spec's error messages."""
+import json
+
+import pytest
+import torch
+
+from ramnet.baselines import BaselineLM, build_model
+from ramnet.cli import main
+from ramnet.config import RamNetConfig, state_accounting
+from ramnet.data.mqar_protocol import ProtocolData, protocol_settings, setting_schedule
+from ramnet.sweep import SpecError, check_spec, expand, summarize
+
+ATTN = {"label": "attn", "model": "attention", "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64}
+RAM = {"label": "ram", "model": "ramnet", "preset": "tiny"}
+
+
+def _spec(tmp_path, **changes):
+    spec = {"name": "t", "out": str(tmp_path / "out"), "steps": 4, "batch_size": 8, "lrs": [1e-3, 3e-3],
+            "num_train": 32, "num_eval": 8, "eval_every": 2, "settings": [[2, 16], [4, 32]], "vocab_size": 64,
+            "precision": "fp32", "device": "cpu", "models": [RAM, ATTN]}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({**spec, **changes}))
+    return path
+
+
+def test_schedule_gives_every_setting_the_same_steps_up_to_one():
+    counts = torch.bincount(torch.tensor(setting_schedule(7, 100, torch.Generator().manual_seed(0))), minlength=7)
+    assert int(counts.max() - counts.min()) <= 1 and int(counts.sum()) == 100
+
+
+def test_protocol_data_has_one_split_per_setting_with_its_length():
+    settings = protocol_settings([(2, 16), (4, 32)], 64)
+    data = ProtocolData.make(settings, num_train=6, num_eval=3, seed=0)
+    assert [x.shape for x, _, _ in data.train] == [(6, 16), (6, 32)]
+    assert [pos.shape[1] for _, pos, _ in data.train] == [2, 4]  # one labelled position per key-value pair
+    assert [x.shape for x, _ in data.eval] == [(3, 16), (3, 32)]
+    assert not torch.equal(data.eval[0][0], data.train[0][0][:3])  # eval examples are drawn apart
+
+
+@pytest.mark.parametrize("pairs", [[(2, 16), (2, 16)], [(9, 16)], [], [(2,)]])
+def test_protocol_settings_are_checked(pairs):
+    with pytest.raises(ValueError):
+        protocol_settings(pairs, 64)
+
+
+def test_state_sizes_follow_each_family():
+    model, state, config = build_model(RAM, vocab_size=64, max_seq_len=32)
+    assert state == state_accounting(RamNetConfig.from_name("tiny"))["total"] == 2 * 2 * 64 * 17
+    model, state, _ = build_model(ATTN, vocab_size=64, max_seq_len=1024)
+    assert state == 2 * 1 * 32 * 1024  # the KV cache at the longest setting
+
+
+def test_attention_baseline_is_causal():
+    torch.manual_seed(0)
+    model = BaselineLM("attention", vocab_size=40, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=12).eval()
+    ids = torch.randint(0, 40, (1, 12))
+    changed = ids.clone()
+    changed[0, 8:] = (changed[0, 8:] + 1) % 40
+    with torch.no_grad():
+        a, b = model(ids), model(changed)
+    torch.testing.assert_close(a[:, :8], b[:, :8])
+    assert not torch.allclose(a[:, 8:], b[:, 8:])
+
+
+def test_fla_baselines_say_what_is_missing():
+    pytest.importorskip("torch")
+    try:
+        import fla  # noqa: F401
+        pytest.skip("fla is installed here: the missing-package message is not exercised")
+    except ImportError:
+        pass
+    with pytest.raises(ImportError, match="needs fla"):
+        build_model({"model": "deltanet"}, vocab_size=64, max_seq_len=32)
+
+
+def test_sweep_runs_the_grid_then_skips_it(tmp_path, capsys):
+    spec = _spec(tmp_path)
+    assert main(["sweep", str(spec), "--quiet"]) == 0
+    assert "4 ran, 0 skipped" in capsys.readouterr().out
+    out = tmp_path / "out"
+    results = sorted(p.parent.name for p in out.glob("runs/*/result.json"))
+    assert results == ["attn-lr0.001-s0", "attn-lr0.003-s0", "ram-lr0.001-s0", "ram-lr0.003-s0"]
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    assert main(["sweep", str(spec), "--quiet"]) == 0
+    assert "0 ran, 4 skipped" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    rows = json.loads((out / "mqar.json").read_text())
+    assert [r["label"] for r in rows] == ["ram", "attn"]
+    for row in rows:
+        assert {"model", "state_size", "accuracy", "lr", "config", "short_conv", "steps", "seconds"} <= set(row)
+        assert row["steps"] == 4 and set(row["lr_sweep"]) == {"0.001", "0.003"}
+    sweep = json.loads((out / "mqar_sweep.json").read_text())
+    assert len(sweep["runs"]) == 4 and set(sweep["runs"][0]["accuracies"]) == {"N2-T16", "N4-T32"}
+    assert [h["step"] for h in sweep["runs"][0]["history"]] == [2, 4]
+
+
+def test_sweep_workers_and_a_failing_run(tmp_path, capsys):
+    spec = _spec(tmp_path, lrs=[1e-3], models=[ATTN, {"label": "bad", "model": "attention", "d_model": 30,
+                                                      "n_heads": 4}])
+    assert main(["sweep", str(spec), "--quiet", "--parallel", "2"]) == 1  # d_model 30 is not divisible by 4 heads
+    captured = capsys.readouterr()
+    assert "1 ran, 0 skipped (results exist), 1 failed" in captured.out and "bad-lr0.001-s0" in captured.err
+    assert "divisible" in (tmp_path / "out" / "runs" / "bad-lr0.001-s0" / "log.txt").read_text()
+    rows = json.loads((tmp_path / "out" / "mqar.json").read_text())
+    assert [r["label"] for r in rows] == ["attn"]
+
+
+def test_best_lr_is_the_best_mean_over_seeds(tmp_path):
+    spec = check_spec(json.loads(_spec(tmp_path, lrs=[1e-3, 3e-3], seeds=[0, 1], models=[ATTN]).read_text()))
+    accuracy = {(1e-3, 0): 0.9, (1e-3, 1): 0.1, (3e-3, 0): 0.6, (3e-3, 1): 0.6}  # best single run is not best lr
+    for run in expand(spec):
+        path = tmp_path / "out" / "runs" / run["id"]
+        path.mkdir(parents=True)
+        (path / "result.json").write_text(json.dumps({
+            "id": run["id"], "label": "attn", "model": "attention", "state_size": 1, "lr": run["lr"], "seed": run["seed"],
+            "steps": 4, "accuracy": accuracy[(run["lr"], run["seed"])], "seconds": 1.0, "config": {},
+            "short_conv": False}))
+    _, best = summarize(spec, expand(spec))
+    assert best[0]["lr"] == 3e-3 and best[0]["accuracy"] == pytest.approx(0.6) and best[0]["seeds"] == 2
+    assert best[0]["lr_sweep"] == {"0.001": pytest.approx(0.5), "0.003": pytest.approx(0.6)}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"lrs": []}, "lrs must be a non-empty list"),
+    ({"steps": 0}, "steps must be an int >= 1"),
+    ({"models": [{"label": "x y", "model": "attention"}]}, "label of letters"),
+    ({"models": [{"label": "x", "model": "mamba"}]}, "model must be one of"),
+    ({"models": [ATTN, ATTN]}, "used twice"),
+    ({"settings": [[9, 16]]}, "settings: num_kv_pairs"),
+    ({"stepz": 3}, "unknown key"),
+])
+def test_bad_specs_get_one_line_naming_the_key(tmp_path, capsys, change, match):
+    spec = _spec(tmp_path, **change)
+    assert main(["sweep", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_spec_file_type_and_existence(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "spec.txt").write_text("{}")
+    assert main(["sweep", str(tmp_path / "spec.txt")]) == 2
+    assert "must be .yaml, .yml or .json" in capsys.readouterr().err
+    with pytest.raises(SpecError, match="models must be a non-empty list"):
+        check_spec({"out": "x"})
+
+
+def test_yaml_spec_and_dry_run(tmp_path, capsys):
+    pytest.importorskip("yaml")
+    (tmp_path / "s.yaml").write_text(
+        f"out: {tmp_path / 'o'}\nsteps: 2\nlrs: [0.001]\nseeds: [0, 1]\nsettings: [[2, 16]]\nvocab_size: 64\n"
+        "models:\n  - {label: attn, model: attention, d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32}\n")
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs, 0 done, 2 to run" in out and "attn-lr0.001-s1" in out
+    assert not (tmp_path / "o").exists()  # a dry run writes nothing
