@@ -10,10 +10,12 @@ A spec (YAML or JSON) names the models and the grid; everything else has a defau
     models:
       - {label: ramnet-s17k, model: ramnet, preset: mqar-small, overrides: {num_factors: 4, d_v: 16}}
       - {label: attention, model: attention, d_model: 128, n_layers: 2, n_heads: 2}
+      - {label: ramnet-U2, model: ramnet, overrides: {num_factors: 2, d_p: 32}, tags: {ablation: U, U: 2}}
 
 Each run writes ``OUT/runs/<id>/result.json``; a run whose result exists is skipped, so the same command
-continues a sweep across sessions. ``OUT/mqar_sweep.json`` then holds every run and ``OUT/mqar.json`` one row
-per model at its best learning rate (mean accuracy over seeds).
+continues a sweep across sessions. ``OUT/mqar_sweep.json`` alone is enough to continue on another machine: the
+results it holds are written back into their run directories first. ``OUT/mqar_sweep.json`` then holds every run and ``OUT/mqar.json`` one row
+per model at its best learning rate (mean accuracy over seeds), with the entry's ``tags`` (for ablations).
 """
 from __future__ import annotations
 
@@ -101,6 +103,13 @@ def check_spec(data, default_out: Path | None = None) -> dict:
         if entry.get("model") not in MODELS:
             raise SpecError(f"model {entry['label']}: model must be one of {', '.join(MODELS)}, got "
                             f"{entry.get('model')!r}")
+        tags = entry.get("tags", {})
+        if not isinstance(tags, dict) or not all(isinstance(k, str) for k in tags):
+            raise SpecError(f"model {entry['label']}: tags must be a mapping of names to values, got {tags!r}")
+        known = {"label", "model", "tags", "preset", "overrides", "d_model", "n_layers", "n_heads", "d_ff", "layer"}
+        if set(entry) - known:
+            raise SpecError(f"model {entry['label']}: unknown key(s) {sorted(set(entry) - known)}; known: "
+                            f"{sorted(known)}")
         if entry["label"] in labels:
             raise SpecError(f"model label {entry['label']!r} is used twice")
         labels.add(entry["label"])
@@ -114,7 +123,7 @@ def expand(spec: dict) -> list[dict]:
                                    "precision", "device")}
     runs = []
     for entry in spec["models"]:
-        model_spec = {k: v for k, v in entry.items() if k != "label"}
+        model_spec = {k: v for k, v in entry.items() if k not in ("label", "tags")}
         for lr in spec["lrs"]:
             for seed in spec["seeds"]:
                 runs.append({**common, "id": f"{entry['label']}-lr{lr:g}-s{seed}", "label": entry["label"],
@@ -131,9 +140,10 @@ def pending(spec: dict, runs: list[dict]) -> list[dict]:
     return [r for r in runs if not (run_dir(spec, r) / RESULT_FILE).is_file()]
 
 
-def execute(spec: dict, runs: list[dict], progress: bool = True) -> list[str]:
+def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -> list[str]:
     """Run ``runs``: in this process when ``parallel`` is 1, else as that many worker processes at a time
-    (``python -m ramnet.sweep_run``; each run's output goes to its ``log.txt``). Returns the ids that failed."""
+    (``python -m ramnet.sweep_run``; each run's output goes to its ``log.txt``). ``on_done()`` is called after
+    each run ends. Returns the ids that failed."""
     failed = []
     bar = tqdm(total=len(runs), disable=not progress, desc=f"sweep {spec['name']}", unit="run")
     queue, active = list(runs), []
@@ -148,6 +158,8 @@ def execute(spec: dict, runs: list[dict], progress: bool = True) -> list[str]:
                 (run_dir(spec, r) / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
                 failed.append(r["id"])
             bar.update(1)
+            if on_done is not None:
+                on_done()
         bar.close()
         return failed
     while queue or active:
@@ -166,6 +178,8 @@ def execute(spec: dict, runs: list[dict], progress: bool = True) -> list[str]:
                 if proc.returncode != 0:
                     failed.append(r["id"])
                 bar.update(1)
+                if on_done is not None:
+                    on_done()
     bar.close()
     return failed
 
@@ -176,6 +190,7 @@ def summarize(spec: dict, runs: list[dict]) -> tuple[list[dict], list[dict]]:
     results = [json.loads((run_dir(spec, r) / RESULT_FILE).read_text()) for r in runs
                if (run_dir(spec, r) / RESULT_FILE).is_file()]
     best = []
+    tags = {entry["label"]: entry.get("tags", {}) for entry in spec["models"]}
     for label in dict.fromkeys(r["label"] for r in results):
         by_lr = {}
         for r in (r for r in results if r["label"] == label):
@@ -184,22 +199,58 @@ def summarize(spec: dict, runs: list[dict]) -> tuple[list[dict], list[dict]]:
         row = {k: group[0][k] for k in ROW_KEYS}
         row.update(label=label, lr=lr, accuracy=sum(r["accuracy"] for r in group) / len(group), seeds=len(group),
                    seconds=sum(r["seconds"] for r in group) / len(group),
-                   lr_sweep={f"{k:g}": sum(r["accuracy"] for r in v) / len(v) for k, v in sorted(by_lr.items())})
+                   lr_sweep={f"{k:g}": sum(r["accuracy"] for r in v) / len(v) for k, v in sorted(by_lr.items())},
+                   tags=tags.get(label, {}))
         best.append(row)
     return results, best
 
 
-def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True) -> dict:
-    """Run what is missing of ``spec`` and write the summaries. Returns counts and the summary rows."""
-    runs = expand(spec)
-    todo = pending(spec, runs)
-    if dry_run:
-        return {"runs": len(runs), "pending": [r["id"] for r in todo], "done": len(runs) - len(todo)}
-    failed = execute(spec, todo, progress) if todo else []
+def saved_results(spec: dict) -> dict[str, dict]:
+    """The results held by ``OUT/mqar_sweep.json``, by run id (empty when there is none)."""
+    summary = Path(spec["out"]) / "mqar_sweep.json"
+    if not summary.is_file():
+        return {}
+    try:
+        return {r["id"]: r for r in json.loads(summary.read_text())["runs"]}
+    except (ValueError, KeyError, TypeError) as error:
+        raise SpecError(f"{summary} is not a sweep summary written by ramnet sweep: {error}") from error
+
+
+def write_summaries(spec: dict, runs: list[dict]) -> list[dict]:
+    """``OUT/mqar_sweep.json`` (every result so far) and ``OUT/mqar.json`` (best lr per model); returns the rows."""
     results, best = summarize(spec, runs)
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "mqar_sweep.json", {"spec": spec, "runs": results})
     write_json_atomic(out / "mqar.json", best)
+    return best
+
+
+def restore_results(spec: dict, runs: list[dict]) -> int:
+    """Write back the ``result.json`` of every run of ``runs`` that ``OUT/mqar_sweep.json`` holds but whose run
+    directory is gone: a sweep continued on another machine needs only that one file. Returns how many."""
+    saved = saved_results(spec)
+    restored = 0
+    for r in runs:
+        path = run_dir(spec, r) / RESULT_FILE
+        if r["id"] in saved and not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, saved[r["id"]])
+            restored += 1
+    return restored
+
+
+def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True) -> dict:
+    """Run what is missing of ``spec`` and write the summaries. Returns counts and the summary rows."""
+    runs = expand(spec)
+    if not dry_run:
+        restore_results(spec, runs)
+    done_before = set(saved_results(spec)) if dry_run else set()
+    todo = [r for r in pending(spec, runs) if r["id"] not in done_before]
+    if dry_run:
+        return {"runs": len(runs), "pending": [r["id"] for r in todo], "done": len(runs) - len(todo)}
+    # the summaries are rewritten after every run: a sweep stopped by a time limit keeps what finished
+    failed = execute(spec, todo, progress, on_done=lambda: write_summaries(spec, runs)) if todo else []
+    best = write_summaries(spec, runs)
     return {"runs": len(runs), "ran": len(todo) - len(failed), "skipped": len(runs) - len(todo),
             "failed": failed, "best": best}

@@ -142,3 +142,15 @@ def test_config_refuses_a_tau_the_ops_would_refuse():
     with pytest.raises(ValueError, match="tau >= "):
         RamNetConfig.from_name("tiny", tau=MIN_TAU / 10)
     assert RamNetConfig.from_name("tiny", tau=MIN_TAU).tau == MIN_TAU
+
+
+def test_paper_preset_pins_every_field():
+    """The paper model must not move when a default changes: its preset names every field but the bookkeeping."""
+    import dataclasses
+
+    from ramnet.config import PRESETS
+
+    pinned = set(PRESETS["paper-340m"])
+    fields = {f.name for f in dataclasses.fields(RamNetConfig)} - {"version", "name"}
+    assert pinned == fields
+    assert RamNetConfig(**PRESETS["paper-340m"]) == RamNetConfig.from_name("paper-340m")

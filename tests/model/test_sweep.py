@@ -11,7 +11,8 @@ from ramnet.config import RamNetConfig, state_accounting
 from ramnet.data.mqar_protocol import ProtocolData, protocol_settings, setting_schedule
 from ramnet.sweep import SpecError, check_spec, expand, summarize
 
-ATTN = {"label": "attn", "model": "attention", "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64}
+ATTN = {"label": "attn", "model": "attention", "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64,
+        "tags": {"family": "attention"}}
 RAM = {"label": "ram", "model": "ramnet", "preset": "tiny"}
 
 
@@ -87,12 +88,30 @@ def test_sweep_runs_the_grid_then_skips_it(tmp_path, capsys):
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
     rows = json.loads((out / "mqar.json").read_text())
     assert [r["label"] for r in rows] == ["ram", "attn"]
+    assert rows[1]["tags"] == {"family": "attention"} and rows[0]["tags"] == {}
     for row in rows:
         assert {"model", "state_size", "accuracy", "lr", "config", "short_conv", "steps", "seconds"} <= set(row)
         assert row["steps"] == 4 and set(row["lr_sweep"]) == {"0.001", "0.003"}
     sweep = json.loads((out / "mqar_sweep.json").read_text())
     assert len(sweep["runs"]) == 4 and set(sweep["runs"][0]["accuracies"]) == {"N2-T16", "N4-T32"}
     assert [h["step"] for h in sweep["runs"][0]["history"]] == [2, 4]
+
+
+def test_a_sweep_continues_from_its_summary_file_alone(tmp_path, capsys):
+    import shutil
+
+    spec = _spec(tmp_path, lrs=[1e-3], models=[ATTN])
+    assert main(["sweep", str(spec), "--quiet"]) == 0
+    shutil.rmtree(tmp_path / "out" / "runs")  # another machine: only mqar_sweep.json came back
+    assert main(["sweep", str(spec), "--dry-run"]) == 0
+    assert "1 runs, 1 done, 0 to run" in capsys.readouterr().out
+    assert main(["sweep", str(spec), "--quiet"]) == 0
+    assert "0 ran, 1 skipped" in capsys.readouterr().out
+    assert (tmp_path / "out" / "runs" / "attn-lr0.001-s0" / "result.json").is_file()
+    (tmp_path / "out" / "mqar_sweep.json").write_text("[1, 2]")
+    shutil.rmtree(tmp_path / "out" / "runs")
+    assert main(["sweep", str(spec), "--quiet"]) == 2
+    assert "is not a sweep summary" in capsys.readouterr().err
 
 
 def test_sweep_workers_and_a_failing_run(tmp_path, capsys):
@@ -129,6 +148,8 @@ def test_best_lr_is_the_best_mean_over_seeds(tmp_path):
     ({"models": [ATTN, ATTN]}, "used twice"),
     ({"settings": [[9, 16]]}, "settings: num_kv_pairs"),
     ({"stepz": 3}, "unknown key"),
+    ({"models": [{**ATTN, "layers": 2}]}, "unknown key(s) ['layers']"),
+    ({"models": [{**ATTN, "tags": [1]}]}, "tags must be a mapping"),
 ])
 def test_bad_specs_get_one_line_naming_the_key(tmp_path, capsys, change, match):
     spec = _spec(tmp_path, **change)
@@ -156,3 +177,13 @@ def test_yaml_spec_and_dry_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 runs, 0 done, 2 to run" in out and "attn-lr0.001-s1" in out
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
+def test_summaries_are_rewritten_after_every_run(tmp_path):
+    from ramnet.sweep import execute
+
+    spec = check_spec(json.loads(_spec(tmp_path, lrs=[1e-3, 3e-3], models=[ATTN]).read_text()))
+    seen = []
+    execute(spec, expand(spec), progress=False,
+            on_done=lambda: seen.append(len(list((tmp_path / "out").glob("runs/*/result.json")))))
+    assert seen == [1, 2]  # called once per finished run, with that run's result already written
