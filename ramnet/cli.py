@@ -189,12 +189,34 @@ def cmd_validate(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .plots import plot_history
+    from . import plots
 
+    chosen = [name for name in ("run", "mqar", "ablations", "slots") if getattr(args, name) is not None]
+    if len(chosen) != 1:
+        raise ValueError("give one of: a run directory, --mqar SUMMARY, --ablations SUMMARY or --slots CHECKPOINT")
+    if args.run is None and args.out is None:
+        raise ValueError(f"--{chosen[0]} needs --out (the PNG to write, e.g. docs/img/{chosen[0]}.png)")
+    if args.mqar is not None:
+        print(f"wrote {plots.plot_state_sweep(args.mqar, args.out)}")
+        return 0
+    if args.ablations is not None:
+        print(f"wrote {plots.plot_u_ablation(args.ablations, args.out)}")
+        return 0
+    if args.slots is not None:
+        from .analysis import slot_traces
+        from .checkpoint import load_checkpoint
+        from .data.mqar import multiquery_ar
+
+        model = load_checkpoint(args.slots)
+        setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=args.seq_len,
+                              num_kv_pairs=args.num_kv_pairs)
+        inputs, _ = multiquery_ar(setting, 1, seed=0)
+        print(f"wrote {plots.plot_slot_traces(slot_traces(model, inputs), args.out)}")
+        return 0
     metrics = Path(args.run) / "metrics.json"
     if not metrics.is_file():
         raise FileNotFoundError(f"{args.run} has no metrics.json (is it a run directory written by ramnet train?)")
-    print(f"wrote {plot_history(metrics, args.out)}")
+    print(f"wrote {plots.plot_history(metrics, args.out)}")
     return 0
 
 
@@ -314,9 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("plot", parents=[common], help="plot a run's loss and accuracy curves (needs [plot])")
-    p.add_argument("run", help="run directory with metrics.json")
-    p.add_argument("--out", default=None, help="PNG path (default: <run>/curves.png)")
+    p = sub.add_parser("plot", parents=[common], help="plot a run's curves, a sweep, the U ablation or slot traces "
+                                                      "(needs [plot])")
+    p.add_argument("run", nargs="?", default=None, help="run directory with metrics.json (loss and accuracy curves)")
+    p.add_argument("--mqar", default=None, help="a sweep's mqar.json: accuracy against state size, paper overlaid")
+    p.add_argument("--ablations", default=None, help="an ablation sweep's summary: accuracy against U per M")
+    p.add_argument("--slots", default=None, help="a checkpoint: top-1 write/read slots over time (CAPE vs content)")
+    p.add_argument("--seq-len", type=int, default=256, help="--slots: MQAR sequence length (default 256)")
+    p.add_argument("--num-kv-pairs", type=int, default=16, help="--slots: key-value pairs (default 16)")
+    p.add_argument("--out", default=None, help="PNG path (default for a run: <run>/curves.png)")
     p.set_defaults(func=cmd_plot)
     return parser
 

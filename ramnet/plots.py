@@ -1,4 +1,4 @@
-"""Training-curve plots. Uses matplotlib's object API with the Agg canvas, so the process-wide backend and
+"""Plots: training curves, MQAR sweeps against state size, the U ablation and slot traces. Uses matplotlib's object API with the Agg canvas, so the process-wide backend and
 pyplot's figure registry are left alone (matplotlib comes with the ``[plot]`` extra)."""
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ from pathlib import Path
 def plot_history(metrics_path: str | Path, out: str | Path | None = None) -> Path:
     """Loss and accuracy against step from a run's ``metrics.json``; writes a PNG (default: ``curves.png``
     beside it) and returns its path."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError("ramnet plot needs matplotlib: pip install 'ramnet[plot]'") from None
-
     from .checkpoint import read_json
 
     metrics = read_json(Path(metrics_path), "run metrics")
@@ -22,8 +16,7 @@ def plot_history(metrics_path: str | Path, out: str | Path | None = None) -> Pat
             isinstance(h, dict) and {"step", "loss", "accuracy"} <= set(h) for h in hist):
         raise ValueError(f"{metrics_path} holds no training history to plot (a list of step/loss/accuracy entries)")
     steps = [h["step"] for h in hist]
-    fig = Figure(figsize=(9, 3.2))
-    FigureCanvasAgg(fig)
+    fig = _figure(9, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(steps, [h["loss"] for h in hist], marker="o", markersize=3)
     ax1.set(xlabel="step", ylabel="train loss", yscale="log")
@@ -31,8 +24,95 @@ def plot_history(metrics_path: str | Path, out: str | Path | None = None) -> Pat
     ax2.set(xlabel="step", ylabel="MQAR accuracy", ylim=(0, 1.02))
     s = metrics.get("setting", {})
     fig.suptitle(f"MQAR T={s.get('seq_len')} N={s.get('num_kv_pairs')} V={s.get('vocab_size')}")
+    return _save(fig, Path(out) if out else Path(metrics_path).with_name("curves.png"))
+
+
+# the paper's RAM-Net MQAR points (7-setting mean accuracy against state size in numbers), read off its figure
+PAPER_POINTS = ((7.7e3, 0.78), (1.4e4, 0.87), (2.6e4, 0.97))
+
+
+def _figure(width: float, height: float):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("ramnet plot needs matplotlib: pip install 'ramnet[plot]'") from None
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, out) -> Path:
     fig.tight_layout()
-    out = Path(out) if out else Path(metrics_path).with_name("curves.png")
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return out
+
+
+def _rows(path, what: str) -> list[dict]:
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        rows = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{what} {path} is not valid JSON: {error}") from None
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(r, dict) and {"model", "state_size", "accuracy"} <= set(r) for r in rows):
+        raise ValueError(f"{path} is not a sweep summary (mqar.json rows with model, state_size and accuracy)")
+    return rows
+
+
+def plot_state_sweep(summary_path, out, paper_points=PAPER_POINTS) -> Path:
+    """7-setting mean accuracy against state size, one line per model family, the paper's points overlaid."""
+    rows = [r for r in _rows(summary_path, "sweep summary") if r["model"] != "attention"]
+    attention = [r for r in _rows(summary_path, "sweep summary") if r["model"] == "attention"]
+    fig = _figure(6.5, 4.2)
+    ax = fig.subplots()
+    for model in dict.fromkeys(r["model"] for r in rows):
+        points = sorted((r["state_size"], r["accuracy"]) for r in rows if r["model"] == model)
+        ax.plot(*zip(*points), marker="o", label=model)
+    if paper_points:
+        ax.scatter(*zip(*paper_points), marker="*", s=140, color="black", label="RAM-Net (paper)", zorder=3)
+    for r in attention:  # attention does not span state sizes: its best accuracy is the ceiling
+        ax.axhline(r["accuracy"], color="grey", linestyle="--", label=f"attention (KV cache {r['state_size']:.2g})")
+    ax.set(xscale="log", xlabel="state size (numbers)", ylabel="MQAR accuracy (7-setting mean)", ylim=(0, 1.02))
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def plot_u_ablation(summary_path, out) -> Path:
+    """Accuracy against the number of factors U, one line per memory size M (rows tagged ``ablation: U``)."""
+    rows = [r for r in _rows(summary_path, "ablation summary") if r.get("tags", {}).get("ablation") == "U"]
+    if not rows:
+        raise ValueError(f"{summary_path} holds no rows tagged ablation: U")
+    fig = _figure(5.5, 3.8)
+    ax = fig.subplots()
+    for M in sorted({r["tags"]["M"] for r in rows}):
+        points = sorted((r["tags"]["U"], r["accuracy"]) for r in rows if r["tags"]["M"] == M)
+        ax.plot(*zip(*points), marker="o", label=f"M = {M}")
+    ax.set(xscale="log", xlabel="U (factors of the product softmax)", ylabel="MQAR accuracy (7-setting mean)",
+           ylim=(0, 1.02))
+    ax.legend()
+    return _save(fig, out)
+
+
+def plot_slot_traces(traces: list[dict], out, head: int = 0) -> Path:
+    """Top-1 write and read slots of ``head`` against time, for the first layer with CAPE heads and the first
+    without (``ramnet.analysis.slot_traces``)."""
+    cape_layer = next((i for i, t in enumerate(traces) if t["cape"][head]), None)
+    plain_layer = next((i for i, t in enumerate(traces) if not t["cape"][head]), None)
+    layers = [i for i in (cape_layer, plain_layer) if i is not None]
+    fig = _figure(5 * len(layers), 3.6)
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    for ax, i in zip(axes, layers):
+        for name, marker in (("write", "o"), ("read", "x")):
+            slots = traces[i][name][:, head]
+            ax.scatter(range(len(slots)), slots.tolist(), s=8, marker=marker, label=name)
+        kind = "CAPE" if traces[i]["cape"][head] else "content"
+        ax.set(xlabel="token t", ylabel="top-1 slot", title=f"layer {i + 1}, head {head} ({kind})")
+        ax.legend(fontsize=8)
+    return _save(fig, out)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run (or continue) an MQAR sweep on the device machine within a time budget, and bring its summaries back.
+#   bash benchmarks/gpu_mqar_sweep.sh SPEC NAME [SECONDS]
+# The sweep works in /tmp (its run directories are too deep and too many to come back through $OUT). It starts
+# from benchmarks/results/NAME_sweep.json when that exists (the runs already done are skipped), and copies
+# NAME_sweep.json and NAME.json into $OUT (or benchmarks/results/ when $OUT is unset) when it stops: finished or
+# out of time. The summaries are rewritten after every run, so a run cut off by the budget is the only loss.
+# fla baselines need fla's wheels installed first (see docs/RESULTS.md).
+set -u
+spec=${1:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
+name=${2:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
+budget=${3:-540}
+cd "$(dirname "$0")/.."
+dest=${OUT:-benchmarks/results}
+work=/tmp/ramnet-sweep-$name
+mkdir -p "$work" "$dest"
+if [ -f "benchmarks/results/${name}_sweep.json" ] && [ ! -f "$work/mqar_sweep.json" ]; then
+  cp "benchmarks/results/${name}_sweep.json" "$work/mqar_sweep.json"
+fi
+export PYTHONUNBUFFERED=1
+timeout --signal=INT "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet
+status=$?
+[ -f "$work/mqar_sweep.json" ] && cp "$work/mqar_sweep.json" "$dest/${name}_sweep.json"
+[ -f "$work/mqar.json" ] && cp "$work/mqar.json" "$dest/${name}.json"
+python3 -m ramnet sweep "$spec" --out "$work" --dry-run | head -1
+exit $status

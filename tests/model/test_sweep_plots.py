@@ -1,0 +1,81 @@
+"""Slot traces of a model and the sweep plots (`ramnet plot --mqar / --ablations / --slots`)."""
+import json
+
+import pytest
+import torch
+
+from ramnet import RamNetConfig, RamNetForCausalLM
+from ramnet.analysis import slot_traces
+from ramnet.checkpoint import write_model
+from ramnet.cli import main
+
+pytest.importorskip("matplotlib")
+
+
+def _model(**overrides):
+    torch.manual_seed(0)
+    return RamNetForCausalLM(RamNetConfig.from_name("tiny", **{"cape_all_heads_layers": 1,
+                                                               "cape_half_heads_layers": 0, **overrides}))
+
+
+def test_slot_traces_shapes_and_the_cape_shift():
+    model = _model()
+    ids = torch.randint(0, 128, (2, 20))
+    traces = slot_traces(model, ids)
+    assert len(traces) == 2 and traces[0]["cape"] == [True, True] and traces[1]["cape"] == [False, False]
+    M = model.config.num_slots
+    for t in traces:
+        assert t["write"].shape == t["read"].shape == (20, 2)
+        assert int(t["write"].min()) >= 0 and int(t["write"].max()) < M
+    # the same layer without CAPE: its raw slots, shifted by -t mod M, are layer 1's CAPE slots
+    plain = slot_traces(_model(cape_all_heads_layers=0), ids)
+    expected = torch.remainder(plain[0]["write"] - torch.arange(20).view(-1, 1), M)
+    assert torch.equal(traces[0]["write"], expected)
+
+
+def test_slot_traces_refuse_other_models_and_bad_ids():
+    with pytest.raises(TypeError, match="RamNetForCausalLM"):
+        slot_traces(torch.nn.Linear(2, 2), torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[B, T\]"):
+        slot_traces(_model(), torch.zeros(3, dtype=torch.long))
+
+
+def _summary(tmp_path):
+    rows = [{"model": "ramnet", "state_size": s, "accuracy": a, "lr": 1e-3, "tags": {"ablation": "U", "M": M, "U": u}}
+            for s, a, M, u in ((3e3, 0.4, 256, 1), (8e3, 0.7, 256, 4), (2.6e4, 0.95, 1024, 5), (6.6e4, 0.99, 1024, 2))]
+    rows += [{"model": "deltanet", "state_size": 1.6e4, "accuracy": 0.8, "lr": 1e-3},
+             {"model": "attention", "state_size": 5.2e5, "accuracy": 1.0, "lr": 1e-3}]
+    path = tmp_path / "mqar.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def test_plot_state_sweep_and_u_ablation(tmp_path):
+    summary = _summary(tmp_path)
+    assert main(["plot", "--mqar", str(summary), "--out", str(tmp_path / "state.png")]) == 0
+    assert main(["plot", "--ablations", str(summary), "--out", str(tmp_path / "u.png")]) == 0
+    assert (tmp_path / "state.png").stat().st_size > 5000 and (tmp_path / "u.png").stat().st_size > 5000
+
+
+def test_plot_slots_from_a_checkpoint(tmp_path):
+    write_model(_model(), tmp_path / "ckpt")
+    assert main(["plot", "--slots", str(tmp_path / "ckpt"), "--seq-len", "32", "--num-kv-pairs", "4",
+                 "--out", str(tmp_path / "slots.png")]) == 0
+    assert (tmp_path / "slots.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["plot"], "give one of"),
+    (["plot", "--mqar", "x.json"], "needs --out"),
+    (["plot", "--ablations", "ROWS", "--out", "u.png"], "holds no rows tagged ablation: U"),
+    (["plot", "--mqar", "BAD", "--out", "s.png"], "is not a sweep summary"),
+])
+def test_plot_errors_are_one_line(tmp_path, capsys, argv, match):
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([{"model": "ramnet", "state_size": 1, "accuracy": 0.5}]))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"not": "rows"}))
+    argv = [str(rows) if a == "ROWS" else str(bad) if a == "BAD" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
