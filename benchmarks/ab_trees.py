@@ -26,29 +26,16 @@ SHAPES = ["4,4096,16,128", "8,1024,8,64", "1,8192,96,128", "4,2048,16,128", "2,1
 U, D_P, K = 5, 4, 8
 
 
-def host_ms(fn, reps: int = 100) -> float:
-    """Median host milliseconds to enqueue ``fn()`` on an idle GPU (the launch cost that bounds small shapes)."""
-    import time
-
-    import torch
-
-    times = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    torch.cuda.synchronize()
-    return sorted(times)[reps // 2]
-
-
 def time_installed(shapes: list[str]) -> dict:
     """Median ms of fwd and fwd+bwd for every shape, with whichever ramnet is importable (runs in a child)."""
     import torch
     from triton.testing import do_bench
 
     import ramnet.ops as R
-    from profile_op import profile_shape  # this script's folder is on sys.path
+    from host_overhead import host_us  # this script's folder is on sys.path
+    from profile_op import profile_shape
+
+    host_ms = lambda fn: host_us(fn, reps=100) / 1e3
 
     results = {"ramnet_file": R.__file__}
     for shape in shapes:

@@ -146,6 +146,14 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -
     each run ends. Returns the ids that failed."""
     failed = []
     bar = tqdm(total=len(runs), disable=not progress, desc=f"sweep {spec['name']}", unit="run")
+
+    def finished(run_id: str, ok: bool) -> None:
+        if not ok:
+            failed.append(run_id)
+        bar.update(1)
+        if on_done is not None:
+            on_done()
+
     queue, active = list(runs), []
     for r in runs:
         run_dir(spec, r).mkdir(parents=True, exist_ok=True)
@@ -154,12 +162,10 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -
         for r in queue:
             try:
                 write_json_atomic(run_dir(spec, r) / RESULT_FILE, run_one(r))
+                finished(r["id"], True)
             except Exception as error:  # noqa: BLE001 - one failed run must not stop the sweep; recorded
                 (run_dir(spec, r) / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
-                failed.append(r["id"])
-            bar.update(1)
-            if on_done is not None:
-                on_done()
+                finished(r["id"], False)
         bar.close()
         return failed
     while queue or active:
@@ -175,11 +181,7 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -
             if proc.poll() is not None:
                 log.close()
                 active.remove(item)
-                if proc.returncode != 0:
-                    failed.append(r["id"])
-                bar.update(1)
-                if on_done is not None:
-                    on_done()
+                finished(r["id"], proc.returncode == 0)
     bar.close()
     return failed
 

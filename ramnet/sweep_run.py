@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .baselines import build_model
 from .data.mqar_protocol import ProtocolData, protocol_settings, setting_name, setting_schedule
 from .precision import autocast, grad_scaler, resolve_device
-from .train import TrainArgs, evaluate, labelled_logits, make_optimizer
+from .train import TrainArgs, evaluate, labelled_logits, make_optimizer, optimizer_step
 
 RUN_FILE, RESULT_FILE = "run.json", "result.json"
 
@@ -56,13 +56,7 @@ def run(run: dict, progress: bool = False) -> dict:
             with autocast(device, args.precision):
                 logits = labelled_logits(model, x[idx], pos[idx])
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten())
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            schedule.step()
+            optimizer_step(loss, model, opt, schedule, scaler, args.grad_clip)
             if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
                 loss_value = loss.item()
                 accuracies = evaluate_protocol(model, data, args.precision) if math.isfinite(loss_value) else {}

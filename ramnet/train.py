@@ -108,6 +108,17 @@ def make_optimizer(model, args: TrainArgs):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, args))
 
 
+def optimizer_step(loss, model, opt, schedule, scaler, grad_clip: float) -> None:
+    """Backward of ``loss`` (scaled for fp16), gradient clipping to ``grad_clip``, one optimizer and schedule step."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    schedule.step()
+
+
 def labelled_positions(labels: torch.Tensor) -> torch.Tensor:
     """``[B, T]`` labels -> ``[B, N]`` positions of the labelled tokens (MQAR has exactly N per row)."""
     mask = labels != IGNORE_INDEX
@@ -295,13 +306,7 @@ def _train(config, setting, args, device, out, state, progress, clear_previous_r
     for step in bar:
         idx = torch.randint(0, args.num_train, (args.batch_size,), generator=gen).to(device)
         loss = loss_step(train_x[idx], train_pos[idx], train_targets[idx])
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        schedule.step()
+        optimizer_step(loss, model, opt, schedule, scaler, args.grad_clip)
         step_done = step + 1
         stop = False
         if step_done % args.eval_every == 0 or step_done == args.steps:
