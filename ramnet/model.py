@@ -51,6 +51,17 @@ class RamNetForCausalLM(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.activation_checkpointing = False
+        self._gradient_checkpointing_func = None  # transformers sets its own (kwargs, CPU offload) here
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """The name transformers sets (``gradient_checkpointing_enable``): an alias of
+        ``activation_checkpointing``."""
+        return self.activation_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, enabled) -> None:
+        self.set_activation_checkpointing(bool(enabled))
 
     def set_activation_checkpointing(self, enabled: bool = True) -> "RamNetForCausalLM":
         """Recompute each block in the backward instead of keeping its activations (``torch.utils.checkpoint``,
@@ -89,8 +100,12 @@ class RamNetForCausalLM(nn.Module):
         for i, block in enumerate(self.blocks):
             state = None if states is None else states[i]
             if recompute:
-                x, st = checkpoint(block, x, state, offset=offset, output_final_state=return_states,
-                                   use_reentrant=False)
+                if self._gradient_checkpointing_func is not None:
+                    x, st = self._gradient_checkpointing_func(block, x, state, offset=offset,
+                                                              output_final_state=return_states)
+                else:
+                    x, st = checkpoint(block, x, state, offset=offset, output_final_state=return_states,
+                                       use_reentrant=False)
             else:
                 x, st = block(x, state, offset=offset, output_final_state=return_states)
             new_states.append(st)

@@ -57,6 +57,8 @@ class RamNetHFForCausalLM(PreTrainedModel, GenerationMixin):
     base_model_prefix = "model"
     main_input_name = "input_ids"
     _no_split_modules = ["RamNetBlock"]
+    # gradient_checkpointing_enable() reaches the native model's per-block activation checkpointing
+    supports_gradient_checkpointing = True
     # used only when config.tie_word_embeddings (= tie_embeddings) is True
     _tied_weights_keys = {"model.lm_head.weight": "model.embed.weight"}
     # the memory cannot be rolled back, so transformers refuses assisted decoding

@@ -300,3 +300,32 @@ def test_generate_continues_a_user_cache():
     assert cache.get_seq_length() == 8  # the last sampled token is not in the cache yet
     again = model.generate(first, max_new_tokens=3, do_sample=False, **{CACHE_KW: cache})
     assert torch.equal(again, full)
+
+
+def test_gradient_checkpointing_reaches_the_native_blocks():
+    """transformers' switch (``activation_checkpointing_enable`` from 5.2x, ``gradient_checkpointing_enable``
+    before) turns on the native per-block recompute: same loss and gradients, and off again."""
+    import warnings
+
+    model = make_model(seed=4).train()
+    ids = torch.randint(0, 128, (2, 13))
+
+    def loss_and_grads():
+        model.zero_grad()
+        out = model(ids, labels=ids)
+        out.loss.backward()
+        return out.loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    plain_loss, plain_grads = loss_and_grads()
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        enable()
+        assert model.native.activation_checkpointing
+        ckpt_loss, ckpt_grads = loss_and_grads()
+        disable()
+    assert not model.native.activation_checkpointing
+    torch.testing.assert_close(ckpt_loss, plain_loss, rtol=1e-12, atol=0)
+    for got, want in zip(ckpt_grads, plain_grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
