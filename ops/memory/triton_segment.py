@@ -33,18 +33,27 @@ def state_ids(B: int, T: int, H: int, cu_seqlens, device) -> torch.Tensor:
     return sequence_ids(T, cu_seqlens.to(device)).view(1, T, 1) * H + heads
 
 
-def sorted_events(idx: torch.Tensor, states: torch.Tensor, M: int, n_segments: int,
-                  int32_keys_below: int = INT32_KEYS_BELOW):
-    """Sort the events of ``idx [B, T, H, K]`` by (state, slot, time). Returns ``(keys, order, bounds)``: sorted
-    keys, the event index (flat ``[B, T, H, K]``) of each, and ``bounds [n_segments + 1]`` so that segment
+def key_base(B: int, T: int, H: int, M: int, cu_seqlens, device) -> torch.Tensor:
+    """``[B, T, H, 1]`` int64: ``state * M * T + t``, so that the sort key of an event on ``slot`` is
+    ``base + slot * T = ((state * M + slot) * T + t)``. Built from strided ``arange``s: few launches, since at
+    small shapes the host's launch cost bounds the op."""
+    time = torch.arange(T, device=device).view(1, T, 1, 1)
+    if cu_seqlens is None:
+        stride = H * M * T
+        states = torch.arange(0, B * stride, stride, device=device).view(B, 1, 1, 1) + \
+            torch.arange(0, stride, M * T, device=device).view(1, 1, H, 1)
+    else:
+        states = state_ids(B, T, H, cu_seqlens, device).unsqueeze(-1) * (M * T)
+    return states + time
+
+
+def sorted_events(idx: torch.Tensor, base: torch.Tensor, boundaries: torch.Tensor):
+    """Sort the events of ``idx [B, T, H, K]`` by (state, slot, time) (``base``: :func:`key_base`). Returns
+    ``(keys, order, bounds)``: sorted keys (``boundaries.dtype``), the event index (flat ``[B, T, H, K]``) of
+    each, and ``bounds [n_segments + 1]`` (``searchsorted`` of ``boundaries = g * T``) so that segment
     ``g = state * M + slot`` owns sorted positions ``bounds[g]:bounds[g + 1]``."""
-    T = idx.shape[1]
-    time = torch.arange(T, device=idx.device).view(1, T, 1, 1)
-    # int32 keys where they fit: a radix sort of half the bits
-    dtype = torch.int32 if n_segments * T < int32_keys_below else torch.int64
-    keys, order = torch.sort(((states.unsqueeze(-1) * M + idx) * T + time).flatten().to(dtype))
-    bounds = torch.searchsorted(keys, (torch.arange(n_segments + 1, device=idx.device) * T).to(dtype))
-    return keys, order, bounds
+    keys, order = torch.sort(base.add(idx, alpha=idx.shape[1]).flatten().to(boundaries.dtype))
+    return keys, order, torch.searchsorted(keys, boundaries)
 
 
 @triton.jit
@@ -106,13 +115,17 @@ def _read_out_kernel(sr_ptr, srz_ptr, rw_ptr, o_ptr, K, DV, eps, BLOCK_K: tl.con
     tl.store(o_ptr + tok * DV + offs_d, o.to(o_ptr.dtype.element_ty), mask=mask_d)
 
 
-def segment_plan(write_idx, read_idx, M: int, n_states: int, cu_seqlens=None, int32_keys_below: int = INT32_KEYS_BELOW):
+def segment_plan(write_idx, read_idx, M: int, n_states: int, cu_seqlens=None,
+                 int32_keys_below: int = INT32_KEYS_BELOW):
     """The sorted write and read events (:func:`sorted_events`) of one scan; the backward reuses them."""
     B, T, H, _ = write_idx.shape
-    states = state_ids(B, T, H, cu_seqlens, write_idx.device)
+    device = write_idx.device
     n_segments = n_states * H * M
-    return (sorted_events(write_idx, states, M, n_segments, int32_keys_below),
-            sorted_events(read_idx, states, M, n_segments, int32_keys_below))
+    base = key_base(B, T, H, M, cu_seqlens, device)
+    # int32 keys where they fit: a radix sort of half the bits
+    dtype = torch.int32 if n_segments * T < int32_keys_below else torch.int64
+    boundaries = torch.arange(0, (n_segments + 1) * T, T, dtype=dtype, device=device)
+    return sorted_events(write_idx, base, boundaries), sorted_events(read_idx, base, boundaries)
 
 
 def launch_segment(a, save: bool, *, num_warps: int = 1, atomic_read: bool = True,

@@ -49,8 +49,7 @@ def test_sorted_events_partition_by_state_slot_time(segment):
     gen = torch.Generator().manual_seed(0)
     B, T, H, K, M = 2, 7, 3, 2, 5
     idx = torch.stack([torch.randperm(M, generator=gen)[:K] for _ in range(B * T * H)]).view(B, T, H, K)
-    states = segment.state_ids(B, T, H, None, "cpu")
-    keys, order, bounds = segment.sorted_events(idx, states, M, B * H * M)
+    (keys, order, bounds), _ = segment.segment_plan(idx, idx, M, B)
     assert keys.dtype == torch.int32 and bool((keys[1:] > keys[:-1]).all())  # unique and increasing
     assert bounds[0] == 0 and bounds[-1] == keys.numel() and bool((bounds[1:] >= bounds[:-1]).all())
     b, t, h, k = torch.unravel_index(order, (B, T, H, K))
@@ -59,6 +58,18 @@ def test_sorted_events_partition_by_state_slot_time(segment):
         lo, hi = int(bounds[g]), int(bounds[g + 1])
         assert bool((segments[lo:hi] == g).all()) and bool((t[lo:hi][1:] > t[lo:hi][:-1]).all())
     assert int((segments == torch.arange(B * H * M).repeat_interleave(torch.diff(bounds))).sum()) == order.numel()
+
+
+def test_varlen_keys_restart_the_state_at_each_sequence(segment):
+    """With ``cu_seqlens`` the state of a token is its sequence's: keys equal ``((seq * H + h) * M + slot) * T + t``."""
+    T, H, K, M = 7, 2, 2, 5
+    idx = torch.randint(0, M, (1, T, H, K), generator=torch.Generator().manual_seed(1))
+    cu = torch.tensor([0, 3, 7])
+    (keys, order, bounds), _ = segment.segment_plan(idx, idx, M, 2, cu_seqlens=cu)
+    b, t, h, k = torch.unravel_index(order, (1, T, H, K))
+    seq = (t >= 3).long()
+    assert torch.equal(keys.long(), ((seq * H + h) * M + idx[b, t, h, k]) * T + t)
+    assert bounds.numel() == 2 * H * M + 1 and int(bounds[-1]) == keys.numel()
 
 
 def test_int64_keys_match_reference():
