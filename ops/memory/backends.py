@@ -189,7 +189,7 @@ class SegmentScan(Backend):
         _, _, _, (saved_w, saved_r), plan = launch_segment(a, save=True, num_warps=self.num_warps,
                                                            atomic_read=self.atomic_read,
                                                            int32_keys_below=self._keys_below(),
-                                                           rows_dtype=self.saved_rows)
+                                                           rows_dtype=self.saved_rows, output=False)
         gS, gz = _grad_state(grad_S, grad_z)
         d_ww = torch.empty(a.write_w.shape, dtype=a.write_w.dtype, device=a.v.device)
         d_rw = torch.empty(a.read_w.shape, dtype=a.read_w.dtype, device=a.v.device)

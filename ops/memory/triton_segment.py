@@ -129,10 +129,11 @@ def segment_plan(write_idx, read_idx, M: int, n_states: int, cu_seqlens=None,
 
 
 def launch_segment(a, save: bool, *, num_warps: int = 1, atomic_read: bool = True,
-                   int32_keys_below: int = INT32_KEYS_BELOW, rows_dtype: str = "fp32"):
+                   int32_keys_below: int = INT32_KEYS_BELOW, rows_dtype: str = "fp32", output: bool = True):
     """Forward walk over ``a`` (a ``ScanArgs``): ``(o, S fp32, z fp32, [saved write rows, saved read rows], plan)``.
     ``atomic_read``: without saved rows, sum ``o`` with fp32 atomics instead of storing every read row (less
-    memory and traffic; the rows are kept under ``torch.use_deterministic_algorithms``)."""
+    memory and traffic; the rows are kept under ``torch.use_deterministic_algorithms``). ``output=False`` (the
+    backward's recompute, which needs only the saved rows) skips the read-out of ``o`` and returns None for it."""
     B, T, H, DV = a.v.shape
     K, M = a.write_idx.shape[-1], a.S0.shape[2]
     plan = segment_plan(a.write_idx, a.read_idx, M, a.S0.shape[0], a.cu_seqlens, int32_keys_below)
@@ -153,6 +154,8 @@ def launch_segment(a, save: bool, *, num_warps: int = 1, atomic_read: bool = Tru
                                            NO_WRITE=no_write, num_warps=num_warps)
     if not rows:
         return o_acc.view(B, T, H, DV).to(v.dtype), S, z, [sw, sr], plan
+    if not output:
+        return None, S, z, [sw, sr], plan
     o = torch.empty(B, T, H, DV, dtype=v.dtype, device=v.device)
     _read_out_kernel[(B * T * H,)](*sr, read_w, o, K, DV, float(a.eps), BLOCK_K=triton.next_power_of_2(K),
                                    BLOCK_D=block_d)
