@@ -10,6 +10,7 @@ set -u
 spec=${1:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
 name=${2:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
 budget=${3:-540}
+spec=$(realpath "$spec")  # before the cd below
 cd "$(dirname "$0")/.."
 dest=${OUT:-benchmarks/results}
 work=/tmp/ramnet-sweep-$name
@@ -18,7 +19,7 @@ if [ -f "benchmarks/results/${name}_sweep.json" ] && [ ! -f "$work/mqar_sweep.js
   cp "benchmarks/results/${name}_sweep.json" "$work/mqar_sweep.json"
 fi
 export PYTHONUNBUFFERED=1
-timeout --signal=INT "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet
+timeout --signal=INT --kill-after=30 "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet
 status=$?
 [ -f "$work/mqar_sweep.json" ] && cp "$work/mqar_sweep.json" "$dest/${name}_sweep.json"
 [ -f "$work/mqar.json" ] && cp "$work/mqar.json" "$dest/${name}.json"

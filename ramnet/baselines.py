@@ -47,6 +47,8 @@ class FlaMixer(nn.Module):
     def __init__(self, kind: str, d_model: int, n_heads: int, **layer_kwargs):
         super().__init__()
         module_name, class_name = FLA_LAYERS[kind]
+        if kind == "gated_deltanet":  # fla sizes GDN heads by head_dim (default 256) and expand_v (2), not by
+            layer_kwargs = {"head_dim": d_model // n_heads, "expand_v": 1, **layer_kwargs}  # hidden_size
         try:
             layer_class = getattr(importlib.import_module(module_name), class_name)
         except ImportError as error:
@@ -127,6 +129,11 @@ def build_model(spec: dict, vocab_size: int, max_seq_len: int) -> tuple[nn.Modul
     for key, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{kind}: {key} must be an int >= 1, got {value!r}")
-    layer = dict(spec.get("layer", {}))
+    layer = spec.get("layer", {})
+    if not isinstance(layer, dict):
+        raise ValueError(f"{kind}: layer must be a mapping of the layer's keyword arguments, got {layer!r}")
     model = BaselineLM(kind, vocab_size, max_seq_len=max_seq_len, **sizes, **layer)
-    return model, model.state_size(max_seq_len), {"model": kind, **sizes, "layer": layer}
+    # fla's DeltaNet and GDN have a short conv by default: read it from the built layers
+    short_conv = all(getattr(getattr(m, "layer", None), "use_short_conv", False) for m in model.mixers)
+    return model, model.state_size(max_seq_len), {"model": kind, **sizes, "layer": dict(layer),
+                                                  "short_conv": short_conv}

@@ -208,8 +208,12 @@ def cmd_plot(args) -> int:
         from .data.mqar import multiquery_ar
 
         model = load_checkpoint(args.slots)
-        setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=args.seq_len,
-                              num_kv_pairs=args.num_kv_pairs)
+        try:
+            setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=args.seq_len,
+                                  num_kv_pairs=args.num_kv_pairs)
+        except ValueError as error:
+            raise ValueError(f"--seq-len / --num-kv-pairs for this checkpoint (vocab_size "
+                             f"{model.config.vocab_size}): {error}") from None
         inputs, _ = multiquery_ar(setting, 1, seed=0)
         print(f"wrote {plots.plot_slot_traces(slot_traces(model, inputs), args.out)}")
         return 0

@@ -45,6 +45,8 @@ def _figure(width: float, height: float):
 def _save(fig, out) -> Path:
     fig.tight_layout()
     out = Path(out)
+    if out.suffix.lower() != ".png":
+        out = out.with_name(out.name + ".png")  # what savefig would write; the caller is told this path
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return out
@@ -60,9 +62,12 @@ def _rows(path, what: str) -> list[dict]:
         rows = json.loads(path.read_text())
     except ValueError as error:
         raise ValueError(f"{what} {path} is not valid JSON: {error}") from None
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
     if not isinstance(rows, list) or not rows or not all(
-            isinstance(r, dict) and {"model", "state_size", "accuracy"} <= set(r) for r in rows):
-        raise ValueError(f"{path} is not a sweep summary (mqar.json rows with model, state_size and accuracy)")
+            isinstance(r, dict) and {"model", "state_size", "accuracy"} <= set(r) and number(r["state_size"])
+            and number(r["accuracy"]) and isinstance(r.get("tags") or {}, dict) for r in rows):
+        raise ValueError(f"{path} is not a sweep summary (mqar.json rows with a model, a numeric state_size and "
+                         f"accuracy, and tags as a mapping)")
     return rows
 
 
@@ -86,9 +91,11 @@ def plot_state_sweep(summary_path, out, paper_points=PAPER_POINTS) -> Path:
 
 def plot_u_ablation(summary_path, out) -> Path:
     """Accuracy against the number of factors U, one line per memory size M (rows tagged ``ablation: U``)."""
-    rows = [r for r in _rows(summary_path, "ablation summary") if r.get("tags", {}).get("ablation") == "U"]
+    rows = [r for r in _rows(summary_path, "ablation summary") if (r.get("tags") or {}).get("ablation") == "U"]
     if not rows:
         raise ValueError(f"{summary_path} holds no rows tagged ablation: U")
+    if not all(isinstance(r["tags"].get("M"), int) and isinstance(r["tags"].get("U"), int) for r in rows):
+        raise ValueError(f"{summary_path}: every row tagged ablation: U needs integer tags M and U")
     fig = _figure(5.5, 3.8)
     ax = fig.subplots()
     for M in sorted({r["tags"]["M"] for r in rows}):

@@ -19,7 +19,7 @@ from .data.mqar_protocol import ProtocolData, protocol_settings, setting_name, s
 from .precision import autocast, grad_scaler, resolve_device
 from .train import TrainArgs, evaluate, labelled_logits, make_optimizer, optimizer_step
 
-RUN_FILE, RESULT_FILE = "run.json", "result.json"
+RUN_FILE, RESULT_FILE, ERROR_FILE, LOG_FILE = "run.json", "result.json", "error.txt", "log.txt"
 
 
 def evaluate_protocol(model, data: ProtocolData, precision: str) -> dict[str, float]:
@@ -68,10 +68,11 @@ def run(run: dict, progress: bool = False) -> dict:
                     break  # diverged: recorded with accuracy 0, the sweep moves on
     last = history[-1]
     spec = run["spec"]
-    return {"id": run["id"], "label": run["label"], "model": spec["model"], "state_size": state_size,
+    return {"id": run["id"], "fingerprint": run["fingerprint"], "label": run["label"], "model": spec["model"],
+            "state_size": state_size,
             "lr": args.lr, "seed": args.seed, "steps": last["step"], "accuracy": last["accuracy"],
             "accuracies": last["accuracies"], "seconds": time.perf_counter() - start, "config": config,
-            "short_conv": bool(config.get("short_conv", spec.get("layer", {}).get("use_short_conv", False))),
+            "short_conv": bool(config.get("short_conv", False)),
             "device": str(device), "precision": args.precision, "diverged": not math.isfinite(last["loss"]),
             "history": history}
 
@@ -89,7 +90,12 @@ def main(argv=None) -> int:
         return 2
     run_dir = Path(argv[0])
     spec = json.loads((run_dir / RUN_FILE).read_text())
-    write_json_atomic(run_dir / RESULT_FILE, run(spec, progress=False))
+    try:
+        result = run(spec, progress=False)
+    except Exception as error:  # the same one-line record as an in-process run's (the traceback is in the log)
+        (run_dir / ERROR_FILE).write_text(f"{type(error).__name__}: {error}\n")
+        raise
+    write_json_atomic(run_dir / RESULT_FILE, result)
     return 0
 
 

@@ -26,9 +26,10 @@ def protocol_settings(pairs_and_lengths=PROTOCOL_SETTINGS, vocab_size: int = PRO
     """``MQARSetting`` objects for ``(num_kv_pairs, seq_len)`` pairs (checked: distinct, valid)."""
     settings = []
     for item in pairs_and_lengths:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValueError(f"each setting must be a pair (num_kv_pairs, seq_len), got {item!r}")
-        settings.append(MQARSetting(vocab_size=vocab_size, seq_len=int(item[1]), num_kv_pairs=int(item[0])))
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or \
+                not all(isinstance(x, int) and not isinstance(x, bool) for x in item):
+            raise ValueError(f"each setting must be a pair of ints (num_kv_pairs, seq_len), got {item!r}")
+        settings.append(MQARSetting(vocab_size=vocab_size, seq_len=item[1], num_kv_pairs=item[0]))
     if not settings:
         raise ValueError("the protocol needs at least one setting")
     if len({setting_name(s) for s in settings}) != len(settings):

@@ -114,15 +114,36 @@ def test_a_sweep_continues_from_its_summary_file_alone(tmp_path, capsys):
     assert "is not a sweep summary" in capsys.readouterr().err
 
 
-def test_sweep_workers_and_a_failing_run(tmp_path, capsys):
-    spec = _spec(tmp_path, lrs=[1e-3], models=[ATTN, {"label": "bad", "model": "attention", "d_model": 30,
-                                                      "n_heads": 4}])
-    assert main(["sweep", str(spec), "--quiet", "--parallel", "2"]) == 1  # d_model 30 is not divisible by 4 heads
-    captured = capsys.readouterr()
-    assert "1 ran, 0 skipped (results exist), 1 failed" in captured.out and "bad-lr0.001-s0" in captured.err
-    assert "divisible" in (tmp_path / "out" / "runs" / "bad-lr0.001-s0" / "log.txt").read_text()
-    rows = json.loads((tmp_path / "out" / "mqar.json").read_text())
-    assert [r["label"] for r in rows] == ["attn"]
+def test_a_model_that_cannot_be_built_is_refused_before_any_run(tmp_path, capsys):
+    spec = _spec(tmp_path, models=[ATTN, {"label": "bad", "model": "attention", "d_model": 30, "n_heads": 4}])
+    assert main(["sweep", str(spec), "--quiet"]) == 2
+    assert "model bad: d_model (30) must be divisible by n_heads (4)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_record_a_failing_run_and_the_others_finish(tmp_path):
+    from ramnet.sweep import execute
+
+    spec = check_spec({**json.loads(_spec(tmp_path, lrs=[1e-3], models=[ATTN]).read_text()), "parallel": 2,
+                       "seeds": [0, 1]})
+    runs = expand(spec)
+    runs[1]["spec"] = {**runs[1]["spec"], "d_model": 30, "n_heads": 4}  # fails in the worker, not before
+    assert execute(spec, runs, progress=False) == [runs[1]["id"]]
+    bad = tmp_path / "out" / "runs" / runs[1]["id"]
+    assert "divisible" in (bad / "error.txt").read_text() and "Traceback" in (bad / "log.txt").read_text()
+    assert (tmp_path / "out" / "runs" / runs[0]["id"] / "result.json").is_file()
+
+
+def test_a_changed_spec_runs_again_and_a_narrower_one_keeps_the_rest(tmp_path, capsys):
+    spec = _spec(tmp_path, models=[ATTN])
+    assert main(["sweep", str(spec), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", str(_spec(tmp_path, models=[ATTN], steps=2)), "--quiet"]) == 0
+    assert "2 ran, 0 skipped" in capsys.readouterr().out  # other arguments: not reused
+    assert main(["sweep", str(_spec(tmp_path, models=[ATTN], steps=2, lrs=[1e-3])), "--quiet"]) == 0
+    assert "0 ran, 1 skipped" in capsys.readouterr().out
+    kept = json.loads((tmp_path / "out" / "mqar_sweep.json").read_text())["runs"]
+    assert sorted(r["id"] for r in kept) == ["attn-lr0.001-s0", "attn-lr0.003-s0"]
 
 
 def test_best_lr_is_the_best_mean_over_seeds(tmp_path):
@@ -132,17 +153,35 @@ def test_best_lr_is_the_best_mean_over_seeds(tmp_path):
         path = tmp_path / "out" / "runs" / run["id"]
         path.mkdir(parents=True)
         (path / "result.json").write_text(json.dumps({
-            "id": run["id"], "label": "attn", "model": "attention", "state_size": 1, "lr": run["lr"], "seed": run["seed"],
+            "id": run["id"], "fingerprint": run["fingerprint"], "label": "attn", "model": "attention", "state_size": 1, "lr": run["lr"], "seed": run["seed"],
             "steps": 4, "accuracy": accuracy[(run["lr"], run["seed"])], "seconds": 1.0, "config": {},
             "short_conv": False}))
     _, best = summarize(spec, expand(spec))
     assert best[0]["lr"] == 3e-3 and best[0]["accuracy"] == pytest.approx(0.6) and best[0]["seeds"] == 2
     assert best[0]["lr_sweep"] == {"0.001": pytest.approx(0.5), "0.003": pytest.approx(0.6)}
+    assert best[0]["complete"]
+    # an lr with one lucky finished seed does not beat one whose seeds all finished
+    (tmp_path / "out" / "runs" / "attn-lr0.003-s1" / "result.json").unlink()
+    _, best = summarize(spec, expand(spec))
+    assert best[0]["lr"] == 1e-3 and best[0]["complete"]
+    # a result written under other arguments is not this run's
+    changed = check_spec({**spec, "steps": 5})
+    assert summarize(changed, expand(changed)) == ([], [])
 
 
 @pytest.mark.parametrize("change, match", [
     ({"lrs": []}, "lrs must be a non-empty list"),
-    ({"steps": 0}, "steps must be an int >= 1"),
+    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"seeds": [0, 0]}, "seeds must not repeat"),
+    ({"lrs": [1e999]}, "finite number > 0"),
+    ({"precision": "fp64"}, "precision"),
+    ({"device": "tpu"}, "device"),
+    ({"out": ""}, "out must be a directory path"),
+    ({"models": [{"label": "r", "model": "ramnet", "preset": "tiny", "d_model": 32}]}, "unknown key(s) ['d_model']"),
+    ({"models": [{"label": "r", "model": "ramnet", "preset": "nope"}]}, "model r: unknown preset"),
+    ({"models": [{"label": "r", "model": "ramnet", "preset": "tiny", "overrides": {"d_v": 0}}]}, "model r:"),
+    ({"settings": [[2.5, 16]]}, "settings:"),
+    ({"settings": [[True, 16]]}, "settings:"),
     ({"models": [{"label": "x y", "model": "attention"}]}, "label of letters"),
     ({"models": [{"label": "x", "model": "mamba"}]}, "model must be one of"),
     ({"models": [ATTN, ATTN]}, "used twice"),

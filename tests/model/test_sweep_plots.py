@@ -69,13 +69,17 @@ def test_plot_slots_from_a_checkpoint(tmp_path):
     (["plot", "--mqar", "x.json"], "needs --out"),
     (["plot", "--ablations", "ROWS", "--out", "u.png"], "holds no rows tagged ablation: U"),
     (["plot", "--mqar", "BAD", "--out", "s.png"], "is not a sweep summary"),
+    (["plot", "--ablations", "NOM", "--out", "u.png"], "needs integer tags M and U"),
 ])
 def test_plot_errors_are_one_line(tmp_path, capsys, argv, match):
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps([{"model": "ramnet", "state_size": 1, "accuracy": 0.5}]))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"not": "rows"}))
-    argv = [str(rows) if a == "ROWS" else str(bad) if a == "BAD" else a for a in argv]
+    no_m = tmp_path / "nom.json"
+    no_m.write_text(json.dumps([{"model": "ramnet", "state_size": 1, "accuracy": 0.5, "tags": {"ablation": "U"}}]))
+    files = {"ROWS": rows, "BAD": bad, "NOM": no_m}
+    argv = [str(files[a]) if a in files else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
