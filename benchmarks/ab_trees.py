@@ -8,7 +8,8 @@ time of one fwd+bwd (the sum of its kernels, from ``profile_op.py``); the table 
 and the ratio B/A. Small shapes are bound by the host, so their wall times vary from round to round; the GPU-busy
 column does not.
 
-    python benchmarks/ab_trees.py OLD_TREE NEW_TREE [--rounds 2] [--shapes 4,4096,16,128 ...] [--pin CPU] [--out ab.json]
+    python benchmarks/ab_trees.py OLD_TREE NEW_TREE [--rounds 2] [--shapes 4,4096,16,128 ...] [--pin CPU]
+        [--out ab.json]
 
 A tree is a folder holding a ramnet checkout (``git archive REV | tar -x -C DIR`` makes one).
 """

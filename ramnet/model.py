@@ -113,9 +113,9 @@ class RamNetForCausalLM(nn.Module):
 
     def loss(self, input_ids, targets, *, chunk_size: int | None = None, ignore_index: int = IGNORE_INDEX):
         """Mean cross-entropy of the logits of ``input_ids [B, T]`` against ``targets`` int64 ``[B, T]`` (entries
-        equal to ``ignore_index`` are skipped), computed in fp32 (fp64 for an fp64 model). ``chunk_size``: None builds the full
-        ``[B, T, V]`` logits; an int projects that many tokens at a time and never holds all the logits
-        (:func:`ramnet.losses.chunked_cross_entropy`, for long context)."""
+        equal to ``ignore_index`` are skipped), computed in fp32 (fp64 for an fp64 model). ``chunk_size``: None
+        builds the full ``[B, T, V]`` logits; an int projects that many tokens at a time and never holds all the
+        logits (:func:`ramnet.losses.chunked_cross_entropy`, for long context)."""
         if not isinstance(targets, torch.Tensor) or tuple(targets.shape) != tuple(input_ids.shape):
             raise ValueError(f"targets must have input_ids' shape {tuple(input_ids.shape)}, got "
                              f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")

@@ -1,5 +1,6 @@
-"""Plots: training curves, MQAR sweeps against state size, the U ablation and slot traces. Uses matplotlib's object API with the Agg canvas, so the process-wide backend and
-pyplot's figure registry are left alone (matplotlib comes with the ``[plot]`` extra)."""
+"""Plots: training curves, MQAR sweeps against state size, the U ablation and slot traces. Uses matplotlib's
+object API with the Agg canvas, so the process-wide backend and pyplot's figure registry are left alone
+(matplotlib comes with the ``[plot]`` extra)."""
 from __future__ import annotations
 
 from pathlib import Path

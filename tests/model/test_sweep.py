@@ -153,8 +153,8 @@ def test_best_lr_is_the_best_mean_over_seeds(tmp_path):
         path = tmp_path / "out" / "runs" / run["id"]
         path.mkdir(parents=True)
         (path / "result.json").write_text(json.dumps({
-            "id": run["id"], "fingerprint": run["fingerprint"], "label": "attn", "model": "attention", "state_size": 1, "lr": run["lr"], "seed": run["seed"],
-            "steps": 4, "accuracy": accuracy[(run["lr"], run["seed"])], "seconds": 1.0, "config": {},
+            "id": run["id"], "fingerprint": run["fingerprint"], "label": "attn", "model": "attention",
+            "state_size": 1, "lr": run["lr"], "seed": run["seed"], "steps": 4, "accuracy": accuracy[(run["lr"], run["seed"])], "seconds": 1.0, "config": {},
             "short_conv": False}))
     _, best = summarize(spec, expand(spec))
     assert best[0]["lr"] == 3e-3 and best[0]["accuracy"] == pytest.approx(0.6) and best[0]["seeds"] == 2
