@@ -128,8 +128,8 @@ def scan_kernel(name: str, K: int, DV: int, save: bool = True, backend=None):
                 {"BLOCK_D": block_d, "SAVE": save, "ROWS": rows, "NO_READ": no_read, "NO_WRITE": no_write},
                 backend.num_warps, {**keys, "o_ptr": "*fp32"})
     # segment-bwd: dv is accumulated in fp32 with atomics
-    return (triton_segment_bwd._segment_bwd_kernel, {"BLOCK_D": block_d}, backend.num_warps,
-            {**keys, "dv_ptr": "*fp32"})
+    return (triton_segment_bwd._segment_bwd_kernel, {"BLOCK_D": block_d, "DERIVE_READS": backend.derive_read_rows},
+            backend.num_warps, {**keys, "dv_ptr": "*fp32"})
 
 
 def backend_from_args(args):

@@ -136,7 +136,9 @@ class SegmentScan(Backend):
     ``atomic_read`` (sum ``o`` with fp32 atomics when no rows are saved), ``int32_keys_below`` (sort int32 keys
     below this key range; 0 forces int64 keys), ``max_segments`` (programs: the CUDA grid's x limit),
     ``saved_rows`` (the dtype of the rows the backward's recompute stores: ``"fp32"`` or ``"bf16"``, half the
-    traffic and memory, rounding each saved row to bf16; ``z`` stays fp32)."""
+    traffic and memory, rounding each saved row to bf16; ``z`` stays fp32), ``derive_read_rows`` (the backward's
+    recompute walks the writes only and stores their rows; each read's row is then derived from the write before
+    it: half the recompute's events and no read rows in memory)."""
 
     name: ClassVar[str] = "segment"
     num_warps: int = 1
@@ -144,6 +146,7 @@ class SegmentScan(Backend):
     int32_keys_below: int | None = None
     max_segments: int = CUDA_GRID_X
     saved_rows: str = "fp32"
+    derive_read_rows: bool = False
 
     def __post_init__(self):
         check_warps("SegmentScan", "num_warps", self.num_warps)
@@ -158,6 +161,8 @@ class SegmentScan(Backend):
                 not 1 <= self.max_segments <= CUDA_GRID_X:
             raise ValueError(f"SegmentScan.max_segments must be in [1, {CUDA_GRID_X}] (the grid), got "
                              f"{self.max_segments!r}")
+        if not isinstance(self.derive_read_rows, bool):
+            raise TypeError(f"SegmentScan.derive_read_rows must be a bool, got {self.derive_read_rows!r}")
         if self.saved_rows not in ROW_DTYPES:
             raise ValueError(f"SegmentScan.saved_rows must be one of {', '.join(ROW_DTYPES)}, got {self.saved_rows!r}")
 
@@ -183,18 +188,24 @@ class SegmentScan(Backend):
         return o, S.to(a.S0.dtype), z.to(a.z0.dtype)
 
     def backward(self, problem, a: ScanArgs, grad_o, grad_S, grad_z):
-        from .triton_segment import launch_segment
+        from .triton_segment import launch_segment, launch_write_rows
         from .triton_segment_bwd import launch_segment_bwd
 
-        _, _, _, (saved_w, saved_r), plan = launch_segment(a, save=True, num_warps=self.num_warps,
-                                                           atomic_read=self.atomic_read,
-                                                           int32_keys_below=self._keys_below(),
-                                                           rows_dtype=self.saved_rows, output=False)
+        if self.derive_read_rows:
+            saved_w, plan = launch_write_rows(a, num_warps=self.num_warps, int32_keys_below=self._keys_below(),
+                                              rows_dtype=self.saved_rows)
+            saved_r = None
+        else:
+            _, _, _, (saved_w, saved_r), plan = launch_segment(a, save=True, num_warps=self.num_warps,
+                                                               atomic_read=self.atomic_read,
+                                                               int32_keys_below=self._keys_below(),
+                                                               rows_dtype=self.saved_rows, output=False)
         gS, gz = _grad_state(grad_S, grad_z)
         d_ww = torch.empty(a.write_w.shape, dtype=a.write_w.dtype, device=a.v.device)
         d_rw = torch.empty(a.read_w.shape, dtype=a.read_w.dtype, device=a.v.device)
         d_v = launch_segment_bwd(grad_o, a.v, a.write_w, a.read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw,
-                                 a.gamma, a.eps, a.proxy_eps, num_warps=self.num_warps)
+                                 a.gamma, a.eps, a.proxy_eps, num_warps=self.num_warps,
+                                 initial_state=(a.S0, a.z0))
         return d_v, d_ww, d_rw, gS.to(a.S0.dtype), gz.to(a.z0.dtype)
 
 

@@ -100,6 +100,28 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
 
 
 @triton.jit
+def _write_rows_kernel(v_ptr, ww_ptr, word_ptr, wb_ptr, S0_ptr, z0_ptr, sw_ptr, swz_ptr, K, DV, gamma,
+                       BLOCK_D: tl.constexpr):
+    """The backward's recompute when it derives the read rows (``SegmentScan(derive_read_rows=True)``): walk only
+    the segment's writes and store each pre-write row. Half the events of the full walk, and no read rows."""
+    g = tl.program_id(0).to(tl.int64)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < DV
+    S = tl.load(S0_ptr + g * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    z = tl.load(z0_ptr + g).to(tl.float32)
+    for iw in tl.range(tl.load(wb_ptr + g), tl.load(wb_ptr + g + 1)):
+        e = tl.load(word_ptr + iw)
+        w = tl.load(ww_ptr + e).to(tl.float32)
+        v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        row, row_z = event_row(sw_ptr, swz_ptr, e, DV, offs_d)
+        store_row(row, S, mask_d)
+        tl.store(row_z, z)
+        a = decay(w, gamma)
+        S = a * S + w * v
+        z = a * z + w
+
+
+@triton.jit
 def _read_out_kernel(sr_ptr, srz_ptr, rw_ptr, o_ptr, K, DV, eps, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     """``o[tok] = sum_k r_k S_k / (z_k + eps)`` from the post-write read rows stored by the walk."""
     tok = tl.program_id(0).to(tl.int64)
@@ -160,3 +182,17 @@ def launch_segment(a, save: bool, *, num_warps: int = 1, atomic_read: bool = Tru
     _read_out_kernel[(B * T * H,)](*sr, read_w, o, K, DV, float(a.eps), BLOCK_K=triton.next_power_of_2(K),
                                    BLOCK_D=block_d)
     return o, S, z, [sw, sr], plan
+
+
+def launch_write_rows(a, *, num_warps: int = 1, int32_keys_below: int = INT32_KEYS_BELOW, rows_dtype: str = "fp32"):
+    """The pre-write rows of every write event of ``a`` (a ``ScanArgs``) and the plan: ``(saved write rows,
+    plan)``. The backward that derives its read rows needs nothing else."""
+    B, T, H, DV = a.v.shape
+    K, M = a.write_idx.shape[-1], a.S0.shape[2]
+    plan = segment_plan(a.write_idx, a.read_idx, M, a.S0.shape[0], a.cu_seqlens, int32_keys_below)
+    (_, word, wb), _ = plan
+    sw = saved_rows_buffer(B * T * H * K, DV, a.v.device, True, rows_dtype)
+    _write_rows_kernel[(wb.numel() - 1,)](a.v.contiguous(), a.write_w.contiguous(), word, wb, a.S0.contiguous(),
+                                          a.z0.contiguous(), *sw, K, DV, float(a.gamma),
+                                          BLOCK_D=max(triton.next_power_of_2(DV), 16), num_warps=num_warps)
+    return sw, plan

@@ -20,9 +20,8 @@ from .triton_layout import event_row, load_row
 
 @triton.jit
 def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr,
-                        sw_ptr, swz_ptr, sr_ptr, srz_ptr, gS_ptr, gz_ptr, dv_ptr, dww_ptr, drw_ptr, K, DV, gamma,
-                        eps, proxy_eps,
-                        BLOCK_D: tl.constexpr):
+                        sw_ptr, swz_ptr, sr_ptr, srz_ptr, S0_ptr, z0_ptr, gS_ptr, gz_ptr, dv_ptr, dww_ptr, drw_ptr,
+                        K, DV, gamma, eps, proxy_eps, BLOCK_D: tl.constexpr, DERIVE_READS: tl.constexpr):
     g = tl.program_id(0).to(tl.int64)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < DV
@@ -33,6 +32,12 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
     r_end = tl.load(rb_ptr + g + 1)
     iw = tl.load(wb_ptr + g + 1) - 1
     kw = tl.load(wkey_ptr + iw, mask=iw >= w_begin, other=-2)  # -2: below the final pass's read sentinel
+    if DERIVE_READS:  # the row a read saw is the row after the latest write at or before it (or S0)
+        S0_row = tl.load(S0_ptr + g * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        z0_row = tl.load(z0_ptr + g).to(tl.float32)
+        S_seen = S0_row
+        z_seen = z0_row
+        seen_iw = w_begin - 2  # no write yet: the first read derives its row
     for j in tl.range(0, r_end - r_begin + 1):  # reads in reverse; the extra pass takes the writes before them
         ir = r_end - 1 - j
         kr = tl.load(rkey_ptr + ir, mask=ir >= r_begin, other=-1)
@@ -57,9 +62,23 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
             er = tl.load(rord_ptr + ir)
             r = tl.load(rw_ptr + er).to(tl.float32)
             go = tl.load(go_ptr + (er // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-            row, row_z = event_row(sr_ptr, srz_ptr, er, DV, offs_d)
-            S_r = load_row(row, mask_d)
-            denom = tl.load(row_z) + eps
+            if DERIVE_READS:
+                if iw != seen_iw:  # reads between the same two writes share the row
+                    has_w = iw >= w_begin
+                    e_w = tl.load(word_ptr + iw, mask=has_w, other=0)
+                    w_w = tl.load(ww_ptr + e_w, mask=has_w, other=0.0).to(tl.float32)
+                    v_w = tl.load(v_ptr + (e_w // K) * DV + offs_d, mask=mask_d & has_w, other=0.0).to(tl.float32)
+                    pre, pre_z = event_row(sw_ptr, swz_ptr, e_w, DV, offs_d)
+                    a_w = decay(w_w, gamma)
+                    S_seen = tl.where(has_w, a_w * load_row(pre, mask_d & has_w) + w_w * v_w, S0_row)
+                    z_seen = tl.where(has_w, a_w * tl.load(pre_z, mask=has_w, other=0.0) + w_w, z0_row)
+                    seen_iw = iw
+                S_r = S_seen
+                denom = z_seen + eps
+            else:
+                row, row_z = event_row(sr_ptr, srz_ptr, er, DV, offs_d)
+                S_r = load_row(row, mask_d)
+                denom = tl.load(row_z) + eps
             dot = tl.sum(go * S_r, axis=0)
             tl.store(drw_ptr + er, (dot / denom).to(drw_ptr.dtype.element_ty))
             G += (r / denom) * go
@@ -69,16 +88,22 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
 
 
 def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw, gamma, eps,
-                       proxy_eps, num_warps: int = 1):
+                       proxy_eps, num_warps: int = 1, initial_state=None):
     """Gradients into ``gS, gz`` (fp32, in place: final-state gradients in, initial-state gradients out),
-    ``d_ww, d_rw``; returns ``dv`` in ``v.dtype``."""
+    ``d_ww, d_rw``; returns ``dv`` in ``v.dtype``. ``saved_r=None``: derive each read's row from the saved
+    write rows and ``initial_state = (S0, z0)`` (``launch_write_rows``) instead of reading saved read rows."""
+    derive = saved_r is None
+    if derive and initial_state is None:
+        raise ValueError("deriving the read rows needs the initial state (S0, z0)")
+    S0, z0 = initial_state if derive else (gS, gz)  # unread placeholders when the read rows are saved
     (wkey, word, wb), (rkey, rord, rb) = plan
     B, T, H, DV = v.shape
     K = write_w.shape[-1]
     dv = torch.zeros(B, T, H, DV, dtype=torch.float32, device=v.device)
     _segment_bwd_kernel[(wb.numel() - 1,)](grad_o.contiguous(), v.contiguous(), write_w.contiguous(),
-                                           read_w.contiguous(), wkey, word, wb, rkey, rord, rb, *saved_w, *saved_r,
+                                           read_w.contiguous(), wkey, word, wb, rkey, rord, rb, *saved_w,
+                                           *(saved_w if derive else saved_r), S0.contiguous(), z0.contiguous(),
                                            gS, gz, dv, d_ww, d_rw, K, DV, float(gamma), float(eps),
                                            float(proxy_eps), BLOCK_D=max(triton.next_power_of_2(DV), 16),
-                                           num_warps=num_warps)
+                                           DERIVE_READS=derive, num_warps=num_warps)
     return dv.to(v.dtype)

@@ -61,3 +61,14 @@ def scan_event_inputs(B, T, H, U, d_p, d_v, K, *, seed):
     M = d_p**U
     S0, z0 = torch.randn(B, H, M, d_v, generator=gen), torch.rand(B, H, M, generator=gen) + 0.1
     return v, widx, ww, ridx, rw, S0, z0, gen
+
+
+def scan_backend(name: str):
+    """A scan backend by name, or ``"segment-derived"``: the segment walk whose backward derives its read rows."""
+    import dataclasses
+
+    from ramnet.ops.memory.backends import SCAN
+
+    if name == "segment-derived":
+        return dataclasses.replace(SCAN.get("segment"), derive_read_rows=True)
+    return SCAN.get(name)

@@ -7,7 +7,7 @@ import torch
 
 from ramnet.ops.address.naive import address_naive, factor_log_probs, weights_at
 
-from .memory_cases import scan_event_inputs
+from .memory_cases import scan_backend, scan_event_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -64,7 +64,7 @@ def test_address_kernel_tie_rule_and_nan_policy():
 SCAN_CASES = [(2, 7, 3, 2, 4, 5, 3, 1.0), (1, 9, 2, 2, 2, 6, 4, 0.5), (1, 5, 1, 2, 3, 3, 9, 2.0), (2, 6, 2, 1, 2, 4, 1, 0.0)]
 
 
-@pytest.mark.parametrize("scan", ["recurrent", "segment"])
+@pytest.mark.parametrize("scan", ["recurrent", "segment", "segment-derived"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("case", SCAN_CASES, ids=["-".join(map(str, c)) for c in SCAN_CASES])
 def test_scan_kernels_match_reference(case, dtype, scan):
@@ -84,7 +84,7 @@ def test_scan_kernels_match_reference(case, dtype, scan):
                                      gamma, 1e-6, 1e-3)
     on = lambda *ts: [t.to(DEVICE) for t in ts]
     args = ScanArgs(*on(v, widx, ww.to(dtype), ridx, rw.to(dtype), S0, z0), None, gamma, 1e-6, 1e-3)
-    backend, problem = SCAN.get(scan), ScanProblem.of(args)
+    backend, problem = scan_backend(scan), ScanProblem.of(args)
     got_fwd = backend.forward(problem, args)
     got_bwd = backend.backward(problem, args, *on(go.to(dtype), gS, gz))
     tol = 2e-5 if dtype == torch.float32 else 3e-2

@@ -6,7 +6,7 @@ import torch
 
 import ramnet.ops as R
 
-from .memory_cases import make_inputs
+from .memory_cases import make_inputs, scan_backend
 
 CU = [[0, 5, 5, 12, 20], [0, 20], [0, 1, 2, 3, 20]]
 
@@ -54,7 +54,7 @@ def test_packed_equals_separate_cuda_triton(cu):
     _packed_vs_separate(cu, "cuda", torch.float32, 1e-4)
 
 
-@pytest.mark.parametrize("scan", ["recurrent", "segment"])
+@pytest.mark.parametrize("scan", ["recurrent", "segment", "segment-derived"])
 def test_triton_scan_kernel_varlen_under_interpreter(scan):
     """The Triton scan kernels (fused-recurrent and segment-walk) with cu_seqlens (interpreter on CPU, compiled on a
     GPU); the empty middle sequence checks that nothing leaks across sequence boundaries."""
@@ -75,7 +75,7 @@ def test_triton_scan_kernel_varlen_under_interpreter(scan):
            *pdma_parallel_backward(go, gS, gz, v, widx, ww, ridx, rw, S0, z0, 0.7, 1e-6, 1e-3, cu)]
     on = lambda *ts: [t.to(dev) for t in ts]
     args = ScanArgs(*on(v, widx, ww, ridx, rw, S0, z0), cu.to(dev), 0.7, 1e-6, 1e-3)
-    backend, problem = SCAN.get(scan), ScanProblem.of(args)
+    backend, problem = scan_backend(scan), ScanProblem.of(args)
     got = [*backend.forward(problem, args), *backend.backward(problem, args, *on(go, gS, gz))]
     for a, b in zip(got, ref):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-5, atol=1e-5)
