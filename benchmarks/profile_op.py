@@ -61,6 +61,10 @@ def profile_shape(shape: str, iters: int, scan: str | None) -> dict:
     for _ in range(3):  # compile and autotune outside the profile
         step()
     torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30  # one fwd+bwd, inputs and their grads included
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
         start.record()
@@ -86,7 +90,8 @@ def profile_shape(shape: str, iters: int, scan: str | None) -> dict:
     grouped = sorted(({"group": g, "us": us, "launches": n, "share": us / busy} for g, (us, n) in groups.items()),
                      key=lambda r: -r["us"])
     torch.cuda.empty_cache()
-    return {"shape": shape, "wall_us": wall_us, "gpu_busy_us": busy, "kernels": kernels, "groups": grouped}
+    return {"shape": shape, "wall_us": wall_us, "gpu_busy_us": busy, "peak_GiB": peak_gib, "kernels": kernels,
+            "groups": grouped}
 
 
 def host_profile(shape: str, scan: str | None, calls: int = 20, rows: int = 25) -> str:
@@ -139,7 +144,7 @@ def main() -> None:
         result = profile_shape(shape, args.iters, args.scan)
         results.append(result)
         print(f"\n### {shape}: wall {result['wall_us'] / 1e3:.3f} ms per fwd+bwd, GPU busy "
-              f"{result['gpu_busy_us'] / 1e3:.3f} ms\n")
+              f"{result['gpu_busy_us'] / 1e3:.3f} ms, peak {result['peak_GiB']:.2f} GiB\n")
         print(table(result["groups"]))
         print()
         print(table(result["kernels"][:20]))

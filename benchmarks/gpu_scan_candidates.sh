@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The segment scan's candidate variants side by side in one lease: kernel times (profile_op.py), GPU-busy time and
+# peak memory of one fwd+bwd, at the P1 shapes that matter. Run after `pip install --no-deps -e .`:
+#   bash benchmarks/gpu_scan_candidates.sh [OUTDIR]
+set -u
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-/tmp}}
+export PYTHONUNBUFFERED=1
+shapes="4,4096,16,128 1,8192,96,128 8,1024,8,64"
+for variant in segment segment:derive_read_rows=true "segment:derive_read_rows=true,saved_rows=bf16"; do
+  name=$(echo "$variant" | tr ':=,' '___')
+  timeout 120 python3 benchmarks/profile_op.py --shapes $shapes --scan "$variant" --out "$out/prof_$name.json" \
+    > "$out/prof_$name.log" 2>&1
+  echo "== $variant"; grep "^### " "$out/prof_$name.log"
+done
