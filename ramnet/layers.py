@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ramnet.ops import ram_attention, ram_step, ram_step_functional
+from ramnet.ops.common import positions_in_sequence
 
 from .config import RamNetConfig
 
@@ -49,13 +50,26 @@ class ShortConv(nn.Module):
         bound = kernel**-0.5  # nn.Conv1d's default init for a depthwise kernel
         nn.init.uniform_(self.weight, -bound, bound)
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, positions=None):
+        """``positions [T]`` (packed sequences): each token's position in its own sequence; lags that reach into an
+        earlier sequence are dropped, so the conv restarts at every boundary (no cache then)."""
         B, T, D = x.shape
+        if positions is not None:
+            return self._packed(x, positions), None
         if cache is None:
             cache = x.new_zeros(B, self.kernel - 1, D)
         padded = torch.cat([cache.to(x.dtype), x], dim=1)
         out = F.conv1d(padded.transpose(1, 2), self.weight.unsqueeze(1), groups=D).transpose(1, 2)
         return out, padded[:, padded.shape[1] - (self.kernel - 1):]
+
+    def _packed(self, x, positions):
+        # out[t] = sum_j weight[:, k-1-j] * x[t-j], the term kept while lag j stays inside t's sequence
+        out = x * self.weight[:, -1].to(x.dtype)
+        for lag in range(1, self.kernel):
+            shifted = F.pad(x, (0, 0, lag, 0))[:, :x.shape[1]]
+            keep = (positions >= lag).to(x.dtype).view(1, -1, 1)
+            out = out + shifted * keep * self.weight[:, -1 - lag].to(x.dtype)
+        return out
 
 
 def prev_token_address_bias(config: RamNetConfig, cape_mask: list[bool]):
@@ -95,12 +109,13 @@ class RamNetMixer(nn.Module):
         if config.cape_prev_token_init > 0 and self.any_cape:
             self.q_bias, self.k_bias = prev_token_address_bias(config, mask)
 
-    def _qkv(self, x, conv_cache=None):
-        """``x [B, T, D]`` -> ``q, k [B, T, H, d_k]``, ``v [B, T, H, d_v]`` and the new conv cache."""
+    def _qkv(self, x, conv_cache=None, positions=None):
+        """``x [B, T, D]`` -> ``q, k [B, T, H, d_k]``, ``v [B, T, H, d_v]`` and the new conv cache. ``positions``:
+        per-sequence positions of packed sequences (the conv restarts at each)."""
         c = self.config
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.conv is not None:
-            qkv, conv_cache = self.conv(torch.cat([q, k, v], -1), conv_cache)
+            qkv, conv_cache = self.conv(torch.cat([q, k, v], -1), conv_cache, positions)
             q, k, v = qkv.split([q.shape[-1], k.shape[-1], v.shape[-1]], -1)
         # in q's dtype: under autocast q, k, v come out of the projections in the autocast dtype, and an fp32
         # scale would promote q and k alone (the op then sees mixed dtypes)
@@ -117,13 +132,15 @@ class RamNetMixer(nn.Module):
         return dict(num_factors=c.num_factors, top_k=c.top_k, gamma=c.gamma, tau=c.tau, eps=c.eps,
                     cape=self.cape if self.any_cape else None)
 
-    def forward(self, x, state=None, *, offset: int = 0, output_final_state: bool = False):
-        """``x [B, T, D]``; ``state`` is ``(S, z, conv_cache)`` or None. Returns ``(y [B, T, D], state or None)``."""
+    def forward(self, x, state=None, *, offset: int = 0, output_final_state: bool = False, cu_seqlens=None):
+        """``x [B, T, D]``; ``state`` is ``(S, z, conv_cache)`` or None. Returns ``(y [B, T, D], state or None)``.
+        ``cu_seqlens`` (packed sequences, ``B = 1``, no state): memory, conv and CAPE positions restart at each."""
         S_z = None if state is None else state[:2]
         conv_cache = None if state is None else state[2]
-        q, k, v, conv_cache = self._qkv(x, conv_cache)
+        positions = None if cu_seqlens is None else positions_in_sequence(x.shape[1], cu_seqlens, 0)
+        q, k, v, conv_cache = self._qkv(x, conv_cache, positions)
         o, final = ram_attention(q, k, v, offset=offset, initial_state=S_z, output_final_state=output_final_state,
-                                 proxy_eps=self.config.proxy_eps, **self._op_kwargs())
+                                 proxy_eps=self.config.proxy_eps, cu_seqlens=cu_seqlens, **self._op_kwargs())
         y = self.o_proj(o.flatten(-2))
         return y, (None if final is None else (final[0], final[1], conv_cache))
 

@@ -22,8 +22,9 @@ class RamNetBlock(nn.Module):
         self.mlp_norm = make_norm(config)
         self.mlp = SwiGLU(config.d_model, config.d_ff)
 
-    def forward(self, x, state=None, *, offset: int = 0, output_final_state: bool = False):
-        y, state = self.mixer(self.mixer_norm(x), state, offset=offset, output_final_state=output_final_state)
+    def forward(self, x, state=None, *, offset: int = 0, output_final_state: bool = False, cu_seqlens=None):
+        y, state = self.mixer(self.mixer_norm(x), state, offset=offset, output_final_state=output_final_state,
+                              cu_seqlens=cu_seqlens)
         x = x + y
         return x + self.mlp(self.mlp_norm(x)), state
 
@@ -81,17 +82,23 @@ class RamNetForCausalLM(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         return total - self.embed.weight.numel() if exclude_embeddings and not self.config.tie_embeddings else total
 
-    def forward(self, input_ids, states=None, *, offset: int = 0, return_states: bool = False):
+    def forward(self, input_ids, states=None, *, offset: int = 0, return_states: bool = False, cu_seqlens=None):
         """``input_ids`` int64 ``[B, T]``; ``states``: per-layer ``(S, z, conv)`` or None; ``offset``: position of
-        the first token. Returns ``logits [B, T, V]``, or ``(logits, states)`` with ``return_states``."""
-        hidden, new_states = self.features(input_ids, states, offset=offset, return_states=return_states)
+        the first token. Returns ``logits [B, T, V]``, or ``(logits, states)`` with ``return_states``.
+        ``cu_seqlens``: int64 ``[N + 1]`` offsets of N documents packed in ``input_ids [1, T]`` (as in fla and
+        FlashAttention): the memory, the short conv and the CAPE positions restart at each document."""
+        hidden, new_states = self.features(input_ids, states, offset=offset, return_states=return_states,
+                                           cu_seqlens=cu_seqlens)
         logits = self.lm_head(hidden)
         return (logits, new_states) if return_states else logits
 
-    def features(self, input_ids, states=None, *, offset: int = 0, return_states: bool = False):
+    def features(self, input_ids, states=None, *, offset: int = 0, return_states: bool = False, cu_seqlens=None):
         """Final-norm hidden states ``[B, T, D]`` (before the LM head) and the per-layer states (or Nones)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape [B, T], got {tuple(input_ids.shape)}")
+        if cu_seqlens is not None and (states is not None or return_states or offset != 0):
+            raise ValueError("cu_seqlens (packed documents, each from an empty memory) cannot be combined with "
+                             "states, return_states or an offset")
         if states is not None and len(states) != len(self.blocks):
             raise ValueError(f"states must have one entry per layer ({len(self.blocks)}), got {len(states)}")
         x = self.embed(input_ids)
@@ -99,27 +106,28 @@ class RamNetForCausalLM(nn.Module):
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
             state = None if states is None else states[i]
+            kwargs = dict(offset=offset, output_final_state=return_states, cu_seqlens=cu_seqlens)
             if recompute:
                 if self._gradient_checkpointing_func is not None:
-                    x, st = self._gradient_checkpointing_func(block, x, state, offset=offset,
-                                                              output_final_state=return_states)
+                    x, st = self._gradient_checkpointing_func(block, x, state, **kwargs)
                 else:
-                    x, st = checkpoint(block, x, state, offset=offset, output_final_state=return_states,
-                                       use_reentrant=False)
+                    x, st = checkpoint(block, x, state, use_reentrant=False, **kwargs)
             else:
-                x, st = block(x, state, offset=offset, output_final_state=return_states)
+                x, st = block(x, state, **kwargs)
             new_states.append(st)
         return self.norm(x), new_states
 
-    def loss(self, input_ids, targets, *, chunk_size: int | None = None, ignore_index: int = IGNORE_INDEX):
+    def loss(self, input_ids, targets, *, chunk_size: int | None = None, ignore_index: int = IGNORE_INDEX,
+             cu_seqlens=None):
         """Mean cross-entropy of the logits of ``input_ids [B, T]`` against ``targets`` int64 ``[B, T]`` (entries
         equal to ``ignore_index`` are skipped), computed in fp32 (fp64 for an fp64 model). ``chunk_size``: None
         builds the full ``[B, T, V]`` logits; an int projects that many tokens at a time and never holds all the
-        logits (:func:`ramnet.losses.chunked_cross_entropy`, for long context)."""
+        logits (:func:`ramnet.losses.chunked_cross_entropy`, for long context). ``cu_seqlens``: packed documents,
+        as in :meth:`forward` (mark each document's last target ``ignore_index`` so that none predicts the next)."""
         if not isinstance(targets, torch.Tensor) or tuple(targets.shape) != tuple(input_ids.shape):
             raise ValueError(f"targets must have input_ids' shape {tuple(input_ids.shape)}, got "
                              f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
-        hidden, _ = self.features(input_ids)
+        hidden, _ = self.features(input_ids, cu_seqlens=cu_seqlens)
         if chunk_size is None:
             logits = upcast_logits(self.lm_head(hidden))
             return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=ignore_index)
