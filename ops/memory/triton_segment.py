@@ -57,6 +57,20 @@ def sorted_events(idx: torch.Tensor, base: torch.Tensor, boundaries: torch.Tenso
 
 
 @triton.jit
+def _write(e, S, z, v_ptr, ww_ptr, sw_ptr, swz_ptr, K, DV, gamma, offs_d, mask_d, SAVE: tl.constexpr):
+    """Apply write event ``e`` to the slot's row ``(S, z)``; with ``SAVE``, store the pre-write row first (the
+    backward's). Returns the new ``(S, z)``."""
+    w = tl.load(ww_ptr + e).to(tl.float32)
+    v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if SAVE:
+        row, row_z = event_row(sw_ptr, swz_ptr, e, DV, offs_d)
+        store_row(row, S, mask_d)
+        tl.store(row_z, z)
+    a = decay(w, gamma)
+    return a * S + w * v, a * z + w
+
+
+@triton.jit
 def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr, S0_ptr, z0_ptr,
                         S_ptr, z_ptr, sw_ptr, swz_ptr, sr_ptr, srz_ptr, rw_ptr, o_ptr, K, DV, gamma, eps,
                         BLOCK_D: tl.constexpr, SAVE: tl.constexpr, ROWS: tl.constexpr, NO_READ: tl.constexpr,
@@ -74,16 +88,8 @@ def _segment_fwd_kernel(v_ptr, ww_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, ror
     for ir in tl.range(r_begin, r_end + 1):  # the extra pass applies the writes after the last read
         kr = tl.load(rkey_ptr + ir, mask=ir < r_end, other=NO_READ)
         while kw <= kr:  # writes at or before this read's token (keys order (segment, time))
-            e = tl.load(word_ptr + iw)
-            w = tl.load(ww_ptr + e).to(tl.float32)
-            v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-            if SAVE:  # pre-write row, for the backward
-                row, row_z = event_row(sw_ptr, swz_ptr, e, DV, offs_d)
-                store_row(row, S, mask_d)
-                tl.store(row_z, z)
-            a = decay(w, gamma)
-            S = a * S + w * v
-            z = a * z + w
+            S, z = _write(tl.load(word_ptr + iw), S, z, v_ptr, ww_ptr, sw_ptr, swz_ptr, K, DV, gamma, offs_d, mask_d,
+                          SAVE)
             iw += 1
             kw = tl.load(wkey_ptr + iw, mask=iw < w_end, other=NO_WRITE)
         if ir < r_end:
@@ -110,15 +116,8 @@ def _write_rows_kernel(v_ptr, ww_ptr, word_ptr, wb_ptr, S0_ptr, z0_ptr, sw_ptr, 
     S = tl.load(S0_ptr + g * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     z = tl.load(z0_ptr + g).to(tl.float32)
     for iw in tl.range(tl.load(wb_ptr + g), tl.load(wb_ptr + g + 1)):
-        e = tl.load(word_ptr + iw)
-        w = tl.load(ww_ptr + e).to(tl.float32)
-        v = tl.load(v_ptr + (e // K) * DV + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-        row, row_z = event_row(sw_ptr, swz_ptr, e, DV, offs_d)
-        store_row(row, S, mask_d)
-        tl.store(row_z, z)
-        a = decay(w, gamma)
-        S = a * S + w * v
-        z = a * z + w
+        S, z = _write(tl.load(word_ptr + iw), S, z, v_ptr, ww_ptr, sw_ptr, swz_ptr, K, DV, gamma, offs_d, mask_d,
+                      True)
 
 
 @triton.jit
