@@ -2,7 +2,7 @@
 softmax, at M = 1024 (U=5, d_p=4) and M = 65536 (U=8, d_p=4), K=8, 4096 rows. The op runs under
 ``use_backend(address=TritonAddress(merge=...))``: the Triton beam, or an error naming why it cannot run.
 
-    python benchmarks/bench_address.py [--merge topk|rank]
+    python benchmarks/bench_address.py [--merge topk|rank] [--rows-per-program N]
 """
 from __future__ import annotations
 
@@ -34,9 +34,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--merge", choices=("topk", "rank"), default=TritonAddress().merge,
                         help="the Triton beam's merge (TritonAddress.merge)")
+    parser.add_argument("--rows-per-program", type=int, default=TritonAddress().rows_per_program,
+                        help="rows one forward program computes (TritonAddress.rows_per_program, 1-16)")
     args = parser.parse_args()
+    try:
+        backend = TritonAddress(merge=args.merge, rows_per_program=args.rows_per_program)
+    except ValueError as error:
+        parser.error(str(error))
     require_cuda(__file__)
-    with use_backend(address=TritonAddress(merge=args.merge)):
+    with use_backend(address=backend):
         run()
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The segment scan's candidate variants side by side in one lease: kernel times (profile_op.py), GPU-busy time and
+# The segment scan's and the address kernel's candidate variants side by side in one lease: kernel times (profile_op.py), GPU-busy time and
 # peak memory of one fwd+bwd, at the P1 shapes that matter. Run after `pip install --no-deps -e .`:
 #   bash benchmarks/gpu_scan_candidates.sh [OUTDIR]
 set -u
@@ -12,4 +12,8 @@ for variant in segment segment:derive_read_rows=true "segment:derive_read_rows=t
   timeout 120 python3 benchmarks/profile_op.py --shapes $shapes --scan "$variant" --out "$out/prof_$name.json" \
     > "$out/prof_$name.log" 2>&1
   echo "== $variant"; grep "^### " "$out/prof_$name.log"
+done
+for rows in 1 4 8; do  # the address forward, several rows per program (TritonAddress.rows_per_program)
+  echo "== address rows_per_program=$rows"
+  RAMNET_BENCH_DIR=/tmp/ramnet-bench timeout 60 python3 benchmarks/bench_address.py --rows-per-program $rows 2>&1 | grep "^|"
 done

@@ -30,7 +30,7 @@ def main() -> int:
     bf16 = lambda *names: {name: "*bf16" for name in names}
     warps = TritonAddress().num_warps
     for merge in ("topk", "rank"):
-        print(f"address-fwd {merge}", kernel_stats(address_fwd._address_fwd_kernel, {**blocks, "TOPK_MERGE": merge == "topk"},
+        print(f"address-fwd {merge}", kernel_stats(address_fwd._address_fwd_kernel, {**blocks, "TOPK_MERGE": merge == "topk", "ROWS": 1},
                                                    warps, {**bf16("x_ptr", "w_ptr"), "idx_ptr": "*i64"}))
     print("address-bwd", kernel_stats(address_bwd._address_bwd_kernel, blocks, warps,
                                       {**bf16("gw_ptr", "x_ptr", "w_ptr", "dx_ptr"), "idx_ptr": "*i64"}))

@@ -54,12 +54,14 @@ class ReferenceAddress(Backend):
 @dataclass(frozen=True)
 class TritonAddress(Backend):
     """Knobs: ``merge`` (``"topk"``: bitonic top-k over packed keys; ``"rank"``: pairwise rank, for A/B),
-    ``num_warps`` (1: the tiles are small; docs/DECISIONS.md), ``max_candidates`` (the register tile)."""
+    ``num_warps`` (1: the tiles are small; docs/DECISIONS.md), ``max_candidates`` (the register tile),
+    ``rows_per_program`` (forward: consecutive rows one program computes, unrolled, in [1, 16])."""
 
     name: ClassVar[str] = "triton"
     merge: str = "topk"
     num_warps: int = 1
     max_candidates: int = 128
+    rows_per_program: int = 1
 
     def __post_init__(self):
         if self.merge not in ("topk", "rank"):
@@ -69,6 +71,10 @@ class TritonAddress(Backend):
                 self.max_candidates & (self.max_candidates - 1) or self.max_candidates > 128:
             raise ValueError(f"TritonAddress.max_candidates must be a power of two in [1, 128] (the register "
                              f"tile), got {self.max_candidates!r}")
+
+        rows = self.rows_per_program
+        if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= 16:
+            raise ValueError(f"TritonAddress.rows_per_program must be an int in [1, 16], got {rows!r}")
 
     def supports(self, problem: AddressProblem) -> str | None:
         if problem.device_type != "cuda":
@@ -85,7 +91,8 @@ class TritonAddress(Backend):
     def forward(self, problem: AddressProblem, x, tau: float):
         from .triton import address_triton
 
-        return address_triton(x, problem.num_factors, problem.top_k, tau, merge=self.merge, num_warps=self.num_warps)
+        return address_triton(x, problem.num_factors, problem.top_k, tau, merge=self.merge, num_warps=self.num_warps,
+                              rows_per_program=self.rows_per_program)
 
     def backward(self, problem: AddressProblem, grad_weights, x, indices, weights, tau: float):
         from .triton_bwd import address_backward_triton

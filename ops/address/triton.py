@@ -79,21 +79,26 @@ def beam_topk_row(x_row_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
 
 
 @triton.jit
-def _address_fwd_kernel(x_ptr, w_ptr, idx_ptr, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
+def _address_fwd_kernel(x_ptr, w_ptr, idx_ptr, n_rows, K, M, inv_tau, U: tl.constexpr, P: tl.constexpr,
                         BLOCK_U: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
-                        TOPK_MERGE: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    beam_val, beam_idx, has_nan = beam_topk_row(x_ptr + row * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P, BLOCK_K,
-                                                TOPK_MERGE)
+                        TOPK_MERGE: tl.constexpr, ROWS: tl.constexpr):
+    """``ROWS`` consecutive rows per program, unrolled: independent rows whose instructions the compiler can
+    interleave (one row is a few dozen numbers, too little to hide latency alone)."""
     offs_k = tl.arange(0, BLOCK_K)
     mask_k = offs_k < K
-    weights = tl.where(has_nan, float("nan"), tl.exp(beam_val))
-    tl.store(w_ptr + row * K + offs_k, weights.to(w_ptr.dtype.element_ty), mask=mask_k)
-    tl.store(idx_ptr + row * K + offs_k, beam_idx, mask=mask_k)
+    for i in tl.static_range(ROWS):
+        row = tl.program_id(0).to(tl.int64) * ROWS + i
+        live = row < n_rows
+        safe = tl.where(live, row, 0)  # a past-the-end row reads row 0 and stores nothing
+        beam_val, beam_idx, has_nan = beam_topk_row(x_ptr + safe * U * P, K, M, inv_tau, U, P, BLOCK_U, BLOCK_P,
+                                                    BLOCK_K, TOPK_MERGE)
+        weights = tl.where(has_nan, float("nan"), tl.exp(beam_val))
+        tl.store(w_ptr + row * K + offs_k, weights.to(w_ptr.dtype.element_ty), mask=mask_k & live)
+        tl.store(idx_ptr + row * K + offs_k, beam_idx, mask=mask_k & live)
 
 
 def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float, *, merge: str = "topk",
-                   num_warps: int = 1):
+                   num_warps: int = 1, rows_per_program: int = 1):
     """``x [..., U * d_p]`` -> ``(weights [..., K] in x.dtype, indices int64 [..., K])`` (the op's output order).
     The geometry must be one ``TritonAddress.supports``."""
     d_p = x.shape[-1] // num_factors
@@ -102,9 +107,10 @@ def address_triton(x: torch.Tensor, num_factors: int, top_k: int, tau: float, *,
     weights = torch.empty(n, top_k, dtype=x.dtype, device=x.device)
     indices = torch.empty(n, top_k, dtype=torch.int64, device=x.device)
     if n:
-        _address_fwd_kernel[(n,)](rows, weights, indices, top_k, d_p**num_factors, 1.0 / tau, U=num_factors, P=d_p,
-                                  BLOCK_U=triton.next_power_of_2(num_factors), BLOCK_P=triton.next_power_of_2(d_p),
-                                  BLOCK_K=triton.next_power_of_2(top_k), TOPK_MERGE=merge == "topk",
-                                  num_warps=num_warps)
+        _address_fwd_kernel[(triton.cdiv(n, rows_per_program),)](
+            rows, weights, indices, n, top_k, d_p**num_factors, 1.0 / tau, U=num_factors, P=d_p,
+            BLOCK_U=triton.next_power_of_2(num_factors), BLOCK_P=triton.next_power_of_2(d_p),
+            BLOCK_K=triton.next_power_of_2(top_k), TOPK_MERGE=merge == "topk", ROWS=rows_per_program,
+            num_warps=num_warps)
     shape = x.shape[:-1] + (top_k,)
     return weights.view(shape), indices.view(shape)

@@ -17,6 +17,25 @@ if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
 ADDRESS_CASES = [(1, 4, 3), (2, 4, 5), (3, 3, 27), (5, 4, 8), (4, 2, 16), (2, 8, 16), (6, 2, 1), (3, 5, 7)]
 
 
+@pytest.mark.parametrize("rows", [1, 3, 4])
+def test_address_kernel_rows_per_program_equal_one_row_per_program(rows):
+    """``rows_per_program`` only regroups rows into programs: bit-identical outputs, also for a row count that is
+    not a multiple (the last program's extra rows store nothing)."""
+    from ramnet.ops.address.triton import address_triton
+
+    x = torch.randn(7, 12, generator=torch.Generator().manual_seed(rows)).to(DEVICE)
+    w1, i1 = address_triton(x, 3, 4, 1.0)
+    w, i = address_triton(x, 3, 4, 1.0, rows_per_program=rows)
+    assert torch.equal(w, w1) and torch.equal(i, i1)
+
+
+def test_rows_per_program_knob_is_checked():
+    from ramnet.ops.address.backends import TritonAddress
+
+    with pytest.raises(ValueError, match=r"rows_per_program must be an int in \[1, 16\]"):
+        TritonAddress(rows_per_program=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("U,d_p,K", ADDRESS_CASES, ids=[f"U{u}-dp{p}-K{k}" for u, p, k in ADDRESS_CASES])
 def test_address_kernel_matches_reference(U, d_p, K, dtype):
