@@ -77,6 +77,8 @@ def test_chunked_cross_entropy_refuses_bad_tensors():
         chunked_cross_entropy(hidden, weight, targets[:3])
     with pytest.raises(TypeError, match="targets must be int64"):
         chunked_cross_entropy(hidden, weight, targets.int())
+    with pytest.raises(TypeError, match=r"hidden \(torch.float32\) and weight \(torch.float64\) must share"):
+        chunked_cross_entropy(hidden.float(), weight, targets)
 
 
 def _model():
