@@ -167,14 +167,15 @@ def fingerprint(run: dict) -> str:
 
 def expand(spec: dict) -> list[dict]:
     """Every run of the grid (model x lr x seed), each with its ``id``, every training argument and its
-    ``fingerprint``."""
+    ``fingerprint``. The order is lr by lr (as ``lrs`` lists them), then seed, then model: a sweep cut short
+    by its time budget has every model at the first lr before any model at the second."""
     common = {k: spec[k] for k in ("steps", "batch_size", "warmup_steps", "min_lr_ratio", "weight_decay",
                                    "grad_clip", "num_train", "num_eval", "eval_every", "settings", "vocab_size",
                                    "precision", "device")}
     runs = []
-    for entry in spec["models"]:
-        for lr in spec["lrs"]:
-            for seed in spec["seeds"]:
+    for lr in spec["lrs"]:
+        for seed in spec["seeds"]:
+            for entry in spec["models"]:
                 run = {**common, "id": f"{entry['label']}-lr{float(lr)!r}-s{seed}", "label": entry["label"],
                        "spec": model_spec(entry), "lr": float(lr), "seed": seed}
                 runs.append({**run, "fingerprint": fingerprint(run)})

@@ -226,3 +226,10 @@ def test_summaries_are_rewritten_after_every_run(tmp_path):
     execute(spec, expand(spec), progress=False,
             on_done=lambda: seen.append(len(list((tmp_path / "out").glob("runs/*/result.json")))))
     assert seen == [1, 2]  # called once per finished run, with that run's result already written
+
+
+def test_runs_go_lr_by_lr_so_a_cut_sweep_covers_every_model(tmp_path):
+    other = {**ATTN, "label": "other"}
+    spec = check_spec(json.loads(_spec(tmp_path, lrs=[1e-3, 3e-3], models=[ATTN, other]).read_text()))
+    assert [(r["lr"], r["label"]) for r in expand(spec)] == [
+        (1e-3, ATTN["label"]), (1e-3, "other"), (3e-3, ATTN["label"]), (3e-3, "other")]
