@@ -1,5 +1,8 @@
 """P3: fused beam Top-K (Triton ``ramnet::address``) against dense ``torch.topk`` over the materialised product
-softmax, at M = 1024 (U=5, d_p=4) and M = 65536 (U=8, d_p=4), K=8, 4096 rows. The op runs under
+softmax, at M = 1024 (U=5, d_p=4) and M = 65536 (U=8, d_p=4), K=8, 4096 rows; and the Triton beam at the P1
+training shape's rows (4 x 4096 x 16 = 262144, bf16, U=5) against its byte floor: the bytes it must move (x in,
+weights and indices out) over the bandwidth of a 1 GiB device-to-device copy timed in the same run
+(``P3_address_over_floor``). The op runs under
 ``use_backend(address=TritonAddress(merge=...))``: the Triton beam, or an error naming why it cannot run.
 
     python benchmarks/bench_address.py [--merge topk|rank] [--rows-per-program N]
@@ -13,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_ms, record, require_cuda, table  # noqa: E402
+from common import bench_ms, copy_bandwidth, record, require_cuda, table  # noqa: E402
 
 from ramnet.ops import use_backend  # noqa: E402
 from ramnet.ops.address.backends import TritonAddress  # noqa: E402
@@ -67,8 +70,22 @@ def run():
         rows.append({"M": M, "rows": n, "rows_with_tie_order_diffs": differ, "triton_beam_ms": beam,
                      "torch_beam_ms": beam_torch, "dense_topk_ms": dense, "speedup_vs_dense": dense / beam})
     print(table(rows))
+    floor = address_floor()
+    print(table([floor]))
     record({"P3_beam_speedup_vs_dense_M65536": speedup[65536], "P3_beam_speedup_vs_dense_M1024": speedup[1024],
-            "P3_rows": rows})
+            "P3_address_over_floor": floor["over_floor"], "P3_floor_row": floor, "P3_rows": rows})
+
+
+def address_floor(n: int = 4 * 4096 * 16, U: int = 5, d_p: int = 4, K: int = 8) -> dict:
+    """The forward address kernel at ``n`` bf16 rows against the time its bytes take at the copy bandwidth."""
+    x = torch.randn(n, U * d_p, device="cuda", dtype=torch.bfloat16)
+    w, idx = torch.ops.ramnet.address(x, U, K, 1.0)
+    moved = sum(t.numel() * t.element_size() for t in (x, w, idx))
+    ms = bench_ms(lambda: torch.ops.ramnet.address(x, U, K, 1.0))
+    bw = copy_bandwidth()
+    floor_ms = moved / bw * 1e3
+    return {"rows": n, "MB_moved": moved / 1e6, "kernel_us": ms * 1e3, "copy_TBps": bw / 1e12,
+            "floor_us": floor_ms * 1e3, "over_floor": ms / floor_ms}
 
 
 if __name__ == "__main__":

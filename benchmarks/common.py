@@ -69,6 +69,19 @@ def bench_ms(fn, warmup: int = 10, rep: int = 50) -> float:
     return float(do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
 
 
+def copy_bandwidth(gib: int = 1) -> float:
+    """The card's achievable bandwidth in bytes/s: a ``gib`` GiB device-to-device copy (read plus write bytes over
+    the median time). The P2 and P3 floors use this, measured in the same run, instead of a paper figure."""
+    import torch
+
+    src = torch.empty(gib * 2**30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = bench_ms(lambda: dst.copy_(src))
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * gib * 2**30 / (ms * 1e-3)
+
+
 def cpu_median_ms(fn, reps: int = 20, warmup: int = 2) -> float:
     """Median wall milliseconds of ``fn()`` on CPU (``do_bench`` needs CUDA)."""
     import time

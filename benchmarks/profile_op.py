@@ -24,7 +24,7 @@ from common import backend_variant, header, require_cuda, table  # noqa: E402
 SHAPES = ["4,4096,16,128", "1,8192,96,128", "8,1024,8,64"]
 U, D_P, K = 5, 4, 8
 # kernel-name fragments -> group (first match wins; names are lower-cased)
-GROUPS = [("_segment_fwd", "scan walk fwd"), ("_segment_bwd", "scan walk bwd"), ("_read_out", "scan read-out"),
+GROUPS = [("_segment_fwd", "scan walk fwd"), ("_write_rows", "scan write rows"), ("_segment_bwd", "scan walk bwd"), ("_read_out", "scan read-out"),
           ("_scan_", "scan recurrent"), ("_address_fwd", "address fwd"), ("_address_bwd", "address bwd"),
           ("radix", "sort"), ("sort", "sort"), ("searchsorted", "searchsorted"), ("memset", "memset"),
           ("memcpy", "memcpy"), ("fill", "fill"), ("reduce", "reduction"), ("elementwise", "elementwise"),

@@ -64,11 +64,12 @@ def scan_event_inputs(B, T, H, U, d_p, d_v, K, *, seed):
 
 
 def scan_backend(name: str):
-    """A scan backend by name, or ``"segment-derived"``: the segment walk whose backward derives its read rows."""
+    """A scan backend by name, or ``"segment-saved"``: the segment walk whose backward reads saved read rows
+    (fp32) instead of deriving them from the write rows (the default)."""
     import dataclasses
 
     from ramnet.ops.memory.backends import SCAN
 
-    if name == "segment-derived":
-        return dataclasses.replace(SCAN.get("segment"), derive_read_rows=True)
+    if name == "segment-saved":
+        return dataclasses.replace(SCAN.get("segment"), derive_read_rows=False, saved_rows="fp32")
     return SCAN.get(name)
