@@ -49,7 +49,11 @@ def autocast(device: torch.device, precision: str):
     dtype = PRECISIONS[check_precision(precision)]
     if dtype is None:
         return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
+    # No weight-cast cache: autocast keeps its low-precision copies of the fp32 weights until the outermost
+    # autocast region exits. The training loops run inside a disabled region (and a caller may hold one), so a
+    # cached copy outlived the optimizer step and every later forward used the weights of the first step: bf16
+    # runs of the attention baseline never learned. A cast per use costs little against the matmul it feeds.
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:

@@ -48,6 +48,8 @@ def run(run: dict, progress: bool = False) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     schedule_of_settings = setting_schedule(len(settings), args.steps, gen)
     history, start = [], time.perf_counter()
+    # the logged loss is the mean over the steps since the last entry: one batch's loss depends on its setting
+    loss_sum, loss_steps = torch.zeros((), device=device), 0
     bar = tqdm(range(args.steps), disable=not progress, desc=run["id"])
     with torch.autocast(device.type, enabled=False):
         for step in bar:
@@ -57,8 +59,10 @@ def run(run: dict, progress: bool = False) -> dict:
                 logits = labelled_logits(model, x[idx], pos[idx])
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten())
             optimizer_step(loss, model, opt, schedule, scaler, args.grad_clip)
+            loss_sum, loss_steps = loss_sum + loss.detach(), loss_steps + 1
             if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-                loss_value = loss.item()
+                loss_value = loss_sum.item() / loss_steps
+                loss_sum, loss_steps = torch.zeros((), device=device), 0
                 accuracies = evaluate_protocol(model, data, args.precision) if math.isfinite(loss_value) else {}
                 mean = sum(accuracies.values()) / len(accuracies) if accuracies else 0.0
                 history.append({"step": step + 1, "loss": loss_value, "accuracy": mean, "accuracies": accuracies,

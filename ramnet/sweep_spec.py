@@ -159,9 +159,16 @@ def model_spec(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if k not in ("label", "tags")}
 
 
+# Raised when the harness changes what a run computes, so that results recorded before are run again. 2: the
+# autocast weight cache no longer freezes the bf16 forward at the first step's weights (ramnet.precision).
+HARNESS_VERSION = 2
+
+
 def fingerprint(run: dict) -> str:
-    """A hash of everything that decides a run's result (not its id, device or worker count)."""
+    """A hash of everything that decides a run's result (not its id, device or worker count), and of
+    ``HARNESS_VERSION``."""
     decisive = {k: v for k, v in run.items() if k not in ("id", "label", "device", "fingerprint")}
+    decisive["harness"] = HARNESS_VERSION
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 

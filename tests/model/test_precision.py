@@ -79,3 +79,44 @@ def test_model_mixed_precision_agrees_with_fp32_on_the_gpu(precision):
         errors = _model_errors("cuda", precision, seed)
         print(f"GPU {precision} seed {seed}: {errors}")
         assert not within_tolerance(errors), f"{errors} vs {MIXED_PRECISION_TOLERANCE}"
+
+
+@pytest.mark.parametrize("outer", [False, True], ids=["alone", "inside-a-disabled-region"])
+def test_autocast_regions_see_the_weights_an_optimizer_step_wrote(outer):
+    """The training loops run their bf16 regions inside a disabled autocast region. With autocast's weight-cast
+    cache the bf16 copy of a weight lived until that outer region ended, so the forward after an optimizer step
+    still used the old weights (bf16 runs of the attention baseline never learned)."""
+    import contextlib
+
+    from ramnet.precision import autocast
+
+    lin = torch.nn.Linear(8, 8)
+    x = torch.randn(4, 8)
+    with torch.autocast("cpu", enabled=False) if outer else contextlib.nullcontext():
+        with autocast(torch.device("cpu"), "bf16"):
+            before = lin(x)
+        with torch.no_grad():
+            lin.weight.add_(1.0)
+        with autocast(torch.device("cpu"), "bf16"):
+            after = lin(x)
+    expected = torch.nn.functional.linear(x.bfloat16(), lin.weight.bfloat16(), lin.bias.bfloat16())
+    torch.testing.assert_close(after, expected)
+    assert not torch.equal(before, after)
+
+
+def test_bf16_sweep_run_learns_like_fp32():
+    """A bf16 MQAR run of the attention baseline follows the fp32 run (it stayed at ln(V) with stale weights)."""
+    from ramnet.sweep_run import run
+    from ramnet.sweep_spec import check_spec, expand
+
+    def losses(precision):
+        spec = check_spec({"name": "p", "out": "/nonexistent", "steps": 60, "batch_size": 16, "lrs": [3e-3],
+                           "warmup_steps": 5, "num_train": 64, "num_eval": 16, "eval_every": 20,
+                           "settings": [[2, 16]], "vocab_size": 64, "precision": precision, "device": "cpu",
+                           "models": [{"label": "attn", "model": "attention", "d_model": 32, "n_layers": 1,
+                                       "n_heads": 2, "d_ff": 64}]})
+        return [h["loss"] for h in run(expand(spec)[0])["history"]]
+
+    fp32, bf16 = losses("fp32"), losses("bf16")
+    assert fp32[-1] < 0.8 * fp32[0], fp32  # the recipe learns at all
+    assert abs(bf16[-1] - fp32[-1]) < 0.1 * fp32[0], (fp32, bf16)
