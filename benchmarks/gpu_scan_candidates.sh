@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp}}
 export PYTHONUNBUFFERED=1
 shapes="4,4096,16,128 1,8192,96,128 8,1024,8,64"
-# segment: the default (derived read rows, saved rows in the values' dtype); the others: the earlier defaults
-for variant in segment "segment:derive_read_rows=false,saved_rows=fp32" "segment:saved_rows=fp32"; do
+# segment: the default (derived read rows, saved rows in the values' dtype, backward in head groups of <= 256 MiB
+# of rows); the others: all heads at once, and the earlier defaults
+for variant in segment "segment:rows_budget_mib=none" "segment:derive_read_rows=false,saved_rows=fp32,rows_budget_mib=none"; do
   name=$(echo "$variant" | tr ':=,' '___')
   timeout 120 python3 benchmarks/profile_op.py --shapes $shapes --scan "$variant" --out "$out/prof_$name.json" \
     > "$out/prof_$name.log" 2>&1

@@ -139,8 +139,10 @@ class SegmentScan(Backend):
     traffic and memory, rounding each saved row to bf16; ``z`` stays fp32) or ``"auto"``, the default: bf16 when
     ``v`` is bf16, where the rounding is that of the inputs, else fp32), ``derive_read_rows`` (the default: the
     backward's recompute walks the writes only and stores their rows; each read's row is then derived from the
-    write before it: half the recompute's events and no read rows in memory). The defaults were chosen on the
-    H200 (docs/DECISIONS.md): peak memory -56% at 4,4096,16,128 for -0.3% to +1.7% GPU time."""
+    write before it: half the recompute's events and no read rows in memory), ``rows_budget_mib`` (the backward
+    runs head group after head group so that one group's saved rows stay within this many MiB; None: all heads
+    at once). The defaults were chosen on the H200 (docs/DECISIONS.md): peak memory -56% at 4,4096,16,128 for
+    -0.3% to +1.7% GPU time."""
 
     name: ClassVar[str] = "segment"
     num_warps: int = 1
@@ -149,6 +151,7 @@ class SegmentScan(Backend):
     max_segments: int = CUDA_GRID_X
     saved_rows: str = "auto"
     derive_read_rows: bool = True
+    rows_budget_mib: int | None = 256
 
     def __post_init__(self):
         check_warps("SegmentScan", "num_warps", self.num_warps)
@@ -165,6 +168,9 @@ class SegmentScan(Backend):
                              f"{self.max_segments!r}")
         if not isinstance(self.derive_read_rows, bool):
             raise TypeError(f"SegmentScan.derive_read_rows must be a bool, got {self.derive_read_rows!r}")
+        budget = self.rows_budget_mib
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+            raise ValueError(f"SegmentScan.rows_budget_mib must be an int >= 1 or None, got {budget!r}")
         if self.saved_rows not in (*ROW_DTYPES, "auto"):
             raise ValueError(f"SegmentScan.saved_rows must be one of {', '.join(ROW_DTYPES)}, auto; got "
                              f"{self.saved_rows!r}")
@@ -196,26 +202,72 @@ class SegmentScan(Backend):
                                        int32_keys_below=self._keys_below())
         return o, S.to(a.S0.dtype), z.to(a.z0.dtype)
 
+    def saved_row_bytes(self, a: ScanArgs) -> int:
+        """Bytes of the rows the backward's recompute saves for ``a``: a d_v row and its z per write event (and
+        per read event unless the read rows are derived)."""
+        B, T, H, d_v = a.v.shape
+        per_event = d_v * ROW_DTYPES[self.rows_dtype(a.v)].itemsize + 4
+        return B * T * H * a.write_idx.shape[-1] * per_event * (1 if self.derive_read_rows else 2)
+
+    def head_groups(self, a: ScanArgs) -> list[tuple[int, int]]:
+        """The ``[h0, h1)`` head ranges the backward runs one after another: as few as keep each range's saved
+        rows within ``rows_budget_mib`` (one range when they fit, or when there is no budget)."""
+        H = a.v.shape[2]
+        if self.rows_budget_mib is None:
+            return [(0, H)]
+        groups = min(H, -(-self.saved_row_bytes(a) // (self.rows_budget_mib * 2**20)))
+        size = -(-H // max(groups, 1))
+        return [(h, min(h + size, H)) for h in range(0, H, size)]
+
     def backward(self, problem, a: ScanArgs, grad_o, grad_S, grad_z):
+        gS, gz = _grad_state(grad_S, grad_z)
+        groups = self.head_groups(a)
+        if len(groups) == 1:
+            d_v, d_ww, d_rw = self._backward_heads(a, grad_o, gS, gz)
+            return d_v, d_ww, d_rw, gS.to(a.S0.dtype), gz.to(a.z0.dtype)
+        # head groups: the segments of different heads are independent, so each group is a scan of its own
+        d_v = torch.empty(a.v.shape, dtype=a.v.dtype, device=a.v.device)
+        d_ww = torch.empty(a.write_w.shape, dtype=a.write_w.dtype, device=a.v.device)
+        d_rw = torch.empty(a.read_w.shape, dtype=a.read_w.dtype, device=a.v.device)
+        for h0, h1 in groups:
+            part = _heads(a, h0, h1)
+            gS_h, gz_h = gS[:, h0:h1].contiguous(), gz[:, h0:h1].contiguous()
+            d_v[:, :, h0:h1], d_ww[:, :, h0:h1], d_rw[:, :, h0:h1] = self._backward_heads(
+                part, grad_o[:, :, h0:h1], gS_h, gz_h)
+            gS[:, h0:h1], gz[:, h0:h1] = gS_h, gz_h
+            del part, gS_h, gz_h
+        return d_v, d_ww, d_rw, gS.to(a.S0.dtype), gz.to(a.z0.dtype)
+
+    def _backward_heads(self, a: ScanArgs, grad_o, gS, gz):
+        """``(d_v, d_write_w, d_read_w)`` of all of ``a``'s heads; ``gS, gz`` (fp32) turn in place from the
+        final-state into the initial-state gradients."""
         from .triton_segment import launch_segment, launch_write_rows
         from .triton_segment_bwd import launch_segment_bwd
 
+        rows_dtype = self.rows_dtype(a.v)
         if self.derive_read_rows:
             saved_w, plan = launch_write_rows(a, num_warps=self.num_warps, int32_keys_below=self._keys_below(),
-                                              rows_dtype=self.rows_dtype(a.v))
+                                              rows_dtype=rows_dtype)
             saved_r = None
         else:
             _, _, _, (saved_w, saved_r), plan = launch_segment(a, save=True, num_warps=self.num_warps,
                                                                atomic_read=self.atomic_read,
                                                                int32_keys_below=self._keys_below(),
-                                                               rows_dtype=self.rows_dtype(a.v), output=False)
-        gS, gz = _grad_state(grad_S, grad_z)
+                                                               rows_dtype=rows_dtype, output=False)
         d_ww = torch.empty(a.write_w.shape, dtype=a.write_w.dtype, device=a.v.device)
         d_rw = torch.empty(a.read_w.shape, dtype=a.read_w.dtype, device=a.v.device)
         d_v = launch_segment_bwd(grad_o, a.v, a.write_w, a.read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw,
                                  a.gamma, a.eps, a.proxy_eps, num_warps=self.num_warps,
                                  initial_state=(a.S0, a.z0))
-        return d_v, d_ww, d_rw, gS.to(a.S0.dtype), gz.to(a.z0.dtype)
+        del saved_w, saved_r, plan  # the rows go before the fp32 d_v is cast, so both never coexist
+        return d_v.to(a.v.dtype), d_ww, d_rw
+
+
+def _heads(a: ScanArgs, h0: int, h1: int) -> ScanArgs:
+    """``a`` restricted to heads ``[h0, h1)`` (contiguous copies; ``cu_seqlens`` and the scalars are shared)."""
+    cut = lambda t, dim: t.narrow(dim, h0, h1 - h0).contiguous()
+    return ScanArgs(cut(a.v, 2), cut(a.write_idx, 2), cut(a.write_w, 2), cut(a.read_idx, 2), cut(a.read_w, 2),
+                    cut(a.S0, 1), cut(a.z0, 1), a.cu_seqlens, a.gamma, a.eps, a.proxy_eps)
 
 
 SCAN = register(OpBackends("scan", [SegmentScan(), RecurrentScan(), ReferenceScan()]))

@@ -90,7 +90,8 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
 def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw, gamma, eps,
                        proxy_eps, num_warps: int = 1, initial_state=None):
     """Gradients into ``gS, gz`` (fp32, in place: final-state gradients in, initial-state gradients out),
-    ``d_ww, d_rw``; returns ``dv`` in ``v.dtype``. ``saved_r=None``: derive each read's row from the saved
+    ``d_ww, d_rw``; returns ``dv`` in fp32 (the caller casts it after freeing the saved rows: the two copies of
+    ``dv`` and the rows never coexist). ``saved_r=None``: derive each read's row from the saved
     write rows and ``initial_state = (S0, z0)`` (``launch_write_rows``) instead of reading saved read rows."""
     derive = saved_r is None
     if derive and initial_state is None:
@@ -106,4 +107,4 @@ def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, g
                                            gS, gz, dv, d_ww, d_rw, K, DV, float(gamma), float(eps),
                                            float(proxy_eps), BLOCK_D=max(triton.next_power_of_2(DV), 16),
                                            DERIVE_READS=derive, num_warps=num_warps)
-    return dv.to(v.dtype)
+    return dv

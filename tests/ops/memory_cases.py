@@ -64,12 +64,20 @@ def scan_event_inputs(B, T, H, U, d_p, d_v, K, *, seed):
 
 
 def scan_backend(name: str):
-    """A scan backend by name, or ``"segment-saved"``: the segment walk whose backward reads saved read rows
-    (fp32) instead of deriving them from the write rows (the default)."""
+    """A scan backend by name, or a variant of the segment walk: ``"segment-saved"``, whose backward reads saved
+    read rows (fp32) instead of deriving them from the write rows (the default), or ``"segment-heads"``, whose
+    backward runs one head at a time (as above ``rows_budget_mib``)."""
     import dataclasses
 
-    from ramnet.ops.memory.backends import SCAN
+    from ramnet.ops.memory.backends import SCAN, SegmentScan
+
+    @dataclasses.dataclass(frozen=True)
+    class SegmentPerHead(SegmentScan):
+        def head_groups(self, a):
+            return [(h, h + 1) for h in range(a.v.shape[2])]
 
     if name == "segment-saved":
         return dataclasses.replace(SCAN.get("segment"), derive_read_rows=False, saved_rows="fp32")
+    if name == "segment-heads":
+        return SegmentPerHead()
     return SCAN.get(name)

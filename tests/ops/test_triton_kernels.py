@@ -83,7 +83,7 @@ def test_address_kernel_tie_rule_and_nan_policy():
 SCAN_CASES = [(2, 7, 3, 2, 4, 5, 3, 1.0), (1, 9, 2, 2, 2, 6, 4, 0.5), (1, 5, 1, 2, 3, 3, 9, 2.0), (2, 6, 2, 1, 2, 4, 1, 0.0)]
 
 
-@pytest.mark.parametrize("scan", ["recurrent", "segment", "segment-saved"])
+@pytest.mark.parametrize("scan", ["recurrent", "segment", "segment-saved", "segment-heads"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("case", SCAN_CASES, ids=["-".join(map(str, c)) for c in SCAN_CASES])
 def test_scan_kernels_match_reference(case, dtype, scan):

@@ -151,7 +151,7 @@ def test_saved_rows_auto_follows_the_values_dtype(monkeypatch):
     for derive in (True, False):
         args = type("Args", (), {"v": torch.zeros(1, dtype=torch.bfloat16)})()
         with pytest.raises(Stop):
-            SegmentScan(derive_read_rows=derive).backward(None, args, None, None, None)
+            SegmentScan(derive_read_rows=derive)._backward_heads(args, None, None, None)
     assert seen == ["bf16", "bf16"]
 
 
@@ -188,3 +188,44 @@ def test_too_many_segments_is_refused_and_the_recurrent_backend_chosen():
         SegmentScan(int32_keys_below=2**40)  # larger keys would wrap in int32
     with pytest.raises(ValueError, match="max_segments must be in"):
         SegmentScan(max_segments=2**40)
+
+
+@pytest.mark.parametrize("groups", [[(0, 1), (1, 2), (2, 3)], [(0, 2), (2, 3)]], ids=["per-head", "uneven"])
+@pytest.mark.parametrize("derive", [True, False], ids=["derived", "saved"])
+def test_backward_in_head_groups_matches_reference(monkeypatch, groups, derive):
+    """Above ``rows_budget_mib`` the backward runs head group after head group (each a scan of its own): the
+    gradients and the initial-state gradients equal the float64 reference as with all heads at once."""
+    from ramnet.ops.memory.backends import SegmentScan
+
+    calls = []
+
+    def head_groups(self, a):
+        calls.append(a.v.shape[2])
+        return groups
+
+    monkeypatch.setattr(SegmentScan, "head_groups", head_groups)
+    _check_against_reference(SegmentScan(derive_read_rows=derive, saved_rows="fp32"))
+    assert calls == [CASE[2]]
+
+
+def test_head_groups_keep_each_group_within_the_rows_budget():
+    """The fewest groups whose saved rows fit ``rows_budget_mib``; one group without a budget or when they fit."""
+    from ramnet.ops.memory.backends import ScanArgs, SegmentScan
+
+    def args(B, T, H, d_v, K, dtype=torch.bfloat16):
+        meta = lambda *shape, dt=dtype: torch.empty(shape, dtype=dt, device="meta")
+        return ScanArgs(meta(B, T, H, d_v), meta(B, T, H, K, dt=torch.int64), meta(B, T, H, K),
+                        meta(B, T, H, K, dt=torch.int64), meta(B, T, H, K), meta(B, H, 1024, d_v, dt=torch.float32),
+                        meta(B, H, 1024, dt=torch.float32), None, 1.0, 1e-6, 1e-3)
+
+    big = args(4, 4096, 16, 128, 8)  # 2^21 write events x (128 bf16 + z fp32) = 520 MiB of rows
+    assert SegmentScan().saved_row_bytes(big) == 4 * 4096 * 16 * 8 * (128 * 2 + 4)
+    assert SegmentScan().head_groups(big) == [(0, 6), (6, 12), (12, 16)]  # 3 groups of <= 6/16 x 520 MiB
+    assert SegmentScan(rows_budget_mib=None).head_groups(big) == [(0, 16)]
+    assert SegmentScan(rows_budget_mib=1024).head_groups(big) == [(0, 16)]
+    assert SegmentScan(derive_read_rows=False, saved_rows="fp32").saved_row_bytes(big) == \
+        2 * 4 * 4096 * 16 * 8 * (128 * 4 + 4)
+    assert SegmentScan(rows_budget_mib=1).head_groups(big) == [(h, h + 1) for h in range(16)]  # at most H groups
+    assert SegmentScan().head_groups(args(8, 1024, 8, 64, 8)) == [(0, 8)]  # 33 MiB: one group
+    with pytest.raises(ValueError, match="rows_budget_mib must be an int >= 1 or None"):
+        SegmentScan(rows_budget_mib=0)

@@ -54,7 +54,7 @@ def test_packed_equals_separate_cuda_triton(cu):
     _packed_vs_separate(cu, "cuda", torch.float32, 1e-4)
 
 
-@pytest.mark.parametrize("scan", ["recurrent", "segment", "segment-saved"])
+@pytest.mark.parametrize("scan", ["recurrent", "segment", "segment-saved", "segment-heads"])
 def test_triton_scan_kernel_varlen_under_interpreter(scan):
     """The Triton scan kernels (fused-recurrent and segment-walk) with cu_seqlens (interpreter on CPU, compiled on a
     GPU); the empty middle sequence checks that nothing leaks across sequence boundaries."""
