@@ -12,7 +12,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 triton==3.6.0
-	$(BIN)/pip install -q -e '.[test,onnx,hf,plot,sweep]'
+	$(BIN)/pip install -q -e '.[test,onnx,hf,plot,sweep,lm]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,5 @@
-"""``ramnet`` command line: ``train | eval | export | validate | plot`` (each with ``--help``).
+"""``ramnet`` command line: ``train | eval | generate | convert | export | validate | sweep | plot`` (each with
+``--help``). ``train`` and ``eval`` take ``--task mqar`` (the default) or ``--task lm`` (``ramnet.lm``).
 
 Errors print one line, ``ramnet: error: ...``, and exit non-zero (2 for a bad argument, 1 for a failure during
 the work); ``--debug`` shows the traceback instead. Every argument and the output directory are checked before
@@ -69,8 +70,17 @@ def cmd_train(args) -> int:
     from .precision import resolve_device
     from .train import train_mqar
 
+    if args.task == "lm":
+        from .lm import commands as lm
+
+        return lm.train(args, _overrides(args.set))
     if args.task != "mqar":
-        raise ValueError(f"--task {args.task!r} is not available; tasks: mqar")
+        raise ValueError(f"--task {args.task!r} is not available; tasks: mqar, lm")
+    from .lm.commands import lm_flags_given
+
+    if lm_flags_given(args):
+        raise ValueError(f"{', '.join(lm_flags_given(args))}: flags of --task lm, not of --task mqar")
+    args.out = args.out or "runs/mqar"
     explicit = {f.name: getattr(args, f.name) for f in fields(TrainArgs) if getattr(args, f.name, None) is not None}
     saved_config, saved_info = None, {}
     if args.resume is not None:  # the checkpoint's model, setting and arguments, unless flags name others
@@ -107,6 +117,15 @@ def _saved_setting(checkpoint: Path) -> dict | None:
 
 
 def cmd_eval(args) -> int:
+    if args.task == "lm":
+        from .lm import commands as lm
+
+        return lm.evaluate(args)
+    if args.task != "mqar":
+        raise ValueError(f"--task {args.task!r} is not available; tasks: mqar, lm")
+    lm_only = [f for f, v in (("--data", args.data), ("--tokenizer", args.tokenizer)) if v is not None]
+    if lm_only:
+        raise ValueError(f"{', '.join(lm_only)}: flags of --task lm, not of --task mqar")
     from .checkpoint import load_checkpoint
     from .data.mqar import multiquery_ar
     from .precision import check_precision, resolve_device
@@ -124,6 +143,18 @@ def cmd_eval(args) -> int:
     print(json.dumps({"accuracy": accuracy, "setting": setting.__dict__, "device": str(device),
                       "precision": args.precision}))
     return 0
+
+
+def cmd_generate(args) -> int:
+    from .lm import commands as lm
+
+    return lm.generate(args)
+
+
+def cmd_convert(args) -> int:
+    from .lm import commands as lm
+
+    return lm.convert(args)
 
 
 def _load_model(args):
@@ -257,8 +288,9 @@ def _add_model_source(p):
 
 
 def _add_train_parser(sub, common):
-    p = sub.add_parser("train", parents=[common], help="train a model on MQAR (AdamW + warm-up + cosine)")
-    p.add_argument("--task", default="mqar", help="training task (default mqar)")
+    p = sub.add_parser("train", parents=[common], help="train a model on MQAR or as a language model (--task lm; "
+                                                       "also under torchrun)")
+    p.add_argument("--task", default="mqar", help="training task: mqar (default) or lm")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help=f"model preset (default {DEFAULT_PRESET}; when resuming: the checkpoint's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -278,8 +310,11 @@ def _add_train_parser(sub, common):
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], float)
             p.add_argument(flag, dest=f.name, type=kind, default=None, choices=choices.get(f.name), help=help_text)
-    p.add_argument("--out", default="runs/mqar", help="output directory (default runs/mqar); must be empty or new "
-                   "unless --resume or --overwrite")
+    from .lm.commands import add_train_flags
+
+    add_train_flags(p)
+    p.add_argument("--out", default=None, help="output directory (default runs/mqar, or runs/lm for --task lm); "
+                   "must be empty or new unless --resume or --overwrite")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue from a training checkpoint, or from the newest one in a run directory")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
@@ -299,14 +334,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(sub, common)
 
-    p = sub.add_parser("eval", parents=[common], help="MQAR accuracy of a checkpoint")
+    p = sub.add_parser("eval", parents=[common], help="MQAR accuracy, or LM perplexity (--task lm), of a checkpoint")
+    p.add_argument("--task", default="mqar", help="mqar (default): accuracy; lm: loss and perplexity on text")
     p.add_argument("--checkpoint", required=True, help="directory with model.safetensors and config.json")
     _add_setting_args(p, "default: the setting saved with the checkpoint")
     p.add_argument("--num-examples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="(default fp32)")
+    p.add_argument("--data", nargs="+", default=None,
+                   help="LM: text files to score (default: the run's validation rows); --seq-len: row length "
+                        "(default: the run's)")
+    p.add_argument("--data-format", default=None, choices=["text", "json", "parquet"], help="LM (default: extension)")
+    p.add_argument("--text-field", default="text", help="LM: the column holding the text (default text)")
+    p.add_argument("--sample-by", default="paragraph", choices=["line", "paragraph", "document"],
+                   help="LM, text files: what a document is (default paragraph)")
+    p.add_argument("--max-rows", type=int, default=64, help="LM: score at most this many rows (default 64)")
+    p.add_argument("--batch-rows", type=int, default=8, help="LM: rows per forward (default 8)")
+    p.add_argument("--tokenizer", default=None, help="LM: tokenizer (default: the one saved with the checkpoint)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("generate", parents=[common], help="text from an LM checkpoint (prompt + continuation)")
+    p.add_argument("--checkpoint", required=True, help="a model checkpoint with its tokenizer (ramnet train --task "
+                   "lm's output, or ramnet convert's)")
+    p.add_argument("--prompt", default="", help="the text to continue (default: a new document)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer (default: the one saved with the checkpoint)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("convert", parents=[common], help="an LM training checkpoint (DCP) -> safetensors model")
+    p.add_argument("checkpoint", help="a training checkpoint (checkpoints/step-N) or a run directory (its newest)")
+    p.add_argument("--out", required=True, help="the new model checkpoint directory (new or empty)")
+    p.add_argument("--format", default="native", choices=["native", "hf"],
+                   help="native (default: eval, export, validate read it) or hf (transformers' from_pretrained)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("export", parents=[common], help="export a model (ONNX or AOTInductor; prefill or decode)")
     _add_model_source(p)

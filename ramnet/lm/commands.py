@@ -1,0 +1,137 @@
+"""The ``--task lm`` side of the command line: ``train``, ``eval``, ``generate`` and ``convert``
+(``ramnet/cli.py`` owns the parsers and the error contract)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .args import LMArgs, field_names, merge, read_run_file
+
+# LMArgs fields that the train parser already has for MQAR (shared flags), and those only --task lm takes
+SHARED = ("steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "eval_every",
+          "seed", "compile", "threads", "device", "precision", "save_every", "seq_len", "preset")
+MQAR_ONLY = ("num_kv_pairs", "vocab_size", "num_train", "num_eval", "target_accuracy")
+LM_FLAG_HELP = {
+    "data": "LM: text files (.txt, .jsonl, .parquet; globs, directories) or a dataset name when online",
+    "data_format": "LM: text | json | parquet (default: from the extension)",
+    "streaming": "LM: read the documents as a stream (datasets' streaming), not into memory",
+    "val_data": "LM: validation files (default: every --holdout-every-th packed row is held out)",
+    "tokenizer": "LM: 'byte' (default, no download) or an AutoTokenizer name or path",
+    "dist": "LM under torchrun: fsdp (FSDP2, default) or ddp",
+    "grad_accum": "LM: micro-steps per optimizer step (--batch-size counts rows over all of them)",
+    "activation_checkpointing": "LM: recompute each block in the backward",
+    "chunk_size": "LM: cross-entropy over this many tokens at a time (default: full logits)",
+}
+
+
+def add_train_flags(p) -> None:
+    """The LM-only flags of ``ramnet train`` (defaults None: the run file's value, then LMArgs')."""
+    from .args import DATA_FORMATS, DIST_MODES, SAMPLE_BY
+
+    defaults = LMArgs()
+    choices = {"data_format": DATA_FORMATS, "sample_by": SAMPLE_BY, "dist": DIST_MODES}
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="LM: the run described in a YAML or JSON file (keys as the flags); flags override it")
+    for name in field_names():
+        if name in SHARED or name == "model":
+            continue
+        flag, default = "--" + name.replace("_", "-"), getattr(defaults, name)
+        help_text = LM_FLAG_HELP.get(name, f"LM (default {default})")
+        if isinstance(default, bool):
+            p.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
+        elif name in ("data", "val_data"):
+            p.add_argument(flag, dest=name, nargs="+", default=None, help=help_text)
+        else:
+            kind = int if name in ("shuffle_buffer", "holdout_every", "val_rows", "grad_accum", "log_every",
+                                   "chunk_size") else str
+            p.add_argument(flag, dest=name, type=kind, default=None, choices=choices.get(name), help=help_text)
+
+
+def lm_flags_given(args) -> list[str]:
+    return ["--" + n.replace("_", "-") for n in field_names()
+            if n not in SHARED and n != "model" and getattr(args, n, None) is not None] + \
+        (["--config"] if getattr(args, "config", None) else [])
+
+
+def train(args, overrides: dict) -> int:
+    from . import checkpoints as lm_ckpt
+    from .loop import train_lm
+
+    given = ["--" + n.replace("_", "-") for n in MQAR_ONLY if getattr(args, n, None) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: MQAR flags, not for --task lm (the vocabulary follows --tokenizer)")
+    file_values = read_run_file(args.config) if args.config else {}
+    flags = {n: getattr(args, n) for n in field_names() if n != "model" and getattr(args, n, None) is not None}
+    base = {}
+    if args.resume is not None:  # the checkpoint's arguments, unless the file or a flag names others
+        _, info = lm_ckpt.read(args.resume)
+        base = info["args"]
+    file_model = {**(base.get("model") or {}), **(file_values.get("model") or {})}
+    lm_args = merge({**base, **file_values, "model": file_model}, flags, overrides)
+    if lm_args.data is None:
+        raise ValueError("--data is required for --task lm (text files, or a dataset name when online)")
+    metrics = train_lm(lm_args, out_dir=args.out or "runs/lm", resume=args.resume, overwrite=args.overwrite)
+    if metrics["model"] is not None:  # the first process reports
+        print(json.dumps({k: metrics[k] for k in ("final_loss", "final_val_loss", "final_val_ppl", "steps_run",
+                                                  "seconds", "world_size")}))
+        print(f"model, tokenizer and metrics written to {args.out or 'runs/lm'}")
+    return 0
+
+
+def evaluate(args) -> int:
+    from ..precision import check_precision, resolve_device
+    from .evaluate import eval_lm
+
+    given = [f for f, v in (("--num-kv-pairs", args.num_kv_pairs), ("--vocab-size", args.vocab_size)) if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: MQAR flags, not for --task lm")
+    check_precision(args.precision)
+    if args.precision == "fp16":
+        raise ValueError("--precision must be fp32 or bf16 for --task lm, got 'fp16'")
+    result = eval_lm(args.checkpoint, data=args.data, seq_len=args.seq_len, max_rows=args.max_rows,
+                     batch_rows=args.batch_rows, data_format=args.data_format, text_field=args.text_field,
+                     sample_by=args.sample_by, tokenizer=args.tokenizer, device=resolve_device(args.device),
+                     precision=args.precision)
+    print(json.dumps(result))
+    return 0
+
+
+def generate(args) -> int:
+    """Print the prompt and its continuation, sampled by ``RamNetForCausalLM.generate`` (``ramnet.sampling``)."""
+    import torch
+
+    from ..checkpoint import load_checkpoint
+    from ..precision import resolve_device
+    from ..sampling import sampling_args
+    from .evaluate import checkpoint_tokenizer
+
+    device = resolve_device(args.device)
+    if not 0 <= args.seed < 2**62:
+        raise ValueError(f"--seed must be an integer in [0, 2**62), got {args.seed}")
+    model = load_checkpoint(args.checkpoint, map_location=device).eval()
+    tok = checkpoint_tokenizer(Path(args.checkpoint), args.tokenizer)
+    eos = tok.eos_token_id
+    sampling_args(args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                  eos_token_id=eos, vocab_size=model.config.vocab_size)  # every argument checked before the work
+    ids = tok(args.prompt, add_special_tokens=True)["input_ids"] if args.prompt else []
+    if not ids:
+        if eos is None:
+            raise ValueError("--prompt is empty and the tokenizer has no end-of-text token to start from")
+        ids = [eos]  # an empty prompt starts a new document
+    prompt = torch.tensor([ids], dtype=torch.int64, device=device)
+    gen = torch.Generator(device="cpu").manual_seed(args.seed)
+    out = model.generate(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                         top_p=args.top_p, eos_token_id=eos, generator=gen)
+    new = [t for t in out[0, prompt.shape[1]:].tolist() if t != eos]
+    text = tok.decode(ids + new if args.prompt else new, skip_special_tokens=True)
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def convert(args) -> int:
+    from .convert import convert as convert_checkpoint
+
+    path = convert_checkpoint(args.checkpoint, args.out, args.format)
+    print(f"wrote a {args.format} checkpoint to {path}")
+    return 0

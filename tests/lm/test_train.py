@@ -1,0 +1,143 @@
+"""``ramnet train --task lm`` in one process: outputs, the loss falling, resume equal to the uninterrupted run,
+run files with flags over them, the CLI's one-line errors, ``eval --task lm`` and ``generate``."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ramnet.cli import main
+from ramnet.lm.args import LMArgs
+from ramnet.lm.loop import train_lm
+
+pytest.importorskip("datasets")
+pytest.importorskip("transformers")
+
+
+def _train(corpus, out, *extra):
+    argv = ["train", "--task", "lm", "--preset", "tiny", "--data", str(corpus), "--seq-len", "32",
+            "--batch-size", "4", "--device", "cpu", "--out", str(out), *extra]
+    assert main(argv) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_train_writes_the_model_tokenizer_and_metrics_and_the_loss_falls(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    metrics = _train(corpus, out, "--steps", "12", "--lr", "3e-3", "--eval-every", "6")
+    assert {"model.safetensors", "config.json", "tokenizer.json", "metrics.json", "metrics.csv"} <= \
+        {p.name for p in out.iterdir()}
+    assert metrics["world_size"] == 1 and metrics["vocab_size"] == 257
+    history = metrics["history"]
+    assert [h["step"] for h in history] == list(range(1, 13))
+    assert all(h["tokens_per_s"] > 0 for h in history)
+    assert history[-1]["loss"] < history[0]["loss"] - 0.5
+    assert [h["step"] for h in history if "val_loss" in h] == [6, 12]
+    assert history[-1]["val_ppl"] == pytest.approx(torch.tensor(history[-1]["val_loss"]).exp().item(), rel=1e-6)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss,lr") and len(rows) == 13
+    assert load_file(out / "model.safetensors")["embed.weight"].shape == (257, 64)
+    capsys.readouterr()
+    # eval on the run's own validation rows gives the run's last validation loss
+    assert main(["eval", "--task", "lm", "--checkpoint", str(out), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-5)
+    assert main(["eval", "--task", "lm", "--checkpoint", str(out), "--data", str(corpus), "--max-rows", "4",
+                 "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] > 0
+    # generate: the prompt, then sampled bytes; the same seed gives the same text
+    texts = []
+    for _ in range(2):
+        assert main(["generate", "--checkpoint", str(out), "--prompt", "the cat", "--max-new-tokens", "12",
+                     "--seed", "3", "--device", "cpu"]) == 0
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1] and texts[0].startswith("the cat") and len(texts[0]) > len("the cat\n")
+
+
+def test_resume_ends_with_the_weights_of_the_uninterrupted_run(corpus, tmp_path):
+    flags = ("--steps", "4", "--save-every", "2", "--grad-accum", "2", "--eval-every", "2")
+    whole = _train(corpus, tmp_path / "whole", *flags)
+    part = tmp_path / "part"
+    _train(corpus, part, *flags)
+    # interrupted after the checkpoint of step 2: drop what came later
+    import shutil
+
+    shutil.rmtree(part / "checkpoints" / "step-00000004")
+    for name in ("model.safetensors", "metrics.json"):
+        (part / name).unlink()
+    assert main(["train", "--task", "lm", "--resume", str(part), "--out", str(part), "--device", "cpu"]) == 0
+    resumed = json.loads((part / "metrics.json").read_text())
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(part / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_flags_that_change_the_run(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    _train(corpus, out, "--steps", "2", "--save-every", "2")
+    capsys.readouterr()
+    assert main(["train", "--task", "lm", "--resume", str(out), "--out", str(out), "--steps", "4",
+                 "--lr", "1e-2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ramnet: error: --resume") and "--lr 0.01 (checkpoint: 0.001)" in err
+
+
+def test_a_run_file_with_flags_over_it(corpus, tmp_path):
+    pytest.importorskip("yaml")
+    spec = tmp_path / "run.yaml"
+    spec.write_text(f"data: {corpus}\nseq_len: 32\nbatch_size: 4\nsteps: 3\nlr: 2e-3\nlog_every: 2\n"
+                    "model:\n  short_conv: true\n")
+    metrics = _train(corpus, tmp_path / "run", "--config", str(spec), "--steps", "2")
+    assert metrics["args"]["steps"] == 2 and metrics["args"]["lr"] == 2e-3 and metrics["config"]["short_conv"]
+    assert [h["step"] for h in metrics["history"]] == [2]
+
+
+def test_checkpointing_and_the_chunked_loss_change_nothing(corpus):
+    base = dict(data=[str(corpus)], seq_len=32, batch_size=4, steps=2, device="cpu")
+    plain = train_lm(LMArgs(**base), progress=False)
+    other = train_lm(LMArgs(**base, activation_checkpointing=True, chunk_size=40), progress=False)
+    for a, b in zip(plain["history"], other["history"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_train_lm_leaves_threads_and_the_global_rng_alone(corpus):
+    threads = torch.get_num_threads()
+    torch.manual_seed(7)
+    rng = torch.get_rng_state()
+    train_lm(LMArgs(data=[str(corpus)], seq_len=32, batch_size=4, steps=1, device="cpu",
+                    threads=1 if threads != 1 else 2), progress=False)
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+
+
+BAD = [
+    (["--seq-len", "1"], "--seq-len must be an integer >= 2"),
+    (["--batch-size", "6", "--grad-accum", "4"], "--batch-size 6 must be a multiple of --grad-accum 4"),
+    (["--precision", "fp16"], "fp16 is not offered for --task lm"),
+    (["--num-kv-pairs", "4"], "--num-kv-pairs: MQAR flags, not for --task lm"),
+    (["--data-format", "csv"], "invalid choice"),
+    (["--set", "vocab_size=100"], "vocab_size must be an integer >= the tokenizer's 257"),
+    (["--dist", "ddp", "--holdout-every", "0"], "--holdout-every must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD, ids=[" ".join(e) for e, _ in BAD])
+def test_bad_arguments_are_one_line_errors(extra, message, corpus, tmp_path, capsys):
+    argv = ["train", "--task", "lm", "--data", str(corpus), "--steps", "1", "--out", str(tmp_path / "run"), *extra]
+    if message == "invalid choice":
+        with pytest.raises(SystemExit):
+            main(argv)
+        return
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ramnet: error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_and_bad_run_files_are_one_line_errors(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text(json.dumps({"data": "x.txt", "learning_rate": 1}))
+    cases = [(["--config", str(tmp_path / "bad.json")], "unknown keys ['learning_rate']"),
+             ([], "--data is required"),
+             (["--data", str(tmp_path / "none.txt")], "none.txt: no such file")]
+    for extra, message in cases:
+        assert main(["train", "--task", "lm", "--out", str(tmp_path / "run"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ramnet: error: ") and message in err, err
