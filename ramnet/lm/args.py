@@ -5,7 +5,9 @@ The defaults suit short runs too: the warm-up and the logging period scale down 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +76,8 @@ class LMArgs:
                 raise ValueError(f"{_flag(name)} must be one or more paths or a dataset name, got {value!r}")
             elif value is not None:
                 setattr(self, name, list(value))
+            if getattr(self, name) is not None:  # local paths made absolute: a resumed run may start elsewhere
+                setattr(self, name, [_absolute(v) for v in getattr(self, name)])
         for name in ("seq_len",):
             _check_int(name, getattr(self, name), 2)
         for name in ("batch_size", "grad_accum", "steps", "eval_every", "holdout_every", "val_rows"):
@@ -147,6 +151,13 @@ LOCKED_ON_RESUME = ("data", "data_format", "dataset_config", "split", "text_fiel
                     "shuffle_buffer", "val_data", "val_split", "holdout_every", "tokenizer", "preset", "model",
                     "seq_len", "batch_size", "grad_accum", "lr", "min_lr_ratio", "warmup_steps", "weight_decay",
                     "grad_clip", "seed", "precision")
+
+
+def _absolute(entry: str) -> str:
+    """A local file, directory or glob as an absolute path; anything else (a dataset name) unchanged."""
+    if os.path.exists(entry) or glob.has_magic(entry):
+        return os.path.abspath(entry)
+    return entry
 
 
 def field_names() -> tuple[str, ...]:

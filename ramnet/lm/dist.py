@@ -150,7 +150,8 @@ def load_state(path: Path, module: nn.Module, optimizer) -> None:
 
 
 def full_model_state(module: nn.Module) -> dict:
-    """The whole model state on CPU (a collective under FSDP2: every process calls it; all get it)."""
+    """The whole model state on CPU: a collective under FSDP2 (every process calls it), and only the first
+    process receives the tensors."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -159,11 +160,13 @@ def full_model_state(module: nn.Module) -> dict:
 def read_model_state(path: Path) -> dict:
     """The model tensors of a DCP checkpoint directory, in one process (``ramnet convert``); unpickles DCP's
     metadata, so only for checkpoints one trusts."""
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save  # noqa: F401 (version check)
-    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 
+    # as torch.distributed.checkpoint.format_utils.dcp_to_torch_save does, without writing a torch.save file
     state: dict = {}
     with _quiet():
-        dcp.load(state, checkpoint_id=str(path), planner=_EmptyStateDictLoadPlanner(keys={"model"}), no_dist=True)
+        _load_state_dict(state, storage_reader=FileSystemReader(str(path)),
+                         planner=_EmptyStateDictLoadPlanner(keys={"model"}), no_dist=True)
     return state["model"]
