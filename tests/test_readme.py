@@ -1,7 +1,8 @@
 """The README's code runs as written: every ``python`` block is executed, and every ``ramnet ...`` line of a
 ``bash`` block is run as a command, with the sizes of its trailing ``# test: ...`` comment appended (the shell
 ignores that comment). Blocks tagged ``gpu`` need CUDA and skip on CPU; ``norun`` blocks (installs) are only
-listed. Each block runs in a fresh directory."""
+listed. Each block runs in a fresh directory, which for ``bash`` blocks holds a small text file ``corpus.txt``
+(the language-model commands' ``--data``)."""
 import re
 import shlex
 import subprocess
@@ -64,6 +65,12 @@ def test_readme_block_runs(lang, tags, body, tmp_path, monkeypatch):
         return
     commands = list(_commands(body))
     assert commands, "a bash block without ramnet commands"
+    if "corpus.txt" in body:
+        pytest.importorskip("datasets", reason="needs the [lm] extra")
+        from tests.lm.corpus import write_corpus
+
+        write_corpus(tmp_path / "corpus.txt", paragraphs=60)
+        monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     for argv, extra in commands:
         if argv[0] == "plot":
             pytest.importorskip("matplotlib", reason="needs the [plot] extra")

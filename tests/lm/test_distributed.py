@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from ramnet.cli import main
 
-from .conftest import write_corpus
+from .corpus import write_corpus
 
 pytest.importorskip("datasets")
 pytest.importorskip("transformers")
