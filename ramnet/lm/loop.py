@@ -238,7 +238,6 @@ def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite:
                         "schedule": _schedule_state(schedule)}
                 lm_ckpt.save(out, done, module, opt, info, config, tokenizer, procs)
                 log.write_json({**summary, "steps_run": done, "seconds": time.perf_counter() - start})
-                window_start = time.perf_counter()
         bar.close()
         full = D.full_model_state(module) if procs.distributed else None
         trained = model if not procs.distributed else (_rebuild(config, full) if procs.is_main else None)

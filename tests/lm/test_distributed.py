@@ -1,5 +1,6 @@
 """Two processes (torchrun, gloo on CPU): the acceptance command, loss equal to one process on the same global
-batch (fp32, relative 1e-5) with FSDP2 and with DDP + gradient accumulation, a checkpoint written by 2 processes
+batch (fp32, relative 1e-5) with FSDP2, with DDP + gradient accumulation and with compiled blocks + activation
+checkpointing under FSDP2, a checkpoint written by 2 processes
 resumed by 1, and ``ramnet convert`` of that checkpoint to a native and a Hugging Face model."""
 import json
 import os
@@ -76,6 +77,12 @@ def test_ddp_with_gradient_accumulation_equals_one_process(runs):
     metrics = json.loads((runs / "runs/ddp/metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["dist"] == "ddp"
     assert _close(_losses(runs / "runs/ddp"), _losses(runs / "runs/lm1"))
+
+
+def test_compiled_blocks_with_activation_checkpointing_under_fsdp2_equal_eager_one_process(runs):
+    _torchrun(runs, *COMMAND, "--compile", "--activation-checkpointing", "--out", "runs/compiled")
+    assert json.loads((runs / "runs/compiled/metrics.json").read_text())["args"]["compile"] is True
+    assert _close(_losses(runs / "runs/compiled"), _losses(runs / "runs/lm1"))
 
 
 def test_a_checkpoint_of_two_processes_resumes_with_one(runs):

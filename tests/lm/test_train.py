@@ -85,9 +85,10 @@ def test_a_run_file_with_flags_over_it(corpus, tmp_path):
     pytest.importorskip("yaml")
     spec = tmp_path / "run.yaml"
     spec.write_text(f"data: {corpus}\nseq_len: 32\nbatch_size: 4\nsteps: 3\nlr: 2e-3\nlog_every: 2\n"
-                    "model:\n  short_conv: true\n")
+                    "streaming: true\nmodel:\n  short_conv: true\n")
     metrics = _train(corpus, tmp_path / "run", "--config", str(spec), "--steps", "2")
     assert metrics["args"]["steps"] == 2 and metrics["args"]["lr"] == 2e-3 and metrics["config"]["short_conv"]
+    assert metrics["args"]["streaming"] and "train_rows" not in metrics["data"]
     assert [h["step"] for h in metrics["history"]] == [2]
 
 
