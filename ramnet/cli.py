@@ -296,7 +296,9 @@ def _add_train_parser(sub, common):
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, parsed by its type: --set gamma=0.5 --set short_conv=false")
     _add_setting_args(p, "default when resuming: the checkpoint's")
-    defaults = TrainArgs()
+    from .lm.args import LMArgs
+
+    defaults, lm_defaults = TrainArgs(), LMArgs()
     choices = {"precision": list(PRECISIONS)}
     helps = {"device": "cpu, cuda or cuda:N (default: cuda when available)",
              "precision": "fp32 (default), or bf16 / fp16: autocast over fp32 weights (GradScaler for fp16)",
@@ -304,7 +306,9 @@ def _add_train_parser(sub, common):
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        help_text = helps.get(f.name, f"(default {default})")
+        lm_default = getattr(lm_defaults, f.name, default)
+        lm_note = f"; --task lm: {lm_default}" if lm_default != default else ""
+        help_text = helps.get(f.name, f"(default {default}{lm_note})")
         if f.type in ("bool", bool):
             p.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
         else:

@@ -22,6 +22,17 @@ LM_FLAG_HELP = {
     "grad_accum": "LM: micro-steps per optimizer step (--batch-size counts rows over all of them)",
     "activation_checkpointing": "LM: recompute each block in the backward",
     "chunk_size": "LM: cross-entropy over this many tokens at a time (default: full logits)",
+    "sample_by": "LM, text files: a document per line, per blank-line paragraph (default) or per file",
+    "shuffle_buffer": "LM, streaming: shuffle documents in a buffer of this size (default 0: file order)",
+    "val_split": "LM: the validation split of a dataset name (e.g. validation)",
+    "holdout_every": "LM: without --val-data, packed row r is held out for validation when r %% N == 0 "
+                     "(default 20)",
+    "val_rows": "LM: validate on at most this many rows (default 64)",
+    "log_every": "LM: log the training loss every N steps (default: steps // 1000, at least 1)",
+    "cache_dir": "LM: datasets' cache directory (default: datasets' own)",
+    "dataset_config": "LM: the configuration of a dataset name",
+    "split": "LM: the training split of a dataset name (default train)",
+    "text_field": "LM: the column holding each document's text (default text)",
 }
 
 
