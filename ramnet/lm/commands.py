@@ -80,8 +80,6 @@ def train(args, overrides: dict) -> int:
         base = info["args"]
     file_model = {**(base.get("model") or {}), **(file_values.get("model") or {})}
     lm_args = merge({**base, **file_values, "model": file_model}, flags, overrides)
-    if lm_args.data is None:
-        raise ValueError("--data is required for --task lm (text files, or a dataset name when online)")
     metrics = train_lm(lm_args, out_dir=args.out or "runs/lm", resume=args.resume, overwrite=args.overwrite)
     if metrics["model"] is not None:  # the first process reports
         print(json.dumps({k: metrics[k] for k in ("final_loss", "final_val_loss", "final_val_ppl", "steps_run",

@@ -126,6 +126,8 @@ def train_lm(args: LMArgs, out_dir: str | Path | None = None, *, resume: str | P
     checkpoint's ``LOCKED_ON_RESUME`` values. Everything is checked before the first step."""
     from ..train import prepare_out_dir
 
+    if args.data is None:
+        raise ValueError("--data is required for --task lm (text files, or a dataset name when online)")
     state = None
     if resume is not None:
         path, info = lm_ckpt.read(resume)
