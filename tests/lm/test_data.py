@@ -123,3 +123,21 @@ def test_sources_are_named_in_errors(tmp_path):
     (tmp_path / "short.txt").write_text("too short\n")
     with pytest.raises(ValueError, match="no training row of --seq-len 32"):
         LMData(LMArgs(data=[str(tmp_path / "short.txt")], seq_len=32), byte_tokenizer())
+
+
+def test_validation_files_replace_the_held_out_rows(corpus, tmp_path):
+    from .corpus import write_corpus
+
+    val = write_corpus(tmp_path / "val.txt", paragraphs=30, seed=1)
+    tok = byte_tokenizer()
+    data = LMData(_args(corpus, val_data=[str(val)], val_rows=3), tok)
+    whole = LMData(_args(corpus, holdout_every=10**6), tok)  # row 0 is held out either way
+    assert data.rows[0].shape[0] == whole.rows[0].shape[0] + 1  # nothing else is held out of training
+    val_rows = torch.cat([_rows_of(b) for b in data.val_batches()])
+    scored = torch.cat([t.view(-1, 32) for _, t, _ in data.val_batches()]) != IGNORE_INDEX
+    assert int(scored.any(1).sum()) == 3  # the micro-batch of 8 is padded with rows that have no target
+    assert bytes(val_rows[0].tolist()).decode() == val.read_text()[:32]
+    with pytest.raises(ValueError, match="--val-split needs a dataset name"):
+        LMData(_args(corpus, val_split="validation"), tok)
+    with pytest.raises(ValueError, match="--shuffle-buffer needs --val-data or --val-split"):
+        LMData(_args(corpus, streaming=True, shuffle_buffer=10), tok)

@@ -100,6 +100,24 @@ def test_checkpointing_and_the_chunked_loss_change_nothing(corpus):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
+def test_tensorboard_gets_the_training_and_validation_scalars(corpus, tmp_path, monkeypatch):
+    import ramnet.lm.metrics as M
+
+    scalars = []
+
+    class Writer:
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, step))
+
+        def close(self):
+            scalars.append(("closed", None))
+
+    monkeypatch.setattr(M, "_summary_writer", lambda path: Writer())
+    _train(corpus, tmp_path / "run", "--steps", "2", "--eval-every", "2")
+    assert {("train/loss", 1), ("train/loss", 2), ("train/tokens_per_s", 2), ("val/val_ppl", 2)} <= set(scalars)
+    assert scalars[-1] == ("closed", None)
+
+
 def test_train_lm_leaves_threads_and_the_global_rng_alone(corpus):
     threads = torch.get_num_threads()
     torch.manual_seed(7)
