@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import PRESETS, RamNetConfig
+from .arch import ARCHS
 from ..train import _check_float, _check_int, _flag
 
 DATA_FORMATS = ("text", "json", "parquet")
@@ -39,9 +40,14 @@ class LMArgs:
     val_rows: int = 64                 # validation uses at most this many rows
     tokenizer: str = "byte"            # "byte" (no download) or an AutoTokenizer name or path
     cache_dir: str | None = None       # datasets' cache (None: its default)
-    # model: a preset and field overrides; vocab_size follows the tokenizer
+    # model: an architecture; for ramnet a preset and field overrides; vocab_size follows the tokenizer
+    arch: str = "ramnet"               # ramnet | attention (Transformer++, SDPA) | deltanet (fla)
     preset: str = "tiny"
     model: dict = field(default_factory=dict)
+    d_model: int | None = None         # sizes: the baselines' (defaults 256 / 4 / 4 / 704); for ramnet, overrides
+    n_layers: int | None = None        # of the preset (under --set / model)
+    n_heads: int | None = None
+    d_ff: int | None = None
     # optimisation
     seq_len: int = 512                 # tokens per packed row
     batch_size: int = 8                # rows per optimizer step, over all processes and micro-steps
@@ -89,7 +95,8 @@ class LMArgs:
         for name in ("warmup_steps",):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 0)
-        for name in ("log_every", "save_every", "chunk_size", "threads"):
+        for name in ("log_every", "save_every", "chunk_size", "threads", "d_model", "n_layers", "n_heads",
+                     "d_ff"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
         if self.batch_size % self.grad_accum:
@@ -110,6 +117,11 @@ class LMArgs:
         for name in ("streaming", "activation_checkpointing", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{_flag(name)} must be true or false, got {getattr(self, name)!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch != "ramnet" and self.model:
+            raise ValueError(f"--set / model overrides are RamNetConfig fields, not for --arch {self.arch} (use "
+                             "--d-model, --n-layers, --n-heads, --d-ff)")
         if self.preset not in PRESETS:
             raise ValueError(f"--preset must be one of {', '.join(sorted(PRESETS))}, got {self.preset!r}")
         if not isinstance(self.model, dict):
@@ -132,10 +144,16 @@ class LMArgs:
         """Steps between logged training losses: ``log_every``, or ``steps // 1000`` (at least 1)."""
         return self.log_every if self.log_every is not None else max(1, self.steps // 1000)
 
-    def model_config(self, vocab_size: int) -> RamNetConfig:
-        """The preset with the ``model`` overrides; ``vocab_size`` is the tokenizer's (a larger override is
-        kept, a smaller one refused) and ``max_seq_len`` the training context ``seq_len``."""
-        overrides = dict(self.model)
+    def model_config(self, vocab_size: int):
+        """``--arch ramnet``: the preset with the size flags and the ``model`` overrides over it (a
+        ``RamNetConfig``); ``vocab_size`` is the tokenizer's (a larger override is kept, a smaller one refused) and
+        ``max_seq_len`` the training context ``seq_len``. Other archs: their ``BaselineConfig``."""
+        if self.arch != "ramnet":
+            from .arch import make_config
+
+            return make_config(self, vocab_size)
+        sizes = {k: getattr(self, k) for k in ("d_model", "n_layers", "n_heads", "d_ff") if getattr(self, k)}
+        overrides = {**sizes, **self.model}
         given = overrides.pop("vocab_size", None)
         if given is not None and (isinstance(given, bool) or not isinstance(given, int) or given < vocab_size):
             raise ValueError(f"model vocab_size must be an integer >= the tokenizer's {vocab_size}, got {given!r}")
@@ -148,7 +166,8 @@ class LMArgs:
 
 # a resumed run keeps these from its checkpoint: they decide the data, its order, the model and the optimizer
 LOCKED_ON_RESUME = ("data", "data_format", "dataset_config", "split", "text_field", "sample_by", "streaming",
-                    "shuffle_buffer", "val_data", "val_split", "holdout_every", "tokenizer", "preset", "model",
+                    "shuffle_buffer", "val_data", "val_split", "holdout_every", "tokenizer", "arch", "preset", "model",
+                    "d_model", "n_layers", "n_heads", "d_ff",
                     "seq_len", "batch_size", "grad_accum", "lr", "min_lr_ratio", "warmup_steps", "weight_decay",
                     "grad_clip", "seed", "precision")
 

@@ -33,6 +33,11 @@ LM_FLAG_HELP = {
     "dataset_config": "LM: the configuration of a dataset name",
     "split": "LM: the training split of a dataset name (default train)",
     "text_field": "LM: the column holding each document's text (default text)",
+    "arch": "LM: ramnet (default), attention (Transformer++: RoPE, SDPA, SwiGLU) or deltanet (fla, CUDA only)",
+    "d_model": "LM: model width (baselines, default 256; ramnet: overrides the preset's)",
+    "n_layers": "LM: blocks (baselines, default 4; ramnet: overrides the preset's)",
+    "n_heads": "LM: heads (baselines, default 4; ramnet: overrides the preset's)",
+    "d_ff": "LM: SwiGLU width (baselines, default 704; ramnet: overrides the preset's)",
 }
 
 
@@ -41,7 +46,9 @@ def add_train_flags(p) -> None:
     from .args import DATA_FORMATS, DIST_MODES, SAMPLE_BY
 
     defaults = LMArgs()
-    choices = {"data_format": DATA_FORMATS, "sample_by": SAMPLE_BY, "dist": DIST_MODES}
+    from .arch import ARCHS
+
+    choices = {"data_format": DATA_FORMATS, "sample_by": SAMPLE_BY, "dist": DIST_MODES, "arch": ARCHS}
     p.add_argument("--config", default=None, metavar="FILE",
                    help="LM: the run described in a YAML or JSON file (keys as the flags); flags override it")
     for name in field_names():
@@ -55,7 +62,7 @@ def add_train_flags(p) -> None:
             p.add_argument(flag, dest=name, nargs="+", default=None, help=help_text)
         else:
             kind = int if name in ("shuffle_buffer", "holdout_every", "val_rows", "grad_accum", "log_every",
-                                   "chunk_size") else str
+                                   "chunk_size", "d_model", "n_layers", "n_heads", "d_ff") else str
             p.add_argument(flag, dest=name, type=kind, default=None, choices=choices.get(name), help=help_text)
 
 
@@ -82,8 +89,9 @@ def train(args, overrides: dict) -> int:
     lm_args = merge({**base, **file_values, "model": file_model}, flags, overrides)
     metrics = train_lm(lm_args, out_dir=args.out or "runs/lm", resume=args.resume, overwrite=args.overwrite)
     if metrics["model"] is not None:  # the first process reports
-        print(json.dumps({k: metrics[k] for k in ("final_loss", "final_val_loss", "final_val_ppl", "steps_run",
-                                                  "seconds", "world_size")}))
+        print(json.dumps({k: metrics[k] for k in ("arch", "parameters", "non_embedding_parameters", "final_loss",
+                                                  "final_val_loss", "final_val_ppl", "steps_run", "seconds",
+                                                  "world_size")}))
         print(f"model, tokenizer and metrics written to {args.out or 'runs/lm'}")
     return 0
 
@@ -115,6 +123,11 @@ def generate(args) -> int:
     from ..sampling import sampling_args
     from .evaluate import checkpoint_tokenizer
 
+    from .arch import read_arch
+
+    if read_arch(args.checkpoint) != "ramnet":
+        raise ValueError(f"--checkpoint {args.checkpoint} is an --arch {read_arch(args.checkpoint)} model: generate "
+                         "serves RAM-Net checkpoints only")
     device = resolve_device(args.device)
     if not 0 <= args.seed < 2**62:
         raise ValueError(f"--seed must be an integer in [0, 2**62), got {args.seed}")
@@ -139,8 +152,12 @@ def generate(args) -> int:
 
 
 def convert(args) -> int:
+    from .arch import read_arch
     from .convert import convert as convert_checkpoint
 
+    if read_arch(args.checkpoint) != "ramnet":
+        raise ValueError(f"--checkpoint {args.checkpoint} is an --arch {read_arch(args.checkpoint)} model: convert "
+                         "serves RAM-Net checkpoints only")
     path = convert_checkpoint(args.checkpoint, args.out, args.format)
     print(f"wrote a {args.format} checkpoint to {path}")
     return 0

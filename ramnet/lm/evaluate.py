@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint as ckpt
+from .arch import load_lm_model
 from .args import LMArgs
 from .data import LMData, load_documents, make_batch, pack_rows, resolve_source, tokenized_documents
 from .dist import Processes
@@ -43,7 +44,7 @@ def eval_lm(checkpoint: str | Path, *, data: list[str] | None = None, seq_len: i
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     checkpoint = Path(checkpoint)
-    model = ckpt.load_checkpoint(checkpoint, map_location=device)
+    model = load_lm_model(checkpoint, map_location=device)  # RAM-Net or a baseline (--arch attention / deltanet)
     tok = checkpoint_tokenizer(checkpoint, tokenizer)
     if vocab_size(tok) > model.config.vocab_size:
         raise ValueError(f"the tokenizer has {vocab_size(tok)} ids, the model's vocab_size is "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -25,11 +26,11 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
 from ..losses import IGNORE_INDEX, chunked_cross_entropy, upcast_logits
-from ..model import RamNetForCausalLM
 from ..modes import eval_mode
 from ..precision import autocast
 from . import checkpoints as lm_ckpt
 from . import dist as D
+from .arch import build, check_device
 from .args import LOCKED_ON_RESUME, LMArgs
 from .data import LMData, resolve_source
 from .metrics import CSV_FILE, JSON_FILE, TB_DIR, RunLog
@@ -45,7 +46,7 @@ class LMObjective(nn.Module):
     ``model`` over the targets that are not ``IGNORE_INDEX``. The module that FSDP2 / DDP wrap, so that the
     embedding, the final norm and the LM head are gathered around the whole step."""
 
-    def __init__(self, model: RamNetForCausalLM, chunk_size: int | None = None):
+    def __init__(self, model: nn.Module, chunk_size: int | None = None):
         super().__init__()
         self.model, self.chunk_size = model, chunk_size
 
@@ -129,6 +130,8 @@ def train_lm(args: LMArgs, out_dir: str | Path | None = None, *, resume: str | P
     if args.data is None:
         raise ValueError("--data is required for --task lm (text files, or a dataset name when online)")
     state = None
+    if resume is not None and args.arch != "ramnet":
+        raise ValueError(f"--resume continues RAM-Net runs only; --arch {args.arch} runs cannot be resumed")
     if resume is not None:
         path, info = lm_ckpt.read(resume)
         check_resume(args, info["args"], path, info["step"])
@@ -141,6 +144,7 @@ def train_lm(args: LMArgs, out_dir: str | Path | None = None, *, resume: str | P
         resolve_source(args.val_data, args.data_format, args.dataset_config, "--val-data")
     tokenizer = load_tokenizer(args.tokenizer if state is None else str(state[0]))
     config = args.model_config(vocab_size(tokenizer))
+    check_device(args.arch, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if state is not None:
         saved = ckpt.read_config(state[0])
         if saved != config:
@@ -166,7 +170,7 @@ def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite:
     data = LMData(args, tokenizer, procs.rank, procs.world_size)
     with torch.random.fork_rng(devices=[]):  # the init draws from the CPU RNG; the caller's stream is restored
         torch.random.default_generator.manual_seed(args.seed)
-        model = RamNetForCausalLM(config)
+        model = build(config)
     model.set_activation_checkpointing(args.activation_checkpointing)
     objective = LMObjective(model, args.chunk_size)
     module = D.wrap(objective, model.blocks, procs, args.dist, args.compile)
@@ -187,7 +191,11 @@ def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite:
     summary = {"task": "lm", "world_size": procs.world_size, "dist": args.dist if procs.distributed else None,
                "device": str(procs.device), "args": args.to_dict(), "config": config.to_dict(),
                "tokenizer": args.tokenizer, "vocab_size": config.vocab_size, "data": data.describe(),
-               "parameters": sum(p.numel() for p in model.parameters())}
+               "arch": args.arch, "parameters": sum(p.numel() for p in model.parameters()),
+               "non_embedding_parameters": model.num_parameters(exclude_embeddings=True)}
+    if procs.is_main and progress:
+        print(f"--arch {args.arch}: {summary['parameters']:,} parameters ({summary['non_embedding_parameters']:,} "
+              "without the input embedding)", file=sys.stderr, flush=True)
     tokens_per_step = args.batch_size * args.seq_len
     start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     bar = tqdm(range(start_step, args.steps), initial=start_step, total=args.steps,
@@ -267,9 +275,9 @@ def _schedule_state(schedule) -> dict:
     return schedule.state_dict()
 
 
-def _rebuild(config, full_state: dict) -> RamNetForCausalLM:
+def _rebuild(config, full_state: dict) -> nn.Module:
     """A plain CPU model holding ``full_state`` (keys of :class:`LMObjective`: ``model.``-prefixed)."""
     with torch.random.fork_rng(devices=[]):
-        model = RamNetForCausalLM(config)
+        model = build(config)
     model.load_state_dict({k.removeprefix("model."): v for k, v in full_state.items()})
     return model
