@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One run of every GPU benchmark into one summary.json (the numbers quoted in docs/BENCHMARKS.md).
-#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all|extra|scan-ab]
+#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all|extra|scan-ab|lm]
 # "all" fits the device tool's 10-minute command limit with three of fla's P1 shapes; "extra" then adds the other
 # three to the same summary.json (run it right after "all", on the same machine).
 set -u
@@ -21,4 +21,7 @@ if [ "$part" = extra ]; then
 fi
 if [ "$part" = scan-ab ]; then  # the scan backends A/B: recurrent against segment (results/scan_ab.json)
   timeout 500 python3 benchmarks/bench_scan_ab.py
+fi
+if [ "$part" = lm ]; then  # P5: LM training tokens/s and MFU, paper-340m against a Transformer++ and DeltaNet
+  timeout 540 python3 benchmarks/bench_lm_throughput.py
 fi
