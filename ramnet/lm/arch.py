@@ -146,7 +146,7 @@ class DeltaNetMixer(nn.Module):
     def forward(self, x, cu_seqlens):
         if cu_seqlens is None:
             return self.layer(x)[0]
-        return self.layer(x, cu_seqlens=cu_seqlens.to(device=x.device, dtype=torch.int32))[0]
+        return self.layer(x, cu_seqlens=cu_seqlens.to(device=x.device, dtype=torch.int64))[0]  # fla: a LongTensor
 
 
 class BaselineBlock(nn.Module):
