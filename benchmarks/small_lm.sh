@@ -68,7 +68,8 @@ wall, status = float(sys.argv[5]) - float(sys.argv[4]), int(sys.argv[6])
 results = json.loads(path.read_text()) if path.exists() else {"rows": []}
 results["corpus"] = json.loads((work / "corpus" / "corpus.json").read_text())
 metrics_path = work / "runs" / arch / "metrics.json"
-row = {"model": arch, "status": status, "wall_seconds": wall, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+row = {"model": arch, "status": status, "wall_seconds": wall,
+       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 if status == 0 and metrics_path.is_file():
     m = json.loads(metrics_path.read_text())
     a = m["args"]
