@@ -14,6 +14,9 @@
 # of the held-out files every 250 steps.
 # Sizes (d_model 384, 6 heads): RAM-Net paper geometry (U=5, d_p=4, K=8, d_v=64, CAPE 4+4 layers) with 13 layers
 # and d_ff 1024 (20.59M); Transformer++ and DeltaNet 12 layers, d_ff 960 (20.56M, 20.64M); each run prints its count.
+# The GPU image has transformers but not datasets: carry datasets 5.2.0, dill 0.4.1 and multiprocess 0.70.19 as
+# wheels (in .whl, next to fla's) and pip install them with --target before this script (datasets 5.2.0
+# needs pyarrow >= 24 and fsspec <= 2026.9.0 from the image: check them in the first call).
 # Writes benchmarks/results/small_lm.json (and, when $OUT is set, a copy plus each run's metrics.json under $OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
