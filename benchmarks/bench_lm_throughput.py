@@ -121,6 +121,15 @@ def build_models(args, device):
     return out, vocab
 
 
+def fla_version():
+    try:
+        from importlib.metadata import version
+
+        return version("flash-linear-attention")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return None
+
+
 def attention_flops_per_token(name: str, info: dict, seq_len: int) -> float:
     return 6.0 * info["layers"] * info["d_model"] * seq_len if name == "transformer" else 0.0
 
@@ -217,6 +226,8 @@ def main():
     record({"P5_tokens_per_s": {r["model"]: r["tokens_per_s"] for r in rows},
             "P5_mfu": {r["model"]: r["mfu"] for r in rows},
             "P5_rows": [{**r, "peak_tflops": args.peak_tflops} for r in rows],
+            "P5_setup": {"batch": args.batch, "seq_len": args.seq_len, "peak_tflops": args.peak_tflops,
+                         "precision": "bf16 autocast over fp32 weights", "fla": fla_version()},
             **({"P5_skipped": skipped} if skipped else {})})
 
 
