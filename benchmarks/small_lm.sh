@@ -79,6 +79,7 @@ if status == 0 and metrics_path.is_file():
     row.update(params=m["parameters"], non_embedding_params=m["non_embedding_parameters"],
                val_loss=m["final_val_loss"], val_ppl=m["final_val_ppl"], final_train_loss=m["final_loss"],
                tokens=m["steps_run"] * a["batch_size"] * a["seq_len"], seconds=m["seconds"],
+               tokens_per_s=m["steps_run"] * a["batch_size"] * a["seq_len"] / m["seconds"],
                device=m["device"], device_name=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
                budget={k: a[k] for k in ("steps", "batch_size", "seq_len", "lr", "min_lr_ratio", "precision",
                                          "tokenizer", "val_rows", "seed")},
@@ -86,7 +87,7 @@ if status == 0 and metrics_path.is_file():
 results["rows"] = [r for r in results["rows"] if r.get("model") != arch] + [row]
 path.write_text(json.dumps(results, indent=2))
 print(json.dumps({k: row.get(k) for k in ("model", "status", "params", "val_loss", "val_ppl", "tokens", "seconds",
-                                          "wall_seconds")}))
+                                          "tokens_per_s", "wall_seconds")}))
 EOF
   if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT/small_lm"
