@@ -17,8 +17,23 @@ MAX_SLOTS = 2**31 - 1  # slot ids are int64, but per-head tensors of M rows must
 NORM_TYPES = ("layernorm", "rmsnorm")
 
 
+class DictConfig:
+    """``to_dict`` / ``from_dict`` for a dataclass config; ``from_dict`` refuses fields the class lacks."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**data)
+
+
 @dataclass
-class RamNetConfig:
+class RamNetConfig(DictConfig):
     vocab_size: int = 32000
     d_model: int = 1024
     n_layers: int = 27
@@ -110,17 +125,6 @@ class RamNetConfig:
         """``{field: (self's value, other's value)}`` for every compared field that differs."""
         return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)
                 if f.compare and getattr(self, f.name) != getattr(other, f.name)}
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RamNetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown RamNetConfig fields: {sorted(unknown)}")
-        return cls(**data)
 
     @classmethod
     def field_types(cls) -> dict[str, str]:

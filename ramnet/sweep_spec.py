@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .baselines import MODELS, build_model
+from .mapping_files import parse_mapping_file
 from .data.mqar_protocol import PROTOCOL_SETTINGS, PROTOCOL_VOCAB, protocol_settings
 from .precision import resolve_device
 from .train import TrainArgs
@@ -39,22 +40,7 @@ def load_spec(path: str | Path) -> dict:
     if not path.is_file():
         raise SpecError(f"sweep spec {path} does not exist")
     text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError as error:
-            raise SpecError("a YAML spec needs pyyaml (pip install pyyaml), or write the spec as .json") from error
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise SpecError(f"sweep spec {path} is not valid YAML: {' '.join(str(error).split())}") from None
-    elif path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as error:
-            raise SpecError(f"sweep spec {path} is not valid JSON: {error}") from None
-    else:
-        raise SpecError(f"sweep spec must be .yaml, .yml or .json, got {path.name}")
+    data = parse_mapping_file(path, text, f"sweep spec {path}", "pip install pyyaml", error=SpecError)
     return check_spec(data, default_out=Path("runs") / path.stem)
 
 

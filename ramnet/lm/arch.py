@@ -18,7 +18,6 @@ The interface is the one :class:`ramnet.lm.loop.LMObjective` uses: ``features(in
 ``config.json`` with an ``arch`` key, which :func:`load_lm_model` reads back)."""
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..config import DictConfig
 from ..layers import RMSNorm, SwiGLU
 
 ARCHS = ("ramnet", "attention", "deltanet")
@@ -36,7 +36,7 @@ BASELINE_ARCHS = ("attention", "deltanet")
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(DictConfig):
     arch: str = "attention"
     vocab_size: int = 257
     d_model: int = 256
@@ -58,17 +58,6 @@ class BaselineConfig:
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(f"--d-model {self.d_model} must be a multiple of --n-heads {self.n_heads} with an even "
                              "head width")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "BaselineConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown BaselineConfig fields: {sorted(unknown)}")
-        return cls(**data)
 
     def differences(self, other) -> dict:
         a, b = self.to_dict(), other.to_dict()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import PRESETS, RamNetConfig
+from ..mapping_files import parse_mapping_file
 from .arch import ARCHS
 from ..train import _check_float, _check_int, _flag
 
@@ -191,22 +191,7 @@ def read_run_file(path: str | Path) -> dict:
         text = path.read_text()
     except OSError as error:
         raise FileNotFoundError(f"--config {path}: cannot read it ({error.strerror or error})") from None
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ValueError(f"--config {path}: YAML needs pyyaml (pip install 'ramnet[lm]'), or use JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ValueError(f"--config {path} is not valid YAML: {' '.join(str(error).split())}") from None
-    elif path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--config {path} is not valid JSON: {error}") from None
-    else:
-        raise ValueError(f"--config {path} must end in .yaml, .yml or .json")
+    data = parse_mapping_file(path, text, f"--config {path}", "pip install 'ramnet[lm]'")
     if data is None:
         data = {}
     if not isinstance(data, dict):
