@@ -125,6 +125,14 @@ def pack_rows(documents: Iterable[list[int]], seq_len: int) -> Iterator[tuple[to
         del ids[:pos], starts[:pos]
 
 
+def _first_line(error: BaseException) -> str:
+    """An exception (and its cause, which datasets' generic errors hide the reason in) as one short line."""
+    parts = [f"{type(error).__name__}: {error}"]
+    if error.__cause__ is not None and str(error.__cause__):
+        parts.append(f"{type(error.__cause__).__name__}: {error.__cause__}")
+    return "; ".join(" ".join(p.split()) for p in parts)[:300]
+
+
 def make_batch(ids: torch.Tensor, starts: torch.Tensor, weight: torch.Tensor | None = None):
     """Rows ``ids [n, T]`` and ``starts [n, T]`` -> one packed sequence ``(input_ids [1, nT], targets [1, nT],
     cu_seqlens int64 [P + 1])`` over its ``P`` document pieces. A target is the next token of the same piece, else
@@ -182,6 +190,14 @@ class LMData:
             self.rows = (torch.stack(ids), torch.stack(starts))
             self._val_rows = val if self.holdout else None
         self._val_cache = None
+        # the validation rows are read now, so that a bad --val-data / --val-split stops the run before any step
+        if self._val_rows is None:
+            self._val_rows = self._validation_rows()
+        if not self._val_rows:
+            flag = "--val-data" if self.val_source is not None else "--val-split" if not self.holdout else "--data"
+            raise ValueError(f"{flag} makes no row of --seq-len {args.seq_len} tokens"
+                             + (" to validate on" if flag == "--data" else "")
+                             + "; give more text or a shorter --seq-len")
 
     # ---- reading --------------------------------------------------------------------------------------------
     def _packed(self, source: Source, split: str, epoch: int | None, flag: str = "--data"):
@@ -245,18 +261,28 @@ class LMData:
         if self._val_rows is not None:
             return self._val_rows
         rows = []
-        if self.holdout:  # streaming: the held-out rows of the stream's first epoch
-            packed = (row for r, row in enumerate(self._packed(self.source, a.split, 0))
-                      if r % a.holdout_every == 0)
-        elif self.val_source is not None:
-            packed = self._packed(self.val_source, "train", None, "--val-data")
-        else:
-            packed = self._packed(self.source, a.val_split, None, "--val-split")
-        for row in packed:
-            rows.append(row)
-            if len(rows) == a.val_rows:
-                break
+        flag = "--data" if self.holdout else "--val-data" if self.val_source is not None else "--val-split"
+        try:
+            if self.holdout:  # streaming: the held-out rows of the stream's first epoch
+                packed = (row for r, row in enumerate(self._packed(self.source, a.split, 0))
+                          if r % a.holdout_every == 0)
+            elif self.val_source is not None:
+                packed = self._packed(self.val_source, "train", None, "--val-data")
+            else:
+                packed = self._packed(self.source, a.val_split, None, "--val-split")
+            for row in packed:
+                rows.append(row)
+                if len(rows) == a.val_rows:
+                    break
+        except Exception as error:  # noqa: BLE001 - datasets raises its own types for unreadable or empty files
+            if isinstance(error, ValueError) and flag in str(error):
+                raise
+            raise ValueError(f"{flag} {self._named(flag)}: cannot read it ({_first_line(error)})") from None
         return rows
+
+    def _named(self, flag: str) -> str:
+        a = self.args
+        return " ".join(a.data if flag == "--data" else a.val_data if flag == "--val-data" else [a.val_split])
 
     def val_batches(self) -> list:
         """This rank's validation micro-batches (rows ``rank, rank + W, ...`` in groups of the micro-batch size);

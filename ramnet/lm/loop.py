@@ -150,6 +150,8 @@ def train_lm(args: LMArgs, out_dir: str | Path | None = None, *, resume: str | P
         if saved != config:
             raise ValueError(f"--resume {state[0]}: the model config differs from the checkpoint's: "
                              f"{saved.differences(config)}")
+    rank, world, _ = D.launched_world()
+    data = LMData(args, tokenizer, rank, world)  # reads (and checks) the training and validation rows
     resume_step = None if state is None else state[1]["step"]
     out = None if out_dir is None else prepare_out_dir(out_dir, resume=None if state is None else state[0],
                                                        resume_step=resume_step or 0, overwrite=overwrite)
@@ -159,15 +161,14 @@ def train_lm(args: LMArgs, out_dir: str | Path | None = None, *, resume: str | P
         if args.threads:
             torch.set_num_threads(args.threads)
         with torch.autocast(procs.device.type, enabled=False):
-            return _train(args, procs, out, state, overwrite, progress, tokenizer, config)
+            return _train(args, procs, out, state, overwrite, progress, tokenizer, config, data)
     finally:
         D.teardown(procs)
         torch.set_num_threads(threads)
 
 
 def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite: bool, progress: bool, tokenizer,
-           config) -> dict:
-    data = LMData(args, tokenizer, procs.rank, procs.world_size)
+           config, data: LMData) -> dict:
     with torch.random.fork_rng(devices=[]):  # the init draws from the CPU RNG; the caller's stream is restored
         torch.random.default_generator.manual_seed(args.seed)
         model = build(config)
@@ -235,10 +236,8 @@ def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite:
                 entry = {"step": done, "loss": loss, "lr": lr, "grad_norm": float(_full(grad_norm)),
                          "tokens": done * tokens_per_step, "tokens_per_s": rate, "seconds": now - start}
                 if validate:
-                    batches = data.val_batches()
-                    if batches:
-                        val = evaluate(module, batches, procs, args.precision)
-                        entry.update(val_loss=val["val_loss"], val_ppl=val["val_ppl"])
+                    val = evaluate(module, data.val_batches(), procs, args.precision)
+                    entry.update(val_loss=val["val_loss"], val_ppl=val["val_ppl"])
                 log.record(entry)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}",
                                 **({"val_ppl": f"{val['val_ppl']:.2f}"} if validate and val else {}))

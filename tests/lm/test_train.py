@@ -160,3 +160,18 @@ def test_missing_data_and_bad_run_files_are_one_line_errors(tmp_path, capsys):
         assert main(["train", "--task", "lm", "--out", str(tmp_path / "run"), *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("ramnet: error: ") and message in err, err
+
+
+@pytest.mark.parametrize("text,message", [("", "--val-data {path}: cannot read it"),
+                                          ("short text\n", "--val-data makes no row of --seq-len 32 tokens")],
+                         ids=["empty", "shorter-than-a-row"])
+def test_a_bad_val_data_is_refused_before_any_step(text, message, corpus, tmp_path, capsys):
+    val = tmp_path / "val.txt"
+    val.write_text(text)
+    argv = ["train", "--task", "lm", "--data", str(corpus), "--val-data", str(val), "--seq-len", "32",
+            "--steps", "1", "--device", "cpu", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err  # datasets' progress bars, then the one error line
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("ramnet: error: ") and message.format(path=val) in last and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
