@@ -97,12 +97,8 @@ def main():
     rows = SegmentScan().saved_row_bytes(_shape_args(B, T, H, D))
     budget = args.budget_mib * 2**20 if args.budget_mib else rows / 4
 
-    class Grouped(SegmentScan):  # a budget below 1 MiB, for the scaled-down shape
-        def head_groups(self, a):
-            groups = min(H, -(-self.saved_row_bytes(a) // int(budget)))
-            size = -(-H // groups)
-            return [(h, min(h + size, H)) for h in range(0, H, size)]
-    variants[f"derived read rows, bf16 rows, head groups of <= {budget / 2**10:.0f} KiB rows"] = Grouped()
+    variants[f"derived read rows, bf16 rows, head groups of <= {budget / 2**10:.0f} KiB rows"] = \
+        SegmentScan(rows_budget_mib=budget / 2**20)
     print(f"shape B,T,H,D = {args.shape}, saved bf16 write rows {rows / 2**10:.0f} KiB")
     print("| variant | peak live bytes in the backward (KiB) |\n|---|---|")
     for name, backend in variants.items():

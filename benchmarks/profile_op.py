@@ -151,8 +151,10 @@ def main() -> None:
     if args.host:
         print(host_profile(args.shapes[0], args.scan))
     if args.out:
-        args.out.write_text(json.dumps({**header(), "scan": args.scan, "iters": args.iters, "results": results},
-                                       indent=2))
+        # the backend with every knob resolved: a name like "segment" means other knobs as the defaults change
+        resolved = None if args.scan is None else repr(backend_variant("scan", args.scan))
+        args.out.write_text(json.dumps({**header(), "scan": args.scan, "scan_resolved": resolved,
+                                        "iters": args.iters, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -141,8 +141,8 @@ class SegmentScan(Backend):
     backward's recompute walks the writes only and stores their rows; each read's row is then derived from the
     write before it: half the recompute's events and no read rows in memory), ``rows_budget_mib`` (the backward
     runs head group after head group so that one group's saved rows stay within this many MiB; None: all heads
-    at once). The defaults were chosen on the H200 (docs/DECISIONS.md): peak memory -56% at 4,4096,16,128 for
-    -0.3% to +1.7% GPU time."""
+    at once). The row defaults were chosen on the H200 (docs/DECISIONS.md): peak memory -56% at 4,4096,16,128
+    for -0.3% to +1.7% GPU time; the head groups' default is not yet measured on a GPU."""
 
     name: ClassVar[str] = "segment"
     num_warps: int = 1
@@ -151,7 +151,7 @@ class SegmentScan(Backend):
     max_segments: int = CUDA_GRID_X
     saved_rows: str = "auto"
     derive_read_rows: bool = True
-    rows_budget_mib: int | None = 256
+    rows_budget_mib: float | None = 256
 
     def __post_init__(self):
         check_warps("SegmentScan", "num_warps", self.num_warps)
@@ -169,8 +169,9 @@ class SegmentScan(Backend):
         if not isinstance(self.derive_read_rows, bool):
             raise TypeError(f"SegmentScan.derive_read_rows must be a bool, got {self.derive_read_rows!r}")
         budget = self.rows_budget_mib
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
-            raise ValueError(f"SegmentScan.rows_budget_mib must be an int >= 1 or None, got {budget!r}")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not 0 < budget < float("inf")):
+            raise ValueError(f"SegmentScan.rows_budget_mib must be a number > 0 (MiB) or None, got {budget!r}")
         if self.saved_rows not in (*ROW_DTYPES, "auto"):
             raise ValueError(f"SegmentScan.saved_rows must be one of {', '.join(ROW_DTYPES)}, auto; got "
                              f"{self.saved_rows!r}")
@@ -210,13 +211,15 @@ class SegmentScan(Backend):
         return B * T * H * a.write_idx.shape[-1] * per_event * (1 if self.derive_read_rows else 2)
 
     def head_groups(self, a: ScanArgs) -> list[tuple[int, int]]:
-        """The ``[h0, h1)`` head ranges the backward runs one after another: as few as keep each range's saved
-        rows within ``rows_budget_mib`` (one range when they fit, or when there is no budget)."""
+        """The ``[h0, h1)`` head ranges the backward runs one after another: ranges of the most heads whose saved
+        rows fit ``rows_budget_mib`` (one range when all fit, or when there is no budget; one head per range
+        when a single head's rows exceed it)."""
         H = a.v.shape[2]
-        if self.rows_budget_mib is None:
+        total = self.saved_row_bytes(a)
+        if self.rows_budget_mib is None or total <= self.rows_budget_mib * 2**20:
             return [(0, H)]
-        groups = min(H, -(-self.saved_row_bytes(a) // (self.rows_budget_mib * 2**20)))
-        size = -(-H // max(groups, 1))
+        # the most heads whose rows fit (each head's rows are total / H); one head when not even one fits
+        size = max(1, int(H * self.rows_budget_mib * 2**20 // total))
         return [(h, min(h + size, H)) for h in range(0, H, size)]
 
     def backward(self, problem, a: ScanArgs, grad_o, grad_S, grad_z):

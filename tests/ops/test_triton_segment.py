@@ -220,12 +220,20 @@ def test_head_groups_keep_each_group_within_the_rows_budget():
 
     big = args(4, 4096, 16, 128, 8)  # 2^21 write events x (128 bf16 + z fp32) = 520 MiB of rows
     assert SegmentScan().saved_row_bytes(big) == 4 * 4096 * 16 * 8 * (128 * 2 + 4)
-    assert SegmentScan().head_groups(big) == [(0, 6), (6, 12), (12, 16)]  # 3 groups of <= 6/16 x 520 MiB
+    per_head = SegmentScan().saved_row_bytes(big) / 16
+    assert SegmentScan().head_groups(big) == [(0, 7), (7, 14), (14, 16)]  # 7 heads: 227 MiB <= 256 MiB
+    assert 7 * per_head <= 256 * 2**20 < 8 * per_head
+    bigger = args(9, 4096, 16, 128, 8)  # 1170 MiB of rows: 3 heads (219 MiB) a group, never 4 (292 MiB)
+    assert SegmentScan().head_groups(bigger)[:2] == [(0, 3), (3, 6)]
+    for h0, h1 in SegmentScan().head_groups(bigger):
+        assert (h1 - h0) * SegmentScan().saved_row_bytes(bigger) / 16 <= 256 * 2**20
     assert SegmentScan(rows_budget_mib=None).head_groups(big) == [(0, 16)]
     assert SegmentScan(rows_budget_mib=1024).head_groups(big) == [(0, 16)]
     assert SegmentScan(derive_read_rows=False, saved_rows="fp32").saved_row_bytes(big) == \
         2 * 4 * 4096 * 16 * 8 * (128 * 4 + 4)
     assert SegmentScan(rows_budget_mib=1).head_groups(big) == [(h, h + 1) for h in range(16)]  # at most H groups
     assert SegmentScan().head_groups(args(8, 1024, 8, 64, 8)) == [(0, 8)]  # 33 MiB: one group
-    with pytest.raises(ValueError, match="rows_budget_mib must be an int >= 1 or None"):
-        SegmentScan(rows_budget_mib=0)
+    assert SegmentScan(rows_budget_mib=0.3).head_groups(args(1, 256, 4, 32, 8)) == [(0, 2), (2, 4)]  # 0.53 MiB
+    for bad in (0, -1, float("nan"), float("inf"), True, "256"):
+        with pytest.raises(ValueError, match="rows_budget_mib must be a number > 0"):
+            SegmentScan(rows_budget_mib=bad)
