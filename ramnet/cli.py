@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="(default fp32)")
     p.add_argument("--data", nargs="+", default=None,
                    help="LM: text files to score (default: the run's validation rows); --seq-len: row length "
-                        "(default: the run's)")
+                        "(default: the run's; without --data, only the run's, and only its tokenizer)")
     p.add_argument("--data-format", default=None, choices=["text", "json", "parquet"], help="LM (default: extension)")
     p.add_argument("--text-field", default="text", help="LM: the column holding the text (default text)")
     p.add_argument("--sample-by", default="paragraph", choices=["line", "paragraph", "document"],
@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", parents=[common], help="text from an LM checkpoint (prompt + continuation)")
     p.add_argument("--checkpoint", required=True, help="a model checkpoint with its tokenizer (ramnet train --task "
                    "lm's output, or ramnet convert's)")
-    p.add_argument("--prompt", default="", help="the text to continue (default: a new document)")
+    p.add_argument("--prompt", required=True, help="the text to continue (at least one token)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=None)

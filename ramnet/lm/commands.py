@@ -131,22 +131,22 @@ def generate(args) -> int:
     device = resolve_device(args.device)
     if not 0 <= args.seed < 2**62:
         raise ValueError(f"--seed must be an integer in [0, 2**62), got {args.seed}")
-    model = load_checkpoint(args.checkpoint, map_location=device).eval()
     tok = checkpoint_tokenizer(Path(args.checkpoint), args.tokenizer)
+    # training packs documents after one another but never trains "end of text -> a document's first token", so
+    # there is no start token to sample a new document from: the prompt must hold text
+    ids = tok(args.prompt, add_special_tokens=True)["input_ids"] if args.prompt else []
+    if not ids:
+        raise ValueError(f"--prompt must hold at least one token: give the text to continue, got {args.prompt!r}")
+    model = load_checkpoint(args.checkpoint, map_location=device).eval()
     eos = tok.eos_token_id
     sampling_args(args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                   eos_token_id=eos, vocab_size=model.config.vocab_size)  # every argument checked before the work
-    ids = tok(args.prompt, add_special_tokens=True)["input_ids"] if args.prompt else []
-    if not ids:
-        if eos is None:
-            raise ValueError("--prompt is empty and the tokenizer has no end-of-text token to start from")
-        ids = [eos]  # an empty prompt starts a new document
     prompt = torch.tensor([ids], dtype=torch.int64, device=device)
     gen = torch.Generator(device="cpu").manual_seed(args.seed)
     out = model.generate(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                          top_p=args.top_p, eos_token_id=eos, generator=gen)
     new = [t for t in out[0, prompt.shape[1]:].tolist() if t != eos]
-    text = tok.decode(ids + new if args.prompt else new, skip_special_tokens=True)
+    text = tok.decode(ids + new, skip_special_tokens=True)
     sys.stdout.write(text + "\n")
     return 0
 

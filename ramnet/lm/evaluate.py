@@ -44,12 +44,21 @@ def eval_lm(checkpoint: str | Path, *, data: list[str] | None = None, seq_len: i
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     checkpoint = Path(checkpoint)
+    saved = run_args(checkpoint)
+    if data is None and saved is not None:
+        # the run's held-out rows exist only at its own row length and tokenization: rows cut otherwise would
+        # mostly be rows the run trained on
+        for flag, given, own in (("--seq-len", seq_len, saved["seq_len"]), ("--tokenizer", tokenizer,
+                                                                            saved["tokenizer"])):
+            if given is not None and given != own:
+                raise ValueError(f"{flag} {given!r} differs from the run's {own!r}: without --data, eval scores the "
+                                 f"run's validation rows, which exist only at the run's {flag}; pass --data to "
+                                 "score text at another one")
     model = load_lm_model(checkpoint, map_location=device)  # RAM-Net or a baseline (--arch attention / deltanet)
     tok = checkpoint_tokenizer(checkpoint, tokenizer)
     if vocab_size(tok) > model.config.vocab_size:
         raise ValueError(f"the tokenizer has {vocab_size(tok)} ids, the model's vocab_size is "
                          f"{model.config.vocab_size}")
-    saved = run_args(checkpoint)
     if seq_len is None:
         seq_len = saved["seq_len"] if saved else 512
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 2:

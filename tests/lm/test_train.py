@@ -44,6 +44,13 @@ def test_train_writes_the_model_tokenizer_and_metrics_and_the_loss_falls(corpus,
     assert main(["eval", "--task", "lm", "--checkpoint", str(out), "--data", str(corpus), "--max-rows", "4",
                  "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)["tokens"] > 0
+    # the run's validation rows exist at its --seq-len and tokenizer only: others need --data
+    for flag, value in (("--seq-len", "16"), ("--tokenizer", "gpt2")):
+        assert main(["eval", "--task", "lm", "--checkpoint", str(out), flag, value, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ramnet: error: {flag} ") and "differs from the run's" in err and "--data" in err
+    assert main(["eval", "--task", "lm", "--checkpoint", str(out), "--seq-len", "32", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-5)
     # generate: the prompt, then sampled bytes; the same seed gives the same text
     texts = []
     for _ in range(2):
@@ -175,3 +182,14 @@ def test_a_bad_val_data_is_refused_before_any_step(text, message, corpus, tmp_pa
     last = err.strip().splitlines()[-1]
     assert last.startswith("ramnet: error: ") and message.format(path=val) in last and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_generate_refuses_an_empty_prompt(tmp_path, capsys):
+    # packing never trains "end of text -> first token", so an empty prompt has nothing to start from
+    assert main(["generate", "--checkpoint", str(tmp_path), "--prompt", "", "--tokenizer", "byte",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ramnet: error: --prompt must hold at least one token") and err.count("\n") == 1, err
+    with pytest.raises(SystemExit):  # no default prompt
+        main(["generate", "--checkpoint", str(tmp_path), "--device", "cpu"])
+    assert "--prompt" in capsys.readouterr().err
