@@ -164,12 +164,13 @@ class LMArgs:
         return dataclasses.asdict(self)
 
 
-# a resumed run keeps these from its checkpoint: they decide the data, its order, the model and the optimizer
+# a resumed run keeps these from its checkpoint: they decide the data, its order, the model, the optimizer and the
+# LR schedule (--steps is the cosine's length and, by default, sets the warm-up: a resumed run cannot extend itself)
 LOCKED_ON_RESUME = ("data", "data_format", "dataset_config", "split", "text_field", "sample_by", "streaming",
                     "shuffle_buffer", "val_data", "val_split", "holdout_every", "tokenizer", "arch", "preset", "model",
                     "d_model", "n_layers", "n_heads", "d_ff",
-                    "seq_len", "batch_size", "grad_accum", "lr", "min_lr_ratio", "warmup_steps", "weight_decay",
-                    "grad_clip", "seed", "precision")
+                    "seq_len", "batch_size", "grad_accum", "lr", "min_lr_ratio", "steps", "warmup_steps",
+                    "weight_decay", "grad_clip", "seed", "precision")
 
 
 def _absolute(entry: str) -> str:

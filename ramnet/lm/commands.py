@@ -11,6 +11,7 @@ from .args import LMArgs, field_names, merge, read_run_file
 # LMArgs fields that the train parser already has for MQAR (shared flags), and those only --task lm takes
 SHARED = ("steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "eval_every",
           "seed", "compile", "threads", "device", "precision", "save_every", "seq_len", "preset")
+NOT_RESUMED = ("device", "threads")  # as the MQAR path (cli.RESUMED_ARGS): a resumed run picks its own
 MQAR_ONLY = ("num_kv_pairs", "vocab_size", "num_train", "num_eval", "target_accuracy")
 LM_FLAG_HELP = {
     "data": "LM: text files (.txt, .jsonl, .parquet; globs, directories) or a dataset name when online",
@@ -82,9 +83,9 @@ def train(args, overrides: dict) -> int:
     file_values = read_run_file(args.config) if args.config else {}
     flags = {n: getattr(args, n) for n in field_names() if n != "model" and getattr(args, n, None) is not None}
     base = {}
-    if args.resume is not None:  # the checkpoint's arguments, unless the file or a flag names others
-        _, info = lm_ckpt.read(args.resume)
-        base = info["args"]
+    if args.resume is not None:  # the checkpoint's arguments, unless the file or a flag names others; the device
+        _, info = lm_ckpt.read(args.resume)  # and the thread count are this machine's choice, never inherited
+        base = {k: v for k, v in info["args"].items() if k not in NOT_RESUMED}
     file_model = {**(base.get("model") or {}), **(file_values.get("model") or {})}
     lm_args = merge({**base, **file_values, "model": file_model}, flags, overrides)
     metrics = train_lm(lm_args, out_dir=args.out or "runs/lm", resume=args.resume, overwrite=args.overwrite)

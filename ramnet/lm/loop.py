@@ -93,14 +93,23 @@ def evaluate(module: nn.Module, batches, procs: D.Processes, precision: str = "f
 
 
 def check_resume(args: LMArgs, saved: dict, path: Path, step: int) -> None:
-    """A resumed run keeps every argument that decides its data, their order, the model and the optimizer."""
-    diff = [f"--{k.replace('_', '-')} {getattr(args, k)!r} (checkpoint: {saved[k]!r})" for k in LOCKED_ON_RESUME
-            if k in saved and saved[k] != getattr(args, k)]
+    """A resumed run keeps every argument that decides its data, their order, the model, the optimizer and the LR
+    schedule (``--steps`` and the warm-up: the cosine decay is laid out over ``--steps``)."""
+    def locked_value(values: dict, key: str):
+        if key == "warmup_steps":  # the warm-up that ran: None stands for steps // 20, at most 2000
+            given = values.get("warmup_steps")
+            return given if given is not None else min(2000, values["steps"] // 20)
+        return values[key]
+
+    now = args.to_dict()
+    diff = [f"--{k.replace('_', '-')} {locked_value(now, k)!r} (checkpoint: {locked_value(saved, k)!r})"
+            for k in LOCKED_ON_RESUME if k in saved and locked_value(saved, k) != locked_value(now, k)]
     if diff:
-        raise ValueError(f"--resume {path}: a resumed run keeps the data, batches, model and optimizer of the run "
-                         f"it continues; these differ: {'; '.join(diff)}")
+        raise ValueError(f"--resume {path}: a resumed run keeps the data, batches, model, optimizer and LR schedule "
+                         f"(--steps, --warmup-steps) of the run it continues; these differ: {'; '.join(diff)}")
     if step >= args.steps:
-        raise ValueError(f"--resume {path} is at step {step}; --steps must exceed it, got {args.steps}")
+        raise ValueError(f"--resume {path} is at step {step}, the run's last (--steps {args.steps}): there is "
+                         "nothing left to run")
 
 
 def _clear_previous_run(out: Path, resume_step: int | None) -> None:

@@ -78,14 +78,30 @@ def test_resume_ends_with_the_weights_of_the_uninterrupted_run(corpus, tmp_path)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_refuses_flags_that_change_the_run(corpus, tmp_path, capsys):
+def test_resume_refuses_flags_that_change_the_run(corpus, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    _train(corpus, out, "--steps", "2", "--save-every", "2")
+    _train(corpus, out, "--steps", "2", "--save-every", "2", "--threads", "1")
     capsys.readouterr()
     assert main(["train", "--task", "lm", "--resume", str(out), "--out", str(out), "--steps", "4",
                  "--lr", "1e-2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ramnet: error: --resume") and "--lr 0.01 (checkpoint: 0.001)" in err
+    # --steps lays out the cosine decay: a longer run would raise the LR mid-run
+    assert "--steps 4 (checkpoint: 2)" in err and "LR schedule (--steps, --warmup-steps)" in err
+    assert main(["train", "--task", "lm", "--resume", str(out), "--out", str(out), "--warmup-steps", "1"]) == 2
+    assert "--warmup-steps 1 (checkpoint: 0)" in capsys.readouterr().err
+    # the device and the thread count are not inherited (as for --task mqar)
+    import ramnet.lm.loop as loop
+
+    seen = {}
+
+    def fake_train_lm(args, **kwargs):
+        seen.update(device=args.device, threads=args.threads, steps=args.steps)
+        raise ValueError("stop")
+
+    monkeypatch.setattr(loop, "train_lm", fake_train_lm)
+    assert main(["train", "--task", "lm", "--resume", str(out), "--out", str(out)]) == 2
+    assert seen == {"device": None, "threads": None, "steps": 2}
 
 
 def test_a_run_file_with_flags_over_it(corpus, tmp_path):
