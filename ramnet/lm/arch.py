@@ -234,6 +234,19 @@ def check_device(arch: str, device) -> None:
         raise ValueError(f"--arch deltanet needs a CUDA device (fla's Triton kernels), got --device {device}")
 
 
+def check_not_hf(checkpoint: str | Path, flag: str = "--checkpoint") -> None:
+    """A ``ValueError`` when ``checkpoint`` is a Hugging Face checkpoint (``ramnet convert --format hf``'s output:
+    ``config.json`` with ``model_type`` / ``architectures``), which the native loaders do not read."""
+    path = Path(checkpoint) / "config.json"
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and ("architectures" in data or "model_type" in data):
+        raise ValueError(f"{flag} {checkpoint} is a Hugging Face checkpoint; load it with ramnet.hf / "
+                         "AutoModelForCausalLM.from_pretrained, or convert without --format hf")
+
+
 def read_arch(checkpoint: str | Path) -> str:
     """The ``arch`` of a model checkpoint's ``config.json`` (``ramnet`` when it has none)."""
     path = Path(checkpoint) / "config.json"
@@ -250,6 +263,7 @@ def load_lm_model(checkpoint: str | Path, map_location="cpu"):
     from .. import checkpoint as ckpt
 
     checkpoint = Path(checkpoint)
+    check_not_hf(checkpoint)
     if read_arch(checkpoint) == "ramnet":
         return ckpt.load_checkpoint(checkpoint, map_location=map_location)
     config = BaselineConfig.from_dict(ckpt.read_json(checkpoint / ckpt.CONFIG_FILE, "model config"))

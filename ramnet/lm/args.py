@@ -84,9 +84,9 @@ class LMArgs:
                 setattr(self, name, list(value))
             if getattr(self, name) is not None:  # local paths made absolute: a resumed run may start elsewhere
                 setattr(self, name, [_absolute(v) for v in getattr(self, name)])
-        for name in ("seq_len",):
+        for name in ("seq_len", "holdout_every"):  # holdout_every 1 would hold every row out: none left to train
             _check_int(name, getattr(self, name), 2)
-        for name in ("batch_size", "grad_accum", "steps", "eval_every", "holdout_every", "val_rows"):
+        for name in ("batch_size", "grad_accum", "steps", "eval_every", "val_rows"):
             _check_int(name, getattr(self, name), 1)
         for name in ("shuffle_buffer", "seed"):
             _check_int(name, getattr(self, name), 0)

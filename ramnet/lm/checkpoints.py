@@ -40,9 +40,16 @@ def save(out: Path, step: int, module, optimizer, info: dict, config: RamNetConf
     return final
 
 
-def read(path: str | Path) -> tuple[Path, dict]:
-    """``(checkpoint directory, trainer state)`` of the LM checkpoint at (or newest under) ``path``."""
-    found = ckpt.find_training_checkpoint(path)
+def read(path: str | Path, flag: str = "--resume") -> tuple[Path, dict]:
+    """``(checkpoint directory, trainer state)`` of the LM checkpoint at (or newest under) ``path``; ``flag``
+    names the argument that gave ``path`` in the error when there is none."""
+    try:
+        found = ckpt.find_training_checkpoint(path)
+    except FileNotFoundError:
+        if flag == "--resume":
+            raise
+        raise FileNotFoundError(f"{flag} {path}: neither a training checkpoint (with {ckpt.STATE_JSON}) nor a run "
+                                f"directory with {ckpt.CHECKPOINTS_DIR}/step-*") from None
     info = ckpt.read_json(found / ckpt.STATE_JSON, "training state")
     if info.get("task") != TASK:
         raise ValueError(f"{found} is a {info.get('task', 'mqar')!r} checkpoint, not an LM one (--task lm)")

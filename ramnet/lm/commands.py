@@ -27,7 +27,7 @@ LM_FLAG_HELP = {
     "shuffle_buffer": "LM, streaming: shuffle documents in a buffer of this size (default 0: file order)",
     "val_split": "LM: the validation split of a dataset name (e.g. validation)",
     "holdout_every": "LM: without --val-data, packed row r is held out for validation when r %% N == 0 "
-                     "(default 20)",
+                     "(default 20, at least 2)",
     "val_rows": "LM: validate on at most this many rows (default 64)",
     "log_every": "LM: log the training loss every N steps (default: steps // 1000, at least 1)",
     "cache_dir": "LM: datasets' cache directory (default: datasets' own)",
@@ -124,8 +124,9 @@ def generate(args) -> int:
     from ..sampling import sampling_args
     from .evaluate import checkpoint_tokenizer
 
-    from .arch import read_arch
+    from .arch import check_not_hf, read_arch
 
+    check_not_hf(args.checkpoint)
     if read_arch(args.checkpoint) != "ramnet":
         raise ValueError(f"--checkpoint {args.checkpoint} is an --arch {read_arch(args.checkpoint)} model: generate "
                          "serves RAM-Net checkpoints only")
@@ -157,7 +158,7 @@ def convert(args) -> int:
     from .convert import convert as convert_checkpoint
 
     if read_arch(args.checkpoint) != "ramnet":
-        raise ValueError(f"--checkpoint {args.checkpoint} is an --arch {read_arch(args.checkpoint)} model: convert "
+        raise ValueError(f"checkpoint {args.checkpoint} is an --arch {read_arch(args.checkpoint)} model: convert "
                          "serves RAM-Net checkpoints only")
     path = convert_checkpoint(args.checkpoint, args.out, args.format)
     print(f"wrote a {args.format} checkpoint to {path}")

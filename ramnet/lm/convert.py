@@ -24,7 +24,7 @@ def convert(checkpoint: str | Path, out_dir: str | Path, fmt: str = "native") ->
     ``ramnet eval --task lm`` finds the run's validation data. Returns ``out_dir``."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    path, info = lm_ckpt.read(checkpoint)
+    path, info = lm_ckpt.read(checkpoint, flag="checkpoint")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"--out {out} exists and is not an empty directory")

@@ -157,7 +157,8 @@ BAD = [
     (["--num-kv-pairs", "4"], "--num-kv-pairs: MQAR flags, not for --task lm"),
     (["--data-format", "csv"], "invalid choice"),
     (["--set", "vocab_size=100"], "vocab_size must be an integer >= the tokenizer's 257"),
-    (["--dist", "ddp", "--holdout-every", "0"], "--holdout-every must be an integer >= 1"),
+    (["--dist", "ddp", "--holdout-every", "0"], "--holdout-every must be an integer >= 2"),
+    (["--holdout-every", "1"], "--holdout-every must be an integer >= 2, got 1"),
 ]
 
 
@@ -209,3 +210,19 @@ def test_generate_refuses_an_empty_prompt(tmp_path, capsys):
     with pytest.raises(SystemExit):  # no default prompt
         main(["generate", "--checkpoint", str(tmp_path), "--device", "cpu"])
     assert "--prompt" in capsys.readouterr().err
+
+
+def test_convert_names_its_argument_and_eval_generate_name_an_hf_checkpoint(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "nothere"), "--out", str(tmp_path / "c1")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ramnet: error: checkpoint {tmp_path / 'nothere'}: neither") and "--resume" not in err
+    assert not (tmp_path / "c1").exists()
+    hf = tmp_path / "hf"  # what convert --format hf writes: a transformers config
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"architectures": ["RamNetHFForCausalLM"], "model_type": "ramnet"}))
+    for argv in (["eval", "--task", "lm", "--checkpoint", str(hf), "--device", "cpu"],
+                 ["generate", "--checkpoint", str(hf), "--prompt", "a", "--device", "cpu"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ramnet: error: --checkpoint {hf} is a Hugging Face checkpoint; load it with "
+                              "ramnet.hf") and err.count("\n") == 1, err
