@@ -45,7 +45,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
     path = Path(path)
     if not (path / MODEL_FILE).is_file() or not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{path} must be a directory with {MODEL_FILE} and {CONFIG_FILE}")
-    model = RamNetForCausalLM(read_config(path))
+    with torch.random.fork_rng(devices=[]):  # the placeholder init must not move the caller's RNG
+        model = RamNetForCausalLM(read_config(path))
     load_weights(model, path, map_location)
     return model.to(map_location)
 

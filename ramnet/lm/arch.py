@@ -268,6 +268,7 @@ def load_lm_model(checkpoint: str | Path, map_location="cpu"):
         return ckpt.load_checkpoint(checkpoint, map_location=map_location)
     config = BaselineConfig.from_dict(ckpt.read_json(checkpoint / ckpt.CONFIG_FILE, "model config"))
     check_device(config.arch, map_location)
-    model = BaselineForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):  # the placeholder init must not move the caller's RNG
+        model = BaselineForCausalLM(config)
     ckpt.load_weights(model, checkpoint, map_location)
     return model.to(map_location)

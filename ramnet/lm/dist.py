@@ -59,26 +59,32 @@ def launched_world() -> tuple[int, int, int]:
             int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def setup(device: str | None) -> Processes:
+@contextlib.contextmanager
+def processes(device: str | None):
     """Join the process group that torchrun describes (created here when none exists), on ``device`` (for CUDA,
-    ``cuda:LOCAL_RANK``). One process needs no group."""
+    ``cuda:LOCAL_RANK``), and yield this process's :class:`Processes`. One process needs no group. On the way out,
+    whatever happened (a check below raising included), a group created here is destroyed and the current CUDA
+    device is the caller's again."""
     rank, world, local = launched_world()
     dev = resolve_device(device)
-    if dev.type == "cuda" and world > 1:
-        dev = resolve_device(f"cuda:{local}")
-        torch.cuda.set_device(dev)
+    previous_cuda = None
     owns = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        owns = True
-    if world > 1 and dist.get_world_size() != world:
-        raise ValueError(f"the process group has {dist.get_world_size()} processes, WORLD_SIZE says {world}")
-    return Processes(rank, world, local, dev, owns)
-
-
-def teardown(procs: Processes) -> None:
-    if procs.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
+    try:
+        if dev.type == "cuda" and world > 1:
+            dev = resolve_device(f"cuda:{local}")
+            previous_cuda = torch.cuda.current_device()
+            torch.cuda.set_device(dev)
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            owns = True
+        if world > 1 and dist.get_world_size() != world:
+            raise ValueError(f"the process group has {dist.get_world_size()} processes, WORLD_SIZE says {world}")
+        yield Processes(rank, world, local, dev, owns)
+    finally:
+        if owns and dist.is_initialized():
+            dist.destroy_process_group()
+        if previous_cuda is not None:
+            torch.cuda.set_device(previous_cuda)
 
 
 def wrap(module: nn.Module, blocks, procs: Processes, mode: str, compile_blocks: bool) -> nn.Module:

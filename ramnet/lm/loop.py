@@ -165,14 +165,13 @@ def train_lm(args: LMArgs, out_dir: str | Path | None = None, *, resume: str | P
     out = None if out_dir is None else prepare_out_dir(out_dir, resume=None if state is None else state[0],
                                                        resume_step=resume_step or 0, overwrite=overwrite)
     threads = torch.get_num_threads()
-    procs = D.setup(args.device)
     try:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        with torch.autocast(procs.device.type, enabled=False):
-            return _train(args, procs, out, state, overwrite, progress, tokenizer, config, data)
+        with D.processes(args.device) as procs:  # destroys a group it created, whatever happens inside
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            with torch.autocast(procs.device.type, enabled=False):
+                return _train(args, procs, out, state, overwrite, progress, tokenizer, config, data)
     finally:
-        D.teardown(procs)
         torch.set_num_threads(threads)
 
 

@@ -37,8 +37,11 @@ def test_train_writes_the_model_tokenizer_and_metrics_and_the_loss_falls(corpus,
     assert rows[0].startswith("step,loss,lr") and len(rows) == 13
     assert load_file(out / "model.safetensors")["embed.weight"].shape == (257, 64)
     capsys.readouterr()
-    # eval on the run's own validation rows gives the run's last validation loss
+    # eval on the run's own validation rows gives the run's last validation loss (and leaves the global RNG alone)
+    torch.manual_seed(7)
+    rng = torch.get_rng_state()
     assert main(["eval", "--task", "lm", "--checkpoint", str(out), "--device", "cpu"]) == 0
+    assert torch.equal(torch.get_rng_state(), rng)
     result = json.loads(capsys.readouterr().out)
     assert result["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-5)
     assert main(["eval", "--task", "lm", "--checkpoint", str(out), "--data", str(corpus), "--max-rows", "4",
@@ -58,6 +61,7 @@ def test_train_writes_the_model_tokenizer_and_metrics_and_the_loss_falls(corpus,
                      "--seed", "3", "--device", "cpu"]) == 0
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1] and texts[0].startswith("the cat") and len(texts[0]) > len("the cat\n")
+    assert torch.equal(torch.get_rng_state(), rng)
 
 
 def test_resume_ends_with_the_weights_of_the_uninterrupted_run(corpus, tmp_path):
@@ -226,3 +230,23 @@ def test_convert_names_its_argument_and_eval_generate_name_an_hf_checkpoint(tmp_
         err = capsys.readouterr().err
         assert err.startswith(f"ramnet: error: --checkpoint {hf} is a Hugging Face checkpoint; load it with "
                               "ramnet.hf") and err.count("\n") == 1, err
+
+
+def test_processes_destroys_the_group_it_created_when_a_later_check_fails(monkeypatch):
+    import ramnet.lm.dist as D
+
+    state = {"initialized": False, "destroyed": 0}
+    for key, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(D.dist, "init_process_group", lambda backend: state.update(initialized=True))
+    monkeypatch.setattr(D.dist, "is_initialized", lambda: state["initialized"])
+    monkeypatch.setattr(D.dist, "get_world_size", lambda: 3)  # a group that disagrees with WORLD_SIZE
+
+    def destroy():
+        state.update(initialized=False, destroyed=state["destroyed"] + 1)
+
+    monkeypatch.setattr(D.dist, "destroy_process_group", destroy)
+    with pytest.raises(ValueError, match="WORLD_SIZE says 2"):
+        with D.processes("cpu"):
+            pass
+    assert state == {"initialized": False, "destroyed": 1}
