@@ -24,8 +24,9 @@ ARGUMENT_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, No
                    PermissionError)
 
 
-def _add_setting_args(p, default_note: str):
-    p.add_argument("--seq-len", type=int, default=None, help=f"MQAR sequence length ({default_note}; else 256)")
+def _add_setting_args(p, default_note: str, lm_seq_len: str = ""):
+    p.add_argument("--seq-len", type=int, default=None,
+                   help=f"MQAR sequence length ({default_note}; else 256){lm_seq_len}")
     p.add_argument("--num-kv-pairs", type=int, default=None, help=f"MQAR key-value pairs ({default_note}; else 64)")
     p.add_argument("--vocab-size", type=int, default=None, help="MQAR vocabulary (default: the model's)")
 
@@ -287,26 +288,35 @@ def _add_model_source(p):
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
 
 
+# --task lm defaults that are a rule rather than a value (LMArgs holds None for them)
+LM_DEFAULT_NOTES = {"warmup_steps": "steps // 20, at most 2000"}
+
+
 def _add_train_parser(sub, common):
+    from .lm.args import LMArgs
+
     p = sub.add_parser("train", parents=[common], help="train a model on MQAR or as a language model (--task lm; "
                                                        "also under torchrun)")
     p.add_argument("--task", default="mqar", help="training task: mqar (default) or lm")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help=f"model preset (default {DEFAULT_PRESET}; when resuming: the checkpoint's)")
+                   help=f"model preset (default {DEFAULT_PRESET}, --task lm: {LMArgs.preset}; when resuming: the "
+                        "checkpoint's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, parsed by its type: --set gamma=0.5 --set short_conv=false")
-    _add_setting_args(p, "default when resuming: the checkpoint's")
-    from .lm.args import LMArgs
+    _add_setting_args(p, "default when resuming: the checkpoint's",
+                      f"; --task lm: tokens per packed row (default {LMArgs.seq_len})")
 
     defaults, lm_defaults = TrainArgs(), LMArgs()
     choices = {"precision": list(PRECISIONS)}
     helps = {"device": "cpu, cuda or cuda:N (default: cuda when available)",
-             "precision": "fp32 (default), or bf16 / fp16: autocast over fp32 weights (GradScaler for fp16)",
+             "precision": "fp32 (default), or bf16 / fp16: autocast over fp32 weights (GradScaler for fp16); "
+                          "--task lm: fp32 or bf16",
              "save_every": "write a resumable checkpoint every N steps under OUT/checkpoints (default: none)"}
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         lm_default = getattr(lm_defaults, f.name, default)
+        lm_default = LM_DEFAULT_NOTES.get(f.name, lm_default)
         lm_note = f"; --task lm: {lm_default}" if lm_default != default else ""
         help_text = helps.get(f.name, f"(default {default}{lm_note})")
         if f.type in ("bool", bool):

@@ -167,3 +167,12 @@ def test_overwrite_removes_nothing_when_the_arguments_are_bad(run_with_checkpoin
     assert main(["train", *TINY, "--set", "init_std=-1", "--overwrite", "--out", str(run_with_checkpoints)]) == 2
     assert "init_std > 0" in _error(capsys)
     assert sorted(p.relative_to(run_with_checkpoints) for p in run_with_checkpoints.rglob("*")) == files
+
+
+def test_train_help_gives_the_lm_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default mqar-small, --task lm: tiny;" in text
+    assert "--task lm: tokens per packed row (default 512)" in text
+    assert "(default 100; --task lm: steps // 20, at most 2000)" in text and "--task lm: None" not in text
