@@ -29,7 +29,8 @@ LM_FLAG_HELP = {
     "holdout_every": "LM: without --val-data, packed row r is held out for validation when r %% N == 0 "
                      "(default 20, at least 2)",
     "val_rows": "LM: validate on at most this many rows (default 64)",
-    "log_every": "LM: log the training loss every N steps (default: steps // 1000, at least 1)",
+    "log_every": "LM: log the training loss, the mean since the last entry, every N steps (default: steps // "
+                 "1000, at least 1)",
     "cache_dir": "LM: datasets' cache directory (default: datasets' own)",
     "dataset_config": "LM: the configuration of a dataset name",
     "split": "LM: the training split of a dataset name (default train)",

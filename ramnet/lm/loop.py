@@ -186,11 +186,18 @@ def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite:
     module.train()
     opt, schedule = make_optimizer(module, args)
     history, start_step = [], 0
+    # the logged loss is the mean of the step losses since the last entry: each process sums its share of every
+    # step's loss (its summed token losses over the step's global token count), all-reduced at a log step
+    window_loss, window_steps = torch.zeros((), dtype=torch.float64), 0
     if state is not None:
         path, info = state
         D.load_state(path / D.DCP_DIR, module, opt)
         schedule.load_state_dict(info["schedule"])
         history, start_step = info["history"], info["step"]
+        saved_window = info.get("loss_window") or {"sum": 0.0, "steps": 0}  # a checkpoint between two log steps
+        window_steps = int(saved_window["steps"])
+        if procs.is_main:  # the saved sum is over all processes: the first one carries it
+            window_loss += float(saved_window["sum"])
     if overwrite and out is not None and procs.is_main:
         _clear_previous_run(out, None if state is None else start_step)
     if out is not None and procs.is_main:
@@ -232,10 +239,13 @@ def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite:
             schedule.step()
             done = step + 1
             window_tokens += tokens_per_step
+            window_loss += loss_sum / count
+            window_steps += 1
             last = done == args.steps
             validate = done % args.eval_every == 0 or last
             if done % args.log_period == 0 or validate:
-                loss = (procs.sum(loss_sum) / count).item()
+                loss = (procs.sum(window_loss) / window_steps).item()
+                window_loss, window_steps = torch.zeros((), dtype=torch.float64), 0
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"training diverged: the loss is {loss} at step {done} (try a lower "
                                              "--lr or --precision fp32)")
@@ -252,6 +262,7 @@ def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite:
                 window_start, window_tokens = time.perf_counter(), 0
             if args.save_every is not None and (done % args.save_every == 0 or last) and out is not None:
                 info = {"args": args.to_dict(), "history": log.history, "world_size": procs.world_size,
+                        "loss_window": {"sum": procs.sum(window_loss).item(), "steps": window_steps},
                         "schedule": _schedule_state(schedule)}
                 lm_ckpt.save(out, done, module, opt, info, config, tokenizer, procs)
                 log.write_json({**summary, "steps_run": done, "seconds": time.perf_counter() - start})

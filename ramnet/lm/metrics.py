@@ -1,7 +1,8 @@
 """What an LM run records (on the first process only): ``metrics.csv`` always, TensorBoard events under ``tb/``
 when ``tensorboard`` is installed, and ``metrics.json`` with ``world_size`` and ``history`` (one entry per logged
-training step: ``step``, ``loss``, ``lr``, ``grad_norm``, ``tokens``, ``tokens_per_s``, ``seconds``; the steps
-that ran validation also carry ``val_loss`` and ``val_ppl``)."""
+training step: ``step``, ``loss`` (the mean of the step losses since the previous entry), ``lr`` and
+``grad_norm`` (of that step), ``tokens``, ``tokens_per_s`` (since the previous entry), ``seconds``; the steps that
+ran validation also carry ``val_loss`` and ``val_ppl``)."""
 from __future__ import annotations
 
 import csv

@@ -250,3 +250,20 @@ def test_processes_destroys_the_group_it_created_when_a_later_check_fails(monkey
         with D.processes("cpu"):
             pass
     assert state == {"initialized": False, "destroyed": 1}
+
+
+def test_the_logged_loss_is_the_mean_since_the_last_entry_also_across_a_resume(corpus, tmp_path):
+    every = _train(corpus, tmp_path / "every", "--steps", "6", "--eval-every", "6")["history"]
+    out = tmp_path / "third"
+    third = _train(corpus, out, "--steps", "6", "--eval-every", "6", "--log-every", "3", "--save-every", "2")
+    assert [h["step"] for h in third["history"]] == [3, 6]
+    for entry, window in zip(third["history"], (every[0:3], every[3:6])):
+        assert entry["loss"] == pytest.approx(sum(h["loss"] for h in window) / 3, rel=1e-6)
+    # resumed from step 4, between two log steps: the window holds step 4 from before the interruption
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "step-00000006")
+    assert main(["train", "--task", "lm", "--resume", str(out / "checkpoints" / "step-00000004"), "--out",
+                 str(tmp_path / "resumed"), "--device", "cpu"]) == 0
+    resumed = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["history"]
+    assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in third["history"]], rel=1e-9)
