@@ -267,3 +267,13 @@ def test_the_logged_loss_is_the_mean_since_the_last_entry_also_across_a_resume(c
                  str(tmp_path / "resumed"), "--device", "cpu"]) == 0
     resumed = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["history"]
     assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in third["history"]], rel=1e-9)
+
+
+def test_the_readme_cpu_figure_comes_with_its_recipe():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Language-model pretraining", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "cat README.md docs/*.md > corpus.txt" in block  # the corpus of the figure
+    assert "--threads 1" in block and "one CPU thread" in section  # the command measured is the one shown
