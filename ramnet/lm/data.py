@@ -176,13 +176,18 @@ class LMData:
         self.rows = None  # in memory: (ids [R, T], starts [R, T]) of the training rows
         if not args.streaming:
             ids, starts, val = [], [], []
-            for r, row in enumerate(self._packed(self.source, args.split, epoch=None)):
-                if self.holdout and r % args.holdout_every == 0:
-                    if len(val) < args.val_rows:
-                        val.append(row)
-                else:
-                    ids.append(row[0])
-                    starts.append(row[1])
+            try:
+                for r, row in enumerate(self._packed(self.source, args.split, epoch=None)):
+                    if self.holdout and r % args.holdout_every == 0:
+                        if len(val) < args.val_rows:
+                            val.append(row)
+                    else:
+                        ids.append(row[0])
+                        starts.append(row[1])
+            except Exception as error:  # noqa: BLE001 - datasets raises its own types for unreadable or empty files
+                if isinstance(error, ValueError) and "--" in str(error):
+                    raise
+                raise ValueError(f"--data {self._named('--data')}: cannot read it ({_first_line(error)})") from None
             if not ids:
                 raise ValueError(f"--data makes no training row of --seq-len {args.seq_len} tokens"
                                  + (f" (every {args.holdout_every}th row is held out for validation)"

@@ -205,6 +205,16 @@ def test_a_bad_val_data_is_refused_before_any_step(text, message, corpus, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_an_empty_data_file_is_a_one_line_error_naming_data(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main(["train", "--task", "lm", "--data", str(empty), "--steps", "1", "--device", "cpu", "--out",
+                 str(tmp_path / "run")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"ramnet: error: --data {empty}: cannot read it"), last
+    assert not (tmp_path / "run").exists()
+
+
 def test_generate_refuses_an_empty_prompt(tmp_path, capsys):
     # packing never trains "end of text -> first token", so an empty prompt has nothing to start from
     assert main(["generate", "--checkpoint", str(tmp_path), "--prompt", "", "--tokenizer", "byte",
