@@ -12,6 +12,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from .cli_args import add_setting_args, check_seed, config_overrides, mqar_setting, saved_setting
 from .config import PRESETS, RamNetConfig
 from .data.mqar import MQARSetting
 from .precision import PRECISIONS
@@ -24,49 +25,6 @@ ARGUMENT_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, No
                    PermissionError)
 
 
-def _add_setting_args(p, default_note: str, lm_seq_len: str = ""):
-    p.add_argument("--seq-len", type=int, default=None,
-                   help=f"MQAR sequence length ({default_note}; else 256){lm_seq_len}")
-    p.add_argument("--num-kv-pairs", type=int, default=None, help=f"MQAR key-value pairs ({default_note}; else 64)")
-    p.add_argument("--vocab-size", type=int, default=None, help="MQAR vocabulary (default: the model's)")
-
-
-def _setting(args, vocab_size: int, saved: dict | None = None) -> MQARSetting:
-    """The MQAR setting from the flags, falling back to ``saved`` (a checkpoint's) and then to T=256, N=64."""
-    saved = saved or {}
-    values = {}
-    for flag, key, default in (("--vocab-size", "vocab_size", vocab_size), ("--seq-len", "seq_len", 256),
-                               ("--num-kv-pairs", "num_kv_pairs", 64)):
-        given = getattr(args, key)
-        if given is not None and given < 1:
-            raise ValueError(f"{flag} must be an integer >= 1, got {given}")
-        values[key] = given if given is not None else saved.get(key, default)
-    try:
-        setting = MQARSetting(**values)
-    except ValueError as error:
-        raise ValueError(f"MQAR setting --seq-len {values['seq_len']} --num-kv-pairs {values['num_kv_pairs']} "
-                         f"--vocab-size {values['vocab_size']} (defaults: 256, 64, the model's): {error}") from None
-    if setting.vocab_size > vocab_size:
-        raise ValueError(f"--vocab-size {setting.vocab_size} exceeds the model's vocab_size {vocab_size}")
-    return setting
-
-
-def _check_seed(seed: int) -> None:
-    if not 0 <= seed < 2**62:
-        raise ValueError(f"--seed must be an integer in [0, 2**62), got {seed}")
-
-
-def _overrides(pairs) -> dict:
-    """``--set key=value`` config overrides, each parsed by the field's type (``RamNetConfig.parse_field``)."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set gamma=0.5")
-        out[key.strip()] = RamNetConfig.parse_field(key.strip(), raw)
-    return out
-
-
 def cmd_train(args) -> int:
     from .precision import resolve_device
     from .train import train_mqar
@@ -74,7 +32,7 @@ def cmd_train(args) -> int:
     if args.task == "lm":
         from .lm import commands as lm
 
-        return lm.train(args, _overrides(args.set))
+        return lm.train(args, config_overrides(args.set))
     if args.task != "mqar":
         raise ValueError(f"--task {args.task!r} is not available; tasks: mqar, lm")
     from .lm.commands import lm_flags_given
@@ -93,28 +51,18 @@ def cmd_train(args) -> int:
     train_args = TrainArgs(**{**inherited, **explicit})
     resolve_device(train_args.device)
     if saved_config is None:
-        config = RamNetConfig.from_name(args.preset or DEFAULT_PRESET, **_overrides(args.set))
+        config = RamNetConfig.from_name(args.preset or DEFAULT_PRESET, **config_overrides(args.set))
     elif args.preset is not None:
-        config = RamNetConfig.from_name(args.preset, **_overrides(args.set))
+        config = RamNetConfig.from_name(args.preset, **config_overrides(args.set))
     else:
-        config = RamNetConfig.from_dict({**saved_config.to_dict(), **_overrides(args.set)})
-    setting = _setting(args, config.vocab_size, saved_info.get("setting"))
+        config = RamNetConfig.from_dict({**saved_config.to_dict(), **config_overrides(args.set)})
+    setting = mqar_setting(args, config.vocab_size, saved_info.get("setting"))
     metrics = train_mqar(config, setting, train_args, out_dir=args.out, resume=args.resume,
                          overwrite=args.overwrite)
     metrics.pop("model")
     print(json.dumps({k: metrics[k] for k in ("final_accuracy", "best_accuracy", "steps_run", "seconds")}))
     print(f"checkpoint and metrics written to {args.out}")
     return 0
-
-
-def _saved_setting(checkpoint: Path) -> dict | None:
-    """The MQAR setting a checkpoint was trained on (``metrics.json`` of a run, or a training checkpoint's)."""
-    from .checkpoint import read_json
-
-    for name in ("metrics.json", "trainer_state.json"):
-        if (checkpoint / name).is_file():
-            return read_json(checkpoint / name, "run metadata").get("setting")
-    return None
 
 
 def cmd_eval(args) -> int:
@@ -134,28 +82,16 @@ def cmd_eval(args) -> int:
 
     if args.num_examples < 1:
         raise ValueError(f"--num-examples must be an integer >= 1, got {args.num_examples}")
-    _check_seed(args.seed)
+    check_seed(args.seed)
     device = resolve_device(args.device)
     check_precision(args.precision)
     model = load_checkpoint(args.checkpoint, map_location=device)
-    setting = _setting(args, model.config.vocab_size, _saved_setting(Path(args.checkpoint)))
+    setting = mqar_setting(args, model.config.vocab_size, saved_setting(Path(args.checkpoint)))
     x, y = multiquery_ar(setting, args.num_examples, seed=args.seed)
     accuracy = evaluate(model, x, y, precision=args.precision)
     print(json.dumps({"accuracy": accuracy, "setting": setting.__dict__, "device": str(device),
                       "precision": args.precision}))
     return 0
-
-
-def cmd_generate(args) -> int:
-    from .lm import commands as lm
-
-    return lm.generate(args)
-
-
-def cmd_convert(args) -> int:
-    from .lm import commands as lm
-
-    return lm.convert(args)
 
 
 def _load_model(args):
@@ -166,7 +102,7 @@ def _load_model(args):
     from .precision import resolve_device
 
     device = resolve_device(args.device)
-    _check_seed(args.seed)
+    check_seed(args.seed)
     if args.checkpoint:
         return load_checkpoint(args.checkpoint, map_location=device)
     with torch.random.fork_rng(devices=[]):  # a seeded random init that leaves the caller's RNG alone
@@ -303,7 +239,7 @@ def _add_train_parser(sub, common):
                         "checkpoint's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, parsed by its type: --set gamma=0.5 --set short_conv=false")
-    _add_setting_args(p, "default when resuming: the checkpoint's",
+    add_setting_args(p, "default when resuming: the checkpoint's",
                       f"; --task lm: tokens per packed row (default {LMArgs.seq_len})")
 
     defaults, lm_defaults = TrainArgs(), LMArgs()
@@ -351,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", parents=[common], help="MQAR accuracy, or LM perplexity (--task lm), of a checkpoint")
     p.add_argument("--task", default="mqar", help="mqar (default): accuracy; lm: loss and perplexity on text")
     p.add_argument("--checkpoint", required=True, help="directory with model.safetensors and config.json")
-    _add_setting_args(p, "default: the setting saved with the checkpoint")
+    add_setting_args(p, "default: the setting saved with the checkpoint")
     p.add_argument("--num-examples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -368,25 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=None, help="LM: tokenizer (default: the one saved with the checkpoint)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("generate", parents=[common], help="text from an LM checkpoint (prompt + continuation)")
-    p.add_argument("--checkpoint", required=True, help="a model checkpoint with its tokenizer (ramnet train --task "
-                   "lm's output, or ramnet convert's)")
-    p.add_argument("--prompt", required=True, help="the text to continue (at least one token)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--tokenizer", default=None, help="tokenizer (default: the one saved with the checkpoint)")
-    p.set_defaults(func=cmd_generate)
+    from .lm.commands import add_generate_and_convert_parsers
 
-    p = sub.add_parser("convert", parents=[common], help="an LM training checkpoint (DCP) -> safetensors model")
-    p.add_argument("checkpoint", help="a training checkpoint (checkpoints/step-N) or a run directory (its newest)")
-    p.add_argument("--out", required=True, help="the new model checkpoint directory (new or empty)")
-    p.add_argument("--format", default="native", choices=["native", "hf"],
-                   help="native (default: eval, export, validate read it) or hf (transformers' from_pretrained)")
-    p.set_defaults(func=cmd_convert)
+    add_generate_and_convert_parsers(sub, common)
 
     p = sub.add_parser("export", parents=[common], help="export a model (ONNX or AOTInductor; prefill or decode)")
     _add_model_source(p)

@@ -164,3 +164,27 @@ def convert(args) -> int:
     path = convert_checkpoint(args.checkpoint, args.out, args.format)
     print(f"wrote a {args.format} checkpoint to {path}")
     return 0
+
+
+def add_generate_and_convert_parsers(sub, common) -> None:
+    """The ``generate`` and ``convert`` subcommands of the ``ramnet`` CLI (``sub``: its subparsers; ``common``:
+    the parent parser with ``--debug``)."""
+    p = sub.add_parser("generate", parents=[common], help="text from an LM checkpoint (prompt + continuation)")
+    p.add_argument("--checkpoint", required=True, help="a model checkpoint with its tokenizer (ramnet train --task "
+                   "lm's output, or ramnet convert's)")
+    p.add_argument("--prompt", required=True, help="the text to continue (at least one token)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer (default: the one saved with the checkpoint)")
+    p.set_defaults(func=generate)
+
+    p = sub.add_parser("convert", parents=[common], help="an LM training checkpoint (DCP) -> safetensors model")
+    p.add_argument("checkpoint", help="a training checkpoint (checkpoints/step-N) or a run directory (its newest)")
+    p.add_argument("--out", required=True, help="the new model checkpoint directory (new or empty)")
+    p.add_argument("--format", default="native", choices=["native", "hf"],
+                   help="native (default: eval, export, validate read it) or hf (transformers' from_pretrained)")
+    p.set_defaults(func=convert)
