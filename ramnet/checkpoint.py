@@ -106,6 +106,23 @@ def checkpoint_step(path: Path) -> int:
     return int(STEP_DIR.fullmatch(path.name).group(1))
 
 
+def clear_previous_run(out: Path, resume_step: int | None, run_files, run_dirs=()) -> None:
+    """``--overwrite``: remove the previous run's files, just before training starts (all checks passed):
+    ``run_files`` and ``run_dirs`` under ``out`` and its checkpoints. When resuming into the same run
+    (``resume_step``), only its checkpoints newer than the resumed step go."""
+    import shutil
+
+    if resume_step is None:
+        for name in run_files:
+            (out / name).unlink(missing_ok=True)
+        for name in (*run_dirs, CHECKPOINTS_DIR):
+            shutil.rmtree(out / name, ignore_errors=True)
+    else:
+        for c in list_training_checkpoints(out):
+            if checkpoint_step(c) > resume_step:
+                shutil.rmtree(c)
+
+
 def list_training_checkpoints(run_dir: str | Path) -> list[Path]:
     """The complete training checkpoints under ``run_dir/checkpoints``, oldest first (temporaries and
     ``.old`` copies left by an interrupted save are not checkpoints)."""

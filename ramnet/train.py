@@ -162,7 +162,7 @@ def _run_dir_of(checkpoint: Path) -> Path | None:
 
 
 def prepare_out_dir(out_dir, *, resume: Path | None = None, resume_step: int = 0, overwrite: bool = False) -> Path:
-    """Check ``out_dir`` and create it; nothing in it is removed here (see ``_clear_previous_run``).
+    """Check ``out_dir`` and create it; nothing in it is removed here (see ``checkpoint.clear_previous_run``).
 
     Refused: a file; a directory that is not writable; a non-empty directory, unless ``overwrite`` or it is the
     run that ``resume`` belongs to and holds no checkpoint newer than ``resume_step``."""
@@ -188,21 +188,6 @@ def prepare_out_dir(out_dir, *, resume: Path | None = None, resume_step: int = 0
     if not os.access(out, os.W_OK | os.X_OK):
         raise PermissionError(f"--out {out} is not writable")
     return out
-
-
-def _clear_previous_run(out: Path, resume_step: int | None) -> None:
-    """``--overwrite``: remove the previous run's files, just before training starts (all checks passed). When
-    resuming into the same run, only its checkpoints newer than the resumed step go."""
-    import shutil
-
-    if resume_step is None:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / ckpt.CHECKPOINTS_DIR, ignore_errors=True)
-    else:
-        for c in ckpt.list_training_checkpoints(out):
-            if ckpt.checkpoint_step(c) > resume_step:
-                shutil.rmtree(c)
 
 
 def _resume_state(resume, config, setting, args):
@@ -256,7 +241,7 @@ def train_mqar(config: RamNetConfig | None, setting: MQARSetting | None, args: T
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
-        clear = (lambda: _clear_previous_run(out, resume_step)) if overwrite and out is not None else None
+        clear = (lambda: ckpt.clear_previous_run(out, resume_step, RUN_FILES)) if overwrite and out is not None else None
         # a caller's autocast region must not reach the backward or the optimizer; the loss sets its own precision
         with torch.autocast(device.type, enabled=False):
             return _train(config, setting, args, device, out, state, progress, clear)

@@ -14,7 +14,6 @@ and a process group created here is destroyed here."""
 from __future__ import annotations
 
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -112,18 +111,6 @@ def check_resume(args: LMArgs, saved: dict, path: Path, step: int) -> None:
                          "nothing left to run")
 
 
-def _clear_previous_run(out: Path, resume_step: int | None) -> None:
-    if resume_step is None:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / TB_DIR, ignore_errors=True)
-        shutil.rmtree(out / ckpt.CHECKPOINTS_DIR, ignore_errors=True)
-    else:
-        for c in ckpt.list_training_checkpoints(out):
-            if ckpt.checkpoint_step(c) > resume_step:
-                shutil.rmtree(c)
-
-
 def train_lm(args: LMArgs, out_dir: str | Path | None = None, *, resume: str | Path | None = None,
              overwrite: bool = False, progress: bool = True) -> dict:
     """Train a language model as ``args`` describe; returns the metrics dict (``metrics.json``'s content), with
@@ -199,7 +186,7 @@ def _train(args: LMArgs, procs: D.Processes, out: Path | None, state, overwrite:
         if procs.is_main:  # the saved sum is over all processes: the first one carries it
             window_loss += float(saved_window["sum"])
     if overwrite and out is not None and procs.is_main:
-        _clear_previous_run(out, None if state is None else start_step)
+        ckpt.clear_previous_run(out, None if state is None else start_step, RUN_FILES, (TB_DIR,))
     if out is not None and procs.is_main:
         ckpt.remove_stale_temporaries(out)
     procs.barrier()
