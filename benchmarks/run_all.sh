@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One run of every GPU benchmark into one summary.json (the numbers quoted in docs/BENCHMARKS.md).
-#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all|extra|scan-ab|lm]
+#   RAMNET_BENCH_DIR=benchmarks/results bash benchmarks/run_all.sh [ops|model|all|extra|long|scan-ab|lm]
 # "all" fits the device tool's 10-minute command limit with three of fla's P1 shapes; "extra" then adds the other
-# three to the same summary.json (run it right after "all", on the same machine).
+# three and P6 (long context) to the same summary.json (run it right after "all", on the same machine).
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -18,6 +18,9 @@ if [ "$part" = model ] || [ "$part" = all ]; then
 fi
 if [ "$part" = extra ]; then
   timeout 400 python3 benchmarks/bench_attention.py --shapes 4,2048,16,128 2,16384,16,128 4,4096,64,128
+fi
+if [ "$part" = extra ] || [ "$part" = long ]; then  # P6: the op from T=8192 to 131072, paper-340m at T=131072
+  timeout 180 python3 benchmarks/bench_long_context.py --skip-plain
 fi
 if [ "$part" = scan-ab ]; then  # the scan backends A/B: recurrent against segment (results/scan_ab.json)
   timeout 500 python3 benchmarks/bench_scan_ab.py
