@@ -15,7 +15,7 @@ for variant in segment "segment:rows_budget_mib=none"; do
     > "$out/prof_$name.log" 2>&1
   echo "== $variant"; grep "^### " "$out/prof_$name.log"
 done
-for rows in 1 4 8; do  # the address forward, several rows per program (TritonAddress.rows_per_program)
+for rows in 1 4 16; do  # the address forward, several rows per program (TritonAddress.rows_per_program)
   echo "== address rows_per_program=$rows"
   RAMNET_BENCH_DIR=/tmp/ramnet-bench timeout 60 python3 benchmarks/bench_address.py --rows-per-program $rows > "$out/address_rows$rows.log" 2>&1
   grep "^|" "$out/address_rows$rows.log" || tail -5 "$out/address_rows$rows.log"  # the error, where it failed
