@@ -50,6 +50,7 @@ def main():
 
 
 def run():
+    torch.manual_seed(0)
     rows, speedup = [], {}
     for U, d_p in ((5, 4), (8, 4)):
         M, K, n = d_p**U, 8, 4096
@@ -64,10 +65,12 @@ def run():
         torch.testing.assert_close(w_b, w_d, rtol=1e-5, atol=0.0)  # exp() in the kernel vs in torch
         differ = int((idx_b != idx_d).any(-1).sum())
         top = dense_topk(x, U, K + 1, log=True)[1]                           # the K+1 best log-probs
-        ties = int((top[:, 1:] == top[:, :-1]).any(-1).sum())
-        assert differ <= ties, f"beam and dense disagree in {differ} rows ({ties} rows have exact ties)"
+        # near ties: adjacent log-probs within a few fp32 ulps, whose order the kernel's exp/log rounding (not
+        # torch's log_softmax) may flip; such a row picks a slot of the same weight to 1e-6
+        ties = int(torch.isclose(top[:, 1:], top[:, :-1], rtol=4e-7, atol=1e-7).any(-1).sum())
+        assert differ <= ties, f"beam and dense disagree in {differ} rows ({ties} rows have near ties)"
         speedup[M] = dense / beam
-        rows.append({"M": M, "rows": n, "rows_with_tie_order_diffs": differ, "triton_beam_ms": beam,
+        rows.append({"M": M, "rows": n, "rows_with_tie_order_diffs": differ, "rows_with_near_ties": ties, "triton_beam_ms": beam,
                      "torch_beam_ms": beam_torch, "dense_topk_ms": dense, "speedup_vs_dense": dense / beam})
     print(table(rows))
     floor = address_floor()
