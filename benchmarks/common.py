@@ -96,8 +96,9 @@ def cpu_median_ms(fn, reps: int = 20, warmup: int = 2) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def record(updates: dict) -> dict:
-    """Merge ``updates`` (plus the header) into ``results/summary.json`` and return the whole summary."""
+def record(updates: dict, stamp: bool = True) -> dict:
+    """Merge ``updates`` (plus this machine's header, unless ``stamp`` is False: values measured elsewhere) into
+    ``results/summary.json`` and return the whole summary."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
@@ -108,7 +109,8 @@ def record(updates: dict) -> dict:
             summary[key] = summary[key] + value
         else:
             summary[key] = value
-    summary.update(header())
+    if stamp:
+        summary.update(header())
     path.write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -211,16 +211,20 @@ class SegmentScan(Backend):
         return B * T * H * a.write_idx.shape[-1] * per_event * (1 if self.derive_read_rows else 2)
 
     def head_groups(self, a: ScanArgs) -> list[tuple[int, int]]:
-        """The ``[h0, h1)`` head ranges the backward runs one after another: ranges of the most heads whose saved
-        rows fit ``rows_budget_mib`` (one range when all fit, or when there is no budget; one head per range
-        when a single head's rows exceed it)."""
+        """The ``[h0, h1)`` head ranges the backward runs one after another: the fewest ranges whose saved rows
+        each fit ``rows_budget_mib``, balanced to within one head (one range when all fit, or when there is no
+        budget; one head per range when a single head's rows exceed it)."""
         H = a.v.shape[2]
         total = self.saved_row_bytes(a)
         if self.rows_budget_mib is None or total <= self.rows_budget_mib * 2**20:
             return [(0, H)]
         # the most heads whose rows fit (each head's rows are total / H); one head when not even one fits
-        size = max(1, int(H * self.rows_budget_mib * 2**20 // total))
-        return [(h, min(h + size, H)) for h in range(0, H, size)]
+        most = max(1, int(H * self.rows_budget_mib * 2**20 // total))
+        # balanced sizes (15 + 1 heads would leave a one-head walk, which is latency-bound and takes about as long
+        # as a full group): the first H % n groups get one head more
+        n = -(-H // most)
+        bounds = [g * (H // n) + min(g, H % n) for g in range(n + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
 
     def backward(self, problem, a: ScanArgs, grad_o, grad_S, grad_z):
         gS, gz = _grad_state(grad_S, grad_z)

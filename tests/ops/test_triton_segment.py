@@ -209,7 +209,8 @@ def test_backward_in_head_groups_matches_reference(monkeypatch, groups, derive):
 
 
 def test_head_groups_keep_each_group_within_the_rows_budget():
-    """The fewest groups whose saved rows fit ``rows_budget_mib``; one group without a budget or when they fit."""
+    """The fewest groups whose saved rows fit ``rows_budget_mib``, balanced to within one head; one group without
+    a budget or when they fit."""
     from ramnet.ops.memory.backends import ScanArgs, SegmentScan
 
     def args(B, T, H, d_v, K, dtype=torch.bfloat16):
@@ -221,10 +222,12 @@ def test_head_groups_keep_each_group_within_the_rows_budget():
     big = args(4, 4096, 16, 128, 8)  # 2^21 write events x (128 bf16 + z fp32) = 520 MiB of rows
     assert SegmentScan().saved_row_bytes(big) == 4 * 4096 * 16 * 8 * (128 * 2 + 4)
     per_head = SegmentScan().saved_row_bytes(big) / 16
-    assert SegmentScan().head_groups(big) == [(0, 7), (7, 14), (14, 16)]  # 7 heads: 227 MiB <= 256 MiB
-    assert 7 * per_head <= 256 * 2**20 < 8 * per_head
+    assert 7 * per_head <= 256 * 2**20 < 8 * per_head  # at most 7 heads (227 MiB) a group: 3 groups
+    assert SegmentScan().head_groups(big) == [(0, 6), (6, 11), (11, 16)]  # 6 + 5 + 5, not 7 + 7 + 2
+    long = args(1, 8192, 16, 128, 8)  # 260 MiB of rows: 15 heads would fit, so 2 groups of 8, not 15 + 1
+    assert SegmentScan().head_groups(long) == [(0, 8), (8, 16)]
     bigger = args(9, 4096, 16, 128, 8)  # 1170 MiB of rows: 3 heads (219 MiB) a group, never 4 (292 MiB)
-    assert SegmentScan().head_groups(bigger)[:2] == [(0, 3), (3, 6)]
+    assert SegmentScan().head_groups(bigger) == [(0, 3), (3, 6), (6, 9), (9, 12), (12, 14), (14, 16)]
     for h0, h1 in SegmentScan().head_groups(bigger):
         assert (h1 - h0) * SegmentScan().saved_row_bytes(bigger) / 16 <= 256 * 2**20
     assert SegmentScan(rows_budget_mib=None).head_groups(big) == [(0, 16)]
