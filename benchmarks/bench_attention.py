@@ -1,6 +1,7 @@
 """P1: the RAM-Net mixer op (U=5, d_p=4, K=8, d_v = D) fwd+bwd against SDPA (flash backend) and, when fla is
 installed, against fla's ``chunk_delta_rule`` (fwd+bwd) and ``chunk_gated_delta_rule`` (fwd only), bf16.
-Also peak training memory against GDN's forward at the same shape.
+Also peak training memory against GDN's forward at the same shape, each counting its own inputs and nothing else
+resident (``own_peak_mib``).
 
     python benchmarks/bench_attention.py [--shapes 4,4096,16,128 ...]
 
@@ -56,12 +57,19 @@ def fla_fns():
     return chunk_delta_rule, chunk_gated_delta_rule
 
 
-def peak_mb(run):
+def own_peak_mib(make_inputs, run) -> float:
+    """Peak MiB of ``run(*make_inputs())`` above what was allocated before: its own inputs (made inside) and
+    outputs count, other contenders' tensors do not. (Until 2026-12-01 the peak was the whole
+    ``max_memory_allocated``, which charged GDN's forward with the RAM and SDPA tensors still resident.)"""
     torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    run()
+    inputs = make_inputs()
+    run(*inputs)
     torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2**20
+    peak = torch.cuda.max_memory_allocated() - base
+    del inputs
+    return peak / 2**20
 
 
 def main():
@@ -78,7 +86,7 @@ def main():
             q, k, v = ram_inputs(B, T, H, D)
             row["ram_fwd_ms"] = bench_ms(lambda: ram_fn(q, k, v), warmup=2, rep=5)
             row["ram_fwdbwd_ms"] = bench_ms(_fwd_bwd(ram_fn, (q, k, v)), warmup=2, rep=5)
-            row["ram_peak_MB"] = peak_mb(_fwd_bwd(ram_fn, (q, k, v)))
+            row["ram_peak_MB"] = own_peak_mib(lambda: ram_inputs(B, T, H, D), lambda *x: _fwd_bwd(ram_fn, x)())
         except torch.OutOfMemoryError:
             row["ram_fwd_ms"] = row["ram_fwdbwd_ms"] = row["ram_peak_MB"] = float("nan")
         torch.cuda.empty_cache()
@@ -95,7 +103,8 @@ def main():
             gdn = lambda: chunk_gdn(qs.detach(), kn.detach(), vs.detach(), g, beta.detach())
             gdn()
             row["fla_gdn_fwd_ms"] = bench_ms(gdn)
-            row["fla_gdn_fwd_peak_MB"] = peak_mb(gdn)
+            gdn_inputs = lambda: tuple(t.detach().clone() for t in (qs, kn, vs, g, beta))
+            row["fla_gdn_fwd_peak_MB"] = own_peak_mib(gdn_inputs, chunk_gdn)
         rows.append(row)
         print(table([row]), flush=True)
         record_row(row)
