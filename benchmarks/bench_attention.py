@@ -11,6 +11,7 @@ timeout keeps the shapes it finished.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_ms, record, require_cuda, table  # noqa: E402
+from common import RESULTS, bench_ms, record, require_cuda, table  # noqa: E402
 
 import ramnet.ops as R  # noqa: E402
 
@@ -115,6 +116,12 @@ def record_row(row: dict, stamp: bool = True) -> None:
     """Merge one measured shape into summary.json: its row and its ratios (to fla only where fla ran).
     ``stamp=False`` keeps the summary's device/date header (a row measured on another machine)."""
     shape = row["shape"]
+    summary = RESULTS / "summary.json"
+    if summary.exists():  # a shape measured again replaces its row (record() appends table rows)
+        data = json.loads(summary.read_text())
+        if any(r.get("shape") == shape for r in data.get("P1_rows", [])):
+            data["P1_rows"] = [r for r in data["P1_rows"] if r.get("shape") != shape]
+            summary.write_text(json.dumps(data, indent=2))
     updates = {"P1_fwdbwd_ratio_vs_sdpa": {shape: row["ram_fwdbwd_ms"] / row["sdpa_fwdbwd_ms"]}, "P1_rows": [row]}
     if row.get("fla_deltanet_fwdbwd_ms") is not None:
         updates["P1_fwdbwd_ratio_vs_fla_deltanet"] = {shape: row["ram_fwdbwd_ms"] / row["fla_deltanet_fwdbwd_ms"]}

@@ -8,23 +8,30 @@ back from its printed per-shape tables; nothing is re-measured. Runs on CPU.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+SHAPE = re.compile(r"^\d+(,\d+){3}$")  # B,T,H,D
+
+
 def printed_rows(text: str) -> list[dict]:
-    """Every distinct shape's row from the markdown tables in ``text`` whose first column is ``shape``."""
+    """Every distinct shape's row (first print wins) from the markdown tables in ``text`` whose first column is
+    ``shape``. A table ends at any other header (another benchmark's table may follow without a blank line)."""
     rows, header = {}, None
     for line in text.splitlines():
         if not line.startswith("|"):
             header = None
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] == "shape":
-            header = cells
-        elif header and not set(cells[0]) <= {"-"} and cells[0] not in rows:
+        if set(cells[0]) <= {"-"}:
+            continue  # the separator under a header
+        if not SHAPE.match(cells[0]):
+            header = cells if cells[0] == "shape" else None
+        elif header and cells[0] not in rows:
             rows[cells[0]] = {k: (v if k == "shape" else float(v)) for k, v in zip(header, cells) if v != ""}
     return list(rows.values())
 

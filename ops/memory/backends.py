@@ -220,8 +220,8 @@ class SegmentScan(Backend):
             return [(0, H)]
         # the most heads whose rows fit (each head's rows are total / H); one head when not even one fits
         most = max(1, int(H * self.rows_budget_mib * 2**20 // total))
-        # balanced sizes (15 + 1 heads would leave a one-head walk, which is latency-bound and takes about as long
-        # as a full group): the first H % n groups get one head more
+        # balanced sizes, the first H % n groups one head more: the same number of groups as filling each to
+        # `most` (7 + 7 + 2), but the largest group, which sets the peak, is smaller (6 + 5 + 5)
         n = -(-H // most)
         bounds = [g * (H // n) + min(g, H % n) for g in range(n + 1)]
         return list(zip(bounds[:-1], bounds[1:]))

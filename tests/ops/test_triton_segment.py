@@ -224,7 +224,7 @@ def test_head_groups_keep_each_group_within_the_rows_budget():
     per_head = SegmentScan().saved_row_bytes(big) / 16
     assert 7 * per_head <= 256 * 2**20 < 8 * per_head  # at most 7 heads (227 MiB) a group: 3 groups
     assert SegmentScan().head_groups(big) == [(0, 6), (6, 11), (11, 16)]  # 6 + 5 + 5, not 7 + 7 + 2
-    long = args(1, 8192, 16, 128, 8)  # 260 MiB of rows: 15 heads would fit, so 2 groups of 8, not 15 + 1
+    long = args(1, 8192, 16, 128, 8)  # 260 MiB of rows: 2 groups (15 heads would fit), of 8 each, not 15 + 1
     assert SegmentScan().head_groups(long) == [(0, 8), (8, 16)]
     bigger = args(9, 4096, 16, 128, 8)  # 1170 MiB of rows: 3 heads (219 MiB) a group, never 4 (292 MiB)
     assert SegmentScan().head_groups(bigger) == [(0, 3), (3, 6), (6, 9), (9, 12), (12, 14), (14, 16)]
@@ -235,7 +235,7 @@ def test_head_groups_keep_each_group_within_the_rows_budget():
     assert SegmentScan(derive_read_rows=False, saved_rows="fp32").saved_row_bytes(big) == \
         2 * 4 * 4096 * 16 * 8 * (128 * 4 + 4)
     assert SegmentScan(rows_budget_mib=1).head_groups(big) == [(h, h + 1) for h in range(16)]  # at most H groups
-    assert SegmentScan().head_groups(args(8, 1024, 8, 64, 8)) == [(0, 8)]  # 33 MiB: one group
+    assert SegmentScan().head_groups(args(8, 1024, 8, 64, 8)) == [(0, 8)]  # 66 MiB: one group
     assert SegmentScan(rows_budget_mib=0.3).head_groups(args(1, 256, 4, 32, 8)) == [(0, 2), (2, 4)]  # 0.53 MiB
     for bad in (0, -1, float("nan"), float("inf"), True, "256"):
         with pytest.raises(ValueError, match="rows_budget_mib must be a number > 0"):

@@ -19,6 +19,9 @@ LOG = """1 GiB device-to-device copy: 4.25 TB/s
 | shape | ram_fwd_ms | ram_fwdbwd_ms | ram_peak_MB | sdpa_fwdbwd_ms | fla_deltanet_fwdbwd_ms | fla_gdn_fwd_ms | fla_gdn_fwd_peak_MB |
 |---|---|---|---|---|---|---|---|
 | 4,4096,16,128 | 9 | 9 | 9 | 9 | 9 | 9 | 9 |
+| T | op_fwdbwd_ms | op_peak_GiB |
+|---|---|---|
+| 8192 | 5.895 | 0.873 |
 """
 
 
@@ -35,10 +38,15 @@ def test_rows_merge_with_their_ratios_and_keep_the_header(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["device"] == "NVIDIA H200" and summary["date"] == "2026-12-01"
-    assert [r["shape"] for r in summary["P1_rows"]] == ["4,4096,16,128", "8,1024,8,64"]  # first print wins
+    # first print wins; the P6 table that follows without a blank line is not read as P1 rows
+    assert [r["shape"] for r in summary["P1_rows"]] == ["4,4096,16,128", "8,1024,8,64"]
     assert summary["P1_fwdbwd_ratio_vs_fla_deltanet"] == {"4,4096,16,128": 8.153 / 3.079}
     assert summary["P1_fwd_ratio_vs_chunk_gdn"] == {"4,4096,16,128": 2.168 / 0.8513}
     assert summary["P1_fwdbwd_ratio_vs_sdpa"] == {"4,4096,16,128": 8.153 / 3.565, "8,1024,8,64": 4.85 / 0.4987}
+    out = _run(tmp_path, str(log))  # merged again: a shape's row is replaced, not repeated
+    assert out.returncode == 0, out.stderr[-2000:]
+    again = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["shape"] for r in again["P1_rows"]] == ["4,4096,16,128", "8,1024,8,64"]
 
 
 def test_a_missing_log_or_shape_is_one_line(tmp_path):
