@@ -22,6 +22,7 @@ seeds), with the entry's ``tags`` (for ablations).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,6 +53,16 @@ def _result(spec: dict, run: dict) -> dict | None:
 def pending(spec: dict, runs: list[dict]) -> list[dict]:
     """The runs without a result of their own arguments yet."""
     return [r for r in runs if _result(spec, r) is None]
+
+
+def worker_env(parallel: int, environ=None, cpu_count=None) -> dict:
+    """The environment of the worker processes: each gets ``cores // parallel`` (at least 1) intra-op threads
+    through ``OMP_NUM_THREADS``, unless the caller set it. Left to torch's default, every worker starts a pool
+    of all the cores, and ``parallel`` of them oversubscribe the machine."""
+    env = dict(os.environ if environ is None else environ)
+    cores = (os.cpu_count() or 1) if cpu_count is None else cpu_count
+    env.setdefault("OMP_NUM_THREADS", str(max(1, cores // parallel)))
+    return env
 
 
 def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -> list[str]:
@@ -85,12 +96,13 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -
         bar.close()
         return failed
     queue, active = list(runs), []
+    env = worker_env(spec["parallel"])
     while queue or active:
         while queue and len(active) < spec["parallel"]:
             r = queue.pop(0)
             log = open(run_dir(spec, r) / LOG_FILE, "w")
             proc = subprocess.Popen([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))],
-                                    stdout=log, stderr=subprocess.STDOUT)
+                                    stdout=log, stderr=subprocess.STDOUT, env=env)
             active.append((r, proc, log))
         time.sleep(0.2)
         for item in list(active):

@@ -134,6 +134,16 @@ def test_workers_record_a_failing_run_and_the_others_finish(tmp_path):
     assert (tmp_path / "out" / "runs" / runs[0]["id"] / "result.json").is_file()
 
 
+def test_workers_share_the_cores_unless_the_caller_set_the_threads():
+    from ramnet.sweep import worker_env
+
+    assert worker_env(2, environ={}, cpu_count=2)["OMP_NUM_THREADS"] == "1"
+    assert worker_env(8, environ={}, cpu_count=16)["OMP_NUM_THREADS"] == "2"
+    assert worker_env(4, environ={}, cpu_count=2)["OMP_NUM_THREADS"] == "1"  # never 0
+    assert worker_env(2, environ={"OMP_NUM_THREADS": "3", "X": "y"}, cpu_count=2) == {"OMP_NUM_THREADS": "3",
+                                                                                     "X": "y"}
+
+
 def test_a_changed_spec_runs_again_and_a_narrower_one_keeps_the_rest(tmp_path, capsys):
     spec = _spec(tmp_path, models=[ATTN])
     assert main(["sweep", str(spec), "--quiet"]) == 0
