@@ -89,7 +89,8 @@ def main():
         frac = achieved / copy_bw
         bw[f"batch={B}"] = frac
         lat[f"batch={B}"] = step_graph_ms / fla_graph_ms
-        rows.append({"batch": B, "kernel_us": kernel_ms * 1e3, "kernel_us eager": kernel_eager_ms * 1e3, "GB/s (kernel)": must_move_bytes(B) / kernel_ms / 1e6,
+        rows.append({"batch": B, "kernel_us": kernel_ms * 1e3, "kernel_us eager": kernel_eager_ms * 1e3,
+                     "GB/s (kernel)": must_move_bytes(B) / kernel_ms / 1e6,
                      "frac of copy bw": frac, "frac of 3.0 TB/s": achieved / PEAK_BW,
                      "ram_step_us eager": step_ms * 1e3,
                      "ram_step_us graphed": step_graph_ms * 1e3, "fla_gdn_us eager": fla_ms * 1e3,
