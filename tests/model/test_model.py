@@ -115,6 +115,22 @@ def test_cape_prev_token_init_makes_a_previous_token_head():
     torch.testing.assert_close(o[:, 0], torch.zeros_like(o[:, 0]))
 
 
+def test_the_mqar_init_margin_copies_the_previous_token_with_content_in_q_and_k():
+    """The margin the MQAR triage uses (4, docs/RESULTS.md) makes a previous-token copy at initialisation with the
+    default random q/k projections (cosine 0.999 to v[t-1]); a margin of 1 does not (about 0.8)."""
+    def cosine_to_previous(margin):
+        torch.manual_seed(0)
+        cfg = RamNetConfig.from_name("mqar-tiny", short_conv=False, cape_all_heads_layers=1,
+                                     cape_prev_token_init=margin)
+        mixer = ramnet.RamNetMixer(cfg, layer_idx=0)
+        q, k, v, _ = mixer._qkv(torch.randn(1, 32, cfg.d_model))
+        o, _ = ramnet.ops.ram_attention(q, k, v, **mixer._op_kwargs())
+        return torch.nn.functional.cosine_similarity(o[0, 1:], v[0, :-1], dim=-1).mean().item()
+
+    assert cosine_to_previous(4.0) > 0.99
+    assert cosine_to_previous(1.0) < 0.9
+
+
 def test_paper_preset_has_no_address_bias():
     mixer = ramnet.RamNetMixer(RamNetConfig.from_name("tiny"), layer_idx=0)
     assert mixer.q_bias is None and mixer.k_bias is None
