@@ -5,7 +5,8 @@
 # from benchmarks/results/NAME_sweep.json when that exists (the runs already done are skipped), and copies
 # NAME_sweep.json and NAME.json into $OUT (or benchmarks/results/ when $OUT is unset) when it stops: finished or
 # out of time. The summaries are rewritten after every run, so a run cut off by the budget is the only loss.
-# fla baselines need fla's wheels installed first (see docs/RESULTS.md).
+# fla baselines need fla's wheels installed first (see docs/RESULTS.md). SWEEP_PARALLEL=N overrides the spec's
+# `parallel` (runs at once), e.g. to share the card between two sweeps.
 set -u
 spec=${1:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
 name=${2:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
@@ -19,7 +20,8 @@ if [ -f "benchmarks/results/${name}_sweep.json" ] && [ ! -f "$work/mqar_sweep.js
   cp "benchmarks/results/${name}_sweep.json" "$work/mqar_sweep.json"
 fi
 export PYTHONUNBUFFERED=1
-timeout --signal=INT --kill-after=30 "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet
+timeout --signal=INT --kill-after=30 "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet \
+  ${SWEEP_PARALLEL:+--parallel "$SWEEP_PARALLEL"}
 status=$?
 [ -f "$work/mqar_sweep.json" ] && cp "$work/mqar_sweep.json" "$dest/${name}_sweep.json"
 [ -f "$work/mqar.json" ] && cp "$work/mqar.json" "$dest/${name}.json"
