@@ -4,7 +4,9 @@
 - ``attention``: causal multi-head softmax attention (``F.scaled_dot_product_attention``) with learned absolute
   positions, the ceiling; its "state" is the KV cache, ``2 * layers * d_model * T``;
 - ``deltanet``, ``gated_deltanet``, ``gla``: fla's layers (``flash-linear-attention``, CUDA only), whose state
-  is ``layers * heads * head_k_dim * head_v_dim``.
+  is ``layers * heads * head_k_dim * head_v_dim``. ``gated_deltanet`` takes ``layer: {core: torch}``: fla's
+  GatedDeltaNet parameters run through ramnet's PyTorch chunked gated delta rule (``ramnet.gated_delta_torch``)
+  instead of fla's kernel, whose backward refuses to run on Hopper with Triton 3.4-3.7.0 (fla#640).
 
 :func:`build_model` makes any of them, RAM-Net included, from one spec and reports its state size.
 """
@@ -17,12 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import RamNetConfig, state_accounting
+from .gated_delta_torch import chunk_gated_delta_rule_torch
 from .layers import SwiGLU
 from .model import RamNetForCausalLM
 
 FLA_LAYERS = {"deltanet": ("fla.layers", "DeltaNet"), "gated_deltanet": ("fla.layers", "GatedDeltaNet"),
               "gla": ("fla.layers", "GatedLinearAttention")}
 MODELS = ("ramnet", "attention", *FLA_LAYERS)
+CORES = {"gated_deltanet": ("fla", "torch")}  # the ``core`` layer option: what computes the recurrence
 
 
 class CausalAttention(nn.Module):
@@ -42,11 +46,18 @@ class CausalAttention(nn.Module):
 
 
 class FlaMixer(nn.Module):
-    """One of fla's token mixers (``FLA_LAYERS``); fla returns ``(o, attentions, cache)``, this returns ``o``."""
+    """One of fla's token mixers (``FLA_LAYERS``); fla returns ``(o, attentions, cache)``, this returns ``o``.
+    ``core="torch"`` (gated_deltanet only) runs the fla layer's parameters through
+    :func:`gated_deltanet_torch_forward` instead of fla's forward; the parameters and state size are the same."""
 
-    def __init__(self, kind: str, d_model: int, n_heads: int, **layer_kwargs):
+    def __init__(self, kind: str, d_model: int, n_heads: int, core: str = "fla", **layer_kwargs):
         super().__init__()
         module_name, class_name = FLA_LAYERS[kind]
+        cores = CORES.get(kind, ("fla",))
+        if core not in cores:
+            raise ValueError(f"{kind}: layer option core must be {' or '.join(map(repr, cores))}, got {core!r}"
+                             + ("" if kind in CORES else f" (only {', '.join(CORES)} has another core)"))
+        self.core = core
         if kind == "gated_deltanet":  # fla sizes GDN heads by head_dim (default 256) and expand_v (2), not by
             layer_kwargs = {"head_dim": d_model // n_heads, "expand_v": 1, **layer_kwargs}  # hidden_size
         try:
@@ -55,6 +66,8 @@ class FlaMixer(nn.Module):
             raise ImportError(f"model {kind!r} needs fla (pip install flash-linear-attention fla-core einops); "
                               f"importing {module_name} failed: {error}") from error
         self.layer = layer_class(hidden_size=d_model, num_heads=n_heads, **layer_kwargs)
+        if core == "torch" and self.layer.num_v_heads != self.layer.num_heads:
+            raise ValueError(f"{kind}: core 'torch' does not do grouped value heads (num_v_heads != num_heads)")
 
     def state_numbers(self) -> int:
         layer = self.layer
@@ -64,7 +77,46 @@ class FlaMixer(nn.Module):
         return layer.num_heads * layer.head_k_dim * layer.head_v_dim
 
     def forward(self, x):
-        return self.layer(x)[0]
+        return gated_deltanet_torch_forward(self.layer, x) if self.core == "torch" else self.layer(x)[0]
+
+
+def _short_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """fla's ShortConvolution (depthwise, causal, then its activation) on ``x [B, T, D]``, in PyTorch."""
+    y = F.conv1d(x.transpose(1, 2), conv.weight, conv.bias, padding=conv.kernel_size[0] - 1,
+                 groups=conv.groups)[..., :x.shape[1]].transpose(1, 2)
+    return F.silu(y) if conv.activation in ("silu", "swish") else y
+
+
+def _rms_norm(norm: nn.Module, x: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
+    """fla's RMSNorm / FusedRMSNormGated (``x * rstd * weight``, then ``* act(gate)``) in float32; x's dtype out."""
+    y = x.float() * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + norm.eps)
+    if norm.weight is not None:
+        y = y * norm.weight.float()
+    if getattr(norm, "bias", None) is not None:
+        y = y + norm.bias.float()
+    if gate is not None:
+        gate = gate.float()
+        y = y * (torch.sigmoid(gate) if norm.activation == "sigmoid" else F.silu(gate))
+    return y.to(x.dtype)
+
+
+def gated_deltanet_torch_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """fla's ``GatedDeltaNet.forward`` on ``x [B, T, hidden]`` for training (no cache, no attention mask, no
+    varlen), with the recurrence computed by :func:`chunk_gated_delta_rule_torch` instead of fla's kernel."""
+    B, T, _ = x.shape
+    projections = (layer.q_proj(x), layer.k_proj(x), layer.v_proj(x))
+    if layer.use_short_conv:
+        q, k, v = (_short_conv(conv, p) for conv, p in zip((layer.q_conv1d, layer.k_conv1d, layer.v_conv1d),
+                                                           projections))
+    else:
+        q, k, v = (F.silu(p) for p in projections)
+    q, k = q.view(B, T, layer.num_heads, layer.head_k_dim), k.view(B, T, layer.num_heads, layer.head_k_dim)
+    v = v.view(B, T, layer.num_v_heads, layer.head_v_dim)
+    beta = layer.b_proj(x).float().sigmoid() * (2.0 if layer.allow_neg_eigval else 1.0)
+    g = -layer.A_log.float().exp() * F.softplus(layer.a_proj(x).float() + layer.dt_bias.float())
+    o, _ = chunk_gated_delta_rule_torch(q, k, v, g, beta, use_qk_l2norm=True)
+    gate = layer.g_proj(x).view(B, T, layer.num_v_heads, layer.head_v_dim) if layer.use_gate else None
+    return layer.o_proj(_rms_norm(layer.o_norm, o, gate).reshape(B, T, layer.value_dim))
 
 
 class BaselineLM(nn.Module):
