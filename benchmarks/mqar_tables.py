@@ -1,0 +1,137 @@
+"""The MQAR tables of docs/RESULTS.md, printed as Markdown from the committed sweep summaries.
+
+    python benchmarks/mqar_tables.py                       # every table, from benchmarks/results/
+    python benchmarks/mqar_tables.py --results DIR         # summaries elsewhere (mqar*.json, ablations*.json)
+
+Reads NAME.json (one row per model at its best lr) and NAME_sweep.json (every run) for NAME in mqar,
+mqar_paper_arch and ablations; a missing file leaves its tables out. Accuracies are 7-setting means.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+PAPER_POINTS = ((7.7e3, 0.78), (1.4e4, 0.87), (2.6e4, 0.97))  # the paper's RAM-Net MQAR points (state, accuracy)
+BASELINES = ("deltanet", "gated_deltanet", "gla")
+EQUAL_STATE = 1.35  # "equal state": sizes within this factor of each other
+SETTINGS = ("N4-T64", "N8-T64", "N16-T64", "N32-T128", "N64-T256", "N128-T512", "N256-T1024")
+
+
+def load(results: Path, name: str) -> tuple[list[dict], dict]:
+    """(best-lr rows, the whole sweep) of one summary, or ([], {}) when it was not run."""
+    best, sweep = results / f"{name}.json", results / f"{name}_sweep.json"
+    if not best.is_file():
+        return [], {}
+    return json.loads(best.read_text()), (json.loads(sweep.read_text()) if sweep.is_file() else {})
+
+
+def per_setting(sweep: dict, row: dict) -> list[str]:
+    """The row's accuracy on each setting, from its run at the row's lr (first seed)."""
+    for run in sweep.get("runs", []):
+        if run["label"] == row["label"] and run["lr"] == row["lr"]:
+            return [f"{run['accuracies'].get(s, float('nan')):.2f}" for s in SETTINGS]
+    return ["-"] * len(SETTINGS)
+
+
+def lr_sweep(row: dict) -> str:
+    return ", ".join(f"{float(lr):g}: {acc:.3f}" for lr, acc in row["lr_sweep"].items())
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def model_table(rows: list[dict], sweep: dict, extra=None) -> str:
+    extra = extra or (lambda r: [])
+    body = [[r["label"], *extra(r), f"{r['state_size']:,}", f"**{r['accuracy']:.3f}**", *per_setting(sweep, r),
+             lr_sweep(r), f"{r['seconds']:.0f}"] for r in sorted(rows, key=lambda r: (r["model"], r["state_size"]))]
+    header = ["label", *(["model", "short conv"] if extra is not None else []), "state", "mean", *SETTINGS,
+              "lr: mean", "s"]
+    return table(header, body)
+
+
+def paper_points(rows: list[dict]) -> str:
+    """Each paper point against the RAM-Net rows within EQUAL_STATE of its state size."""
+    body = []
+    for state, accuracy in PAPER_POINTS:
+        near = [r for r in rows if r["model"] == "ramnet" and 1 / EQUAL_STATE <= r["state_size"] / state <= EQUAL_STATE]
+        for r in sorted(near, key=lambda r: -r["accuracy"]):
+            gap = r["accuracy"] - accuracy
+            verdict = "above" if gap > 0.05 else ("within 0.05" if gap >= -0.05 else "below")
+            body.append([f"{state:.2g}", accuracy, r["label"], "short conv" if r["short_conv"] else "paper (no conv)",
+                         f"{r['state_size']:,}", f"{r['accuracy']:.3f}", f"{gap:+.3f}", verdict])
+        if not near:
+            body.append([f"{state:.2g}", accuracy, "(no run)", "", "", "", "", ""])
+    return table(["paper state", "paper acc", "ours", "architecture", "state", "acc", "ours - paper", "verdict"],
+                 body)
+
+
+def against_baselines(rows: list[dict]) -> str:
+    """Each RAM-Net row against the best fla baseline within EQUAL_STATE of its state size."""
+    body = []
+    for r in sorted((r for r in rows if r["model"] == "ramnet"), key=lambda r: r["state_size"]):
+        near = [b for b in rows if b["model"] in BASELINES
+                and 1 / EQUAL_STATE <= b["state_size"] / r["state_size"] <= EQUAL_STATE]
+        if not near:
+            body.append([r["label"], f"{r['state_size']:,}", f"{r['accuracy']:.3f}", "(none run)", "", "", ""])
+            continue
+        b = max(near, key=lambda b: b["accuracy"])
+        body.append([r["label"], f"{r['state_size']:,}", f"{r['accuracy']:.3f}", b["label"], f"{b['state_size']:,}",
+                     f"{b['accuracy']:.3f}", "yes" if r["accuracy"] >= b["accuracy"] else "no"])
+    return table(["RAM-Net", "state", "acc", "best fla baseline within 1.35x", "state", "acc", "RAM-Net >="], body)
+
+
+def ablation_tables(rows: list[dict], sweep: dict) -> str:
+    """One table per ablation; CAPE, gamma and K also show their base row, M256-U4."""
+    base = next((r for r in rows if r["label"] == "M256-U4"), None)
+    out = []
+    for kind in dict.fromkeys((r.get("tags") or {}).get("ablation") for r in rows):
+        group = [r for r in rows if (r.get("tags") or {}).get("ablation") == kind]
+        if kind != "U" and base is not None:
+            group = [base, *group]
+        keys = [k for k in (group[-1].get("tags") or {}) if k != "ablation"]
+        body = [[r["label"], *[(r.get("tags") or {}).get(k, "base") for k in keys], f"{r['state_size']:,}",
+                 f"**{r['accuracy']:.3f}**", *per_setting(sweep, r), lr_sweep(r)] for r in group]
+        out.append(f"**{kind}**\n\n" + table(["label", *keys, "state", "mean", *SETTINGS, "lr: mean"], body))
+    return "\n\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(Path(__file__).parent / "results"),
+                        help="folder with the sweep summaries (default: benchmarks/results)")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    if not results.is_dir():
+        print(f"error: --results {results} is not a folder", file=sys.stderr)
+        return 2
+    main_rows, main_sweep = load(results, "mqar")
+    arch_rows, arch_sweep = load(results, "mqar_paper_arch")
+    abl_rows, abl_sweep = load(results, "ablations")
+    if not (main_rows or arch_rows or abl_rows):
+        print(f"error: no sweep summary (mqar.json, mqar_paper_arch.json, ablations.json) in {results}",
+              file=sys.stderr)
+        return 2
+    short = lambda r: [r["model"], "yes" if r.get("short_conv") else "no"]
+    sections = []
+    if main_rows:
+        sections += ["### Every model at its best learning rate (main.yaml)", model_table(main_rows, main_sweep, short)]
+    if arch_rows:
+        sections += ["### The paper's architecture and its candidate fixes (paper_arch.yaml)",
+                     model_table(arch_rows, arch_sweep, short)]
+    if main_rows or arch_rows:
+        sections += ["### The paper's points", paper_points(main_rows + arch_rows)]
+    if main_rows:
+        sections += ["### RAM-Net against the fla baselines at equal state", against_baselines(main_rows)]
+    if abl_rows:
+        sections += ["### Ablations (ablations.yaml)", ablation_tables(abl_rows, abl_sweep)]
+    print("\n\n".join(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

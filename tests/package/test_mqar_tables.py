@@ -1,0 +1,65 @@
+"""``benchmarks/mqar_tables.py`` prints RESULTS.md's MQAR tables from the sweep summaries. Its verdicts (the paper's
+points, RAM-Net against the best baseline at equal state) must follow the numbers, and a bad folder gets one line."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_tables.py"
+
+
+def _row(label, model, state, accuracy, short_conv=True, tags=None):
+    return {"label": label, "model": model, "state_size": state, "accuracy": accuracy, "lr": 0.001,
+            "short_conv": short_conv, "seconds": 10.0, "lr_sweep": {"0.001": accuracy}, "tags": tags or {}}
+
+
+def _write(folder: Path, name: str, rows: list[dict]) -> None:
+    (folder / f"{name}.json").write_text(json.dumps(rows))
+    runs = [{"label": r["label"], "lr": r["lr"], "accuracies": {"N4-T64": 0.5}} for r in rows]
+    (folder / f"{name}_sweep.json").write_text(json.dumps({"runs": runs}))
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+
+
+def _line(out: str, start: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith(start))
+
+
+def test_verdicts_follow_the_numbers(tmp_path):
+    _write(tmp_path, "mqar", [
+        _row("ram-8k", "ramnet", 8192, 0.70),       # 0.78 - 0.08: below
+        _row("ram-16k", "ramnet", 16384, 0.90),     # 0.87 + 0.03: within
+        _row("ram-27k", "ramnet", 26624, 0.99),     # 0.97 + 0.02: within
+        _row("dn-8k", "deltanet", 8192, 0.75),      # beats ram-8k
+        _row("gla-19k", "gla", 19000, 0.50),        # 19000 / 16384 < 1.35 < 26624 / 19000: ram-16k only
+        _row("dn-40k", "deltanet", 40000, 0.99),    # 40000 / 26624 > 1.35: not compared with ram-27k
+    ])
+    result = _run("--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "| -0.080 | below |" in _line(out, "| 7.7e+03 | 0.78 | ram-8k")
+    assert "| +0.030 | within 0.05 |" in _line(out, "| 1.4e+04 | 0.87 | ram-16k")
+    assert _line(out, "| ram-8k | 8,192 |").endswith("| dn-8k | 8,192 | 0.750 | no |")
+    assert _line(out, "| ram-16k | 16,384 |").endswith("| gla-19k | 19,000 | 0.500 | yes |")
+    assert "(none run)" in _line(out, "| ram-27k | 26,624 |")
+    assert "Ablations" not in out  # no ablations.json: no table
+
+
+def test_ablations_show_the_base_row_beside_each_change(tmp_path):
+    _write(tmp_path, "ablations", [
+        _row("M256-U4", "ramnet", 17408, 0.9, tags={"ablation": "U", "M": 256, "U": 4}),
+        _row("K2", "ramnet", 17408, 0.4, tags={"ablation": "K", "K": 2}),
+    ])
+    result = _run("--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    k_table = result.stdout.split("**K**")[1]
+    assert "| M256-U4 | base |" in k_table and "| K2 | 2 |" in k_table
+
+
+def test_a_folder_without_summaries_gets_one_line(tmp_path):
+    for args in (["--results", str(tmp_path)], ["--results", str(tmp_path / "missing")]):
+        result = _run(*args)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:")
