@@ -4,9 +4,11 @@
 # The sweep works in /tmp (its run directories are too deep and too many to come back through $OUT). It starts
 # from benchmarks/results/NAME_sweep.json when that exists (the runs already done are skipped), and copies
 # NAME_sweep.json and NAME.json into $OUT (or benchmarks/results/ when $OUT is unset) when it stops: finished or
-# out of time. The summaries are rewritten after every run, so a run cut off by the budget is the only loss.
+# out of time. The summaries are rewritten after every run and on the budget's interrupt, so a run cut off by the
+# budget loses only its result: its curve so far is in the summary's `unfinished` list (not a result).
 # fla baselines need fla's wheels installed first (see docs/RESULTS.md). SWEEP_PARALLEL=N overrides the spec's
-# `parallel` (runs at once), e.g. to share the card between two sweeps.
+# `parallel` (runs at once), e.g. to share the card between two sweeps. SWEEP_ONLY=PATTERNS runs only the pending
+# runs whose ids match (comma-separated fnmatch patterns, in their order: `ramnet sweep --only`).
 set -u
 spec=${1:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
 name=${2:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
@@ -21,7 +23,7 @@ if [ -f "benchmarks/results/${name}_sweep.json" ] && [ ! -f "$work/mqar_sweep.js
 fi
 export PYTHONUNBUFFERED=1
 timeout --signal=INT --kill-after=30 "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet \
-  ${SWEEP_PARALLEL:+--parallel "$SWEEP_PARALLEL"}
+  ${SWEEP_PARALLEL:+--parallel "$SWEEP_PARALLEL"} ${SWEEP_ONLY:+--only "$SWEEP_ONLY"}
 status=$?
 [ -f "$work/mqar_sweep.json" ] && cp "$work/mqar_sweep.json" "$dest/${name}_sweep.json"
 [ -f "$work/mqar.json" ] && cp "$work/mqar.json" "$dest/${name}.json"

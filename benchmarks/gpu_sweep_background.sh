@@ -2,18 +2,39 @@
 # Keep an MQAR sweep running on a warm device machine between tool calls, and copy its summaries back.
 #   bash benchmarks/gpu_sweep_background.sh start SPEC NAME SECONDS   # returns at once; the sweep runs on
 #   bash benchmarks/gpu_sweep_background.sh collect NAME [NAME ...]   # progress, and summaries into $OUT
+#   bash benchmarks/gpu_sweep_background.sh mps-start | mps-stop      # optional CUDA MPS daemon (see below)
 # `start` detaches gpu_mqar_sweep.sh with setsid, so it outlives the call that started it (the machine keeps it
-# until it is given back). The summaries are rewritten after every run, so `collect` can run at any time; it
-# copies NAME_sweep.json and NAME.json into $OUT. Other work (tests, timings) can run in the calls between;
-# timings measured next to a sweep share the card and are not to be reported.
+# until it is given back); SWEEP_PARALLEL and SWEEP_ONLY pass through to it. The summaries are rewritten after
+# every run, so `collect` can run at any time; it copies NAME_sweep.json and NAME.json into $OUT, and lists the
+# runs in flight (or cut off) with their last evaluation from their progress.json. Other work (tests, timings)
+# can run in the calls between; timings measured next to a sweep share the card and are not to be reported.
+# MPS (opt-in, untested here): the GPU time-slices between processes; CUDA MPS may run the small kernels of
+# several worker processes at once. `mps-start` (before any `start`) starts nvidia-cuda-mps-control -d with its
+# pipes in /tmp/mps-pipe and logs in /tmp/mps-log, checks that a CUDA process can join it (else stops it), and
+# `start` then passes CUDA_MPS_PIPE_DIRECTORY/CUDA_MPS_LOG_DIRECTORY to the sweep while /tmp/mps-pipe exists.
+# Nothing here changes GPU settings (no compute mode change); without the binary the sweep runs as before.
 set -u
 cd "$(dirname "$0")/.."
+MPS_PIPE=/tmp/mps-pipe MPS_LOG=/tmp/mps-log
+
+mps_control() {  # the path of nvidia-cuda-mps-control, or nothing
+  command -v nvidia-cuda-mps-control && return 0
+  for dir in /usr/local/nvidia/bin /usr/bin; do
+    [ -x "$dir/nvidia-cuda-mps-control" ] && { echo "$dir/nvidia-cuda-mps-control"; return 0; }
+  done
+  return 1
+}
+
 case "${1:-}" in
   start)
     spec=${2:?usage: start SPEC NAME SECONDS}; name=${3:?usage: start SPEC NAME SECONDS}; budget=${4:?seconds}
-    env -u OUT setsid nohup bash benchmarks/gpu_mqar_sweep.sh "$spec" "$name" "$budget" \
-      > "/tmp/sweep-$name.log" 2>&1 < /dev/null &
-    echo "started $name ($budget s budget); log /tmp/sweep-$name.log" ;;
+    mps_env=() mps_note=""
+    if [ -d "$MPS_PIPE" ]; then
+      mps_env=(CUDA_MPS_PIPE_DIRECTORY="$MPS_PIPE" CUDA_MPS_LOG_DIRECTORY="$MPS_LOG") mps_note=", under MPS"
+    fi
+    env -u OUT ${mps_env[@]+"${mps_env[@]}"} setsid nohup bash benchmarks/gpu_mqar_sweep.sh "$spec" "$name" \
+      "$budget" > "/tmp/sweep-$name.log" 2>&1 < /dev/null &
+    echo "started $name ($budget s budget$mps_note); log /tmp/sweep-$name.log" ;;
   collect)
     shift
     [ $# -ge 1 ] || { echo "usage: collect NAME [NAME ...]" >&2; exit 2; }
@@ -21,10 +42,50 @@ case "${1:-}" in
       work=/tmp/ramnet-sweep-$name
       done_runs=$(ls "$work"/runs/*/result.json 2>/dev/null | wc -l)
       failed=$(ls "$work"/runs/*/error.txt 2>/dev/null | wc -l)
-      echo "$name: $done_runs runs with results, $failed failed"
+      retried=$(ls "$work"/runs/*/error_oom_1.txt 2>/dev/null | wc -l)
+      echo "$name: $done_runs runs with results, $failed failed, $retried retried after CUDA out of memory"
       [ "$failed" -gt 0 ] && cat "$work"/runs/*/error.txt | cut -c1-160 | sort | uniq -c
-      [ -f "$work/mqar_sweep.json" ] && cp "$work/mqar_sweep.json" "${OUT:?OUT is unset}/${name}_sweep.json"
-      [ -f "$work/mqar.json" ] && cp "$work/mqar.json" "$OUT/${name}.json"
+      python3 - "$work" <<'PY'
+import json, pathlib, sys
+rows = []
+for path in sorted(pathlib.Path(sys.argv[1]).glob("runs/*/progress.json")):
+    if (path.parent / "result.json").exists():
+        continue
+    try:
+        p = json.loads(path.read_text())
+    except ValueError:
+        continue  # being rewritten: the next collect reads it
+    acc = "-" if p.get("accuracy") is None else f"{p['accuracy']:.3f}"
+    rows.append(f"  {p['id']}: step {p['step']}/{p['total_steps']}, accuracy {acc}, {p['seconds']:.0f} s")
+print(f"  {len(rows)} unfinished (progress.json, no result)")
+for row in rows:
+    print(row)
+PY
+      if [ -f "$work/mqar_sweep.json" ]; then cp "$work/mqar_sweep.json" "${OUT:?OUT is unset}/${name}_sweep.json"; fi
+      if [ -f "$work/mqar.json" ]; then cp "$work/mqar.json" "$OUT/${name}.json"; fi
     done ;;
-  *) echo "usage: $0 start SPEC NAME SECONDS | collect NAME [NAME ...]" >&2; exit 2 ;;
+  mps-start)
+    mps=$(mps_control) || {
+      echo "nvidia-cuda-mps-control not found: MPS not started (the sweep runs without it)"; exit 0; }
+    mkdir -p "$MPS_PIPE" "$MPS_LOG"
+    if ! CUDA_MPS_PIPE_DIRECTORY="$MPS_PIPE" CUDA_MPS_LOG_DIRECTORY="$MPS_LOG" "$mps" -d; then
+      rm -rf "$MPS_PIPE"; echo "MPS not started: $mps -d failed (the sweep runs without it)"; exit 0
+    fi
+    # a client must be able to join before a sweep is sent to it (in a container it may not)
+    if ! CUDA_MPS_PIPE_DIRECTORY="$MPS_PIPE" CUDA_MPS_LOG_DIRECTORY="$MPS_LOG" timeout 120 python3 -c \
+        "import torch; torch.ones(1, device='cuda').add_(1); torch.cuda.synchronize()" > "$MPS_LOG/check.txt" 2>&1; then
+      echo quit | CUDA_MPS_PIPE_DIRECTORY="$MPS_PIPE" "$mps"; sleep 1; rm -rf "$MPS_PIPE"
+      echo "MPS not in use: a CUDA process could not join the daemon (see $MPS_LOG/check.txt, $MPS_LOG/control.log)"
+      exit 0
+    fi
+    echo "MPS daemon started; \`start\` passes it on. Other processes join it with:"
+    echo "  export CUDA_MPS_PIPE_DIRECTORY=$MPS_PIPE CUDA_MPS_LOG_DIRECTORY=$MPS_LOG" ;;
+  mps-stop)
+    mps=$(mps_control) || { echo "nvidia-cuda-mps-control not found: no MPS daemon to stop"; exit 0; }
+    if [ -d "$MPS_PIPE" ]; then
+      echo quit | CUDA_MPS_PIPE_DIRECTORY="$MPS_PIPE" "$mps"; sleep 1; rm -rf "$MPS_PIPE"; echo "MPS daemon stopped"
+    else
+      echo "no MPS daemon started by mps-start ($MPS_PIPE is absent)"
+    fi ;;
+  *) echo "usage: $0 start SPEC NAME SECONDS | collect NAME [NAME ...] | mps-start | mps-stop" >&2; exit 2 ;;
 esac

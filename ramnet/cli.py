@@ -201,14 +201,15 @@ def cmd_sweep(args) -> int:
             spec[key] = getattr(args, key)
     if spec["parallel"] < 1:
         raise ValueError(f"--parallel must be >= 1, got {spec['parallel']}")
-    report = sweep(spec, dry_run=args.dry_run, progress=not args.quiet)
+    report = sweep(spec, dry_run=args.dry_run, progress=not args.quiet, only=args.only)
+    left = f" ({report['left']} more pending, left out by --only)" if args.only is not None else ""
     if args.dry_run:
-        print(f"{report['runs']} runs, {report['done']} done, {len(report['pending'])} to run")
+        print(f"{report['runs']} runs, {report['done']} done, {len(report['pending'])} to run{left}")
         for run_id in report["pending"]:
             print(f"  {run_id}")
         return 0
-    print(f"{report['ran']} ran, {report['skipped']} skipped (results exist), {len(report['failed'])} failed; "
-          f"summary in {Path(spec['out']) / 'mqar.json'}")
+    print(f"{report['ran']} ran, {report['skipped']} skipped (results exist), {len(report['failed'])} failed"
+          f"{left}; summary in {Path(spec['out']) / 'mqar.json'}")
     for row in report["best"]:
         print(f"  {row['label']}: accuracy {row['accuracy']:.4f} at lr {row['lr']:g}, state {row['state_size']}")
     if report["failed"]:
@@ -336,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=None, help="runs at once (worker processes); default: the spec's")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the spec's, else cuda if present)")
     p.add_argument("--out", default=None, help="output directory (default: the spec's out)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and stop")
+    p.add_argument("--only", default=None, metavar="PATTERNS",
+                   help="comma-separated fnmatch patterns on run ids (e.g. 'ramnet-8k-*,*-lr0.001-*'): run "
+                        "only the pending runs that match, in the order of the patterns")
+    p.add_argument("--dry-run", action="store_true", help="list the runs still to do (in their order) and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 

@@ -18,19 +18,38 @@ spec changed) is run again. ``OUT/mqar_sweep.json`` holds every result (also tho
 longer lists) and alone is enough to continue on another machine: its results are written back into their run
 directories first. ``OUT/mqar.json`` holds one row per model at its best learning rate (mean accuracy over
 seeds), with the entry's ``tags`` (for ablations).
+
+The runs go lr by lr; ``--only PATTERNS`` (``sweep(..., only=...)``: comma-separated fnmatch patterns on run ids
+such as ``ramnet-8k-lr0.001-s0``) runs only the pending runs that match, in the order of the patterns (every
+match of the first, in grid order, then the second's...): the command line sets the priority of a limited
+session. A pattern that matches no run of the spec is an error; the summaries still cover the whole spec.
+
+A run that fails with CUDA out of memory (a neighbour run may hold the memory) goes back to the end of the
+queue once: its first attempt's ``error.txt`` (and ``log.txt``) become ``error_oom_1.txt`` (``log_oom_1.txt``),
+and in worker mode it starts again only while at most half of ``parallel`` (rounded up) runs are active.
+
+Every run rewrites ``progress.json`` (its history so far) in its directory after each evaluation. The
+``unfinished`` list of ``OUT/mqar_sweep.json`` holds those records for the runs without a result (in flight
+when the summary was written, cut off by a time budget, or failed: then with their ``error``). They are not
+results: they never enter ``runs``, ``mqar.json`` or the results restored on another machine.
 """
 from __future__ import annotations
 
+import fnmatch
+import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
-from .sweep_run import ERROR_FILE, LOG_FILE, RESULT_FILE, RUN_FILE, run as run_one, write_json_atomic
+from .sweep_run import (ERROR_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, RUN_FILE, run as run_one,
+                        write_json_atomic)
 from .sweep_spec import SpecError, check_spec, expand, load_spec  # noqa: F401 (the sweep's public names)
 
 ROW_KEYS = ("model", "state_size", "accuracy", "lr", "config", "short_conv", "steps", "seconds")
@@ -55,6 +74,62 @@ def pending(spec: dict, runs: list[dict]) -> list[dict]:
     return [r for r in runs if _result(spec, r) is None]
 
 
+def only_patterns(only) -> list[str]:
+    """``--only``'s patterns: a comma-separated string or a list of fnmatch patterns (blank ones dropped)."""
+    items = only.split(",") if isinstance(only, str) else list(only)
+    if not all(isinstance(p, str) for p in items) or not any(p.strip() for p in items):
+        raise SpecError(f"--only takes comma-separated fnmatch patterns on run ids, got {only!r}")
+    return [p.strip() for p in items if p.strip()]
+
+
+def select_runs(runs: list[dict], only) -> list[dict]:
+    """The runs matching ``only`` (see ``only_patterns``) in the order of the patterns: every run matching the
+    first pattern (in the order of ``runs``), then those matching the second, and so on; each run once. A
+    pattern that matches none of ``runs`` is a ``SpecError`` naming it."""
+    chosen = {}
+    for pattern in only_patterns(only):
+        matched = [r for r in runs if fnmatch.fnmatchcase(r["id"], pattern)]
+        if not matched:
+            example = f" (ids look like {runs[0]['id']})" if runs else ""
+            raise SpecError(f"--only: pattern {pattern!r} matches no run of the spec{example}")
+        chosen.update((r["id"], r) for r in matched if r["id"] not in chosen)
+    return list(chosen.values())
+
+
+def is_oom_text(text: str) -> bool:
+    """Whether a run's ``error.txt`` records a CUDA out-of-memory failure."""
+    return text.startswith("OutOfMemoryError") or "CUDA out of memory" in text
+
+
+def is_oom_error(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or is_oom_text(f"{type(error).__name__}: {error}")
+
+
+def retry_room(parallel: int) -> int:
+    """How many runs may be active, the retried one included, when a run retried after running out of
+    memory starts: half of ``parallel``, rounded up, at least 1."""
+    return max(1, (parallel + 1) // 2)
+
+
+def next_to_start(queue: list[tuple[dict, int]], active: list, parallel: int) -> int | None:
+    """The index in ``queue`` (``(run, attempt)`` pairs, attempt 2 for an out-of-memory retry) of the run to
+    start now, or None. Only the head of the queue starts (nothing overtakes, so the order is the priority): a
+    first attempt while fewer than ``parallel`` runs are active, a retry while fewer than ``retry_room``."""
+    if not queue or len(active) >= parallel:
+        return None
+    _, attempt = queue[0]
+    return 0 if attempt == 1 or len(active) < retry_room(parallel) else None
+
+
+def _retry_after_oom(spec: dict, run: dict) -> None:
+    """Keep the first attempt's record of a run that ran out of memory, and clear the way for the second."""
+    path = run_dir(spec, run)
+    for name, kept in ((ERROR_FILE, "error_oom_1.txt"), (LOG_FILE, "log_oom_1.txt")):
+        if (path / name).exists():
+            os.replace(path / name, path / kept)
+    (path / PROGRESS_FILE).unlink(missing_ok=True)
+
+
 def worker_env(parallel: int, environ=None, cpu_count=None) -> dict:
     """The environment of the worker processes: each gets ``cores // parallel`` (at least 1) intra-op threads
     through ``OMP_NUM_THREADS``, unless the caller set it. Left to torch's default, every worker starts a pool
@@ -66,9 +141,11 @@ def worker_env(parallel: int, environ=None, cpu_count=None) -> dict:
 
 
 def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -> list[str]:
-    """Run ``runs``: in this process when ``parallel`` is 1, else as that many worker processes at a time
-    (``python -m ramnet.sweep_run``; each run's output goes to its ``log.txt``). A failed run leaves a one-line
-    ``error.txt`` either way. ``on_done()`` is called after each run ends. Returns the ids that failed."""
+    """Run ``runs`` in their order: in this process when ``parallel`` is 1, else as that many worker processes at
+    a time (``python -m ramnet.sweep_run``; each run's output goes to its ``log.txt``). A failed run leaves a
+    one-line ``error.txt`` either way; one that ran out of CUDA memory is retried once at the end of the queue
+    (see ``next_to_start``). ``on_done()`` is called after each run ends (for good). Returns the ids that
+    failed. Interrupted (a time budget's SIGINT), the worker mode interrupts its workers and waits for them."""
     failed = []
     bar = tqdm(total=len(runs), disable=not progress, desc=f"sweep {spec['name']}", unit="run")
 
@@ -79,40 +156,93 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -
         if on_done is not None:
             on_done()
 
+    def retry(r: dict) -> None:
+        _retry_after_oom(spec, r)
+        queue.append((r, 2))
+        tqdm.write(f"sweep {spec['name']}: {r['id']} ran out of CUDA memory; retrying it once at the end of the "
+                   f"queue (first attempt: error_oom_1.txt)", file=sys.stderr)
+
     for r in runs:
-        run_dir(spec, r).mkdir(parents=True, exist_ok=True)
-        for stale in (RESULT_FILE, ERROR_FILE, LOG_FILE):  # a result of other arguments, an old failure
-            (run_dir(spec, r) / stale).unlink(missing_ok=True)
-        (run_dir(spec, r) / RUN_FILE).write_text(json.dumps(r, indent=2))
+        path = run_dir(spec, r)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in (RESULT_FILE, ERROR_FILE, LOG_FILE, PROGRESS_FILE):  # other arguments, an old failure
+            (path / stale).unlink(missing_ok=True)
+        for stale in [*path.glob("error_oom_*.txt"), *path.glob("log_oom_*.txt")]:
+            stale.unlink()
+        (path / RUN_FILE).write_text(json.dumps(r, indent=2))
+    queue = [(r, 1) for r in runs]
     if spec["parallel"] == 1:
-        for r in runs:
+        while queue:
+            r, attempt = queue.pop(0)
             try:
-                write_json_atomic(run_dir(spec, r) / RESULT_FILE, run_one(r))
+                result = run_one(r, out_dir=run_dir(spec, r))
             except Exception as error:  # noqa: BLE001 - one failed run must not stop the sweep; recorded
                 (run_dir(spec, r) / ERROR_FILE).write_text(f"{type(error).__name__}: {error}\n")
-                finished(r["id"], False)
+                result, oom = None, is_oom_error(error)
             else:
+                write_json_atomic(run_dir(spec, r) / RESULT_FILE, result)
+            if result is not None:
                 finished(r["id"], True)
+                continue
+            if oom:  # out of the except block: its traceback no longer holds the run's tensors
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            if oom and attempt == 1:
+                retry(r)
+            else:
+                finished(r["id"], False)
         bar.close()
         return failed
-    queue, active = list(runs), []
+    active = []
     env = worker_env(spec["parallel"])
-    while queue or active:
-        while queue and len(active) < spec["parallel"]:
-            r = queue.pop(0)
-            log = open(run_dir(spec, r) / LOG_FILE, "w")
-            proc = subprocess.Popen([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))],
-                                    stdout=log, stderr=subprocess.STDOUT, env=env)
-            active.append((r, proc, log))
-        time.sleep(0.2)
-        for item in list(active):
-            r, proc, log = item
-            if proc.poll() is not None:
-                log.close()
-                active.remove(item)
-                finished(r["id"], proc.returncode == 0)
-    bar.close()
+    try:
+        while queue or active:
+            while (index := next_to_start(queue, active, spec["parallel"])) is not None:
+                r, attempt = queue.pop(index)
+                log = open(run_dir(spec, r) / LOG_FILE, "w")
+                proc = subprocess.Popen([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))],
+                                        stdout=log, stderr=subprocess.STDOUT, env=env)
+                active.append((r, attempt, proc, log))
+            time.sleep(0.2)
+            for item in list(active):
+                r, attempt, proc, log = item
+                if proc.poll() is not None:
+                    log.close()
+                    active.remove(item)
+                    if proc.returncode != 0 and attempt == 1 and _error_is_oom(spec, r):
+                        retry(r)
+                    else:
+                        finished(r["id"], proc.returncode == 0)
+    except KeyboardInterrupt:
+        _stop_workers([(proc, log) for _, _, proc, log in active])
+        raise
+    finally:
+        bar.close()
     return failed
+
+
+def _error_is_oom(spec: dict, run: dict) -> bool:
+    try:
+        return is_oom_text((run_dir(spec, run) / ERROR_FILE).read_text())
+    except OSError:
+        return False
+
+
+def _stop_workers(workers: list, grace: float = 10.0) -> None:
+    """Interrupt the workers still running (SIGINT, as a time budget does), then kill those left after
+    ``grace`` seconds: none outlives the sweep to hold the GPU."""
+    for proc, _ in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for proc, log in workers:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def summarize(spec: dict, runs: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -138,7 +268,8 @@ def summarize(spec: dict, runs: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def saved_results(spec: dict) -> dict[str, dict]:
-    """The results held by ``OUT/mqar_sweep.json``, by run id (empty when there is none)."""
+    """The results held by ``OUT/mqar_sweep.json``, by run id (empty when there is none). Only its ``runs``:
+    the ``unfinished`` progress records are not results."""
     summary = Path(spec["out"]) / SUMMARY
     if not summary.is_file():
         return {}
@@ -149,15 +280,55 @@ def saved_results(spec: dict) -> dict[str, dict]:
     return saved
 
 
+def _progress(spec: dict, run: dict) -> dict | None:
+    """This run's ``progress.json`` (of its own arguments), with its ``error`` when it failed, or None."""
+    path = run_dir(spec, run)
+    try:
+        record = json.loads((path / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("fingerprint") != run["fingerprint"]:
+        return None
+    try:
+        record["error"] = (path / ERROR_FILE).read_text().strip().splitlines()[0]
+    except (OSError, IndexError):
+        pass
+    return record
+
+
+def unfinished(spec: dict, runs: list[dict]) -> list[dict]:
+    """The progress records of the runs of ``runs`` without a result: in flight, cut off or failed. A run with
+    no ``progress.json`` here keeps the record ``OUT/mqar_sweep.json`` holds for it (from another machine)."""
+    saved = {}
+    summary = Path(spec["out"]) / SUMMARY
+    if summary.is_file():
+        try:
+            listed = json.loads(summary.read_text()).get("unfinished", [])
+            saved = {r["id"]: r for r in listed if isinstance(r, dict) and "id" in r}
+        except (ValueError, AttributeError, TypeError):
+            saved = {}
+    records = []
+    for r in runs:
+        if _result(spec, r) is not None:
+            continue
+        record = _progress(spec, r)
+        if record is None and saved.get(r["id"], {}).get("fingerprint") == r["fingerprint"]:
+            record = saved[r["id"]]
+        if record is not None:
+            records.append(record)
+    return records
+
+
 def write_summaries(spec: dict, runs: list[dict]) -> list[dict]:
-    """``OUT/mqar_sweep.json`` (every result so far) and ``OUT/mqar.json`` (best lr per model); returns the rows.
-    Results already in the file whose runs are not in this grid (a wider spec before) are kept."""
+    """``OUT/mqar_sweep.json`` (every result so far, and the ``unfinished`` runs' progress) and ``OUT/mqar.json``
+    (best lr per model); returns the rows. Results already in the file whose runs are not in this grid (a wider
+    spec before) are kept."""
     results, best = summarize(spec, runs)
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
     ids = {r["id"] for r in runs}
     kept = [r for run_id, r in saved_results(spec).items() if run_id not in ids]
-    write_json_atomic(out / SUMMARY, {"spec": spec, "runs": results + kept})
+    write_json_atomic(out / SUMMARY, {"spec": spec, "runs": results + kept, "unfinished": unfinished(spec, runs)})
     write_json_atomic(out / BEST, best)
     return best
 
@@ -176,17 +347,29 @@ def restore_results(spec: dict, runs: list[dict]) -> int:
     return restored
 
 
-def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True) -> dict:
-    """Run what is missing of ``spec`` and write the summaries. Returns counts and the summary rows."""
+def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True, only=None) -> dict:
+    """Run what is missing of ``spec`` and write the summaries. Returns counts and the summary rows. ``only``
+    (comma-separated fnmatch patterns on run ids, or a list of them) runs only the pending runs that match, in
+    the order of the patterns (``select_runs``); ``left`` counts the pending runs it leaves out."""
     runs = expand(spec)
+    chosen = runs if only is None else select_runs(runs, only)  # a pattern matching nothing: before any work
     if dry_run:
         saved = saved_results(spec)
         todo = [r for r in pending(spec, runs) if saved.get(r["id"], {}).get("fingerprint") != r["fingerprint"]]
-        return {"runs": len(runs), "pending": [r["id"] for r in todo], "done": len(runs) - len(todo)}
+        ids = {r["id"] for r in todo}
+        selected = [r for r in chosen if r["id"] in ids]
+        return {"runs": len(runs), "pending": [r["id"] for r in selected], "done": len(runs) - len(todo),
+                "left": len(todo) - len(selected)}
     restore_results(spec, runs)
-    todo = pending(spec, runs)
-    # the summaries are rewritten after every run: a sweep stopped by a time limit keeps what finished
-    failed = execute(spec, todo, progress, on_done=lambda: write_summaries(spec, runs)) if todo else []
+    ids = {r["id"] for r in pending(spec, runs)}
+    todo = [r for r in chosen if r["id"] in ids]
+    # the summaries are rewritten after every run: a sweep stopped by a time limit keeps what finished, and on
+    # the interrupt itself, with how far the runs in flight got (``unfinished``)
+    try:
+        failed = execute(spec, todo, progress, on_done=lambda: write_summaries(spec, runs)) if todo else []
+    except KeyboardInterrupt:
+        write_summaries(spec, runs)
+        raise
     best = write_summaries(spec, runs)
-    return {"runs": len(runs), "ran": len(todo) - len(failed), "skipped": len(runs) - len(todo),
-            "failed": failed, "best": best}
+    return {"runs": len(runs), "ran": len(todo) - len(failed), "skipped": len(runs) - len(ids),
+            "left": len(ids) - len(todo), "failed": failed, "best": best}

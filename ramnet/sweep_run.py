@@ -1,6 +1,8 @@
 """One run of an MQAR sweep: a model (RAM-Net or a baseline) trained on the protocol's settings
 (``ramnet.data.mqar_protocol``) and scored on each. ``python -m ramnet.sweep_run RUN_DIR`` runs the
-``run.json`` in ``RUN_DIR`` and writes ``result.json`` there (atomically: a result file is always whole)."""
+``run.json`` in ``RUN_DIR`` and writes ``result.json`` there (atomically: a result file is always whole). After
+every evaluation it rewrites ``progress.json`` there (the history so far): a run cut off by a time budget leaves
+its curve up to its last evaluation."""
 from __future__ import annotations
 
 import json
@@ -20,6 +22,10 @@ from .precision import autocast, grad_scaler, resolve_device
 from .train import TrainArgs, evaluate, labelled_logits, make_optimizer, optimizer_step
 
 RUN_FILE, RESULT_FILE, ERROR_FILE, LOG_FILE = "run.json", "result.json", "error.txt", "log.txt"
+PROGRESS_FILE = "progress.json"
+# TEST HOOK, for the sweep's tests only: a comma-separated list of run ids that raise a simulated CUDA
+# out-of-memory error on their first attempt (while their run directory holds no error_oom_1.txt yet).
+TEST_OOM_ENV = "RAMNET_SWEEP_TEST_OOM"
 
 
 def evaluate_protocol(model, data: ProtocolData, precision: str) -> dict[str, float]:
@@ -28,8 +34,25 @@ def evaluate_protocol(model, data: ProtocolData, precision: str) -> dict[str, fl
                                                                                            data.eval)}
 
 
-def run(run: dict, progress: bool = False) -> dict:
-    """Train and score one sweep run (``run``: an entry of ``ramnet.sweep.expand``). Returns the result dict."""
+def _test_hook_oom(run: dict, out_dir: Path | None) -> None:
+    """TEST HOOK (``RAMNET_SWEEP_TEST_OOM``): simulate a CUDA out-of-memory failure on a run's first attempt."""
+    ids = os.environ.get(TEST_OOM_ENV, "")
+    if out_dir is not None and run["id"] in ids.split(",") and not (Path(out_dir) / "error_oom_1.txt").exists():
+        raise torch.OutOfMemoryError(f"CUDA out of memory (simulated by the test hook {TEST_OOM_ENV})")
+
+
+def progress_record(run: dict, state_size: int, history: list[dict]) -> dict:
+    """What ``progress.json`` holds: the run's identity and its history so far (not a result)."""
+    last = history[-1] if history else {}
+    return {"id": run["id"], "fingerprint": run["fingerprint"], "label": run["label"], "model": run["spec"]["model"],
+            "lr": run["lr"], "seed": run["seed"], "state_size": state_size, "step": last.get("step", 0),
+            "total_steps": run["steps"], "accuracy": last.get("accuracy"), "seconds": last.get("seconds", 0.0),
+            "history": history}
+
+
+def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
+    """Train and score one sweep run (``run``: an entry of ``ramnet.sweep.expand``). Returns the result dict.
+    With ``out_dir`` (its run directory), ``progress.json`` there is rewritten after every evaluation."""
     args = TrainArgs(steps=run["steps"], batch_size=run["batch_size"], lr=run["lr"], seed=run["seed"],
                      warmup_steps=run["warmup_steps"], min_lr_ratio=run["min_lr_ratio"],
                      weight_decay=run["weight_decay"], grad_clip=run["grad_clip"], num_train=run["num_train"],
@@ -41,6 +64,7 @@ def run(run: dict, progress: bool = False) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(args.seed)
         model, state_size, config = build_model(run["spec"], run["vocab_size"], max_len)
+    _test_hook_oom(run, out_dir)
     model.to(device).train()
     data = ProtocolData.make(settings, args.num_train, args.num_eval, args.seed).to(device)
     opt, schedule = make_optimizer(model, args)
@@ -68,6 +92,8 @@ def run(run: dict, progress: bool = False) -> dict:
                 history.append({"step": step + 1, "loss": loss_value, "accuracy": mean, "accuracies": accuracies,
                                 "seconds": time.perf_counter() - start})
                 bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{mean:.3f}")
+                if out_dir is not None:
+                    write_json_atomic(Path(out_dir) / PROGRESS_FILE, progress_record(run, state_size, history))
                 if not math.isfinite(loss_value):
                     break  # diverged: recorded with accuracy 0, the sweep moves on
     last = history[-1]
@@ -95,7 +121,7 @@ def main(argv=None) -> int:
     run_dir = Path(argv[0])
     spec = json.loads((run_dir / RUN_FILE).read_text())
     try:
-        result = run(spec, progress=False)
+        result = run(spec, progress=False, out_dir=run_dir)
     except Exception as error:  # the same one-line record as an in-process run's (the traceback is in the log)
         (run_dir / ERROR_FILE).write_text(f"{type(error).__name__}: {error}\n")
         raise
