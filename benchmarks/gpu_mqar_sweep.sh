@@ -9,6 +9,7 @@
 # fla baselines need fla's wheels installed first (see docs/RESULTS.md). SWEEP_PARALLEL=N overrides the spec's
 # `parallel` (runs at once), e.g. to share the card between two sweeps. SWEEP_ONLY=PATTERNS runs only the pending
 # runs whose ids match (comma-separated fnmatch patterns, in their order: `ramnet sweep --only`).
+# SWEEP_STOP_STARTING_AFTER=S starts no run after S seconds (set it to the budget less one run's time).
 set -u
 spec=${1:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
 name=${2:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
@@ -23,7 +24,8 @@ if [ -f "benchmarks/results/${name}_sweep.json" ] && [ ! -f "$work/mqar_sweep.js
 fi
 export PYTHONUNBUFFERED=1
 timeout --signal=INT --kill-after=30 "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet \
-  ${SWEEP_PARALLEL:+--parallel "$SWEEP_PARALLEL"} ${SWEEP_ONLY:+--only "$SWEEP_ONLY"}
+  ${SWEEP_PARALLEL:+--parallel "$SWEEP_PARALLEL"} ${SWEEP_ONLY:+--only "$SWEEP_ONLY"} \
+  ${SWEEP_STOP_STARTING_AFTER:+--stop-starting-after "$SWEEP_STOP_STARTING_AFTER"}
 status=$?
 [ -f "$work/mqar_sweep.json" ] && cp "$work/mqar_sweep.json" "$dest/${name}_sweep.json"
 [ -f "$work/mqar.json" ] && cp "$work/mqar.json" "$dest/${name}.json"

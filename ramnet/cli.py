@@ -201,15 +201,17 @@ def cmd_sweep(args) -> int:
             spec[key] = getattr(args, key)
     if spec["parallel"] < 1:
         raise ValueError(f"--parallel must be >= 1, got {spec['parallel']}")
-    report = sweep(spec, dry_run=args.dry_run, progress=not args.quiet, only=args.only)
+    report = sweep(spec, dry_run=args.dry_run, progress=not args.quiet, only=args.only,
+                   stop_starting_after=args.stop_starting_after)
     left = f" ({report['left']} more pending, left out by --only)" if args.only is not None else ""
     if args.dry_run:
         print(f"{report['runs']} runs, {report['done']} done, {len(report['pending'])} to run{left}")
         for run_id in report["pending"]:
             print(f"  {run_id}")
         return 0
+    late = f", {report['not_started']} not started (--stop-starting-after)" if report["not_started"] else ""
     print(f"{report['ran']} ran, {report['skipped']} skipped (results exist), {len(report['failed'])} failed"
-          f"{left}; summary in {Path(spec['out']) / 'mqar.json'}")
+          f"{late}{left}; summary in {Path(spec['out']) / 'mqar.json'}")
     for row in report["best"]:
         print(f"  {row['label']}: accuracy {row['accuracy']:.4f} at lr {row['lr']:g}, state {row['state_size']}")
     if report["failed"]:
@@ -340,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, metavar="PATTERNS",
                    help="comma-separated fnmatch patterns on run ids (e.g. 'ramnet-8k-*,*-lr0.001-*'): run "
                         "only the pending runs that match, in the order of the patterns")
+    p.add_argument("--stop-starting-after", type=float, default=None, metavar="SECONDS",
+                   help="start no run later than this after the sweep starts (runs in flight finish): a time "
+                        "budget then cuts no run that could not have finished")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do (in their order) and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)

@@ -23,6 +23,9 @@ The runs go lr by lr; ``--only PATTERNS`` (``sweep(..., only=...)``: comma-separ
 such as ``ramnet-8k-lr0.001-s0``) runs only the pending runs that match, in the order of the patterns (every
 match of the first, in grid order, then the second's...): the command line sets the priority of a limited
 session. A pattern that matches no run of the spec is an error; the summaries still cover the whole spec.
+``--stop-starting-after SECONDS`` starts no run after that time, so a time budget cuts no run that could not
+have finished in it (the runs not started stay pending). An entry with ``save_model: true`` (RAM-Net) keeps
+its trained model in ``runs/<id>/model`` (for ``ramnet plot --slots``).
 
 A run that fails with CUDA out of memory (a neighbour run may hold the memory) goes back to the end of the
 queue once: its first attempt's ``error.txt`` (and ``log.txt``) become ``error_oom_1.txt`` (``log_oom_1.txt``),
@@ -140,12 +143,14 @@ def worker_env(parallel: int, environ=None, cpu_count=None) -> dict:
     return env
 
 
-def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -> list[str]:
+def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None, start_until=None) -> list[str]:
     """Run ``runs`` in their order: in this process when ``parallel`` is 1, else as that many worker processes at
     a time (``python -m ramnet.sweep_run``; each run's output goes to its ``log.txt``). A failed run leaves a
     one-line ``error.txt`` either way; one that ran out of CUDA memory is retried once at the end of the queue
     (see ``next_to_start``). ``on_done()`` is called after each run ends (for good). Returns the ids that
-    failed. Interrupted (a time budget's SIGINT), the worker mode interrupts its workers and waits for them."""
+    failed. Interrupted (a time budget's SIGINT), the worker mode interrupts its workers and waits for them.
+    ``start_until`` (a ``time.monotonic()`` value) stops starting runs after it; those left stay pending."""
+    may_start = lambda: start_until is None or time.monotonic() < start_until
     failed = []
     bar = tqdm(total=len(runs), disable=not progress, desc=f"sweep {spec['name']}", unit="run")
 
@@ -172,7 +177,7 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -
         (path / RUN_FILE).write_text(json.dumps(r, indent=2))
     queue = [(r, 1) for r in runs]
     if spec["parallel"] == 1:
-        while queue:
+        while queue and may_start():
             r, attempt = queue.pop(0)
             try:
                 result = run_one(r, out_dir=run_dir(spec, r))
@@ -197,8 +202,8 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None) -
     active = []
     env = worker_env(spec["parallel"])
     try:
-        while queue or active:
-            while (index := next_to_start(queue, active, spec["parallel"])) is not None:
+        while active or (queue and may_start()):
+            while may_start() and (index := next_to_start(queue, active, spec["parallel"])) is not None:
                 r, attempt = queue.pop(index)
                 log = open(run_dir(spec, r) / LOG_FILE, "w")
                 proc = subprocess.Popen([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))],
@@ -347,10 +352,16 @@ def restore_results(spec: dict, runs: list[dict]) -> int:
     return restored
 
 
-def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True, only=None) -> dict:
+def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True, only=None,
+          stop_starting_after: float | None = None) -> dict:
     """Run what is missing of ``spec`` and write the summaries. Returns counts and the summary rows. ``only``
     (comma-separated fnmatch patterns on run ids, or a list of them) runs only the pending runs that match, in
-    the order of the patterns (``select_runs``); ``left`` counts the pending runs it leaves out."""
+    the order of the patterns (``select_runs``); ``left`` counts the pending runs it leaves out.
+    ``stop_starting_after`` (seconds): no run starts later than that after the call, so that a time budget
+    does not cut runs that cannot finish in it; those not started stay pending (``not_started``)."""
+    if stop_starting_after is not None and not stop_starting_after >= 0:
+        raise ValueError(f"--stop-starting-after must be >= 0 seconds, got {stop_starting_after}")
+    start_until = None if stop_starting_after is None else time.monotonic() + stop_starting_after
     runs = expand(spec)
     chosen = runs if only is None else select_runs(runs, only)  # a pattern matching nothing: before any work
     if dry_run:
@@ -366,10 +377,12 @@ def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True, only=None
     # the summaries are rewritten after every run: a sweep stopped by a time limit keeps what finished, and on
     # the interrupt itself, with how far the runs in flight got (``unfinished``)
     try:
-        failed = execute(spec, todo, progress, on_done=lambda: write_summaries(spec, runs)) if todo else []
+        failed = execute(spec, todo, progress, on_done=lambda: write_summaries(spec, runs),
+                         start_until=start_until) if todo else []
     except KeyboardInterrupt:
         write_summaries(spec, runs)
         raise
     best = write_summaries(spec, runs)
-    return {"runs": len(runs), "ran": len(todo) - len(failed), "skipped": len(runs) - len(ids),
-            "left": len(ids) - len(todo), "failed": failed, "best": best}
+    not_started = sum(1 for r in todo if r["id"] not in failed and _result(spec, r) is None)
+    return {"runs": len(runs), "ran": len(todo) - len(failed) - not_started, "skipped": len(runs) - len(ids),
+            "left": len(ids) - len(todo), "not_started": not_started, "failed": failed, "best": best}

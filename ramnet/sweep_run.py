@@ -17,12 +17,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .baselines import build_model
+from .checkpoint import save_model_atomic
 from .data.mqar_protocol import ProtocolData, protocol_settings, setting_name, setting_schedule
 from .precision import autocast, grad_scaler, resolve_device
 from .train import TrainArgs, evaluate, labelled_logits, make_optimizer, optimizer_step
 
 RUN_FILE, RESULT_FILE, ERROR_FILE, LOG_FILE = "run.json", "result.json", "error.txt", "log.txt"
 PROGRESS_FILE = "progress.json"
+MODEL_DIR = "model"  # the trained model of an entry with save_model: true
 # TEST HOOK, for the sweep's tests only: a comma-separated list of run ids that raise a simulated CUDA
 # out-of-memory error on their first attempt (while their run directory holds no error_oom_1.txt yet).
 TEST_OOM_ENV = "RAMNET_SWEEP_TEST_OOM"
@@ -96,6 +98,8 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
                     write_json_atomic(Path(out_dir) / PROGRESS_FILE, progress_record(run, state_size, history))
                 if not math.isfinite(loss_value):
                     break  # diverged: recorded with accuracy 0, the sweep moves on
+    if run.get("save_model") and out_dir is not None:
+        save_model_atomic(model, Path(out_dir) / MODEL_DIR)
     last = history[-1]
     spec = run["spec"]
     return {"id": run["id"], "fingerprint": run["fingerprint"], "label": run["label"], "model": spec["model"],

@@ -21,7 +21,9 @@ DEFAULTS = {"name": "mqar", "out": None, "steps": 4000, "batch_size": 128, "lrs"
             "num_train": 20_000, "num_eval": 1000, "eval_every": 500, "settings": [list(s) for s in PROTOCOL_SETTINGS],
             "vocab_size": PROTOCOL_VOCAB, "precision": "bf16", "device": None, "parallel": 1, "models": None}
 # the keys a model entry may have, by kind
-ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides"},
+# save_model (RAM-Net only): keep the trained model in the run directory (``model/``, safetensors), e.g. for
+# ``ramnet plot --slots``; it does not change what a run computes, so it is not part of the fingerprint
+ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides", "save_model"},
               "baseline": {"label", "model", "tags", "d_model", "n_layers", "n_heads", "d_ff", "layer"}}
 # TrainArgs' names for the spec's keys, to name the spec key in its errors
 TRAIN_KEYS = {"steps": "steps", "batch_size": "batch_size", "warmup_steps": "warmup_steps",
@@ -121,6 +123,8 @@ def _check_models(spec: dict) -> None:
         if set(entry) - known:
             raise SpecError(f"model {label}: unknown key(s) {sorted(set(entry) - known)} for a {entry['model']} "
                             f"entry; known: {sorted(known)}")
+        if not isinstance(entry.get("save_model", False), bool):
+            raise SpecError(f"model {label}: save_model must be true or false, got {entry['save_model']!r}")
         tags = entry.get("tags", {})
         if not isinstance(tags, dict) or not all(isinstance(k, str) for k in tags):
             raise SpecError(f"model {label}: tags must be a mapping of names to values, got {tags!r}")
@@ -142,7 +146,7 @@ def _check_models(spec: dict) -> None:
 
 
 def model_spec(entry: dict) -> dict:
-    return {k: v for k, v in entry.items() if k not in ("label", "tags")}
+    return {k: v for k, v in entry.items() if k not in ("label", "tags", "save_model")}
 
 
 # Raised when the harness changes what a run computes, so that results recorded before are run again. 2: the
@@ -153,7 +157,7 @@ HARNESS_VERSION = 2
 def fingerprint(run: dict) -> str:
     """A hash of everything that decides a run's result (not its id, device or worker count), and of
     ``HARNESS_VERSION``."""
-    decisive = {k: v for k, v in run.items() if k not in ("id", "label", "device", "fingerprint")}
+    decisive = {k: v for k, v in run.items() if k not in ("id", "label", "device", "fingerprint", "save_model")}
     decisive["harness"] = HARNESS_VERSION
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -170,7 +174,8 @@ def expand(spec: dict) -> list[dict]:
         for seed in spec["seeds"]:
             for entry in spec["models"]:
                 run = {**common, "id": f"{entry['label']}-lr{float(lr)!r}-s{seed}", "label": entry["label"],
-                       "spec": model_spec(entry), "lr": float(lr), "seed": seed}
+                       "spec": model_spec(entry), "lr": float(lr), "seed": seed,
+                       "save_model": entry.get("save_model", False)}
                 runs.append({**run, "fingerprint": fingerprint(run)})
     return runs
 

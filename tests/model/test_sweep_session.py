@@ -209,3 +209,42 @@ def test_interrupted_workers_are_stopped(tmp_path):
     _stop_workers([(proc, log)], grace=5.0)
     assert proc.returncode is not None and time.monotonic() - start < 5.0 and log.closed
     assert "KeyboardInterrupt" in (tmp_path / "log.txt").read_text()
+
+
+# --stop-starting-after and save_model
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_no_run_starts_after_the_deadline_and_those_left_stay_pending(tmp_path, capsys, parallel):
+    spec = _spec_file(tmp_path, parallel=parallel)
+    assert main(["sweep", str(spec), "--quiet", "--stop-starting-after", "0"]) == 0
+    assert "0 ran, 0 skipped (results exist), 0 failed, 4 not started (--stop-starting-after)" in \
+        capsys.readouterr().out
+    assert not list((tmp_path / "out").glob("runs/*/result.json"))
+    assert main(["sweep", str(spec), "--quiet", "--stop-starting-after", "600", "--only", "attn-lr0.001-*"]) == 0
+    assert "1 ran" in capsys.readouterr().out
+    assert main(["sweep", str(spec), "--dry-run"]) == 0
+    assert "4 runs, 1 done, 3 to run" in capsys.readouterr().out
+
+
+def test_a_negative_deadline_is_one_line(tmp_path, capsys):
+    assert main(["sweep", str(_spec_file(tmp_path)), "--stop-starting-after", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--stop-starting-after must be >= 0" in err and err.count("\n") == 1
+
+
+def test_save_model_keeps_a_loadable_model_and_is_not_part_of_the_fingerprint(tmp_path):
+    from ramnet.checkpoint import load_checkpoint
+
+    ram = {"label": "ram", "model": "ramnet", "preset": "tiny", "overrides": {"vocab_size": 64}}
+    plain = expand(_spec(tmp_path, models=[ram], lrs=[1e-3]))[0]
+    spec = _spec(tmp_path, models=[{**ram, "save_model": True}], lrs=[1e-3])
+    saving = expand(spec)[0]
+    assert saving["fingerprint"] == plain["fingerprint"] and saving["save_model"] and not plain["save_model"]
+    sweep(spec, progress=False)
+    model = load_checkpoint(tmp_path / "out" / "runs" / saving["id"] / "model")
+    assert model.config.vocab_size == 64
+    for entry, match in (({**ATTN, "save_model": True}, "unknown key"), ({**ram, "save_model": "yes"},
+                                                                          "save_model must be true or false")):
+        with pytest.raises(SpecError, match=match):
+            _spec(tmp_path, models=[entry])
