@@ -161,7 +161,8 @@ def cmd_plot(args) -> int:
 
     chosen = [name for name in ("run", "mqar", "ablations", "slots") if getattr(args, name) is not None]
     if len(chosen) != 1:
-        raise ValueError("give one of: a run directory, --mqar SUMMARY, --ablations SUMMARY or --slots CHECKPOINT")
+        raise ValueError("give one of: a run directory, --mqar SUMMARY [SUMMARY ...], --ablations SUMMARY or "
+                         "--slots CHECKPOINT")
     if args.run is None and args.out is None:
         raise ValueError(f"--{chosen[0]} needs --out (the PNG to write, e.g. docs/img/{chosen[0]}.png)")
     if args.mqar is not None:
@@ -352,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", parents=[common], help="plot a run's curves, a sweep, the U ablation or slot traces "
                                                       "(needs [plot])")
     p.add_argument("run", nargs="?", default=None, help="run directory with metrics.json (loss and accuracy curves)")
-    p.add_argument("--mqar", default=None, help="a sweep's mqar.json: accuracy against state size, paper overlaid")
+    p.add_argument("--mqar", default=None, nargs="+", metavar="SUMMARY",
+                   help="one or more sweeps' mqar.json: accuracy against state size, paper overlaid")
     p.add_argument("--ablations", default=None, help="an ablation sweep's summary: accuracy against U per M")
     p.add_argument("--slots", default=None, help="a checkpoint: top-1 write/read slots over time (CAPE vs content)")
     p.add_argument("--seq-len", type=int, default=256, help="--slots: MQAR sequence length (default 256)")

@@ -72,15 +72,38 @@ def _rows(path, what: str) -> list[dict]:
     return rows
 
 
-def plot_state_sweep(summary_path, out, paper_points=PAPER_POINTS) -> Path:
-    """7-setting mean accuracy against state size, one line per model family, the paper's points overlaid."""
-    rows = [r for r in _rows(summary_path, "sweep summary") if r["model"] != "attention"]
-    attention = [r for r in _rows(summary_path, "sweep summary") if r["model"] == "attention"]
+SERIES_NAMES = {"deltanet": "DeltaNet (fla)", "gated_deltanet": "Gated DeltaNet (fla)", "gla": "GLA (fla)"}
+
+
+def series_name(row: dict) -> str:
+    """The line a summary row belongs to: RAM-Net with and without the short conv apart, else the model."""
+    if row["model"] == "ramnet":
+        return "RAM-Net, short conv" if row.get("short_conv") else "RAM-Net, paper architecture (no conv)"
+    return SERIES_NAMES.get(row["model"], row["model"])
+
+
+def state_series(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """``{series: [(state size, best accuracy at it), ...] in state order}`` over ``rows`` (attention included
+    as its own series if given)."""
+    series: dict[str, dict] = {}
+    for r in rows:
+        best = series.setdefault(series_name(r), {})
+        best[r["state_size"]] = max(best.get(r["state_size"], 0.0), r["accuracy"])
+    return {name: sorted(best.items()) for name, best in series.items()}
+
+
+def plot_state_sweep(summary_paths, out, paper_points=PAPER_POINTS) -> Path:
+    """7-setting mean accuracy against state size, one line per series (``series_name``), the paper's points
+    overlaid. ``summary_paths``: one ``mqar.json`` or several (e.g. with ``mqar_paper_arch.json``); where a series
+    has several variants at one state size, the line takes the best of them (as the rows take the best lr)."""
+    paths = [summary_paths] if isinstance(summary_paths, (str, Path)) else list(summary_paths)
+    all_rows = [r for path in paths for r in _rows(path, "sweep summary")]
+    rows = [r for r in all_rows if r["model"] != "attention"]
+    attention = [r for r in all_rows if r["model"] == "attention"]
     fig = _figure(6.5, 4.2)
     ax = fig.subplots()
-    for model in dict.fromkeys(r["model"] for r in rows):
-        points = sorted((r["state_size"], r["accuracy"]) for r in rows if r["model"] == model)
-        ax.plot(*zip(*points), marker="o", label=model)
+    for name, points in state_series(rows).items():
+        ax.plot(*zip(*points), marker="o", label=name)
     if paper_points:
         ax.scatter(*zip(*paper_points), marker="*", s=140, color="black", label="RAM-Net (paper)", zorder=3)
     for r in attention:  # attention does not span state sizes: its best accuracy is the ceiling

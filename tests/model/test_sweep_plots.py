@@ -83,3 +83,20 @@ def test_plot_errors_are_one_line(tmp_path, capsys, argv, match):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
+
+
+def test_state_series_split_ramnet_by_conv_and_take_the_best_variant_per_state(tmp_path):
+    from ramnet.plots import state_series
+
+    rows = [{"model": "ramnet", "short_conv": True, "state_size": 8192, "accuracy": 0.6},
+            {"model": "ramnet", "short_conv": True, "state_size": 8192, "accuracy": 0.7},   # a better variant
+            {"model": "ramnet", "short_conv": True, "state_size": 4096, "accuracy": 0.5},
+            {"model": "ramnet", "short_conv": False, "state_size": 16640, "accuracy": 0.8},
+            {"model": "gla", "state_size": 2048, "accuracy": 0.1}]
+    assert state_series(rows) == {"RAM-Net, short conv": [(4096, 0.5), (8192, 0.7)],
+                                  "RAM-Net, paper architecture (no conv)": [(16640, 0.8)],
+                                  "GLA (fla)": [(2048, 0.1)]}
+    second = tmp_path / "paper_arch.json"
+    second.write_text(json.dumps(rows[3:4]))
+    assert main(["plot", "--mqar", str(_summary(tmp_path)), str(second), "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 5000
