@@ -23,14 +23,15 @@ DCP_DIR = "dcp"
 
 @dataclass
 class Processes:
-    """This process's place in the run: ``rank`` of ``world_size``, its ``device``, and whether the run created
-    the process group (and so destroys it)."""
+    """This process's place in the run: ``rank`` of ``world_size``, its ``device``, whether it runs in a process
+    group (under torchrun, also with one process) and whether the run created that group (and so destroys it)."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
     owns_group: bool = False
+    in_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -38,7 +39,8 @@ class Processes:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """In a process group: FSDP2 or DDP wraps the model, and the processes all-reduce."""
+        return self.in_group
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` (a float64 or int64 tensor on any device) summed over the processes, as a CPU tensor."""
@@ -53,6 +55,11 @@ class Processes:
             dist.barrier()
 
 
+def under_torchrun() -> bool:
+    """Started by torchrun (its elastic agent sets ``TORCHELASTIC_RUN_ID``), with any number of processes."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
 def launched_world() -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` from torchrun's environment; ``(0, 1, 0)`` without it."""
     return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
@@ -62,24 +69,27 @@ def launched_world() -> tuple[int, int, int]:
 @contextlib.contextmanager
 def processes(device: str | None):
     """Join the process group that torchrun describes (created here when none exists), on ``device`` (for CUDA,
-    ``cuda:LOCAL_RANK``), and yield this process's :class:`Processes`. One process needs no group. On the way out,
+    ``cuda:LOCAL_RANK``), and yield this process's :class:`Processes`. A process of its own (no torchrun) needs no
+    group; under torchrun even one process joins one (``--nproc-per-node 1`` runs the NCCL / gloo, FSDP2 / DDP
+    code path of a multi-GPU run). On the way out,
     whatever happened (a check below raising included), a group created here is destroyed and the current CUDA
     device is the caller's again."""
     rank, world, local = launched_world()
+    grouped = world > 1 or under_torchrun()
     dev = resolve_device(device)
     previous_cuda = None
     owns = False
     try:
-        if dev.type == "cuda" and world > 1:
+        if dev.type == "cuda" and grouped:
             dev = resolve_device(f"cuda:{local}")
             previous_cuda = torch.cuda.current_device()
             torch.cuda.set_device(dev)
-        if world > 1 and not dist.is_initialized():
+        if grouped and not dist.is_initialized():
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
             owns = True
-        if world > 1 and dist.get_world_size() != world:
+        if grouped and dist.get_world_size() != world:
             raise ValueError(f"the process group has {dist.get_world_size()} processes, WORLD_SIZE says {world}")
-        yield Processes(rank, world, local, dev, owns)
+        yield Processes(rank, world, local, dev, owns, in_group=grouped)
     finally:
         if owns and dist.is_initialized():
             dist.destroy_process_group()

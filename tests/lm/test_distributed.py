@@ -24,9 +24,10 @@ COMMAND = ["train", "--task", "lm", "--preset", "tiny", "--data", "corpus.txt", 
            "--device", "cpu"]
 
 
-def _torchrun(cwd, *argv):
+def _torchrun(cwd, *argv, procs=2):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                             str(procs),
                              "-m", "ramnet", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -116,3 +117,13 @@ def test_convert_gives_the_final_model_as_native_and_hugging_face(runs, capsys):
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, load_checkpoint(native)(ids), rtol=0, atol=0)
     assert main(["convert", str(checkpoint), "--out", str(native)]) == 2  # an existing model is not overwritten
+
+
+def test_one_process_under_torchrun_runs_the_distributed_path_with_one_process_losses(runs):
+    """``torchrun --nproc-per-node 1`` joins a process group and wraps with FSDP2, as on one GPU with NCCL; the
+    losses are those of the plain single-process run."""
+    _torchrun(runs, *COMMAND, "--out", "runs/lm1-torchrun", procs=1)
+    metrics = json.loads((runs / "runs/lm1-torchrun/metrics.json").read_text())
+    assert metrics["world_size"] == 1 and metrics["dist"] == "fsdp"
+    assert json.loads((runs / "runs/lm1/metrics.json").read_text())["dist"] is None
+    assert _close(_losses(runs / "runs/lm1-torchrun"), _losses(runs / "runs/lm1"))
