@@ -19,6 +19,8 @@ cd "$(dirname "$0")/.."
 dest=${OUT:-benchmarks/results}
 work=/tmp/ramnet-sweep-$name
 mkdir -p "$work" "$dest"
+exec 9>"$work/.lock"  # one sweep per work folder: a second would delete the first one's run files
+flock -n 9 || { echo "another sweep is running in $work (NAME $name): not starting a second" >&2; exit 2; }
 if [ -f "benchmarks/results/${name}_sweep.json" ] && [ ! -f "$work/mqar_sweep.json" ]; then
   cp "benchmarks/results/${name}_sweep.json" "$work/mqar_sweep.json"
 fi

@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_sweep_background.sh mps-start | mps-stop      # optional CUDA MPS daemon (see below)
 # `start` detaches gpu_mqar_sweep.sh with setsid, so it outlives the call that started it (the machine keeps it
 # until it is given back); SWEEP_PARALLEL and SWEEP_ONLY pass through to it. The summaries are rewritten after
-# every run, so `collect` can run at any time; it copies NAME_sweep.json and NAME.json into $OUT, and lists the
+# every run, so `collect` can run at any time; it copies NAME_sweep.json, NAME.json (and NAME_models.tar, the
+# models of save_model entries) into $OUT, and lists the
 # runs in flight (or cut off) with their last evaluation from their progress.json. Other work (tests, timings)
 # can run in the calls between; timings measured next to a sweep share the card and are not to be reported.
 # MPS (opt-in, untested here): the GPU time-slices between processes; CUDA MPS may run the small kernels of
@@ -61,8 +62,12 @@ print(f"  {len(rows)} unfinished (progress.json, no result)")
 for row in rows:
     print(row)
 PY
-      if [ -f "$work/mqar_sweep.json" ]; then cp "$work/mqar_sweep.json" "${OUT:?OUT is unset}/${name}_sweep.json"; fi
+      [ -n "${OUT:-}" ] || { echo "OUT is unset: nothing copied" >&2; continue; }
+      if [ -f "$work/mqar_sweep.json" ]; then cp "$work/mqar_sweep.json" "$OUT/${name}_sweep.json"; fi
       if [ -f "$work/mqar.json" ]; then cp "$work/mqar.json" "$OUT/${name}.json"; fi
+      # models kept by save_model entries, one tar per sweep (for ramnet plot --slots here)
+      models=$(cd "$work" && ls -d runs/*/model 2>/dev/null)
+      if [ -n "$models" ]; then (cd "$work" && tar -cf "$OUT/${name}_models.tar" $models) && echo "  models: $models"; fi
     done ;;
   mps-start)
     mps=$(mps_control) || {

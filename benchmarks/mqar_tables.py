@@ -45,11 +45,12 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def model_table(rows: list[dict], sweep: dict, extra=None) -> str:
-    extra = extra or (lambda r: [])
+def model_table(rows: list[dict], sweep: dict, short_conv_columns: bool = True) -> str:
+    extra = (lambda r: [r["model"], "yes" if r.get("short_conv") else "no"]) if short_conv_columns else \
+        (lambda r: [])
     body = [[r["label"], *extra(r), f"{r['state_size']:,}", f"**{r['accuracy']:.3f}**", *per_setting(sweep, r),
              lr_sweep(r), f"{r['seconds']:.0f}"] for r in sorted(rows, key=lambda r: (r["model"], r["state_size"]))]
-    header = ["label", *(["model", "short conv"] if extra is not None else []), "state", "mean", *SETTINGS,
+    header = ["label", *(["model", "short conv"] if short_conv_columns else []), "state", "mean", *SETTINGS,
               "lr: mean", "s"]
     return table(header, body)
 
@@ -116,13 +117,12 @@ def main(argv=None) -> int:
         print(f"error: no sweep summary (mqar.json, mqar_paper_arch.json, ablations.json) in {results}",
               file=sys.stderr)
         return 2
-    short = lambda r: [r["model"], "yes" if r.get("short_conv") else "no"]
     sections = []
     if main_rows:
-        sections += ["### Every model at its best learning rate (main.yaml)", model_table(main_rows, main_sweep, short)]
+        sections += ["### Every model at its best learning rate (main.yaml)", model_table(main_rows, main_sweep)]
     if arch_rows:
         sections += ["### The paper's architecture and its candidate fixes (paper_arch.yaml)",
-                     model_table(arch_rows, arch_sweep, short)]
+                     model_table(arch_rows, arch_sweep)]
     if main_rows or arch_rows:
         sections += ["### The paper's points", paper_points(main_rows + arch_rows)]
     if main_rows:

@@ -7,8 +7,9 @@ GPUs with Triton >= 3.4.0 and < 3.7.1 (``chunk_bwd_dqkwg``: "produces incorrect 
 it (``layer: {core: torch}``). It is checked against fla's ``naive_recurrent_gated_delta_rule``
 (tests/model/test_gated_delta_torch.py) and, on a GPU, against fla's kernels (benchmarks/gpu_gdn_core_check.py).
 
-The rule, per batch row and head, with the state ``S`` of shape ``[K, V]`` (fla's layout) and, for each token t,
-``g_t`` the log decay (<= 0) and ``beta_t`` the write strength::
+The rule, per batch row and head, with the state ``S`` of shape ``[K, V]`` (the layout of fla's naive reference;
+fla's layer caches its state as ``[V, K]``, so such a state needs a transpose) and, for each token t, ``g_t`` the
+log decay (<= 0) and ``beta_t`` the write strength::
 
     S = exp(g_t) * S;   u_t = beta_t * (v_t - S^T k_t);   S = S + k_t u_t^T;   o_t = S^T (scale * q_t)
 

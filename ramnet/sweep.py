@@ -29,7 +29,8 @@ its trained model in ``runs/<id>/model`` (for ``ramnet plot --slots``).
 
 A run that fails with CUDA out of memory (a neighbour run may hold the memory) goes back to the end of the
 queue once: its first attempt's ``error.txt`` (and ``log.txt``) become ``error_oom_1.txt`` (``log_oom_1.txt``),
-and in worker mode it starts again only while at most half of ``parallel`` (rounded up) runs are active.
+and in worker mode it starts again only while at most half of ``parallel`` (rounded up) runs are active. That
+counts this sweep's workers only: other processes on the card (another sweep) are not seen.
 
 Every run rewrites ``progress.json`` (its history so far) in its directory after each evaluation. The
 ``unfinished`` list of ``OUT/mqar_sweep.json`` holds those records for the runs without a result (in flight
@@ -42,6 +43,7 @@ import fnmatch
 import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,7 +53,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .sweep_run import (ERROR_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, RUN_FILE, run as run_one,
+from .sweep_run import (ERROR_FILE, LOG_FILE, MODEL_DIR, PROGRESS_FILE, RESULT_FILE, RUN_FILE, run as run_one,
                         write_json_atomic)
 from .sweep_spec import SpecError, check_spec, expand, load_spec  # noqa: F401 (the sweep's public names)
 
@@ -101,7 +103,8 @@ def select_runs(runs: list[dict], only) -> list[dict]:
 
 def is_oom_text(text: str) -> bool:
     """Whether a run's ``error.txt`` records a CUDA out-of-memory failure."""
-    return text.startswith("OutOfMemoryError") or "CUDA out of memory" in text
+    return text.startswith("OutOfMemoryError") or "CUDA out of memory" in text or \
+        "CUDA error: out of memory" in text  # the latter: no room for a CUDA context or a cuBLAS workspace
 
 
 def is_oom_error(error: BaseException) -> bool:
@@ -174,6 +177,7 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None, s
             (path / stale).unlink(missing_ok=True)
         for stale in [*path.glob("error_oom_*.txt"), *path.glob("log_oom_*.txt")]:
             stale.unlink()
+        shutil.rmtree(path / MODEL_DIR, ignore_errors=True)  # a model saved by a run of other arguments
         (path / RUN_FILE).write_text(json.dumps(r, indent=2))
     queue = [(r, 1) for r in runs]
     if spec["parallel"] == 1:

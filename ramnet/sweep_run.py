@@ -66,6 +66,8 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(args.seed)
         model, state_size, config = build_model(run["spec"], run["vocab_size"], max_len)
+    if out_dir is not None:  # a record from the start: a run that fails before its first evaluation is listed too
+        write_json_atomic(Path(out_dir) / PROGRESS_FILE, progress_record(run, state_size, []))
     _test_hook_oom(run, out_dir)
     model.to(device).train()
     data = ProtocolData.make(settings, args.num_train, args.num_eval, args.seed).to(device)

@@ -248,3 +248,20 @@ def test_save_model_keeps_a_loadable_model_and_is_not_part_of_the_fingerprint(tm
                                                                           "save_model must be true or false")):
         with pytest.raises(SpecError, match=match):
             _spec(tmp_path, models=[entry])
+
+
+def test_a_run_that_fails_before_its_first_evaluation_is_listed_with_its_error(tmp_path, monkeypatch):
+    from ramnet import sweep_run
+
+    spec = _spec(tmp_path, models=[ATTN], lrs=[1e-3])
+
+    def no_data(*args, **kwargs):
+        raise RuntimeError("CUDA error: out of memory")  # e.g. no room for a context on a packed card
+
+    monkeypatch.setattr(sweep_run.ProtocolData, "make", no_data)
+    report = sweep(spec, progress=False)
+    assert report["failed"] == ["attn-lr0.001-s0"]
+    listed = json.loads((tmp_path / "out" / "mqar_sweep.json").read_text())["unfinished"]
+    assert [(r["id"], r["step"]) for r in listed] == [("attn-lr0.001-s0", 0)]
+    assert listed[0]["error"] == "RuntimeError: CUDA error: out of memory"
+    assert (tmp_path / "out" / "runs" / "attn-lr0.001-s0" / "error_oom_1.txt").is_file()  # retried once as OOM
