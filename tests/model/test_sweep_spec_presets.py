@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ramnet.config import RamNetConfig
-from ramnet.sweep_spec import load_spec
+
+yaml = pytest.importorskip("yaml")
 
 RESULTS = Path(__file__).parents[2] / "benchmarks" / "results"
 SPECS = Path(__file__).parents[2] / "benchmarks" / "mqar"
@@ -22,7 +23,8 @@ def test_committed_results_still_resolve_to_the_config_they_ran(name, spec):
     path = RESULTS / f"{name}_sweep.json"
     if not path.is_file():
         pytest.skip(f"{path.name} is not committed")
-    entries = {e["label"]: e for e in load_spec(SPECS / spec)["models"]}
+    # the raw spec: load_spec also builds every model, and the fla baselines need fla, which CI does not have
+    entries = {e["label"]: e for e in yaml.safe_load((SPECS / spec).read_text())["models"]}
     checked = 0
     for result in json.loads(path.read_text())["runs"]:
         entry = entries.get(result["label"])
