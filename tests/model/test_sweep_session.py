@@ -265,3 +265,21 @@ def test_a_run_that_fails_before_its_first_evaluation_is_listed_with_its_error(t
     assert [(r["id"], r["step"]) for r in listed] == [("attn-lr0.001-s0", 0)]
     assert listed[0]["error"] == "RuntimeError: CUDA error: out of memory"
     assert (tmp_path / "out" / "runs" / "attn-lr0.001-s0" / "error_oom_1.txt").is_file()  # retried once as OOM
+
+
+def test_a_deadline_that_passes_between_runs_stops_only_the_later_ones(tmp_path, monkeypatch):
+    import ramnet.sweep as sweep_module
+
+    spec = _spec(tmp_path)
+    runs = expand(spec)
+    clock = [0.0]
+    monkeypatch.setattr(sweep_module.time, "monotonic", lambda: clock[0])
+
+    def two_seconds_each(run, progress=False, out_dir=None):
+        clock[0] += 2.0
+        return {"id": run["id"], "fingerprint": run["fingerprint"]}
+
+    monkeypatch.setattr(sweep_module, "run_one", two_seconds_each)
+    assert execute(spec, runs, progress=False, start_until=3.0) == []  # starts at 0 and 2; not at 4
+    done = sorted(p.parent.name for p in (tmp_path / "out").glob("runs/*/result.json"))
+    assert done == sorted(r["id"] for r in runs[:2])
