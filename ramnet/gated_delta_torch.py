@@ -46,8 +46,12 @@ def chunk_gated_delta_rule_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     multiple of ``chunk_size`` (the last chunk is padded with tokens that change nothing). Returns
     ``(o [B, T, H, V] in q's dtype, final state [B, H, K, V] in the compute dtype or None)``.
     """
+    if q.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"q, k and v must be 4-D [B, T, H, D]; got q {tuple(q.shape)}, v {tuple(v.shape)}")
     B, T, H, K = q.shape
     V = v.shape[-1]
+    if initial_state is not None and initial_state.shape != (B, H, K, V):
+        raise ValueError(f"initial_state must be [B, H, K, V] = {(B, H, K, V)}, got {tuple(initial_state.shape)}")
     if k.shape != q.shape or v.shape[:3] != (B, T, H) or g.shape != (B, T, H) or beta.shape != (B, T, H):
         raise ValueError(f"expected q, k [B, T, H, K], v [B, T, H, V], g and beta [B, T, H]; got q {tuple(q.shape)}, "
                          f"k {tuple(k.shape)}, v {tuple(v.shape)}, g {tuple(g.shape)}, beta {tuple(beta.shape)}")

@@ -163,3 +163,13 @@ def test_core_option_is_checked(spec, message):
     with warnings.catch_warnings(), pytest.raises(ValueError, match=message):
         warnings.simplefilter("ignore")
         build_model({"d_model": 32, "n_heads": 2, **spec}, vocab_size=64, max_seq_len=32)
+
+
+def test_bad_shapes_name_the_argument():
+    from ramnet.gated_delta_torch import chunk_gated_delta_rule_torch
+
+    q, v, gb = torch.randn(1, 5, 2, 4), torch.randn(1, 5, 2, 3), torch.zeros(1, 5, 2)
+    with pytest.raises(ValueError, match="must be 4-D"):
+        chunk_gated_delta_rule_torch(q[0], q[0], v[0], gb, gb)
+    with pytest.raises(ValueError, match="initial_state must be"):
+        chunk_gated_delta_rule_torch(q, q, v, gb, gb, initial_state=torch.zeros(1, 2, 3, 4))
