@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One device session for the LM issue's GPU parts and then the MQAR sweeps, detached so that it outlives the tool
+# call that starts it (the machine keeps it while calls keep the machine warm):
+#   bash benchmarks/gpu_session_lm_mqar.sh start SECONDS   # returns at once; everything must end SECONDS from now
+#   bash benchmarks/gpu_session_lm_mqar.sh collect         # the log's tail, sweep progress; all results in one
+#                                                          # tar, $OUT/session.tgz (the tool returns 8 files at most)
+# Steps, in order, each with the card to itself until the sweeps:
+#   1. benchmarks/gpu_gdn_core_check.py (the PyTorch gated delta rule against fla's kernels; timed);
+#   2. benchmarks/gpu_lm_checks.sh (P5 throughput, then the NCCL torchrun run);
+#   3. benchmarks/small_lm.sh (the three ~20M language models), when `datasets` imports;
+#   4. benchmarks/gpu_mqar_session.sh start with the seconds that remain (at least MIN_SWEEP_SECONDS, 600).
+# Everything is written under /tmp/ramnet-session (results/ holds summary.json, small_lm.json, ...).
+set -u
+cd "$(dirname "$0")/.."
+S=/tmp/ramnet-session
+
+run_steps() {
+  local end=$1
+  mkdir -p "$S/results"
+  echo "== session start $(date -u +%FT%TZ), ends by $(date -u -d "@$end" +%T)"
+  nvidia-smi --query-gpu=name,uuid,driver_version --format=csv,noheader
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  echo "== 1. GDN core check $(date -u +%T)"
+  timeout 200 python3 benchmarks/gpu_gdn_core_check.py --out "$S/results/gdn_core_check.json"
+  echo "GDN check rc=$?"
+  echo "== 2. P5 and NCCL $(date -u +%T)"
+  RAMNET_BENCH_DIR=$S/results bash benchmarks/gpu_lm_checks.sh
+  echo "gpu_lm_checks rc=$?"
+  echo "== 3. small LMs $(date -u +%T)"
+  if python3 -c "import datasets, pyarrow, fsspec; print('datasets', datasets.__version__, 'pyarrow',
+pyarrow.__version__, 'fsspec', fsspec.__version__)"; then
+    RAMNET_BENCH_DIR=$S/results WORK=$S/small_lm timeout "${SMALL_LM_SECONDS:-1000}" bash benchmarks/small_lm.sh
+    echo "small_lm rc=$?"
+  else
+    echo "small_lm skipped: datasets does not import"
+  fi
+  local left=$(( end - $(date +%s) ))
+  echo "== 4. MQAR sweeps $(date -u +%T), $left s left"
+  if [ "$left" -ge "${MIN_SWEEP_SECONDS:-600}" ]; then
+    bash benchmarks/gpu_mqar_session.sh start "$left" ${SWEEP_MPS:+--mps}
+  else
+    echo "too little time left for a sweep"
+  fi
+  echo "== steps done $(date -u +%T)"
+}
+
+case "${1:-}" in
+  start)
+    seconds=${2:?usage: start SECONDS}
+    case "$seconds" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$seconds'" >&2; exit 2;; esac
+    [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log" >&2; exit 2; }
+    mkdir -p "$S"
+    end=$(( $(date +%s) + seconds ))
+    export -f run_steps
+    env -u OUT S="$S" setsid nohup bash -c "run_steps $end" > "$S/session.log" 2>&1 < /dev/null &
+    echo "session started; log $S/session.log" ;;
+  collect)
+    tail -n "${TAIL_LINES:-40}" "$S/session.log"
+    mkdir -p "$S/mqar"
+    OUT=$S/mqar bash benchmarks/gpu_mqar_session.sh collect 2>&1 | grep -v '^OUT is unset'
+    cp "$S/small_lm/corpus/corpus.json" "$S/results/" 2>/dev/null
+    [ -n "${OUT:-}" ] && tar -czf "$OUT/session.tgz" -C "$S" --exclude='small_lm/corpus' --exclude='small_lm/runs/*/checkpoint*' \
+      --exclude='*.safetensors' --exclude='*.pt' . && ls -la "$OUT/session.tgz" ;;
+  *) echo "usage: $0 start SECONDS | collect" >&2; exit 2 ;;
+esac
