@@ -2,12 +2,15 @@
 where fla's chunked backward refuses to run (Hopper + Triton 3.4-3.7.0, fla#640).
 
 1. Forward agreement at B=8, T=1024, H=2, K=V=64, fp32 and bf16 inputs: the torch core against fla's
-   ``chunk_gated_delta_rule`` and ``fused_recurrent_gated_delta_rule`` forwards (both run on Hopper), and the
+   ``chunk_gated_delta_rule`` and ``fused_recurrent_gated_delta_rule`` forwards, and the
    ``gated_deltanet`` mixer with ``core="torch"`` against fla's own GatedDeltaNet forward on the same parameters.
 2. Speed: the torch core's forward+backward (``triton.testing.do_bench``, median ms) at B=128, T in (64, 256,
    1024), H=2, K=V=64, bf16 inputs; and a 2-layer gdn-66k model (main.yaml) forward+backward under bf16 autocast.
 
-    python benchmarks/gpu_gdn_core_check.py [--out results.json]      (needs CUDA and fla)
+Each comparison runs in a process of its own (``--part``), so that a kernel fault in one (the first run, on an H200,
+ended in an illegal memory access) is recorded as that part's error and the others still run.
+
+    python benchmarks/gpu_gdn_core_check.py [--out results.json]      (needs CUDA and fla; exit 1 if a part failed)
 """
 from __future__ import annotations
 
@@ -32,28 +35,24 @@ def rule_inputs(B, T, H, K, V, dtype, grad=False, seed=0):
     return [x.requires_grad_(grad) for x in (q, k, v, g, beta)]
 
 
-def agreement() -> dict:
+def rule_agreement(ref_name: str, dtype_name: str) -> dict:
+    """Our core against a float64 run of itself and, unless ``ref_name`` is "core", against one of fla's kernels."""
     import torch
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
 
     from ramnet.gated_delta_torch import chunk_gated_delta_rule_torch
-    out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        q, k, v, g, beta = rule_inputs(8, 1024, 2, 64, 64, dtype)
-        with torch.no_grad():
-            ours = chunk_gated_delta_rule_torch(q, k, v, g, beta, use_qk_l2norm=True)[0]
-            ref64 = chunk_gated_delta_rule_torch(*(x.double() for x in (q, k, v, g, beta)), use_qk_l2norm=True)[0]
-            for ref_name, fn in (("fla_chunk", chunk_gated_delta_rule), ("fla_fused_recurrent",
-                                                                         fused_recurrent_gated_delta_rule)):
-                try:
-                    ref = fn(q, k, v, g, beta, use_qk_l2norm_in_kernel=True)[0]
-                except Exception as error:  # one failing reference should not hide the others
-                    out[f"core_{name}_vs_{ref_name}"] = {"error": repr(error)[:500]}
-                    continue
-                out[f"core_{name}_vs_{ref_name}"] = errors(ours, ref)
-                out[f"{ref_name}_{name}_vs_core_fp64"] = errors(ref, ref64)
-            out[f"core_{name}_vs_core_fp64"] = errors(ours, ref64)
-    return {**out, **mixer_agreement()}
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    q, k, v, g, beta = rule_inputs(8, 1024, 2, 64, 64, dtype)
+    with torch.no_grad():
+        ours = chunk_gated_delta_rule_torch(q, k, v, g, beta, use_qk_l2norm=True)[0]
+        ref64 = chunk_gated_delta_rule_torch(*(x.double() for x in (q, k, v, g, beta)), use_qk_l2norm=True)[0]
+        if ref_name == "core":
+            return {f"core_{dtype_name}_vs_core_fp64": errors(ours, ref64)}
+        fn = {"fla_chunk": chunk_gated_delta_rule, "fla_fused_recurrent": fused_recurrent_gated_delta_rule}[ref_name]
+        ref = fn(q, k, v, g, beta, use_qk_l2norm_in_kernel=True)[0]
+        torch.cuda.synchronize()  # a kernel fault surfaces here, inside this part's process
+        return {f"core_{dtype_name}_vs_{ref_name}": errors(ours, ref),
+                f"{ref_name}_{dtype_name}_vs_core_fp64": errors(ref, ref64)}
 
 
 def mixer_agreement() -> dict:
@@ -101,25 +100,62 @@ def timings() -> list[dict]:
     return rows
 
 
+# Each part runs in a process of its own: a CUDA fault (an illegal memory access in one of fla's kernels, as on the
+# first run of this script on an H200) poisons the whole CUDA context, and would otherwise take every later part
+# with it.
+PARTS = {
+    **{f"{ref}_{dt}": (lambda ref=ref, dt=dt: rule_agreement(ref, dt))
+       for ref in ("core", "fla_fused_recurrent", "fla_chunk") for dt in ("fp32", "bf16")},
+    "mixer": lambda: mixer_agreement(),
+    "timings": lambda: {"timings": timings()},
+}
+
+
+def run_part(name: str, timeout: float) -> dict:
+    import subprocess
+    import sys
+    try:
+        done = subprocess.run([sys.executable, __file__, "--part", name], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {name: {"error": f"timed out after {timeout:.0f} s"}}
+    if done.returncode != 0 or not done.stdout.strip():
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {name: {"error": f"exit {done.returncode}: {tail}"[:500]}}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the results as JSON here (default: print only)")
+    parser.add_argument("--part", choices=sorted(PARTS), help="run one part in this process; print its JSON")
+    parser.add_argument("--part-timeout", type=float, default=120.0, help="seconds each part may take (120)")
     args = parser.parse_args(argv)
+    if args.part:
+        print(json.dumps(PARTS[args.part]()))
+        return 0
     import torch
     import triton
     import fla
+    parts = {}
+    for name in PARTS:
+        parts.update(run_part(name, args.part_timeout))
+    timing_rows = parts.pop("timings", [])
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-               "fla": getattr(fla, "__version__", "?"), "agreement": agreement(), "timings": timings()}
-    for name, e in results["agreement"].items():
+               "fla": getattr(fla, "__version__", "?"), "agreement": parts,
+               "timings": timing_rows if isinstance(timing_rows, list) else []}
+    for name, e in parts.items():
         print(f"{name:48s} " + (e.get("error") or "  ".join(f"{key} {e[key]:.3e}" for key in
                                                            ("max_abs", "max_rel", "rel_rms"))))
+    if not isinstance(timing_rows, list):
+        print(f"timings: {timing_rows.get('error')}")
     print(f"{'what':44s} {'T':>5s} {'ms':>8s}")
     for row in results["timings"]:
         print(f"{row['what']:44s} {row['T']:5d} {row['ms']:8.2f}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
-    return 0
+    return 0 if not any("error" in e for e in parts.values()) and results["timings"] else 1
 
 
 if __name__ == "__main__":

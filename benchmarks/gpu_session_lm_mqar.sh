@@ -21,7 +21,7 @@ run_steps() {
   nvidia-smi --query-gpu=name,uuid,driver_version --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   echo "== 1. GDN core check $(date -u +%T)"
-  timeout 200 python3 benchmarks/gpu_gdn_core_check.py --out "$S/results/gdn_core_check.json"
+  timeout 400 python3 benchmarks/gpu_gdn_core_check.py --out "$S/results/gdn_core_check.json"
   echo "GDN check rc=$?"
   echo "== 2. P5 and NCCL $(date -u +%T)"
   RAMNET_BENCH_DIR=$S/results bash benchmarks/gpu_lm_checks.sh
