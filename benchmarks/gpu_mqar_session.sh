@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # the fla baselines at the lr that left the plateau in the CPU probe first, then the runs still missing at 1e-3
 MAIN_ONLY=${MAIN_ONLY-'deltanet-*-lr0.003-*,gla-*-lr0.003-*,gdn-*-lr0.003-*,attention-lr0.003-*,ramnet-8k-k16-*,ramnet-66k-lr0.003-*,deltanet-*-lr0.001-*,gla-*-lr0.001-*,gdn-*-lr0.001-*,*-lr0.003-*,*'}
-# the U ablation first (its U=1, M=1024 run holds about 44 GB), then the rest
-ABL_ONLY=${ABL_ONLY-'M*-lr0.001-*,M1024-U5-lr0.003-*,*-lr0.001-*,*'}
+# the U ablation first (its U=1, M=1024 run holds about 44 GB), with M=1024 also at lr 3e-3 (at 1e-3 U=1 and U=5
+# sat on the loss plateau, which lr 3e-3 lifted for ramnet-66k, the same memory), then the rest
+ABL_ONLY=${ABL_ONLY-'M*-lr0.001-*,M1024-*-lr0.003-*,*-lr0.001-*,*'}
 # the paper's architecture at M=64, K=16 at the two other state sizes, then its lr 3e-3 run (save_model), then the rest
 ARCH_ONLY=${ARCH_ONLY-'paper-m64-k16-dv*-lr0.001-*,paper-m64-k16-lr0.003-*,paper-m64-k16-dv*,*-lr0.001-*,*'}
 case "${1:-}" in
