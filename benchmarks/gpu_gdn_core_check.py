@@ -111,11 +111,12 @@ PARTS = {
 }
 
 
-def run_part(name: str, timeout: float) -> dict:
+def run_part(name: str, timeout: float, argv: list[str] | None = None) -> dict:
+    """``{name: error}`` or the part's own JSON, from a child process (``argv``, default this script's --part)."""
     import subprocess
     import sys
     try:
-        done = subprocess.run([sys.executable, __file__, "--part", name], capture_output=True, text=True,
+        done = subprocess.run(argv or [sys.executable, __file__, "--part", name], capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         return {name: {"error": f"timed out after {timeout:.0f} s"}}
