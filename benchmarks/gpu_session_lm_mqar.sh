@@ -9,25 +9,31 @@
 #   2. benchmarks/gpu_lm_checks.sh (P5 throughput, then the NCCL torchrun run);
 #   3. benchmarks/small_lm.sh (the three ~20M language models), when `datasets` imports;
 #   4. benchmarks/gpu_mqar_session.sh start with the seconds that remain (at least MIN_SWEEP_SECONDS, 600).
-# Everything is written under /tmp/ramnet-session (results/ holds summary.json, small_lm.json, ...).
+# SESSION_STEPS picks steps by name (default "gdn lm small_lm mqar"), e.g. SESSION_STEPS="gdn mqar" once the LM
+# results are in. Everything is written under /tmp/ramnet-session (results/ holds summary.json, small_lm.json, ...).
 set -u
 cd "$(dirname "$0")/.."
 S=/tmp/ramnet-session
 
 run_steps() {
-  local end=$1
+  local end=$1 steps=" ${SESSION_STEPS:-gdn lm small_lm mqar} "
   mkdir -p "$S/results"
   echo "== session start $(date -u +%FT%TZ), ends by $(date -u -d "@$end" +%T)"
   nvidia-smi --query-gpu=name,uuid,driver_version --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-  echo "== 1. GDN core check $(date -u +%T)"
-  timeout 400 python3 benchmarks/gpu_gdn_core_check.py --out "$S/results/gdn_core_check.json"
-  echo "GDN check rc=$?"
-  echo "== 2. P5 and NCCL $(date -u +%T)"
-  RAMNET_BENCH_DIR=$S/results bash benchmarks/gpu_lm_checks.sh
-  echo "gpu_lm_checks rc=$?"
-  echo "== 3. small LMs $(date -u +%T)"
-  if python3 -c "import datasets, pyarrow, fsspec; print('datasets', datasets.__version__, 'pyarrow',
+  if [[ $steps == *" gdn "* ]]; then
+    echo "== 1. GDN core check $(date -u +%T)"
+    timeout 400 python3 benchmarks/gpu_gdn_core_check.py --out "$S/results/gdn_core_check.json"
+    echo "GDN check rc=$?"
+  fi
+  if [[ $steps == *" lm "* ]]; then
+    echo "== 2. P5 and NCCL $(date -u +%T)"
+    RAMNET_BENCH_DIR=$S/results bash benchmarks/gpu_lm_checks.sh
+    echo "gpu_lm_checks rc=$?"
+  fi
+  if [[ $steps != *" small_lm "* ]]; then
+    :
+  elif echo "== 3. small LMs $(date -u +%T)"; python3 -c "import datasets, pyarrow, fsspec; print('datasets', datasets.__version__, 'pyarrow',
 pyarrow.__version__, 'fsspec', fsspec.__version__)"; then
     RAMNET_BENCH_DIR=$S/results WORK=$S/small_lm timeout "${SMALL_LM_SECONDS:-1000}" bash benchmarks/small_lm.sh
     echo "small_lm rc=$?"
@@ -35,8 +41,9 @@ pyarrow.__version__, 'fsspec', fsspec.__version__)"; then
     echo "small_lm skipped: datasets does not import"
   fi
   local left=$(( end - $(date +%s) ))
-  echo "== 4. MQAR sweeps $(date -u +%T), $left s left"
-  if [ "$left" -ge "${MIN_SWEEP_SECONDS:-600}" ]; then
+  if [[ $steps != *" mqar "* ]]; then
+    :
+  elif echo "== 4. MQAR sweeps $(date -u +%T), $left s left"; [ "$left" -ge "${MIN_SWEEP_SECONDS:-600}" ]; then
     bash benchmarks/gpu_mqar_session.sh start "$left" ${SWEEP_MPS:+--mps}
   else
     echo "too little time left for a sweep"
@@ -51,6 +58,9 @@ case "${1:-}" in
     [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log" >&2; exit 2; }
     mkdir -p "$S"
     end=$(( $(date +%s) + seconds ))
+    for step in ${SESSION_STEPS:-}; do
+      case $step in gdn|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (gdn lm small_lm mqar)" >&2; exit 2;; esac
+    done
     export -f run_steps
     env -u OUT S="$S" setsid nohup bash -c "run_steps $end" > "$S/session.log" 2>&1 < /dev/null &
     echo "session started; log $S/session.log" ;;
