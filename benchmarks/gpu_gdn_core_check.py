@@ -100,9 +100,8 @@ def timings() -> list[dict]:
     return rows
 
 
-# Each part runs in a process of its own: a CUDA fault (an illegal memory access in one of fla's kernels, as on the
-# first run of this script on an H200) poisons the whole CUDA context, and would otherwise take every later part
-# with it.
+# Each part runs in a process of its own: a CUDA fault (an illegal memory access, as on the first run of this script
+# on an H200) poisons the whole CUDA context, and would otherwise take every later part with it.
 PARTS = {
     **{f"{ref}_{dt}": (lambda ref=ref, dt=dt: rule_agreement(ref, dt))
        for ref in ("core", "fla_fused_recurrent", "fla_chunk") for dt in ("fp32", "bf16")},
