@@ -18,8 +18,10 @@ MAIN_ONLY=${MAIN_ONLY-'deltanet-*-lr0.003-*,gla-*-lr0.003-*,gdn-*-lr0.003-*,atte
 # the U ablation first (its U=1, M=1024 run holds about 44 GB), with M=1024 also at lr 3e-3 (at 1e-3 U=1 and U=5
 # sat on the loss plateau, which lr 3e-3 lifted for ramnet-66k, the same memory), then the rest
 ABL_ONLY=${ABL_ONLY-'M*-lr0.001-*,M1024-*-lr0.003-*,*-lr0.001-*,*'}
-# the paper's architecture at M=64, K=16 at the two other state sizes, then its lr 3e-3 run (save_model), then the rest
-ARCH_ONLY=${ARCH_ONLY-'paper-m64-k16-dv*-lr0.001-*,paper-m64-k16-lr0.003-*,paper-m64-k16-dv*,*-lr0.001-*,*'}
+# the paper's architecture at M=64, K=16 at lr 3e-3 (its d_v 64 run keeps its model for the slot plot), then the
+# paper's M=1024, K=8 at 3e-3 (at 1e-3 it sat on the loss plateau, which 3e-3 lifted for the short-conv ramnet-66k),
+# then the other variants at 3e-3 before 1e-3
+ARCH_ONLY=${ARCH_ONLY-'paper-m64-k16-lr0.003-*,paper-lr0.003-*,paper-m64-k16-dv*,*-lr0.003-*,*'}
 case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
