@@ -2,8 +2,9 @@
 # One GPU session of the three MQAR sweeps side by side on the card, in the order the results need next.
 #   bash benchmarks/gpu_mqar_session.sh start SECONDS [--mps]   # returns at once; the sweeps run on (detached)
 #   bash benchmarks/gpu_mqar_session.sh collect                 # progress; summaries (and saved models) into $OUT
-# `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 560: one
-# RAM-Net run with the card shared by 13 workers), so the budget cuts no run that could not finish. The workers
+# `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: a RAM-Net
+# run with the card shared by 13 workers took 430-790 s; fla's, once their autotuning is cached, far less), so the
+# budget cuts few runs; a cut run keeps its curve (`unfinished`), not a result. The workers
 # are split 7 / 4 / 2 between main.yaml, ablations.yaml and paper_arch.yaml (MAIN_PARALLEL, ABL_PARALLEL,
 # ARCH_PARALLEL), and each sweep runs its pending runs in the order of its priority patterns below (override with
 # MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty string runs the spec's own order). `--mps` first tries CUDA MPS
@@ -28,7 +29,7 @@ case "${1:-}" in
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-    export SWEEP_STOP_STARTING_AFTER=$(( budget > ${RUN_SECONDS:-560} ? budget - ${RUN_SECONDS:-560} : 0 ))
+    export SWEEP_STOP_STARTING_AFTER=$(( budget > ${RUN_SECONDS:-700} ? budget - ${RUN_SECONDS:-700} : 0 ))
     SWEEP_PARALLEL=${MAIN_PARALLEL:-7} SWEEP_ONLY=$MAIN_ONLY bash "$bg" start benchmarks/mqar/main.yaml mqar "$budget"
     SWEEP_PARALLEL=${ABL_PARALLEL:-4} SWEEP_ONLY=$ABL_ONLY bash "$bg" start benchmarks/mqar/ablations.yaml ablations "$budget"
     SWEEP_PARALLEL=${ARCH_PARALLEL:-2} SWEEP_ONLY=$ARCH_ONLY \
