@@ -8,9 +8,11 @@ from pathlib import Path
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_tables.py"
 
 
-def _row(label, model, state, accuracy, short_conv=True, tags=None):
+def _row(label, model, state, accuracy, short_conv=True, tags=None, lrs=2):
+    lr_sweep = {"0.001": accuracy, "0.003": accuracy / 2, "0.01": accuracy / 3}
     return {"label": label, "model": model, "state_size": state, "accuracy": accuracy, "lr": 0.001,
-            "short_conv": short_conv, "seconds": 10.0, "lr_sweep": {"0.001": accuracy}, "tags": tags or {}}
+            "short_conv": short_conv, "seconds": 10.0, "lr_sweep": dict(list(lr_sweep.items())[:lrs]),
+            "tags": tags or {}}
 
 
 def _write(folder: Path, name: str, rows: list[dict]) -> None:
@@ -35,6 +37,8 @@ def test_verdicts_follow_the_numbers(tmp_path):
         _row("dn-8k", "deltanet", 8192, 0.75),      # beats ram-8k
         _row("gla-19k", "gla", 19000, 0.50),        # 19000 / 16384 < 1.35 < 26624 / 19000: ram-16k only
         _row("dn-40k", "deltanet", 40000, 0.99),    # 40000 / 26624 > 1.35: not compared with ram-27k
+        _row("ram-3k", "ramnet", 3072, 0.68),
+        _row("dn-4k", "deltanet", 4096, 0.0, lrs=1),  # one lr only: maybe the plateau, so no verdict yet
     ])
     result = _run("--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -44,6 +48,7 @@ def test_verdicts_follow_the_numbers(tmp_path):
     assert _line(out, "| ram-8k | 8,192 |").endswith("| dn-8k | 8,192 | 0.750 | no |")
     assert _line(out, "| ram-16k | 16,384 |").endswith("| gla-19k | 19,000 | 0.500 | yes |")
     assert "(none run)" in _line(out, "| ram-27k | 26,624 |")
+    assert _line(out, "| ram-3k | 3,072 |").endswith("| dn-4k | 4,096 | 0.000 | not yet (baseline at 1 lr) |")
     assert "Ablations" not in out  # no ablations.json: no table
 
 
