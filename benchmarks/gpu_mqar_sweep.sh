@@ -25,9 +25,10 @@ if [ -f "benchmarks/results/${name}_sweep.json" ] && [ ! -f "$work/mqar_sweep.js
   cp "benchmarks/results/${name}_sweep.json" "$work/mqar_sweep.json"
 fi
 export PYTHONUNBUFFERED=1
-# Keep Triton's autotuning results on disk, shared by every run on this machine: fla's DeltaNet and GLA runs spent
-# 660-683 s of their first 500 steps autotuning with the card shared by 13 processes, then about 30 s per 500
-# steps (mqar_sweep.json histories, 2026-12-01). A later run of the same kernels and shapes reuses the timings.
+# Keep every kernel's Triton autotuning results on disk, shared by every run on this machine (fla 0.6.0 already
+# does so for most of its kernels): fla's DeltaNet and GLA runs spent 660-683 s of their first 500 steps compiling
+# and tuning with the card shared by 13 processes, then about 30 s per 500 steps (mqar_sweep.json histories,
+# 2026-12-01). A later run of the same kernels and shapes reuses the timings.
 export TRITON_CACHE_AUTOTUNING=${TRITON_CACHE_AUTOTUNING-1}
 timeout --signal=INT --kill-after=30 "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet \
   ${SWEEP_PARALLEL:+--parallel "$SWEEP_PARALLEL"} ${SWEEP_ONLY:+--only "$SWEEP_ONLY"} \

@@ -9,6 +9,10 @@
 #   2. benchmarks/gpu_lm_checks.sh (P5 throughput, then the NCCL torchrun run);
 #   3. benchmarks/small_lm.sh (the three ~20M language models), when `datasets` imports;
 #   4. benchmarks/gpu_mqar_session.sh start with the seconds that remain (at least MIN_SWEEP_SECONDS, 600).
+# Triton's autotuning results (fla's kernels cache theirs on disk; the sweeps ask the same of every kernel) are
+# lost with the machine. `collect` packs them into session.tgz (triton_autotune.tgz); put that file in
+# .triton_autotune/ here (ignored by git), carry it, and the next `start` unpacks it into Triton's cache, so the
+# same image skips the tuning that cost fla's runs minutes on a shared card.
 # SESSION_STEPS picks steps by name (default "gdn lm small_lm mqar"), e.g. SESSION_STEPS="gdn mqar" once the LM
 # results are in. Everything is written under /tmp/ramnet-session (results/ holds summary.json, small_lm.json, ...).
 set -u
@@ -58,6 +62,11 @@ case "${1:-}" in
     [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log" >&2; exit 2; }
     mkdir -p "$S"
     end=$(( $(date +%s) + seconds ))
+    if [ -f .triton_autotune/triton_autotune.tgz ]; then
+      cache=$(python3 -c "import triton; print(triton.knobs.cache.dir)") && mkdir -p "$cache" &&
+        tar -xzf .triton_autotune/triton_autotune.tgz -C "$cache" &&
+        echo "restored $(tar -tzf .triton_autotune/triton_autotune.tgz | grep -c autotune.json) autotuning results into $cache"
+    fi
     for step in ${SESSION_STEPS:-}; do
       case $step in gdn|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (gdn lm small_lm mqar)" >&2; exit 2;; esac
     done
@@ -69,6 +78,9 @@ case "${1:-}" in
     mkdir -p "$S/mqar"
     OUT=$S/mqar bash benchmarks/gpu_mqar_session.sh collect 2>&1 | grep -v '^OUT is unset'
     cp "$S/small_lm/corpus/corpus.json" "$S/results/" 2>/dev/null
+    cache=$(python3 -c "import triton; print(triton.knobs.cache.dir)" 2>/dev/null) && [ -d "$cache" ] &&
+      (cd "$cache" && find . -name '*.autotune.json' | tar -czf "$S/triton_autotune.tgz" -T -) &&
+      echo "autotuning results: $(tar -tzf "$S/triton_autotune.tgz" | grep -c autotune.json) (triton_autotune.tgz)"
     [ -n "${OUT:-}" ] && tar -czf "$OUT/session.tgz" -C "$S" --exclude='small_lm/corpus' --exclude='small_lm/runs/*/checkpoint*' \
       --exclude='*.safetensors' --exclude='*.pt' . && ls -la "$OUT/session.tgz" ;;
   *) echo "usage: $0 start SECONDS | collect" >&2; exit 2 ;;
