@@ -35,22 +35,24 @@ run_steps() {
     RAMNET_BENCH_DIR=$S/results bash benchmarks/gpu_lm_checks.sh
     echo "gpu_lm_checks rc=$?"
   fi
-  if [[ $steps != *" small_lm "* ]]; then
-    :
-  elif echo "== 3. small LMs $(date -u +%T)"; python3 -c "import datasets, pyarrow, fsspec; print('datasets', datasets.__version__, 'pyarrow',
-pyarrow.__version__, 'fsspec', fsspec.__version__)"; then
-    RAMNET_BENCH_DIR=$S/results WORK=$S/small_lm timeout "${SMALL_LM_SECONDS:-1000}" bash benchmarks/small_lm.sh
-    echo "small_lm rc=$?"
-  else
-    echo "small_lm skipped: datasets does not import"
+  if [[ $steps == *" small_lm "* ]]; then
+    echo "== 3. small LMs $(date -u +%T)"
+    if python3 -c "import datasets, pyarrow, fsspec
+print('datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'fsspec', fsspec.__version__)"; then
+      RAMNET_BENCH_DIR=$S/results WORK=$S/small_lm timeout "${SMALL_LM_SECONDS:-1000}" bash benchmarks/small_lm.sh
+      echo "small_lm rc=$?"
+    else
+      echo "small_lm skipped: datasets does not import"
+    fi
   fi
-  local left=$(( end - $(date +%s) ))
-  if [[ $steps != *" mqar "* ]]; then
-    :
-  elif echo "== 4. MQAR sweeps $(date -u +%T), $left s left"; [ "$left" -ge "${MIN_SWEEP_SECONDS:-600}" ]; then
-    bash benchmarks/gpu_mqar_session.sh start "$left" ${SWEEP_MPS:+--mps}
-  else
-    echo "too little time left for a sweep"
+  if [[ $steps == *" mqar "* ]]; then
+    local left=$(( end - $(date +%s) ))
+    echo "== 4. MQAR sweeps $(date -u +%T), $left s left"
+    if [ "$left" -ge "${MIN_SWEEP_SECONDS:-600}" ]; then
+      bash benchmarks/gpu_mqar_session.sh start "$left" ${SWEEP_MPS:+--mps}
+    else
+      echo "too little time left for a sweep"
+    fi
   fi
   echo "== steps done $(date -u +%T)"
 }
@@ -59,6 +61,9 @@ case "${1:-}" in
   start)
     seconds=${2:?usage: start SECONDS}
     case "$seconds" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$seconds'" >&2; exit 2;; esac
+    for step in ${SESSION_STEPS:-}; do
+      case $step in gdn|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (gdn lm small_lm mqar)" >&2; exit 2;; esac
+    done
     [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log" >&2; exit 2; }
     mkdir -p "$S"
     end=$(( $(date +%s) + seconds ))
@@ -67,9 +72,6 @@ case "${1:-}" in
         tar -xzf .triton_autotune/triton_autotune.tgz -C "$cache" &&
         echo "restored $(tar -tzf .triton_autotune/triton_autotune.tgz | grep -c autotune.json) autotuning results into $cache"
     fi
-    for step in ${SESSION_STEPS:-}; do
-      case $step in gdn|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (gdn lm small_lm mqar)" >&2; exit 2;; esac
-    done
     export -f run_steps
     env -u OUT S="$S" setsid nohup bash -c "run_steps $end" > "$S/session.log" 2>&1 < /dev/null &
     echo "session started; log $S/session.log" ;;
