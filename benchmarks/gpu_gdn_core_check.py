@@ -129,6 +129,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the results as JSON here (default: print only)")
     parser.add_argument("--part", choices=sorted(PARTS), help="run one part in this process; print its JSON")
+    parser.add_argument("--card-shared", action="store_true",
+                        help="record that other work shared the card (the timings are then not the card's own)")
     parser.add_argument("--part-timeout", type=float, default=120.0, help="seconds each part may take (120)")
     args = parser.parse_args(argv)
     if args.part:
@@ -142,7 +144,7 @@ def main(argv=None) -> int:
         parts.update(run_part(name, args.part_timeout))
     timing_rows = parts.pop("timings", [])
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-               "fla": getattr(fla, "__version__", "?"), "agreement": parts,
+               "fla": getattr(fla, "__version__", "?"), "card_shared": args.card_shared, "agreement": parts,
                "timings": timing_rows if isinstance(timing_rows, list) else []}
     for name, e in parts.items():
         print(f"{name:48s} " + (e.get("error") or "  ".join(f"{key} {e[key]:.3e}" for key in

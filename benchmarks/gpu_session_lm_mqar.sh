@@ -9,6 +9,8 @@
 #   2. benchmarks/gpu_lm_checks.sh (P5 throughput, then the NCCL torchrun run);
 #   3. benchmarks/small_lm.sh (the three ~20M language models), when `datasets` imports;
 #   4. benchmarks/gpu_mqar_session.sh start with the seconds that remain (at least MIN_SWEEP_SECONDS, 600).
+# The step gdn_alongside runs step 1 in the background next to the sweeps instead (its agreement figures do not
+# depend on sharing the card; its timings do, and its JSON says so): the card to itself costs minutes of a session.
 # Triton's autotuning results (fla's kernels cache theirs on disk; the sweeps ask the same of every kernel) are
 # lost with the machine. `collect` packs them into session.tgz (triton_autotune.tgz); put that file in
 # .triton_autotune/ here (ignored by git), carry it, and the next `start` unpacks it into Triton's cache, so the
@@ -29,6 +31,11 @@ run_steps() {
     echo "== 1. GDN core check $(date -u +%T)"
     timeout 400 python3 benchmarks/gpu_gdn_core_check.py --out "$S/results/gdn_core_check.json"
     echo "GDN check rc=$?"
+  fi
+  if [[ $steps == *" gdn_alongside "* ]]; then
+    echo "== 1. GDN core check in the background, alongside the sweeps $(date -u +%T) (log gdn_core_check.log)"
+    setsid nohup timeout 1200 python3 benchmarks/gpu_gdn_core_check.py --part-timeout 300 --card-shared \
+      --out "$S/results/gdn_core_check.json" > "$S/gdn_core_check.log" 2>&1 < /dev/null &
   fi
   if [[ $steps == *" lm "* ]]; then
     echo "== 2. P5 and NCCL $(date -u +%T)"
@@ -62,7 +69,7 @@ case "${1:-}" in
     seconds=${2:?usage: start SECONDS}
     case "$seconds" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$seconds'" >&2; exit 2;; esac
     for step in ${SESSION_STEPS:-}; do
-      case $step in gdn|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (gdn lm small_lm mqar)" >&2; exit 2;; esac
+      case $step in gdn|gdn_alongside|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (gdn gdn_alongside lm small_lm mqar)" >&2; exit 2;; esac
     done
     [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log" >&2; exit 2; }
     mkdir -p "$S"
@@ -80,6 +87,7 @@ case "${1:-}" in
     mkdir -p "$S/mqar"
     OUT=$S/mqar bash benchmarks/gpu_mqar_session.sh collect 2>&1 | grep -v '^OUT is unset'
     cp "$S/small_lm/corpus/corpus.json" "$S/results/" 2>/dev/null
+    [ -f "$S/gdn_core_check.log" ] && echo "GDN check (alongside): $(tail -n 3 "$S/gdn_core_check.log" | tr '\n' ' ')"
     cache=$(python3 -c "import triton; print(triton.knobs.cache.dir)" 2>/dev/null) && [ -d "$cache" ] &&
       (cd "$cache" && find . -name '*.autotune.json' | tar -czf "$S/triton_autotune.tgz" -T -) &&
       echo "autotuning results: $(tar -tzf "$S/triton_autotune.tgz" | grep -c autotune.json) (triton_autotune.tgz)"
