@@ -82,9 +82,14 @@ def against_baselines(rows: list[dict]) -> str:
             body.append([r["label"], f"{r['state_size']:,}", f"{r['accuracy']:.3f}", "(none run)", "", "", ""])
             continue
         b = max(near, key=lambda b: b["accuracy"])
-        # a baseline at one learning rate may just sit on the loss plateau: no verdict before its lr sweep
-        verdict = ("yes" if r["accuracy"] >= b["accuracy"] else "no") if len(b["lr_sweep"]) >= MIN_BASELINE_LRS \
-            else f"not yet (baseline at {len(b['lr_sweep'])} lr)"
+        # a baseline at one learning rate may just sit on the loss plateau, so a RAM-Net row at or above it gets no
+        # verdict before the baseline's lr sweep; one below it is a "no" already (more lrs only raise its best)
+        if r["accuracy"] < b["accuracy"]:
+            verdict = "no"
+        elif len(b["lr_sweep"]) >= MIN_BASELINE_LRS:
+            verdict = "yes"
+        else:
+            verdict = f"not yet (baseline at {len(b['lr_sweep'])} lr)"
         body.append([r["label"], f"{r['state_size']:,}", f"{r['accuracy']:.3f}", b["label"], f"{b['state_size']:,}",
                      f"{b['accuracy']:.3f}", verdict])
     return table(["RAM-Net", "state", "acc", "best fla baseline within 1.35x", "state", "acc", "RAM-Net >="], body)

@@ -39,6 +39,8 @@ def test_verdicts_follow_the_numbers(tmp_path):
         _row("dn-40k", "deltanet", 40000, 0.99),    # 40000 / 26624 > 1.35: not compared with ram-27k
         _row("ram-3k", "ramnet", 3072, 0.68),
         _row("dn-4k", "deltanet", 4096, 0.0, lrs=1),  # one lr only: maybe the plateau, so no verdict yet
+        _row("ram-66k", "ramnet", 65536, 0.96),
+        _row("dn-66k", "deltanet", 65536, 1.0, lrs=1),  # one lr, but above RAM-Net: more lrs only raise it
     ])
     result = _run("--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -49,6 +51,7 @@ def test_verdicts_follow_the_numbers(tmp_path):
     assert _line(out, "| ram-16k | 16,384 |").endswith("| gla-19k | 19,000 | 0.500 | yes |")
     assert "(none run)" in _line(out, "| ram-27k | 26,624 |")
     assert _line(out, "| ram-3k | 3,072 |").endswith("| dn-4k | 4,096 | 0.000 | not yet (baseline at 1 lr) |")
+    assert _line(out, "| ram-66k | 65,536 |").endswith("| dn-66k | 65,536 | 1.000 | no |")
     assert "Ablations" not in out  # no ablations.json: no table
 
 
