@@ -30,6 +30,9 @@ export PYTHONUNBUFFERED=1
 # and tuning with the card shared by 13 processes, then about 30 s per 500 steps (mqar_sweep.json histories,
 # 2026-12-01). A later run of the same kernels and shapes reuses the timings.
 export TRITON_CACHE_AUTOTUNING=${TRITON_CACHE_AUTOTUNING-1}
+# 16 packed workers filled the H200's 140 GB in session C and nine first attempts ran out of memory: let each
+# process's caching allocator grow and give back segments instead of holding fixed blocks (fragmentation)
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF-expandable_segments:True}
 timeout --signal=INT --kill-after=30 "$budget" python3 -m ramnet sweep "$spec" --out "$work" --quiet \
   ${SWEEP_PARALLEL:+--parallel "$SWEEP_PARALLEL"} ${SWEEP_ONLY:+--only "$SWEEP_ONLY"} \
   ${SWEEP_STOP_STARTING_AFTER:+--stop-starting-after "$SWEEP_STOP_STARTING_AFTER"}
