@@ -1,8 +1,9 @@
 """Baseline language models for the MQAR protocol, with the interface the MQAR trainer uses (``features``,
 ``lm_head``): pre-norm blocks ``x += Mixer(Norm(x)); x += SwiGLU(Norm(x))`` around
 
-- ``attention``: causal multi-head softmax attention (``F.scaled_dot_product_attention``) with learned absolute
-  positions, the ceiling; its "state" is the KV cache, ``2 * layers * d_model * T``;
+- ``attention``: causal multi-head softmax attention (``F.scaled_dot_product_attention``), the ceiling; its "state"
+  is the KV cache, ``2 * layers * d_model * T``. Positions are learned absolute embeddings, or rotary ones with
+  ``layer: {positions: rope}`` (RoPE, base 10000, as the LM's Transformer++);
 - ``deltanet``, ``gated_deltanet``, ``gla``: fla's layers (``flash-linear-attention``, CUDA only), whose state
   is ``layers * heads * head_k_dim * head_v_dim``. ``gated_deltanet`` takes ``layer: {core: torch}``: fla's
   GatedDeltaNet parameters run through ramnet's PyTorch chunked gated delta rule (``ramnet.gated_delta_torch``)
@@ -22,25 +23,35 @@ from .config import RamNetConfig, state_accounting
 from .gated_delta_torch import chunk_gated_delta_rule_torch
 from .layers import SwiGLU
 from .model import RamNetForCausalLM
+from .rope import apply_rope, rope_tables
 
 FLA_LAYERS = {"deltanet": ("fla.layers", "DeltaNet"), "gated_deltanet": ("fla.layers", "GatedDeltaNet"),
               "gla": ("fla.layers", "GatedLinearAttention")}
 MODELS = ("ramnet", "attention", *FLA_LAYERS)
 CORES = {"gated_deltanet": ("fla", "torch")}  # the ``core`` layer option: what computes the recurrence
+ATTENTION_POSITIONS = ("learned", "rope")  # the attention baseline's one layer option, ``positions``
+ROPE_THETA = 10000.0
 
 
 class CausalAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int):
+    """Causal SDPA attention on ``x [B, T, d_model]``; ``rope=True`` rotates q and k by their positions."""
+
+    def __init__(self, d_model: int, n_heads: int, rope: bool = False):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        self.n_heads = n_heads
+        if rope and (d_model // n_heads) % 2:
+            raise ValueError(f"positions 'rope' needs an even head width, got d_model / n_heads = {d_model // n_heads}")
+        self.n_heads, self.rope = n_heads, rope
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     def forward(self, x):
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        if self.rope:
+            cos, sin = rope_tables(torch.arange(T, device=x.device).unsqueeze(0), D // self.n_heads, ROPE_THETA)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.out(o.transpose(1, 2).reshape(B, T, D))
 
@@ -130,10 +141,18 @@ class BaselineLM(nn.Module):
                              f"got {model!r}")
         self.model_name, self.d_model, self.n_layers = model, d_model, n_layers
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.positions = nn.Embedding(max_seq_len, d_model) if model == "attention" else None
-        if model == "attention" and layer_kwargs:
-            raise ValueError(f"the attention baseline takes no layer options, got {sorted(layer_kwargs)}")
-        make = (lambda: CausalAttention(d_model, n_heads)) if model == "attention" else \
+        positions = "learned"
+        if model == "attention":
+            unknown = sorted(set(layer_kwargs) - {"positions"})
+            if unknown:
+                raise ValueError(f"the attention baseline takes only the layer option positions, got {unknown}")
+            positions = layer_kwargs.get("positions", "learned")
+            if positions not in ATTENTION_POSITIONS:
+                raise ValueError(f"attention: layer option positions must be one of {ATTENTION_POSITIONS}, "
+                                 f"got {positions!r}")
+        self.positions = nn.Embedding(max_seq_len, d_model) if model == "attention" and positions == "learned" \
+            else None
+        make = (lambda: CausalAttention(d_model, n_heads, rope=positions == "rope")) if model == "attention" else \
             (lambda: FlaMixer(model, d_model, n_heads, **layer_kwargs))
         self.mixers = nn.ModuleList(make() for _ in range(n_layers))
         self.mixer_norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))

@@ -3,6 +3,8 @@ object API with the Agg canvas, so the process-wide backend and pyplot's figure 
 (matplotlib comes with the ``[plot]`` extra)."""
 from __future__ import annotations
 
+import itertools
+
 from pathlib import Path
 
 
@@ -106,8 +108,9 @@ def plot_state_sweep(summary_paths, out, paper_points=PAPER_POINTS) -> Path:
         ax.plot(*zip(*points), marker="o", label=name)
     if paper_points:
         ax.scatter(*zip(*paper_points), marker="*", s=140, color="black", label="RAM-Net (paper)", zorder=3)
-    for r in attention:  # attention does not span state sizes: its best accuracy is the ceiling
-        ax.axhline(r["accuracy"], color="grey", linestyle="--", label=f"attention (KV cache {r['state_size']:.2g})")
+    for r, style in zip(attention, itertools.cycle(("--", ":", "-."))):  # no state span: its best is a ceiling
+        ax.axhline(r["accuracy"], color="grey", linestyle=style,
+                   label=f"{r.get('label', 'attention')} (KV cache {r['state_size']:.2g})")
     ax.set(xscale="log", xlabel="state size (numbers)", ylabel="MQAR accuracy (7-setting mean)", ylim=(0, 1.02))
     ax.legend(fontsize=8)
     return _save(fig, out)

@@ -30,6 +30,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import DictConfig
 from ..layers import RMSNorm, SwiGLU
+from ..rope import apply_rope, rope_tables
 
 ARCHS = ("ramnet", "attention", "deltanet")
 BASELINE_ARCHS = ("attention", "deltanet")
@@ -81,19 +82,6 @@ def packed_layout(n_tokens: int, cu_seqlens: torch.Tensor | None, row_len: int, 
     rows = n_tokens // row_len if n_tokens % row_len == 0 and bool(starts[::row_len].all()) else 1
     single = len(cu) - 1 == rows
     return rows, doc.view(rows, -1), pos.view(rows, -1), single
-
-
-def rope_tables(positions: torch.Tensor, head_dim: int, theta: float):
-    """``(cos, sin)`` ``[R, 1, L, head_dim / 2]`` for integer ``positions [R, L]`` (fp32)."""
-    inv = theta ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
-    angles = positions.to(torch.float32).unsqueeze(-1) * inv
-    return angles.cos().unsqueeze(1), angles.sin().unsqueeze(1)
-
-
-def apply_rope(x, cos, sin):
-    """Rotate the two halves of each head's channels (``x [R, H, L, hd]``)."""
-    a, b = x.float().chunk(2, dim=-1)
-    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1).to(x.dtype)
 
 
 class RopeAttention(nn.Module):

@@ -64,6 +64,45 @@ def test_attention_baseline_is_causal():
     assert not torch.allclose(a[:, 8:], b[:, 8:])
 
 
+def test_attention_baseline_with_rope_is_causal_and_rotates_q_and_k():
+    """``layer: {positions: rope}``: no position table, q and k rotated, still causal."""
+    torch.manual_seed(0)
+    model, _, config = build_model({"model": "attention", "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32,
+                                    "layer": {"positions": "rope"}}, vocab_size=40, max_seq_len=12)
+    assert model.positions is None and config["layer"] == {"positions": "rope"}
+    ids = torch.randint(0, 40, (1, 12))
+    changed = ids.clone()
+    changed[0, 8:] = (changed[0, 8:] + 1) % 40
+    with torch.no_grad():
+        a, b = model(ids), model(changed)
+        torch.testing.assert_close(a[:, :8], b[:, :8])
+        assert not torch.allclose(a[:, 8:], b[:, 8:])
+    block = model.mixers[0]
+    x = torch.randn(1, 6, 16)
+    with torch.no_grad():
+        rotated = block(x)
+        block.rope = False
+        plain = block(x)
+    torch.testing.assert_close(rotated[:, 0], plain[:, 0])  # position 0: no rotation, one key
+    assert not torch.allclose(rotated[:, 1:], plain[:, 1:])
+
+
+@pytest.mark.parametrize("layer, message", [
+    ({"positions": "alibi"}, "positions must be one of"),
+    ({"core": "torch"}, "only the layer option positions"),
+])
+def test_attention_baseline_refuses_unknown_layer_options(layer, message):
+    with pytest.raises(ValueError, match=message):
+        build_model({"model": "attention", "d_model": 16, "n_heads": 2, "layer": layer}, vocab_size=40,
+                    max_seq_len=12)
+
+
+def test_rope_attention_needs_an_even_head_width():
+    with pytest.raises(ValueError, match="even head width"):
+        build_model({"model": "attention", "d_model": 18, "n_heads": 2, "layer": {"positions": "rope"}},
+                    vocab_size=40, max_seq_len=12)
+
+
 def test_fla_baselines_say_what_is_missing():
     pytest.importorskip("torch")
     try:
