@@ -4,7 +4,6 @@ object API with the Agg canvas, so the process-wide backend and pyplot's figure 
 from __future__ import annotations
 
 import itertools
-
 from pathlib import Path
 
 
