@@ -14,7 +14,8 @@ if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("Triton on CPU needs TRITON_INTERPRET=1 before import (tests/conftest.py sets it)",
                 allow_module_level=True)
 
-ADDRESS_CASES = [(1, 4, 3), (2, 4, 5), (3, 3, 27), (5, 4, 8), (4, 2, 16), (2, 8, 16), (6, 2, 1), (3, 5, 7)]
+ADDRESS_CASES = [(1, 4, 3), (2, 4, 5), (3, 3, 27), (5, 4, 8), (4, 2, 16), (2, 8, 16), (6, 2, 1), (3, 5, 7),
+                 (4, 4, 32)]  # the full 128-candidate tile: the K=32 rows of the MQAR sweeps
 
 
 @pytest.mark.parametrize("rows", [1, 3, 4])
