@@ -120,9 +120,32 @@ def run_part(name: str, timeout: float, argv: list[str] | None = None) -> dict:
     except subprocess.TimeoutExpired:
         return {name: {"error": f"timed out after {timeout:.0f} s"}}
     if done.returncode != 0 or not done.stdout.strip():
-        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {name: {"error": f"exit {done.returncode}: {tail}"[:500]}}
+        lines = done.stderr.strip().splitlines() or ["(no output)"]
+        # the last line of a CUDA failure is often the generic TORCH_USE_CUDA_DSA hint: keep the error's own line too
+        cause = [line for line in lines if "Error" in line or "error:" in line][-1:]
+        tail = " | ".join(dict.fromkeys([*cause, lines[-1]]))
+        return {name: {"error": f"exit {done.returncode}: {tail}"[:800]}}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_parts(header: dict, run, out: str | None = None) -> dict:
+    """``header`` plus every part's result (``run(name)``): ``agreement`` by comparison, ``timings`` rows, and
+    ``timings_error`` when the timings part failed. ``out`` is rewritten after every part, so a check cut short
+    (a shared card, an outer timeout) keeps what it measured."""
+    results = {**header, "agreement": {}, "timings": []}
+    for name in PARTS:
+        part = run(name)
+        if name == "timings":
+            timings = part.get("timings", [])
+            if isinstance(timings, dict):  # the part failed: {"timings": {"error": ...}}
+                results["timings_error"], timings = timings.get("error"), []
+            results["timings"] = timings
+        else:
+            results["agreement"].update(part)
+        if out:
+            with open(out, "w") as f:
+                json.dump(results, f, indent=1)
+    return results
 
 
 def main(argv=None) -> int:
@@ -139,24 +162,18 @@ def main(argv=None) -> int:
     import torch
     import triton
     import fla
-    parts = {}
-    for name in PARTS:
-        parts.update(run_part(name, args.part_timeout))
-    timing_rows = parts.pop("timings", [])
-    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-               "fla": getattr(fla, "__version__", "?"), "card_shared": args.card_shared, "agreement": parts,
-               "timings": timing_rows if isinstance(timing_rows, list) else []}
+    header = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+              "fla": getattr(fla, "__version__", "?"), "card_shared": args.card_shared}
+    results = run_parts(header, lambda name: run_part(name, args.part_timeout), args.out)
+    parts = results["agreement"]
     for name, e in parts.items():
         print(f"{name:48s} " + (e.get("error") or "  ".join(f"{key} {e[key]:.3e}" for key in
                                                            ("max_abs", "max_rel", "rel_rms"))))
-    if not isinstance(timing_rows, list):
-        print(f"timings: {timing_rows.get('error')}")
+    if "timings_error" in results:
+        print(f"timings: {results['timings_error']}")
     print(f"{'what':44s} {'T':>5s} {'ms':>8s}")
     for row in results["timings"]:
         print(f"{row['what']:44s} {row['T']:5d} {row['ms']:8.2f}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
     return 0 if not any("error" in e for e in parts.values()) and results["timings"] else 1
 
 

@@ -2,9 +2,10 @@
 # One GPU session of the three MQAR sweeps side by side on the card, in the order the results need next.
 #   bash benchmarks/gpu_mqar_session.sh start SECONDS [--mps]   # returns at once; the sweeps run on (detached)
 #   bash benchmarks/gpu_mqar_session.sh collect                 # progress; summaries (and saved models) into $OUT
-# `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: a RAM-Net
-# run with the card shared by 13-16 workers took 400-790 s; fla's, once their autotuning is cached, far less), so the
-# budget cuts few runs; a cut run keeps its curve (`unfinished`), not a result. The workers
+# `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most RAM-Net
+# runs with the card shared by 13-16 workers took 394-790 s, but two took 1,408-1,423 s on a card whose memory was
+# full, and fla's took 815-1,266 s while they autotuned), so the budget cuts few runs; a cut run keeps its curve
+# (`unfinished`), not a result. The workers
 # are split 9 / 4 / 1 between main.yaml, ablations.yaml and paper_arch.yaml (MAIN_PARALLEL, ABL_PARALLEL,
 # ARCH_PARALLEL), and each sweep runs its pending runs in the order of its priority patterns below (override with
 # MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty string runs the spec's own order). `--mps` first tries CUDA MPS

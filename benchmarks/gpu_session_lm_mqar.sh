@@ -9,8 +9,8 @@
 #   2. benchmarks/gpu_lm_checks.sh (P5 throughput, then the NCCL torchrun run);
 #   3. benchmarks/small_lm.sh (the three ~20M language models), when `datasets` imports;
 #   4. benchmarks/gpu_mqar_session.sh start with the seconds that remain (at least MIN_SWEEP_SECONDS, 600).
-# The step gdn_alongside runs step 1 in the background next to the sweeps instead (its agreement figures do not
-# depend on sharing the card; its timings do, and its JSON says so): the card to itself costs minutes of a session.
+# The step gdn_alongside runs step 1 in the background next to the sweeps instead, until the session's end (the card
+# to itself costs minutes of a session; its timings are then not the card's own, and its JSON says so).
 # Triton's autotuning results (fla's kernels cache theirs on disk; the sweeps ask the same of every kernel) are
 # lost with the machine. `collect` packs them into session.tgz (triton_autotune.tgz); put that file in
 # .triton_autotune/ here (ignored by git), carry it, and the next `start` unpacks it into Triton's cache, so the
@@ -32,11 +32,6 @@ run_steps() {
     timeout 400 python3 benchmarks/gpu_gdn_core_check.py --out "$S/results/gdn_core_check.json"
     echo "GDN check rc=$?"
   fi
-  if [[ $steps == *" gdn_alongside "* ]]; then
-    echo "== 1. GDN core check in the background, alongside the sweeps $(date -u +%T) (log gdn_core_check.log)"
-    setsid nohup timeout 1200 python3 benchmarks/gpu_gdn_core_check.py --part-timeout 300 --card-shared \
-      --out "$S/results/gdn_core_check.json" > "$S/gdn_core_check.log" 2>&1 < /dev/null &
-  fi
   if [[ $steps == *" lm "* ]]; then
     echo "== 2. P5 and NCCL $(date -u +%T)"
     RAMNET_BENCH_DIR=$S/results bash benchmarks/gpu_lm_checks.sh
@@ -51,6 +46,11 @@ print('datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'fsspec'
     else
       echo "small_lm skipped: datasets does not import"
     fi
+  fi
+  if [[ $steps == *" gdn_alongside "* ]]; then  # next to the sweeps only, so no LM timing shares the card with it
+    echo "== 1. GDN core check in the background, alongside the sweeps $(date -u +%T) (log gdn_core_check.log)"
+    setsid nohup timeout $(( end - $(date +%s) )) python3 benchmarks/gpu_gdn_core_check.py --part-timeout 300 \
+      --card-shared --out "$S/results/gdn_core_check.json" > "$S/gdn_core_check.log" 2>&1 < /dev/null &
   fi
   if [[ $steps == *" mqar "* ]]; then
     local left=$(( end - $(date +%s) ))
@@ -71,6 +71,9 @@ case "${1:-}" in
     for step in ${SESSION_STEPS:-}; do
       case $step in gdn|gdn_alongside|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (gdn gdn_alongside lm small_lm mqar)" >&2; exit 2;; esac
     done
+    if [[ " ${SESSION_STEPS:-} " == *" gdn "* && " ${SESSION_STEPS:-} " == *" gdn_alongside "* ]]; then
+      echo "SESSION_STEPS: gdn and gdn_alongside both run the GDN check (into one file): pick one" >&2; exit 2
+    fi
     [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log" >&2; exit 2; }
     mkdir -p "$S"
     end=$(( $(date +%s) + seconds ))

@@ -49,3 +49,19 @@ def test_a_pattern_list_that_drops_runs_is_caught():
     """The check above can fail: without a catch-all, patterns leave runs out."""
     _, left_out = _queue("MAIN_ONLY", "gla-*")
     assert left_out and not any(run.startswith("gla-") for run in left_out)
+
+
+@pytest.mark.parametrize("steps, message", [
+    ("mqar bogus", "unknown step 'bogus'"),
+    ("gdn gdn_alongside mqar", "pick one"),
+    ("gdn_alongside gdn", "pick one"),
+])
+def test_the_session_script_refuses_bad_steps_before_starting(steps, message, tmp_path):
+    """``gpu_session_lm_mqar.sh start`` checks SESSION_STEPS before it writes anything or starts a step."""
+    import os
+    import subprocess
+    script = ROOT / "benchmarks" / "gpu_session_lm_mqar.sh"
+    done = subprocess.run(["bash", str(script), "start", "10"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SESSION_STEPS": steps})
+    assert done.returncode == 2 and message in done.stderr
+    assert done.stderr.count("\n") == 1 and "session started" not in done.stdout
