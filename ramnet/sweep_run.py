@@ -43,13 +43,21 @@ def _test_hook_oom(run: dict, out_dir: Path | None) -> None:
         raise torch.OutOfMemoryError(f"CUDA out of memory (simulated by the test hook {TEST_OOM_ENV})")
 
 
-def progress_record(run: dict, state_size: int, history: list[dict]) -> dict:
+def peak_mib(device: torch.device) -> float | None:
+    """The CUDA memory this process has reserved at its peak, in MiB (None off CUDA). A sweep's worker runs one
+    run per process, so it is that run's footprint on the card: what decides how many runs fit side by side."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_reserved(device) / 2**20, 1)
+
+
+def progress_record(run: dict, state_size: int, history: list[dict], peak: float | None = None) -> dict:
     """What ``progress.json`` holds: the run's identity and its history so far (not a result)."""
     last = history[-1] if history else {}
     return {"id": run["id"], "fingerprint": run["fingerprint"], "label": run["label"], "model": run["spec"]["model"],
             "lr": run["lr"], "seed": run["seed"], "state_size": state_size, "step": last.get("step", 0),
             "total_steps": run["steps"], "accuracy": last.get("accuracy"), "seconds": last.get("seconds", 0.0),
-            "history": history}
+            "peak_mib": peak, "history": history}
 
 
 def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
@@ -97,7 +105,8 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
                                 "seconds": time.perf_counter() - start})
                 bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{mean:.3f}")
                 if out_dir is not None:
-                    write_json_atomic(Path(out_dir) / PROGRESS_FILE, progress_record(run, state_size, history))
+                    write_json_atomic(Path(out_dir) / PROGRESS_FILE,
+                                      progress_record(run, state_size, history, peak_mib(device)))
                 if not math.isfinite(loss_value):
                     break  # diverged: recorded with accuracy 0, the sweep moves on
     if run.get("save_model") and out_dir is not None:
@@ -110,7 +119,7 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
             "accuracies": last["accuracies"], "seconds": time.perf_counter() - start, "config": config,
             "short_conv": bool(config.get("short_conv", False)),
             "device": str(device), "precision": args.precision, "diverged": not math.isfinite(last["loss"]),
-            "history": history}
+            "peak_mib": peak_mib(device), "history": history}
 
 
 def write_json_atomic(path: Path, data) -> None:

@@ -152,6 +152,7 @@ def test_progress_is_written_and_unfinished_runs_are_not_results(tmp_path, capsy
     assert progress["history"] == result["history"] and progress["step"] == progress["total_steps"] == 4
     assert {k: progress[k] for k in ("id", "label", "lr", "fingerprint", "state_size")} == \
         {k: result[k] for k in ("id", "label", "lr", "fingerprint", "state_size")}
+    assert progress["peak_mib"] is None and result["peak_mib"] is None  # CUDA memory: none on this CPU run
     assert json.loads((out / "mqar_sweep.json").read_text())["unfinished"] == []
     # the second run cut off after its first evaluation: its progress, no result
     (cut / "result.json").unlink()
@@ -177,6 +178,14 @@ def test_progress_is_written_and_unfinished_runs_are_not_results(tmp_path, capsy
     changed = check_spec({**spec, "steps": 6})
     write_summaries(changed, expand(changed))
     assert json.loads((out / "mqar_sweep.json").read_text())["unfinished"] == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA peak memory needs a CUDA device")
+def test_peak_memory_is_the_processes_reserved_peak_on_cuda():
+    from ramnet.sweep_run import peak_mib
+    held = torch.empty(64 * 2**20, dtype=torch.uint8, device="cuda")  # 64 MiB
+    assert peak_mib(torch.device("cuda")) >= 64
+    del held
 
 
 def test_an_interrupted_sweep_writes_its_summary_with_the_runs_in_flight(tmp_path, monkeypatch):
