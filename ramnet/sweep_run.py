@@ -43,9 +43,10 @@ def _test_hook_oom(run: dict, out_dir: Path | None) -> None:
         raise torch.OutOfMemoryError(f"CUDA out of memory (simulated by the test hook {TEST_OOM_ENV})")
 
 
-def peak_mib(device: torch.device) -> float | None:
+def peak_mib(device: torch.device | str) -> float | None:
     """The CUDA memory this process has reserved at its peak, in MiB (None off CUDA). A sweep's worker runs one
     run per process, so it is that run's footprint on the card: what decides how many runs fit side by side."""
+    device = torch.device(device)
     if device.type != "cuda":
         return None
     return round(torch.cuda.max_memory_reserved(device) / 2**20, 1)
