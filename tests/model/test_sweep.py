@@ -52,38 +52,32 @@ def test_state_sizes_follow_each_family():
     assert state == 2 * 1 * 32 * 1024  # the KV cache at the longest setting
 
 
-def test_attention_baseline_is_causal():
+@pytest.mark.parametrize("layer", [{}, {"positions": "rope"}], ids=["learned", "rope"])
+def test_attention_baseline_is_causal(layer):
     torch.manual_seed(0)
-    model = BaselineLM("attention", vocab_size=40, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=12).eval()
+    model, _, config = build_model({"model": "attention", "d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32,
+                                    "layer": layer}, vocab_size=40, max_seq_len=12)
+    assert (model.positions is None) == (layer == {"positions": "rope"}) and config["layer"] == layer
     ids = torch.randint(0, 40, (1, 12))
     changed = ids.clone()
     changed[0, 8:] = (changed[0, 8:] + 1) % 40
     with torch.no_grad():
-        a, b = model(ids), model(changed)
+        a, b = model.eval()(ids), model(changed)
     torch.testing.assert_close(a[:, :8], b[:, :8])
     assert not torch.allclose(a[:, 8:], b[:, 8:])
 
 
-def test_attention_baseline_with_rope_is_causal_and_rotates_q_and_k():
-    """``layer: {positions: rope}``: no position table, q and k rotated, still causal."""
+def test_rope_rotates_q_and_k_by_position():
+    """``layer: {positions: rope}`` rotates q and k: position 0 (one key, no rotation) is unchanged, the rest move."""
     torch.manual_seed(0)
-    model, _, config = build_model({"model": "attention", "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32,
-                                    "layer": {"positions": "rope"}}, vocab_size=40, max_seq_len=12)
-    assert model.positions is None and config["layer"] == {"positions": "rope"}
-    ids = torch.randint(0, 40, (1, 12))
-    changed = ids.clone()
-    changed[0, 8:] = (changed[0, 8:] + 1) % 40
-    with torch.no_grad():
-        a, b = model(ids), model(changed)
-        torch.testing.assert_close(a[:, :8], b[:, :8])
-        assert not torch.allclose(a[:, 8:], b[:, 8:])
-    block = model.mixers[0]
+    block = BaselineLM("attention", vocab_size=40, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_seq_len=12,
+                       positions="rope").mixers[0]
     x = torch.randn(1, 6, 16)
     with torch.no_grad():
         rotated = block(x)
         block.rope = False
         plain = block(x)
-    torch.testing.assert_close(rotated[:, 0], plain[:, 0])  # position 0: no rotation, one key
+    torch.testing.assert_close(rotated[:, 0], plain[:, 0])
     assert not torch.allclose(rotated[:, 1:], plain[:, 1:])
 
 
