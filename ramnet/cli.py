@@ -159,10 +159,12 @@ def cmd_validate(args) -> int:
 def cmd_plot(args) -> int:
     from . import plots
 
-    chosen = [name for name in ("run", "mqar", "ablations", "slots") if getattr(args, name) is not None]
+    chosen = [name for name in ("run", "mqar", "ablations", "curves", "slots") if getattr(args, name) is not None]
     if len(chosen) != 1:
-        raise ValueError("give one of: a run directory, --mqar SUMMARY [SUMMARY ...], --ablations SUMMARY or "
-                         "--slots CHECKPOINT")
+        raise ValueError("give one of: a run directory, --mqar SUMMARY [SUMMARY ...], --ablations SUMMARY, "
+                         "--curves SWEEP or --slots CHECKPOINT")
+    if args.only is not None and args.curves is None:
+        raise ValueError("--only selects runs for --curves only")
     if args.run is None and args.out is None:
         raise ValueError(f"--{chosen[0]} needs --out (the PNG to write, e.g. docs/img/{chosen[0]}.png)")
     if args.mqar is not None:
@@ -170,6 +172,9 @@ def cmd_plot(args) -> int:
         return 0
     if args.ablations is not None:
         print(f"wrote {plots.plot_u_ablation(args.ablations, args.out)}")
+        return 0
+    if args.curves is not None:
+        print(f"wrote {plots.plot_sweep_curves(args.curves, args.out, args.only)}")
         return 0
     if args.slots is not None:
         from .analysis import slot_traces
@@ -350,12 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("plot", parents=[common], help="plot a run's curves, a sweep, the U ablation or slot traces "
-                                                      "(needs [plot])")
+    p = sub.add_parser("plot", parents=[common], help="plot a run's curves, a sweep (state or curves), the U "
+                                                      "ablation or slot traces (needs [plot])")
     p.add_argument("run", nargs="?", default=None, help="run directory with metrics.json (loss and accuracy curves)")
     p.add_argument("--mqar", default=None, nargs="+", metavar="SUMMARY",
                    help="one or more sweeps' mqar.json: accuracy against state size, paper overlaid")
     p.add_argument("--ablations", default=None, help="an ablation sweep's summary: accuracy against U per M")
+    p.add_argument("--curves", default=None, metavar="SWEEP",
+                   help="a sweep's NAME_sweep.json: loss and accuracy against step for its runs")
+    p.add_argument("--only", default=None, metavar="PATTERNS",
+                   help="--curves: comma-separated fnmatch patterns on run ids (default: every run)")
     p.add_argument("--slots", default=None, help="a checkpoint: top-1 write/read slots over time (CAPE vs content)")
     p.add_argument("--seq-len", type=int, default=256, help="--slots: MQAR sequence length (default 256)")
     p.add_argument("--num-kv-pairs", type=int, default=16, help="--slots: key-value pairs (default 16)")

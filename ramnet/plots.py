@@ -133,6 +133,41 @@ def plot_u_ablation(summary_path, out) -> Path:
     return _save(fig, out)
 
 
+def plot_sweep_curves(sweep_path, out, only: str | None = None) -> Path:
+    """Training loss and 7-setting mean accuracy against step for the runs of a sweep's ``NAME_sweep.json``:
+    its finished ``runs`` (solid) and its ``unfinished`` curves (dashed, not results). ``only``: comma-separated
+    fnmatch patterns on run ids (e.g. ``"paper-*-lr0.001-*"``), every run by default."""
+    import fnmatch
+    import json
+
+    path = Path(sweep_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"sweep file {path} is not valid JSON: {error}") from None
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str) and
+                                             isinstance(r.get("history"), list) for r in runs):
+        raise ValueError(f"{path} is not a sweep file (NAME_sweep.json, with runs that have an id and a history)")
+    curves = [(r, "-") for r in runs] + [(r, "--") for r in data.get("unfinished") or [] if r.get("history")]
+    patterns = [p.strip() for p in (only or "*").split(",") if p.strip()]
+    curves = [(r, style) for r, style in curves if any(fnmatch.fnmatchcase(r["id"], p) for p in patterns)]
+    if not curves:
+        raise ValueError(f"--only {only!r} matches no run with a curve in {path}")
+    fig = _figure(11, 4.2)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for r, style in curves:
+        steps = [h["step"] for h in r["history"]]
+        line, = loss_ax.plot(steps, [h["loss"] for h in r["history"]], style, label=r["id"].removesuffix("-s0"))
+        acc_ax.plot(steps, [h["accuracy"] for h in r["history"]], style, color=line.get_color())
+    loss_ax.set(xlabel="step", ylabel="training loss (mean since the last evaluation)")
+    acc_ax.set(xlabel="step", ylabel="MQAR accuracy (7-setting mean)", ylim=(0, 1.02))
+    loss_ax.legend(fontsize=6, ncol=2)
+    return _save(fig, out)
+
+
 def plot_slot_traces(traces: list[dict], out, head: int = 0) -> Path:
     """Top-1 write and read slots of ``head`` against time, for the first layer with CAPE heads and the first
     without (``ramnet.analysis.slot_traces``)."""

@@ -64,7 +64,25 @@ def test_plot_slots_from_a_checkpoint(tmp_path):
     assert (tmp_path / "slots.png").stat().st_size > 5000
 
 
+def _sweep_file(path):
+    history = [{"step": 2, "loss": 8.0, "accuracy": 0.1}, {"step": 4, "loss": 6.0, "accuracy": 0.4}]
+    path.write_text(json.dumps({"runs": [{"id": "a-lr0.001-s0", "history": history},
+                                         {"id": "b-lr0.001-s0", "history": history[:1]}],
+                                "unfinished": [{"id": "c-lr0.001-s0", "history": history[:1]}]}))
+    return path
+
+
+def test_plot_sweep_curves_finished_and_unfinished_runs(tmp_path):
+    sweep = _sweep_file(tmp_path / "mqar_sweep.json")
+    assert main(["plot", "--curves", str(sweep), "--out", str(tmp_path / "all.png")]) == 0
+    assert main(["plot", "--curves", str(sweep), "--only", "a-*,c-*", "--out", str(tmp_path / "some.png")]) == 0
+    assert (tmp_path / "all.png").stat().st_size > 5000 and (tmp_path / "some.png").stat().st_size > 5000
+
+
 @pytest.mark.parametrize("argv, match", [
+    (["plot", "--curves", "SWEEP", "--only", "z*", "--out", "c.png"], "matches no run with a curve"),
+    (["plot", "--curves", "ROWS", "--out", "c.png"], "is not a sweep file"),
+    (["plot", "--mqar", "ROWS", "--only", "a*", "--out", "s.png"], "--only selects runs for --curves only"),
     (["plot"], "give one of"),
     (["plot", "--mqar", "x.json"], "needs --out"),
     (["plot", "--ablations", "ROWS", "--out", "u.png"], "holds no rows tagged ablation: U"),
@@ -78,7 +96,7 @@ def test_plot_errors_are_one_line(tmp_path, capsys, argv, match):
     bad.write_text(json.dumps({"not": "rows"}))
     no_m = tmp_path / "nom.json"
     no_m.write_text(json.dumps([{"model": "ramnet", "state_size": 1, "accuracy": 0.5, "tags": {"ablation": "U"}}]))
-    files = {"ROWS": rows, "BAD": bad, "NOM": no_m}
+    files = {"ROWS": rows, "BAD": bad, "NOM": no_m, "SWEEP": _sweep_file(tmp_path / "sweep.json")}
     argv = [str(files[a]) if a in files else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
