@@ -31,6 +31,8 @@ def plot_history(metrics_path: str | Path, out: str | Path | None = None) -> Pat
 
 # the paper's RAM-Net MQAR points (7-setting mean accuracy against state size in numbers), read off its figure
 PAPER_POINTS = ((7.7e3, 0.78), (1.4e4, 0.87), (2.6e4, 0.97))
+# the paper's U ablation (MQAR accuracy at fixed M), {M: ((U, accuracy), ...)}
+PAPER_U_POINTS = {1024: ((1, 0.48), (2, 0.86), (5, 0.99)), 256: ((1, 0.39), (2, 0.71), (4, 0.89))}
 
 
 def _figure(width: float, height: float):
@@ -115,8 +117,9 @@ def plot_state_sweep(summary_paths, out, paper_points=PAPER_POINTS) -> Path:
     return _save(fig, out)
 
 
-def plot_u_ablation(summary_path, out) -> Path:
-    """Accuracy against the number of factors U, one line per memory size M (rows tagged ``ablation: U``)."""
+def plot_u_ablation(summary_path, out, paper_points=PAPER_U_POINTS) -> Path:
+    """Accuracy against the number of factors U, one line per memory size M (rows tagged ``ablation: U``), with
+    the paper's values for the same M dashed beside it (``paper_points``: ``{M: ((U, accuracy), ...)}``)."""
     rows = [r for r in _rows(summary_path, "ablation summary") if (r.get("tags") or {}).get("ablation") == "U"]
     if not rows:
         raise ValueError(f"{summary_path} holds no rows tagged ablation: U")
@@ -126,7 +129,10 @@ def plot_u_ablation(summary_path, out) -> Path:
     ax = fig.subplots()
     for M in sorted({r["tags"]["M"] for r in rows}):
         points = sorted((r["tags"]["U"], r["accuracy"]) for r in rows if r["tags"]["M"] == M)
-        ax.plot(*zip(*points), marker="o", label=f"M = {M}")
+        line, = ax.plot(*zip(*points), marker="o", label=f"M = {M}")
+        if M in (paper_points or {}):
+            ax.plot(*zip(*paper_points[M]), marker="*", linestyle="--", color=line.get_color(), alpha=0.6,
+                    label=f"M = {M} (paper)")
     ax.set(xscale="log", xlabel="U (factors of the product softmax)", ylabel="MQAR accuracy (7-setting mean)",
            ylim=(0, 1.02))
     ax.legend()
