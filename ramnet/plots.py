@@ -56,16 +56,20 @@ def _save(fig, out) -> Path:
     return out
 
 
-def _rows(path, what: str) -> list[dict]:
+def _read_json(path: Path, what: str):
     import json
 
-    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist")
     try:
-        rows = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except ValueError as error:
         raise ValueError(f"{what} {path} is not valid JSON: {error}") from None
+
+
+def _rows(path, what: str) -> list[dict]:
+    path = Path(path)
+    rows = _read_json(path, what)
     number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
     if not isinstance(rows, list) or not rows or not all(
             isinstance(r, dict) and {"model", "state_size", "accuracy"} <= set(r) and number(r["state_size"])
@@ -144,15 +148,9 @@ def plot_sweep_curves(sweep_path, out, only: str | None = None) -> Path:
     its finished ``runs`` (solid) and its ``unfinished`` curves (dashed, not results). ``only``: comma-separated
     fnmatch patterns on run ids (e.g. ``"paper-*-lr0.001-*"``), every run by default."""
     import fnmatch
-    import json
 
     path = Path(sweep_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"sweep file {path} is not valid JSON: {error}") from None
+    data = _read_json(path, "sweep file")
     runs = data.get("runs") if isinstance(data, dict) else None
     if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str) and
                                              isinstance(r.get("history"), list) for r in runs):
