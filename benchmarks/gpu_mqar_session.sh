@@ -17,8 +17,9 @@ cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # the baselines that ran out of memory in session C and never restarted (gla-2k, gla-33k at 3e-3, gdn-66k at 1e-3),
 # then RAM-Net with more slots per token (K=16, 32) at 1e-3, attention with RoPE, the baselines' missing 1e-3
-# runs, the K rows at 3e-3, the ~1e5 baselines (131k) at 3e-3 (DeltaNet's best lr so far), then the rest. fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine:
-# carry .triton_autotune/ (Commands in docs/RESULTS.md) so that they do not
+# runs, the K rows at 3e-3, the ~1e5 baselines (131k) at 3e-3 (DeltaNet's best lr so far), then the rest.
+# fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine: carry
+# .triton_autotune/ (Commands in docs/RESULTS.md) so that they do not
 MAIN_ONLY=${MAIN_ONLY-'gla-2k-lr0.003-*,gla-33k-lr0.003-*,gdn-66k-lr0.001-*,ramnet-*-k16-lr0.001-*,ramnet-*-k32-lr0.001-*,attention-rope-lr0.003-*,deltanet-66k-lr0.001-*,gla-8k-lr0.001-*,gla-33k-lr0.001-*,gdn-4k-lr0.001-*,ramnet-*-k16-lr0.003-*,ramnet-*-k32-lr0.003-*,*-131k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
 # K=16 and 32 and gamma=0.5 at 1e-3 (the rows the ablation still misses), then M=1024 at lr 3e-3 (at 1e-3 U=1, 2
 # and 5 sat on the loss plateau, which lr 3e-3 lifted for ramnet-66k, the same memory), then the rest. The U=1,

@@ -151,11 +151,16 @@ def plot_sweep_curves(sweep_path, out, only: str | None = None) -> Path:
 
     path = Path(sweep_path)
     data = _read_json(path, "sweep file")
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+    point = lambda h: isinstance(h, dict) and all(number(h.get(k)) for k in ("step", "loss", "accuracy"))  # noqa: E731
     runs = data.get("runs") if isinstance(data, dict) else None
-    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str) and
-                                             isinstance(r.get("history"), list) for r in runs):
-        raise ValueError(f"{path} is not a sweep file (NAME_sweep.json, with runs that have an id and a history)")
-    curves = [(r, "-") for r in runs] + [(r, "--") for r in data.get("unfinished") or [] if r.get("history")]
+    unfinished = data.get("unfinished", []) if isinstance(data, dict) else None
+    if not isinstance(runs, list) or not isinstance(unfinished, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("history"), list)
+            and all(point(h) for h in r["history"]) for r in runs + unfinished):
+        raise ValueError(f"{path} is not a sweep file (NAME_sweep.json: runs and unfinished, each with an id and "
+                         f"a history of step, loss and accuracy)")
+    curves = [(r, "-") for r in runs] + [(r, "--") for r in unfinished if r["history"]]
     patterns = [p.strip() for p in (only or "*").split(",") if p.strip()]
     curves = [(r, style) for r, style in curves if any(fnmatch.fnmatchcase(r["id"], p) for p in patterns)]
     if not curves:

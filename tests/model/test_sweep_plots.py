@@ -82,6 +82,7 @@ def test_plot_sweep_curves_finished_and_unfinished_runs(tmp_path):
 @pytest.mark.parametrize("argv, match", [
     (["plot", "--curves", "SWEEP", "--only", "z*", "--out", "c.png"], "matches no run with a curve"),
     (["plot", "--curves", "ROWS", "--out", "c.png"], "is not a sweep file"),
+    (["plot", "--curves", "NOLOSS", "--out", "c.png"], "is not a sweep file"),
     (["plot", "--mqar", "ROWS", "--only", "a*", "--out", "s.png"], "--only selects runs for --curves only"),
     (["plot"], "give one of"),
     (["plot", "--mqar", "x.json"], "needs --out"),
@@ -96,7 +97,9 @@ def test_plot_errors_are_one_line(tmp_path, capsys, argv, match):
     bad.write_text(json.dumps({"not": "rows"}))
     no_m = tmp_path / "nom.json"
     no_m.write_text(json.dumps([{"model": "ramnet", "state_size": 1, "accuracy": 0.5, "tags": {"ablation": "U"}}]))
-    files = {"ROWS": rows, "BAD": bad, "NOM": no_m, "SWEEP": _sweep_file(tmp_path / "sweep.json")}
+    no_loss = tmp_path / "noloss.json"
+    no_loss.write_text(json.dumps({"runs": [], "unfinished": [{"id": "a", "history": [{"step": 2}]}]}))
+    files = {"ROWS": rows, "BAD": bad, "NOM": no_m, "SWEEP": _sweep_file(tmp_path / "sweep.json"), "NOLOSS": no_loss}
     argv = [str(files[a]) if a in files else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
