@@ -6,7 +6,7 @@
 # runs with the card shared by 13-16 workers took 394-790 s, but two took 1,408-1,423 s on a card whose memory was
 # full, and fla's took 815-1,266 s while they autotuned), so the budget cuts few runs; a cut run keeps its curve
 # (`unfinished`), not a result. The workers
-# are split 9 / 4 / 1 between main.yaml, ablations.yaml and paper_arch.yaml (MAIN_PARALLEL, ABL_PARALLEL,
+# are split 10 / 4 / 1 between main.yaml, ablations.yaml and paper_arch.yaml (MAIN_PARALLEL, ABL_PARALLEL,
 # ARCH_PARALLEL), and each sweep runs its pending runs in the order of its priority patterns below (override with
 # MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty string runs the spec's own order). `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
@@ -15,16 +15,17 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# the baselines that ran out of memory in session C and never restarted (gla-2k, gla-33k at 3e-3, gdn-66k at 1e-3),
-# then RAM-Net with more slots per token (K=16, 32) at 1e-3, attention with RoPE, the baselines' missing 1e-3
-# runs, the K rows at 3e-3, the ~1e5 baselines (131k) at 3e-3 (DeltaNet's best lr so far), then the rest.
+# First (one round of 10 workers starts together): the fla baselines that give the missing equal-state verdicts
+# (GLA at 8k and 33k at 1e-3, GLA-33k at 3e-3, DeltaNet-131k), which are the longest runs (1,100-1,270 s, more on a
+# fresh machine that autotunes) and would not finish if started later; beside them the RAM-Net rows that may close
+# the gap to DeltaNet (K=16, width 256, both; 66k at 3e-3, its best lr). Then the other missing rows, the rest.
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine: carry
 # .triton_autotune/ (Commands in docs/RESULTS.md) so that they do not
-MAIN_ONLY=${MAIN_ONLY-'gla-2k-lr0.003-*,gla-33k-lr0.003-*,gdn-66k-lr0.001-*,ramnet-*-k16-lr0.001-*,ramnet-*-k32-lr0.001-*,attention-rope-lr0.003-*,deltanet-66k-lr0.001-*,gla-8k-lr0.001-*,gla-33k-lr0.001-*,gdn-4k-lr0.001-*,ramnet-*-k16-lr0.003-*,ramnet-*-k32-lr0.003-*,*-131k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
-# K=16 and 32 and gamma=0.5 at 1e-3 (the rows the ablation still misses), then M=1024 at lr 3e-3 (at 1e-3 U=1, 2
-# and 5 sat on the loss plateau, which lr 3e-3 lifted for ramnet-66k, the same memory), then the rest. The U=1,
-# M=1024 run holds about 44 GB.
-ABL_ONLY=${ABL_ONLY-'K16-lr0.001-*,K32-lr0.001-*,gamma-0.5-lr0.001-*,M1024-*-lr0.003-*,*-lr0.001-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'gla-8k-lr0.001-*,gla-33k-lr0.001-*,gla-33k-lr0.003-*,deltanet-131k-lr0.003-*,ramnet-16k-w256-k16-lr0.001-*,ramnet-16k-k16-lr0.001-*,ramnet-66k-w256-k16-lr0.003-*,ramnet-66k-k16-lr0.003-*,ramnet-3k-k16-lr0.001-*,ramnet-16k-w256-lr0.001-*,gdn-4k-lr0.001-*,ramnet-3k-w256-k16-lr0.001-*,ramnet-27k-k16-lr0.001-*,ramnet-16k-w256-k16-lr0.003-*,ramnet-16k-k16-lr0.003-*,ramnet-3k-k16-lr0.003-*,ramnet-16k-k32-lr0.001-*,attention-rope-lr0.003-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,ramnet-*-k16-lr0.001-*,ramnet-*-lr0.003-*,*-131k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
+# K=16 and gamma=0.5 at 1e-3 (the rows the ablation list still misses), K=32, then M=1024 at lr 3e-3 (at 1e-3 U=1,
+# 2 and 5 sat on the loss plateau, which lr 3e-3 lifted for ramnet-66k, the same memory) from U=10 down: U=1 last,
+# since it holds about 44 GB. Then the rest.
+ABL_ONLY=${ABL_ONLY-'K16-lr0.001-*,gamma-0.5-lr0.001-*,K32-lr0.001-*,M1024-U10-lr0.003-*,M1024-U5-lr0.003-*,M1024-U2-lr0.003-*,M1024-U1-lr0.003-*,*-lr0.001-*,*'}
 # the paper's architecture at M=64, K=16 at lr 1e-3 again with its model kept for the slot plot (its 1e-3 run learned,
 # 0.803; the kept 3e-3 run did not, so its 3e-3 run is left out), then the other variants, 3e-3 before 1e-3
 ARCH_ONLY=${ARCH_ONLY-'paper-m64-k16-saved-lr0.001-*,paper-m64-k16-dv*-lr0.003-*,prev-token-*-lr0.003-*,[!p]*-lr0.003-*,prev-token-*,[!p]*'}
@@ -35,7 +36,7 @@ case "${1:-}" in
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     export SWEEP_STOP_STARTING_AFTER=$(( budget > ${RUN_SECONDS:-700} ? budget - ${RUN_SECONDS:-700} : 0 ))
-    SWEEP_PARALLEL=${MAIN_PARALLEL:-9} SWEEP_ONLY=$MAIN_ONLY bash "$bg" start benchmarks/mqar/main.yaml mqar "$budget"
+    SWEEP_PARALLEL=${MAIN_PARALLEL:-10} SWEEP_ONLY=$MAIN_ONLY bash "$bg" start benchmarks/mqar/main.yaml mqar "$budget"
     SWEEP_PARALLEL=${ABL_PARALLEL:-4} SWEEP_ONLY=$ABL_ONLY bash "$bg" start benchmarks/mqar/ablations.yaml ablations "$budget"
     SWEEP_PARALLEL=${ARCH_PARALLEL:-1} SWEEP_ONLY=$ARCH_ONLY \
       bash "$bg" start benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$budget"

@@ -177,9 +177,9 @@ def cmd_plot(args) -> int:
         print(f"wrote {plots.plot_sweep_curves(args.curves, args.out, args.only)}")
         return 0
     if args.slots is not None:
-        from .analysis import slot_traces
+        from .analysis import read_write_overlap, slot_traces
         from .checkpoint import load_checkpoint
-        from .data.mqar import multiquery_ar
+        from .data.mqar import multiquery_ar, query_bindings
 
         model = load_checkpoint(args.slots)
         try:
@@ -188,8 +188,14 @@ def cmd_plot(args) -> int:
         except ValueError as error:
             raise ValueError(f"--seq-len / --num-kv-pairs for this checkpoint (vocab_size "
                              f"{model.config.vocab_size}): {error}") from None
-        inputs, _ = multiquery_ar(setting, 1, seed=0)
+        inputs, labels = multiquery_ar(setting, 1, seed=0)
         print(f"wrote {plots.plot_slot_traces(slot_traces(model, inputs), args.out)}")
+        queries, values = query_bindings(inputs[0], labels[0], args.num_kv_pairs)
+        print(f"slots each query reads from its bound value's write set / from another value's (of K="
+              f"{model.config.top_k}, {len(queries)} queries):")
+        for i, layer in enumerate(read_write_overlap(model, inputs, queries, values)):
+            for h, (on, off, cape) in enumerate(zip(layer["bound"], layer["other"], layer["cape"])):
+                print(f"  layer {i + 1} head {h} ({'CAPE' if cape else 'content'}): {on:.1f} / {off:.1f}")
         return 0
     metrics = Path(args.run) / "metrics.json"
     if not metrics.is_file():

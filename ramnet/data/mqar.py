@@ -74,6 +74,20 @@ def multiquery_ar(setting: MQARSetting, num_examples: int, seed: int):
     return torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(np.ascontiguousarray(labels))
 
 
+def query_bindings(inputs: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int) -> tuple[list[int], list[int]]:
+    """For one sequence from :func:`multiquery_ar` (``inputs``, ``labels`` int64 [seq_len]): the query positions
+    (labelled) and, for each, the position of the value bound to its key (``2 * i + 1`` for the i-th pair)."""
+    if inputs.dim() != 1 or inputs.shape != labels.shape:
+        raise ValueError(f"inputs and labels must be one sequence each, [seq_len]; got {tuple(inputs.shape)} and "
+                         f"{tuple(labels.shape)}")
+    key_position = {int(inputs[2 * i]): 2 * i for i in range(num_kv_pairs)}
+    queries = [int(t) for t in (labels != IGNORE_INDEX).nonzero().flatten()]
+    if not all(int(inputs[q]) in key_position for q in queries):
+        raise ValueError("a labelled position holds no key of the first num_kv_pairs pairs: not an MQAR sequence "
+                         f"with {num_kv_pairs} pairs")
+    return queries, [key_position[int(inputs[q])] + 1 for q in queries]
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of labelled positions (label != -100) whose argmax equals the label."""
     mask = labels != IGNORE_INDEX

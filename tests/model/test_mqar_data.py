@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, accuracy, multiquery_ar
+from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, accuracy, multiquery_ar, query_bindings
 
 
 def test_structure_and_labels():
@@ -55,3 +55,21 @@ def test_accuracy_counts_only_labelled_positions():
     assert accuracy(logits, y) == 1.0  # position 3: argmax of zeros is 0 == label
     logits[0, 3, 1] = 1.0
     assert accuracy(logits, y) == 0.5
+
+
+def test_query_bindings_point_at_the_value_after_each_querys_key():
+    s = MQARSetting(vocab_size=256, seq_len=64, num_kv_pairs=8)
+    x, y = multiquery_ar(s, 3, seed=1)
+    for row in range(3):
+        queries, values = query_bindings(x[row], y[row], 8)
+        assert len(queries) == len(values) == 8
+        for q, v in zip(queries, values):
+            assert x[row, v - 1] == x[row, q] and y[row, q] == x[row, v] and v < 16 <= q
+
+
+def test_query_bindings_refuse_other_sequences():
+    x, y = multiquery_ar(MQARSetting(vocab_size=256, seq_len=64, num_kv_pairs=8), 2, seed=1)
+    with pytest.raises(ValueError, match=r"one sequence each"):
+        query_bindings(x, y, 8)
+    with pytest.raises(ValueError, match="not an MQAR sequence with 4 pairs"):
+        query_bindings(x[0], y[0], 4)  # the queries of pairs 5-8 have no key among the first 4

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ramnet import RamNetConfig, RamNetForCausalLM
-from ramnet.analysis import slot_traces
+from ramnet.analysis import read_write_overlap, slot_traces
 from ramnet.checkpoint import write_model
 from ramnet.cli import main
 
@@ -33,6 +33,33 @@ def test_slot_traces_shapes_and_the_cape_shift():
     assert torch.equal(traces[0]["write"], expected)
 
 
+def test_read_write_overlap_counts_shared_slots_of_the_bound_position():
+    """With q and k tied and each query bound to itself, a query reads exactly the K slots it writes; against
+    other positions it shares fewer (random tokens, random projections)."""
+    model = _model(cape_all_heads_layers=0)
+    for block in model.blocks:
+        block.mixer.k_proj.weight.data.copy_(block.mixer.q_proj.weight.data)
+    ids = torch.randint(0, 128, (1, 24), generator=torch.Generator().manual_seed(0))
+    positions = list(range(0, 24, 3))
+    layers = read_write_overlap(model, ids, positions, positions)
+    K = model.config.top_k
+    assert len(layers) == 2
+    for layer in layers:
+        assert layer["bound"] == [pytest.approx(K)] * 2 and all(0 <= o < K for o in layer["other"])
+    shifted = read_write_overlap(model, ids, positions, positions[1:] + positions[:1])  # bound elsewhere
+    assert all(b < K for layer in shifted for b in layer["bound"])
+
+
+def test_read_write_overlap_refuses_unpaired_or_outside_positions():
+    model, ids = _model(), torch.randint(0, 128, (1, 10))
+    with pytest.raises(ValueError, match="pair up"):
+        read_write_overlap(model, ids, [1, 2], [3])
+    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+        read_write_overlap(model, ids, [1, 10], [3, 4])
+    with pytest.raises(TypeError, match="RamNetForCausalLM"):
+        read_write_overlap(torch.nn.Linear(2, 2), ids, [1, 2], [3, 4])
+
+
 def test_slot_traces_refuse_other_models_and_bad_ids():
     with pytest.raises(TypeError, match="RamNetForCausalLM"):
         slot_traces(torch.nn.Linear(2, 2), torch.zeros(1, 3, dtype=torch.long))
@@ -57,11 +84,13 @@ def test_plot_state_sweep_and_u_ablation(tmp_path):
     assert (tmp_path / "state.png").stat().st_size > 5000 and (tmp_path / "u.png").stat().st_size > 5000
 
 
-def test_plot_slots_from_a_checkpoint(tmp_path):
+def test_plot_slots_from_a_checkpoint(tmp_path, capsys):
     write_model(_model(), tmp_path / "ckpt")
     assert main(["plot", "--slots", str(tmp_path / "ckpt"), "--seq-len", "32", "--num-kv-pairs", "4",
                  "--out", str(tmp_path / "slots.png")]) == 0
     assert (tmp_path / "slots.png").stat().st_size > 5000
+    printed = capsys.readouterr().out
+    assert "of K=4, 4 queries" in printed and printed.count("\n  layer ") == 4  # 2 layers x 2 heads
 
 
 def _sweep_file(path):
