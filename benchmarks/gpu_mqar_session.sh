@@ -19,8 +19,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # (GLA at 8k and 33k at 1e-3, GLA-33k at 3e-3, DeltaNet-131k), which are the longest runs (1,100-1,270 s, more on a
 # fresh machine that autotunes) and would not finish if started later; beside them the RAM-Net rows that may close
 # the gap to DeltaNet (K=16, width 256, both; 66k at 3e-3, its best lr). Then the other missing rows, the rest.
-# fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine: carry
-# .triton_autotune/ (Commands in docs/RESULTS.md) so that they do not
+# fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
+# benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'gla-8k-lr0.001-*,gla-33k-lr0.001-*,gla-33k-lr0.003-*,deltanet-131k-lr0.003-*,ramnet-16k-w256-k16-lr0.001-*,ramnet-16k-k16-lr0.001-*,ramnet-66k-w256-k16-lr0.003-*,ramnet-66k-k16-lr0.003-*,ramnet-3k-k16-lr0.001-*,ramnet-16k-w256-lr0.001-*,gdn-4k-lr0.001-*,ramnet-3k-w256-k16-lr0.001-*,ramnet-27k-k16-lr0.001-*,ramnet-16k-w256-k16-lr0.003-*,ramnet-16k-k16-lr0.003-*,ramnet-3k-k16-lr0.003-*,ramnet-16k-k32-lr0.001-*,attention-rope-lr0.003-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,ramnet-*-k16-lr0.001-*,ramnet-*-lr0.003-*,*-131k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
 # K=16 and gamma=0.5 at 1e-3 (the rows the ablation list still misses), K=32, then M=1024 at lr 3e-3 (at 1e-3 U=1,
 # 2 and 5 sat on the loss plateau, which lr 3e-3 lifted for ramnet-66k, the same memory) from U=10 down: U=1 last,

@@ -12,9 +12,10 @@
 # The step gdn_alongside runs step 1 in the background next to the sweeps instead, until the session's end (the card
 # to itself costs minutes of a session; its timings are then not the card's own, and its JSON says so).
 # Triton's autotuning results (fla's kernels cache theirs on disk; the sweeps ask the same of every kernel) are
-# lost with the machine. `collect` packs them into session.tgz (triton_autotune.tgz); put that file in
-# .triton_autotune/ here (ignored by git), carry it, and the next `start` unpacks it into Triton's cache, so the
-# same image skips the tuning that cost fla's runs minutes on a shared card.
+# lost with the machine. `collect` packs them into session.tgz (triton_autotune.tgz); commit that file as
+# benchmarks/gpu_cache/triton_autotune.tgz (about 40 kB: a copy kept only in an ignored folder was lost with a
+# checkout), and the next `start` unpacks it into Triton's cache, so the same image skips the tuning that cost
+# fla's runs minutes on a shared card. Entries of another Triton, GPU or kernel source are keyed apart and unused.
 # SESSION_STEPS picks steps by name (default "gdn lm small_lm mqar"), e.g. SESSION_STEPS="gdn mqar" once the LM
 # results are in. Everything is written under /tmp/ramnet-session (results/ holds summary.json, small_lm.json, ...).
 set -u
@@ -77,10 +78,11 @@ case "${1:-}" in
     [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log" >&2; exit 2; }
     mkdir -p "$S"
     end=$(( $(date +%s) + seconds ))
-    if [ -f .triton_autotune/triton_autotune.tgz ]; then
+    tuned=benchmarks/gpu_cache/triton_autotune.tgz
+    if [ -f "$tuned" ]; then
       cache=$(python3 -c "import triton; print(triton.knobs.cache.dir)") && mkdir -p "$cache" &&
-        tar -xzf .triton_autotune/triton_autotune.tgz -C "$cache" &&
-        echo "restored $(tar -tzf .triton_autotune/triton_autotune.tgz | grep -c autotune.json) autotuning results into $cache"
+        tar -xzf "$tuned" -C "$cache" &&
+        echo "restored $(tar -tzf "$tuned" | grep -c autotune.json) autotuning results into $cache"
     fi
     export -f run_steps
     env -u OUT S="$S" setsid nohup bash -c "run_steps $end" > "$S/session.log" 2>&1 < /dev/null &
