@@ -1,33 +1,34 @@
 #!/usr/bin/env bash
-# One GPU session of the three MQAR sweeps side by side on the card, in the order the results need next.
+# One GPU session of the MQAR sweeps side by side on the card, in the order the results need next.
 #   bash benchmarks/gpu_mqar_session.sh start SECONDS [--mps]   # returns at once; the sweeps run on (detached)
 #   bash benchmarks/gpu_mqar_session.sh collect                 # progress; summaries (and saved models) into $OUT
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most RAM-Net
 # runs with the card shared by 13-16 workers took 394-790 s, but two took 1,408-1,423 s on a card whose memory was
-# full, and fla's took 815-1,266 s while they autotuned), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers
-# are split 10 / 4 / 1 between main.yaml, ablations.yaml and paper_arch.yaml (MAIN_PARALLEL, ABL_PARALLEL,
-# ARCH_PARALLEL), and each sweep runs its pending runs in the order of its priority patterns below (override with
-# MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty string runs the spec's own order). `--mps` first tries CUDA MPS
+# full, and fla's took 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve (`unfinished`), not a
+# result. The workers are split 10 / 4 / 1 / 1 between seeds.yaml, main.yaml, ablations.yaml and paper_arch.yaml
+# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): 16 workers held 6.3-10.8 GB
+# each (peak_mib, session D), about 120 GB of the H200's 140 with fla's runs among them. Each sweep runs its
+# pending runs in the order of its priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
+# string runs the spec's own order); seeds.yaml's 10 runs all start at once. `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
 # After `collect`, commit $OUT's NAME_sweep.json and NAME.json to benchmarks/results/: the next session continues
 # from them.
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# First (one round of 10 workers starts together): the fla baselines that give the missing equal-state verdicts
-# (GLA at 8k and 33k at 1e-3, GLA-33k at 3e-3, DeltaNet-131k), which are the longest runs (1,100-1,270 s, more on a
-# fresh machine that autotunes) and would not finish if started later; beside them the RAM-Net rows that may close
-# the gap to DeltaNet (K=16, width 256, both; 66k at 3e-3, its best lr). Then the other missing rows, the rest.
+# main.yaml (4 workers): first the ~1e5 GLA and GDN rows, which complete those baselines' span of state sizes and
+# are long (1,100-1,400 s: started later they would not finish), with attention (RoPE), the ceiling; then the RAM-Net
+# rows still missing a learning rate (width 256, K=16, K=32), then the rest. seeds.yaml (10 workers) runs first of
+# all: more seeds decide the equal-state pairs that one seed left open (its header says why).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'gla-8k-lr0.001-*,gla-33k-lr0.001-*,gla-33k-lr0.003-*,deltanet-131k-lr0.003-*,ramnet-16k-w256-k16-lr0.001-*,ramnet-16k-k16-lr0.001-*,ramnet-66k-w256-k16-lr0.003-*,ramnet-66k-k16-lr0.003-*,ramnet-3k-k16-lr0.001-*,ramnet-16k-w256-lr0.001-*,gdn-4k-lr0.001-*,ramnet-3k-w256-k16-lr0.001-*,ramnet-27k-k16-lr0.001-*,ramnet-16k-w256-k16-lr0.003-*,ramnet-16k-k16-lr0.003-*,ramnet-3k-k16-lr0.003-*,ramnet-16k-k32-lr0.001-*,attention-rope-lr0.003-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,ramnet-*-k16-lr0.001-*,ramnet-*-lr0.003-*,*-131k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
-# K=16 and gamma=0.5 at 1e-3 (the rows the ablation list still misses), K=32, then M=1024 at lr 3e-3 (at 1e-3 U=1,
-# 2 and 5 sat on the loss plateau, which lr 3e-3 lifted for ramnet-66k, the same memory) from U=10 down: U=1 last,
-# since it holds about 44 GB. Then the rest.
-ABL_ONLY=${ABL_ONLY-'K16-lr0.001-*,gamma-0.5-lr0.001-*,K32-lr0.001-*,M1024-U10-lr0.003-*,M1024-U5-lr0.003-*,M1024-U2-lr0.003-*,M1024-U1-lr0.003-*,*-lr0.001-*,*'}
-# the paper's architecture at M=64, K=16 at lr 1e-3 again with its model kept for the slot plot (its 1e-3 run learned,
-# 0.803; the kept 3e-3 run did not, so its 3e-3 run is left out), then the other variants, 3e-3 before 1e-3
+MAIN_ONLY=${MAIN_ONLY-'gla-131k-lr0.003-*,gdn-131k-lr0.003-*,attention-rope-lr0.003-*,ramnet-16k-w256-lr0.003-*,ramnet-16k-k32-lr0.001-*,ramnet-27k-k16-lr0.003-*,ramnet-3k-w256-k16-lr0.003-*,ramnet-16k-k32-lr0.003-*,ramnet-66k-w256-k16-lr0.001-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
+# ablations.yaml (1 worker): every row has run at lr 1e-3; next the M=256 U sweep at 3e-3 (the U order at each
+# row's best lr), then CAPE, gamma and K at 3e-3; M1024-U1 at 3e-3 last (it holds about 44 GB; cut at step 2,000
+# in session D, accuracy 0.002).
+ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
+# paper_arch.yaml (1 worker): the variants at 3e-3 before 1e-3 (paper-m64-k16-saved, the slot-plot model, ran in
+# session D; its 3e-3 copy is left out: that lr did not learn)
 ARCH_ONLY=${ARCH_ONLY-'paper-m64-k16-saved-lr0.001-*,paper-m64-k16-dv*-lr0.003-*,prev-token-*-lr0.003-*,[!p]*-lr0.003-*,prev-token-*,[!p]*'}
 case "${1:-}" in
   start)
@@ -36,12 +37,16 @@ case "${1:-}" in
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     export SWEEP_STOP_STARTING_AFTER=$(( budget > ${RUN_SECONDS:-700} ? budget - ${RUN_SECONDS:-700} : 0 ))
-    SWEEP_PARALLEL=${MAIN_PARALLEL:-10} SWEEP_ONLY=$MAIN_ONLY bash "$bg" start benchmarks/mqar/main.yaml mqar "$budget"
-    SWEEP_PARALLEL=${ABL_PARALLEL:-4} SWEEP_ONLY=$ABL_ONLY bash "$bg" start benchmarks/mqar/ablations.yaml ablations "$budget"
-    SWEEP_PARALLEL=${ARCH_PARALLEL:-1} SWEEP_ONLY=$ARCH_ONLY \
-      bash "$bg" start benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$budget"
+    start_sweep() {  # WORKERS SPEC NAME PATTERNS: a sweep with its share of the workers, none when WORKERS is 0
+      [ "$1" = 0 ] && { echo "$3: left out (0 workers)"; return 0; }
+      SWEEP_PARALLEL=$1 SWEEP_ONLY=$4 bash "$bg" start "$2" "$3" "$budget"
+    }
+    start_sweep "${SEEDS_PARALLEL:-10}" benchmarks/mqar/seeds.yaml mqar_seeds ''
+    start_sweep "${MAIN_PARALLEL:-4}" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
+    start_sweep "${ABL_PARALLEL:-1}" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
+    start_sweep "${ARCH_PARALLEL:-1}" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
     echo "no run starts after ${SWEEP_STOP_STARTING_AFTER} s" ;;
   collect)
-    bash "$bg" collect mqar ablations mqar_paper_arch ;;
+    bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch ;;
   *) echo "usage: $0 start SECONDS [--mps] | collect" >&2; exit 2 ;;
 esac

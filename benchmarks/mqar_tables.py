@@ -4,7 +4,7 @@
     python benchmarks/mqar_tables.py --results DIR         # summaries elsewhere (mqar*.json, ablations*.json)
 
 Reads NAME.json (one row per model at its best lr) and NAME_sweep.json (every run) for NAME in mqar,
-mqar_paper_arch and ablations; a missing file leaves its tables out. Accuracies are 7-setting means.
+mqar_paper_arch, mqar_seeds and ablations; a missing file leaves its tables out. Accuracies are 7-setting means.
 """
 from __future__ import annotations
 
@@ -95,6 +95,52 @@ def against_baselines(rows: list[dict]) -> str:
     return table(["RAM-Net", "state", "acc", "best fla baseline within 1.35x", "state", "acc", "RAM-Net >="], body)
 
 
+def seed_runs(*sweeps: dict) -> dict[tuple[str, float], dict[int, dict]]:
+    """(label, lr) -> {seed: run} over every sweep given (main.yaml's seed 0 and seeds.yaml's other seeds)."""
+    runs: dict[tuple[str, float], dict[int, dict]] = {}
+    for sweep in sweeps:
+        for run in sweep.get("runs", []):
+            runs.setdefault((run["label"], run["lr"]), {})[run["seed"]] = run
+    return runs
+
+
+def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
+    """Every (label, lr) of seeds.yaml with its accuracy per seed, the mean and the spread, and each RAM-Net row
+    against the best baseline within EQUAL_STATE by the mean over seeds."""
+    runs = seed_runs(main_sweep, seeds_sweep)
+    wanted = dict.fromkeys((r["label"], r["lr"]) for r in seeds_sweep.get("runs", []))
+    wanted.update(dict.fromkeys((u["label"], u["lr"]) for u in seeds_sweep.get("unfinished", []) if "label" in u))
+    seeds = sorted({seed for key in wanted for seed in runs.get(key, {})})
+    rows = []
+    for label, lr in wanted:
+        by_seed = runs.get((label, lr), {})
+        accs = [by_seed[s]["accuracy"] for s in seeds if s in by_seed]
+        any_run = next(iter(by_seed.values()), None)
+        if any_run is None:
+            continue
+        rows.append({"label": label, "lr": lr, "model": any_run["model"], "state_size": any_run["state_size"],
+                     "accs": {s: by_seed[s]["accuracy"] for s in by_seed}, "mean": sum(accs) / len(accs),
+                     "spread": max(accs) - min(accs)})
+    rows.sort(key=lambda r: (r["state_size"], r["model"] != "ramnet", r["label"]))
+    body = [[r["label"], f"{r['lr']:g}", f"{r['state_size']:,}",
+             *[f"{r['accs'][s]:.3f}" if s in r["accs"] else "-" for s in seeds],
+             f"**{r['mean']:.3f}**", f"{r['spread']:.3f}", len(r["accs"])] for r in rows]
+    out = [table(["label", "lr", "state", *[f"seed {s}" for s in seeds], "mean", "max - min", "seeds"], body)]
+    pairs = []
+    for r in (r for r in rows if r["model"] == "ramnet"):
+        near = [b for b in rows if b["model"] in BASELINES
+                and 1 / EQUAL_STATE <= b["state_size"] / r["state_size"] <= EQUAL_STATE]
+        if near:
+            b = max(near, key=lambda b: b["mean"])
+            pairs.append([r["label"], f"{r['mean']:.3f} ({len(r['accs'])})", b["label"],
+                          f"{b['mean']:.3f} ({len(b['accs'])})", f"{r['mean'] - b['mean']:+.3f}",
+                          "yes" if r["mean"] >= b["mean"] else "no"])
+    if pairs:
+        out.append(table(["RAM-Net", "mean (seeds)", "best fla baseline within 1.35x", "mean (seeds)",
+                          "difference", "RAM-Net >="], pairs))
+    return "\n\n".join(out)
+
+
 def ablation_tables(rows: list[dict], sweep: dict) -> str:
     """One table per ablation; CAPE, gamma and K also show their base row, M256-U4."""
     base = next((r for r in rows if r["label"] == "M256-U4"), None)
@@ -136,6 +182,10 @@ def main(argv=None) -> int:
         sections += ["### The paper's points", paper_points(main_rows + arch_rows)]
     if main_rows:
         sections += ["### RAM-Net against the fla baselines at equal state", against_baselines(main_rows)]
+    _, seeds_sweep = load(results, "mqar_seeds")
+    if seeds_sweep.get("runs"):
+        sections += ["### More seeds for the equal-state pairs (seeds.yaml, seed 0 from main.yaml)",
+                     seeds_table(main_sweep, seeds_sweep)]
     if abl_rows:
         sections += ["### Ablations (ablations.yaml)", ablation_tables(abl_rows, abl_sweep)]
     print("\n\n".join(sections))

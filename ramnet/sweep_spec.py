@@ -23,8 +23,12 @@ DEFAULTS = {"name": "mqar", "out": None, "steps": 4000, "batch_size": 128, "lrs"
 # the keys a model entry may have, by kind
 # save_model (RAM-Net only): keep the trained model in the run directory (``model/``, safetensors), e.g. for
 # ``ramnet plot --slots``; it does not change what a run computes, so it is not part of the fingerprint
-ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides", "save_model"},
-              "baseline": {"label", "model", "tags", "d_model", "n_layers", "n_heads", "d_ff", "layer"}}
+# lrs: this entry's learning rates instead of the spec's (e.g. more seeds at a model's best lr only); the run's lr
+# is part of its fingerprint, the list is not, so a run keeps its fingerprint across specs
+ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides", "save_model", "lrs"},
+              "baseline": {"label", "model", "tags", "d_model", "n_layers", "n_heads", "d_ff", "layer", "lrs"}}
+# entry keys that do not describe the model (model_spec leaves them out)
+NOT_MODEL_KEYS = ("label", "tags", "save_model", "lrs")
 # TrainArgs' names for the spec's keys, to name the spec key in its errors
 TRAIN_KEYS = {"steps": "steps", "batch_size": "batch_size", "warmup_steps": "warmup_steps",
               "min_lr_ratio": "min_lr_ratio", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
@@ -87,7 +91,7 @@ def check_spec(data, default_out: Path | None = None) -> dict:
         raise SpecError(f"name must be a string, got {spec['name']!r}")
     _distinct("lrs", spec["lrs"], _lr)
     _distinct("seeds", spec["seeds"], lambda s: _int("each of seeds", s, 0))
-    for lr in spec["lrs"]:  # TrainArgs checks the training keys; its messages name them as flags
+    for lr in spec["lrs"][:1]:  # TrainArgs checks the training keys; its messages name them as flags
         for seed in spec["seeds"]:
             try:
                 TrainArgs(lr=float(lr), seed=seed, **{arg: spec[key] for key, arg in TRAIN_KEYS.items()})
@@ -123,6 +127,11 @@ def _check_models(spec: dict) -> None:
         if set(entry) - known:
             raise SpecError(f"model {label}: unknown key(s) {sorted(set(entry) - known)} for a {entry['model']} "
                             f"entry; known: {sorted(known)}")
+        if "lrs" in entry:
+            try:
+                _distinct("lrs", entry["lrs"], _lr)
+            except SpecError as error:
+                raise SpecError(f"model {label}: {error}") from None
         if not isinstance(entry.get("save_model", False), bool):
             raise SpecError(f"model {label}: save_model must be true or false, got {entry['save_model']!r}")
         tags = entry.get("tags", {})
@@ -146,7 +155,7 @@ def _check_models(spec: dict) -> None:
 
 
 def model_spec(entry: dict) -> dict:
-    return {k: v for k, v in entry.items() if k not in ("label", "tags", "save_model")}
+    return {k: v for k, v in entry.items() if k not in NOT_MODEL_KEYS}
 
 
 # Raised when the harness changes what a run computes, so that results recorded before are run again. 2: the
@@ -164,15 +173,19 @@ def fingerprint(run: dict) -> str:
 
 def expand(spec: dict) -> list[dict]:
     """Every run of the grid (model x lr x seed), each with its ``id``, every training argument and its
-    ``fingerprint``. The order is lr by lr (as ``lrs`` lists them), then seed, then model: a sweep cut short
-    by its time budget has every model at the first lr before any model at the second."""
+    ``fingerprint``. The order is lr by lr (as ``lrs`` lists them, then the entries' own ``lrs``), then seed,
+    then model: a sweep cut short by its time budget has every model at the first lr before any model at the
+    second. An entry with ``lrs`` runs at those learning rates only."""
     common = {k: spec[k] for k in ("steps", "batch_size", "warmup_steps", "min_lr_ratio", "weight_decay",
                                    "grad_clip", "num_train", "num_eval", "eval_every", "settings", "vocab_size",
                                    "precision", "device")}
     runs = []
-    for lr in spec["lrs"]:
+    all_lrs = dict.fromkeys([*spec["lrs"], *(lr for e in spec["models"] for lr in e.get("lrs", []))])
+    for lr in all_lrs:
         for seed in spec["seeds"]:
             for entry in spec["models"]:
+                if lr not in entry.get("lrs", spec["lrs"]):
+                    continue
                 run = {**common, "id": f"{entry['label']}-lr{float(lr)!r}-s{seed}", "label": entry["label"],
                        "spec": model_spec(entry), "lr": float(lr), "seed": seed,
                        "save_model": entry.get("save_model", False)}

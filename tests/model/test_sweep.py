@@ -232,6 +232,8 @@ def test_best_lr_is_the_best_mean_over_seeds(tmp_path):
     ({"stepz": 3}, "unknown key"),
     ({"models": [{**ATTN, "layers": 2}]}, "unknown key(s) ['layers']"),
     ({"models": [{**ATTN, "tags": [1]}]}, "tags must be a mapping"),
+    ({"models": [{**ATTN, "lrs": []}]}, "model attn: lrs must be a non-empty list"),
+    ({"models": [{**RAM, "lrs": [0.0]}]}, "model ram: each of lrs must be a finite number > 0"),
 ])
 def test_bad_specs_get_one_line_naming_the_key(tmp_path, capsys, change, match):
     spec = _spec(tmp_path, **change)
@@ -276,3 +278,15 @@ def test_runs_go_lr_by_lr_so_a_cut_sweep_covers_every_model(tmp_path):
     spec = check_spec(json.loads(_spec(tmp_path, lrs=[1e-3, 3e-3], models=[ATTN, other]).read_text()))
     assert [(r["lr"], r["label"]) for r in expand(spec)] == [
         (1e-3, ATTN["label"]), (1e-3, "other"), (3e-3, ATTN["label"]), (3e-3, "other")]
+
+
+def test_an_entrys_own_lrs_replace_the_specs_and_keep_the_runs_fingerprints(tmp_path):
+    """More seeds at one model's best lr: the entry runs at its lrs only, in order after the spec's, and a run
+    keeps the fingerprint it has in a spec without ``lrs`` (so summaries of both specs describe the same runs)."""
+    other = {**ATTN, "label": "other", "lrs": [1e-2, 3e-3]}
+    spec = check_spec(json.loads(_spec(tmp_path, lrs=[1e-3, 3e-3], models=[ATTN, other]).read_text()))
+    assert [(r["lr"], r["label"]) for r in expand(spec)] == [
+        (1e-3, ATTN["label"]), (3e-3, ATTN["label"]), (3e-3, "other"), (1e-2, "other")]
+    plain = check_spec(json.loads(_spec(tmp_path, lrs=[3e-3], models=[{**ATTN, "label": "other"}]).read_text()))
+    with_lrs = {r["id"]: r["fingerprint"] for r in expand(spec)}
+    assert all(with_lrs[r["id"]] == r["fingerprint"] for r in expand(plain))

@@ -71,3 +71,26 @@ def test_a_folder_without_summaries_gets_one_line(tmp_path):
         result = _run(*args)
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:")
+
+
+def test_seeds_come_together_from_both_summaries_and_decide_by_the_mean(tmp_path):
+    """seed 0 from mqar_sweep.json, seeds 1 and 2 from mqar_seeds_sweep.json; the verdict uses the means."""
+    def run(label, model, state, lr, seed, accuracy):
+        return {"label": label, "model": model, "state_size": state, "lr": lr, "seed": seed, "accuracy": accuracy,
+                "accuracies": {"N4-T64": accuracy}}
+
+    _write(tmp_path, "mqar", [_row("ram-3k", "ramnet", 3072, 0.70), _row("dn-4k", "deltanet", 4096, 0.72)])
+    main = json.loads((tmp_path / "mqar_sweep.json").read_text())
+    main["runs"] = [run("ram-3k", "ramnet", 3072, 0.001, 0, 0.70), run("dn-4k", "deltanet", 4096, 0.003, 0, 0.72),
+                    run("ram-3k", "ramnet", 3072, 0.003, 0, 0.10)]  # another lr: not part of the seed rows
+    (tmp_path / "mqar_sweep.json").write_text(json.dumps(main))
+    (tmp_path / "mqar_seeds.json").write_text("[]")
+    (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": [
+        run("ram-3k", "ramnet", 3072, 0.001, 1, 0.80), run("ram-3k", "ramnet", 3072, 0.001, 2, 0.78),
+        run("dn-4k", "deltanet", 4096, 0.003, 1, 0.70)]}))
+    result = _run("--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("More seeds")[1]
+    assert _line(out, "| ram-3k | 0.001 |") == "| ram-3k | 0.001 | 3,072 | 0.700 | 0.800 | 0.780 | **0.760** | 0.100 | 3 |"
+    assert _line(out, "| dn-4k | 0.003 |") == "| dn-4k | 0.003 | 4,096 | 0.720 | 0.700 | - | **0.710** | 0.020 | 2 |"
+    assert _line(out, "| ram-3k | 0.760 (3) |").endswith("| dn-4k | 0.710 (2) | +0.050 | yes |")

@@ -1,0 +1,36 @@
+"""``benchmarks/mqar/seeds.yaml`` adds seeds to runs of ``main.yaml``: its entries must be main.yaml's models, so
+that ``mqar_tables.py`` may put the seeds of both summaries together (by label and lr)."""
+from pathlib import Path
+
+import yaml
+
+from ramnet.sweep_spec import DEFAULTS, expand
+
+MQAR = Path(__file__).parents[2] / "benchmarks" / "mqar"
+
+
+def _spec(name: str) -> dict:
+    return {**DEFAULTS, **yaml.safe_load((MQAR / name).read_text())}
+
+
+def _run_keys(spec: dict) -> dict:
+    """(label, lr) -> the fingerprint of its run at seed 1, with spec-level training keys the same"""
+    spec = {**spec, "seeds": [1]}
+    return {(r["label"], r["lr"]): r["fingerprint"] for r in expand(spec)}
+
+
+def test_every_seed_run_is_a_main_run_with_another_seed():
+    main, seeds = _spec("main.yaml"), _spec("seeds.yaml")
+    main_runs = _run_keys(main)
+    seed_runs = _run_keys(seeds)
+    assert seed_runs and 0 not in seeds["seeds"]  # seed 0 is main.yaml's own
+    for key, fingerprint in seed_runs.items():
+        assert key in main_runs, f"{key} is not a run of main.yaml"
+        assert main_runs[key] == fingerprint, f"{key}: the model or training keys differ from main.yaml's"
+
+
+def test_the_check_above_catches_a_changed_model():
+    main, seeds = _spec("main.yaml"), _spec("seeds.yaml")
+    changed = {**seeds, "models": [{**seeds["models"][0], "overrides": {"num_factors": 3, "d_v": 12}}]}
+    key, fingerprint = next(iter(_run_keys(changed).items()))
+    assert _run_keys(main)[key] != fingerprint
