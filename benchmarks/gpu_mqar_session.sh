@@ -5,9 +5,11 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most RAM-Net
 # runs with the card shared by 13-16 workers took 394-790 s, but two took 1,408-1,423 s on a card whose memory was
 # full, and fla's took 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve (`unfinished`), not a
-# result. The workers are split 10 / 4 / 1 / 1 between seeds.yaml, main.yaml, ablations.yaml and paper_arch.yaml
-# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): 16 workers held 6.3-10.8 GB
-# each (peak_mib, session D), about 120 GB of the H200's 140 with fla's runs among them. Each sweep runs its
+# result. The workers are split 10 / 5 / 0 / 0 between seeds.yaml, main.yaml, ablations.yaml and paper_arch.yaml
+# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6.3-10.8 GB each
+# (peak_mib, session D; 15 of them filled 133 of the H200's 140 GB), and the runs that decide the goals come first.
+# Every ablation row has run at lr 1e-3; the paper-architecture variants left are M=1024, K=8 ones, whose base did
+# not learn at either lr. Each sweep runs its
 # pending runs in the order of its priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order); seeds.yaml's 10 runs all start at once. `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
@@ -16,18 +18,19 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (4 workers): first the ~1e5 GLA and GDN rows, which complete those baselines' span of state sizes and
-# are long (1,100-1,400 s: started later they would not finish), with attention (RoPE), the ceiling; then the RAM-Net
-# rows still missing a learning rate (width 256, K=16, K=32), then the rest. seeds.yaml (10 workers) runs first of
+# main.yaml (5 workers): first DeltaNet at 8k and 33k (RAM-Net's 8k and 27k rows have no DeltaNet near them), the
+# ~1e5 GLA and GDN rows, which complete those baselines' span of state sizes (all long, 1,100-1,400 s: started later
+# they would not finish), attention (RoPE), the ceiling, and GLA with a short conv; then the RAM-Net rows still
+# missing a learning rate (width 256, K=16, K=32), then the rest. seeds.yaml (10 workers) runs first of
 # all: more seeds decide the equal-state pairs that one seed left open (its header says why).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'gla-131k-lr0.003-*,gdn-131k-lr0.003-*,attention-rope-lr0.003-*,ramnet-16k-w256-lr0.003-*,ramnet-16k-k32-lr0.001-*,ramnet-27k-k16-lr0.003-*,ramnet-3k-w256-k16-lr0.003-*,ramnet-16k-k32-lr0.003-*,ramnet-66k-w256-k16-lr0.001-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
-# ablations.yaml (1 worker): every row has run at lr 1e-3; next the M=256 U sweep at 3e-3 (the U order at each
+MAIN_ONLY=${MAIN_ONLY-'deltanet-8k-lr0.003-*,deltanet-33k-lr0.003-*,gla-131k-lr0.003-*,gdn-131k-lr0.003-*,attention-rope-lr0.003-*,gla-8k-conv-lr0.003-*,gla-33k-conv-lr0.003-*,ramnet-16k-w256-lr0.003-*,ramnet-16k-k32-lr0.001-*,ramnet-27k-k16-lr0.003-*,ramnet-3k-w256-k16-lr0.003-*,ramnet-16k-k32-lr0.003-*,ramnet-66k-w256-k16-lr0.001-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
+# ablations.yaml (when given workers): every row has run at lr 1e-3; next the M=256 U sweep at 3e-3 (the U order at each
 # row's best lr), then CAPE, gamma and K at 3e-3; M1024-U1 at 3e-3 last (it holds about 44 GB; cut at step 2,000
 # in session D, accuracy 0.002).
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
-# paper_arch.yaml (1 worker): the variants at 3e-3 before 1e-3 (paper-m64-k16-saved, the slot-plot model, ran in
+# paper_arch.yaml (when given workers): the variants at 3e-3 before 1e-3 (paper-m64-k16-saved, the slot-plot model, ran in
 # session D; its 3e-3 copy is left out: that lr did not learn)
 ARCH_ONLY=${ARCH_ONLY-'paper-m64-k16-saved-lr0.001-*,paper-m64-k16-dv*-lr0.003-*,prev-token-*-lr0.003-*,[!p]*-lr0.003-*,prev-token-*,[!p]*'}
 case "${1:-}" in
@@ -42,9 +45,9 @@ case "${1:-}" in
       SWEEP_PARALLEL=$1 SWEEP_ONLY=$4 bash "$bg" start "$2" "$3" "$budget"
     }
     start_sweep "${SEEDS_PARALLEL:-10}" benchmarks/mqar/seeds.yaml mqar_seeds ''
-    start_sweep "${MAIN_PARALLEL:-4}" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
-    start_sweep "${ABL_PARALLEL:-1}" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
-    start_sweep "${ARCH_PARALLEL:-1}" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
+    start_sweep "${MAIN_PARALLEL:-5}" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
+    start_sweep "${ABL_PARALLEL:-0}" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
+    start_sweep "${ARCH_PARALLEL:-0}" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
     echo "no run starts after ${SWEEP_STOP_STARTING_AFTER} s" ;;
   collect)
     bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch ;;
