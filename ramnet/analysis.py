@@ -10,6 +10,8 @@ miss this: a bind needs only some shared slots of K.
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from ramnet.ops import address
@@ -73,7 +75,13 @@ def read_write_overlap(model: RamNetForCausalLM, input_ids: torch.Tensor, query_
     if len(queries) != len(bound) or len(queries) < 2:
         raise ValueError(f"query_positions and bound_positions must pair up, at least 2 pairs; got {len(queries)} "
                          f"and {len(bound)}")
-    if not all(isinstance(p, int) and 0 <= p < T for p in queries + bound):
+    try:  # ints, numpy or 0-d tensor integers alike; never bools or floats
+        if any(isinstance(p, bool) for p in queries + bound):
+            raise TypeError
+        queries, bound = [operator.index(p) for p in queries], [operator.index(p) for p in bound]
+    except TypeError:
+        raise ValueError(f"positions must be ints in [0, {T}) (the sequence length)") from None
+    if not all(0 <= p < T for p in queries + bound):
         raise ValueError(f"positions must be ints in [0, {T}) (the sequence length)")
     result = []
     for layer in _slot_sets(model, input_ids):

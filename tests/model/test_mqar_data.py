@@ -71,5 +71,8 @@ def test_query_bindings_refuse_other_sequences():
     x, y = multiquery_ar(MQARSetting(vocab_size=256, seq_len=64, num_kv_pairs=8), 2, seed=1)
     with pytest.raises(ValueError, match=r"one sequence each"):
         query_bindings(x, y, 8)
+    for bad in (0, 33, 2.0, True):
+        with pytest.raises(ValueError, match=r"num_kv_pairs must be an int in \[1, seq_len/2=32\]"):
+            query_bindings(x[0], y[0], bad)
     with pytest.raises(ValueError, match="not an MQAR sequence with 4 pairs"):
         query_bindings(x[0], y[0], 4)  # the queries of pairs 5-8 have no key among the first 4

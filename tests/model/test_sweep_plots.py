@@ -54,8 +54,10 @@ def test_read_write_overlap_refuses_unpaired_or_outside_positions():
     model, ids = _model(), torch.randint(0, 128, (1, 10))
     with pytest.raises(ValueError, match="pair up"):
         read_write_overlap(model, ids, [1, 2], [3])
-    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
-        read_write_overlap(model, ids, [1, 10], [3, 4])
+    for bad in ([1, 10], [1, -1], [1, 2.0], [1, True]):
+        with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+            read_write_overlap(model, ids, bad, [3, 4])
+    assert len(read_write_overlap(model, ids, torch.tensor([1, 2]), [3, 4])) == 2  # tensor positions are fine
     with pytest.raises(TypeError, match="RamNetForCausalLM"):
         read_write_overlap(torch.nn.Linear(2, 2), ids, [1, 2], [3, 4])
 

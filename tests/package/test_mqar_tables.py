@@ -91,6 +91,7 @@ def test_seeds_come_together_from_both_summaries_and_decide_by_the_mean(tmp_path
     result = _run("--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
     out = result.stdout.split("More seeds")[1]
-    assert _line(out, "| ram-3k | 0.001 |") == "| ram-3k | 0.001 | 3,072 | 0.700 | 0.800 | 0.780 | **0.760** | 0.100 | 3 |"
+    assert _line(out, "| ram-3k | 0.001 |") == \
+        "| ram-3k | 0.001 | 3,072 | 0.700 | 0.800 | 0.780 | **0.760** | 0.100 | 3 |"
     assert _line(out, "| dn-4k | 0.003 |") == "| dn-4k | 0.003 | 4,096 | 0.720 | 0.700 | - | **0.710** | 0.020 | 2 |"
     assert _line(out, "| ram-3k | 0.760 (3) |").endswith("| dn-4k | 0.710 (2) | +0.050 | yes |")
