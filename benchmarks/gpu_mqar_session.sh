@@ -3,12 +3,13 @@
 #   bash benchmarks/gpu_mqar_session.sh start SECONDS [--mps]   # returns at once; the sweeps run on (detached)
 #   bash benchmarks/gpu_mqar_session.sh collect                 # progress; summaries (and saved models) into $OUT
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most RAM-Net
-# runs with the card shared by 13-16 workers took 394-790 s, but two took 1,408-1,423 s on a card whose memory was
+# runs with the card shared by 13-16 workers took 394-948 s, but two took 1,408-1,423 s on a card whose memory was
 # full, and fla's took 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve (`unfinished`), not a
 # result. The workers are split 10 / 5 / 0 / 0 between seeds.yaml, main.yaml, ablations.yaml and paper_arch.yaml
-# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6.3-10.8 GB each
-# (peak_mib, session D; 15 of them filled 133 of the H200's 140 GB), and the runs that decide the goals come first.
-# Every ablation row has run at lr 1e-3; the paper-architecture variants left are M=1024, K=8 ones, whose base did
+# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,304-10,762 MiB
+# each (peak_mib, session D; 15 of them filled 132,626 of the H200's 143,771 MiB), and the runs that decide the
+# goals come first. Every ablation row has run at lr 1e-3; of the paper-architecture variants, the M=64 ones left
+# are at 3e-3, where both M=64 runs so far stayed on the plateau, and the rest are M=1024, K=8 ones, whose base did
 # not learn at either lr. Each sweep runs its
 # pending runs in the order of its priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order); seeds.yaml's 10 runs all start at once. `--mps` first tries CUDA MPS
@@ -37,11 +38,15 @@ case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
+    for workers in "${SEEDS_PARALLEL:-10}" "${MAIN_PARALLEL:-5}" "${ABL_PARALLEL:-0}" "${ARCH_PARALLEL:-0}"; do
+      case "$workers" in ''|*[!0-9]*)
+        echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
+    done
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     export SWEEP_STOP_STARTING_AFTER=$(( budget > ${RUN_SECONDS:-700} ? budget - ${RUN_SECONDS:-700} : 0 ))
     start_sweep() {  # WORKERS SPEC NAME PATTERNS: a sweep with its share of the workers, none when WORKERS is 0
-      [ "$1" = 0 ] && { echo "$3: left out (0 workers)"; return 0; }
+      [ $(( 10#$1 )) -eq 0 ] && { echo "$3: left out (0 workers)"; return 0; }
       SWEEP_PARALLEL=$1 SWEEP_ONLY=$4 bash "$bg" start "$2" "$3" "$budget"
     }
     start_sweep "${SEEDS_PARALLEL:-10}" benchmarks/mqar/seeds.yaml mqar_seeds ''

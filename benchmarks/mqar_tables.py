@@ -95,36 +95,40 @@ def against_baselines(rows: list[dict]) -> str:
     return table(["RAM-Net", "state", "acc", "best fla baseline within 1.35x", "state", "acc", "RAM-Net >="], body)
 
 
-def seed_runs(*sweeps: dict) -> dict[tuple[str, float], dict[int, dict]]:
-    """(label, lr) -> {seed: run} over every sweep given (main.yaml's seed 0 and seeds.yaml's other seeds)."""
+def _same_model(a: dict, b: dict) -> bool:
+    return json.dumps(a.get("config"), sort_keys=True) == json.dumps(b.get("config"), sort_keys=True)
+
+
+def seed_runs(main_sweep: dict, seeds_sweep: dict) -> dict[tuple[str, float], dict[int, dict]]:
+    """(label, lr) -> {seed: run} for every (label, lr) of the seeds sweep, with main.yaml's runs of the same label,
+    lr and model config (a changed entry's seed 0 is left out, not averaged in)."""
     runs: dict[tuple[str, float], dict[int, dict]] = {}
-    for sweep in sweeps:
-        for run in sweep.get("runs", []):
-            runs.setdefault((run["label"], run["lr"]), {})[run["seed"]] = run
+    for run in seeds_sweep.get("runs", []):
+        runs.setdefault((run["label"], run["lr"]), {})[run["seed"]] = run
+    for run in main_sweep.get("runs", []):
+        group = runs.get((run["label"], run["lr"]))
+        if group and run["seed"] not in group and _same_model(run, next(iter(group.values()))):
+            group[run["seed"]] = run
     return runs
 
 
 def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
     """Every (label, lr) of seeds.yaml with its accuracy per seed, the mean and the spread, and each RAM-Net row
-    against the best baseline within EQUAL_STATE by the mean over seeds."""
+    against the best baseline within EQUAL_STATE by the mean over seeds (a verdict only at equal seed counts)."""
     runs = seed_runs(main_sweep, seeds_sweep)
-    wanted = dict.fromkeys((r["label"], r["lr"]) for r in seeds_sweep.get("runs", []))
-    wanted.update(dict.fromkeys((u["label"], u["lr"]) for u in seeds_sweep.get("unfinished", []) if "label" in u))
-    seeds = sorted({seed for key in wanted for seed in runs.get(key, {})})
+    seeds = sorted({seed for group in runs.values() for seed in group})
     rows = []
-    for label, lr in wanted:
-        by_seed = runs.get((label, lr), {})
-        accs = [by_seed[s]["accuracy"] for s in seeds if s in by_seed]
-        any_run = next(iter(by_seed.values()), None)
-        if any_run is None:
-            continue
-        rows.append({"label": label, "lr": lr, "model": any_run["model"], "state_size": any_run["state_size"],
-                     "accs": {s: by_seed[s]["accuracy"] for s in by_seed}, "mean": sum(accs) / len(accs),
-                     "spread": max(accs) - min(accs)})
+    for (label, lr), by_seed in runs.items():
+        accs = [run["accuracy"] for run in by_seed.values()]
+        first = next(iter(by_seed.values()))
+        rows.append({"label": label, "lr": lr, "model": first["model"], "state_size": first["state_size"],
+                     "accs": {s: run["accuracy"] for s, run in by_seed.items()}, "mean": sum(accs) / len(accs),
+                     "spread": max(accs) - min(accs) if len(accs) > 1 else None})
     rows.sort(key=lambda r: (r["state_size"], r["model"] != "ramnet", r["label"]))
     body = [[r["label"], f"{r['lr']:g}", f"{r['state_size']:,}",
              *[f"{r['accs'][s]:.3f}" if s in r["accs"] else "-" for s in seeds],
-             f"**{r['mean']:.3f}**", f"{r['spread']:.3f}", len(r["accs"])] for r in rows]
+             f"**{r['mean']:.3f}**", "-" if r["spread"] is None else f"{r['spread']:.3f}", len(r["accs"])]
+            for r in rows]
     out = [table(["label", "lr", "state", *[f"seed {s}" for s in seeds], "mean", "max - min", "seeds"], body)]
     pairs = []
     for r in (r for r in rows if r["model"] == "ramnet"):
@@ -132,9 +136,10 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
                 and 1 / EQUAL_STATE <= b["state_size"] / r["state_size"] <= EQUAL_STATE]
         if near:
             b = max(near, key=lambda b: b["mean"])
-            pairs.append([r["label"], f"{r['mean']:.3f} ({len(r['accs'])})", b["label"],
-                          f"{b['mean']:.3f} ({len(b['accs'])})", f"{r['mean'] - b['mean']:+.3f}",
-                          "yes" if r["mean"] >= b["mean"] else "no"])
+            n, m = len(r["accs"]), len(b["accs"])
+            verdict = ("yes" if r["mean"] >= b["mean"] else "no") if n == m else f"not yet ({n} against {m} seeds)"
+            pairs.append([r["label"], f"{r['mean']:.3f} ({n})", b["label"], f"{b['mean']:.3f} ({m})",
+                          f"{r['mean'] - b['mean']:+.3f}", verdict])
     if pairs:
         out.append(table(["RAM-Net", "mean (seeds)", "best fla baseline within 1.35x", "mean (seeds)",
                           "difference", "RAM-Net >="], pairs))
@@ -182,7 +187,8 @@ def main(argv=None) -> int:
         sections += ["### The paper's points", paper_points(main_rows + arch_rows)]
     if main_rows:
         sections += ["### RAM-Net against the fla baselines at equal state", against_baselines(main_rows)]
-    _, seeds_sweep = load(results, "mqar_seeds")
+    seeds_file = results / "mqar_seeds_sweep.json"  # its runs are enough; mqar_seeds.json is not needed
+    seeds_sweep = json.loads(seeds_file.read_text()) if seeds_file.is_file() else {}
     if seeds_sweep.get("runs"):
         sections += ["### More seeds for the equal-state pairs (seeds.yaml, seed 0 from main.yaml)",
                      seeds_table(main_sweep, seeds_sweep)]

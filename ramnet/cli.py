@@ -191,6 +191,9 @@ def cmd_plot(args) -> int:
         inputs, labels = multiquery_ar(setting, 1, seed=0)
         print(f"wrote {plots.plot_slot_traces(slot_traces(model, inputs), args.out)}")
         queries, values = query_bindings(inputs[0], labels[0], args.num_kv_pairs)
+        if len(queries) < 2:  # "another value's" needs a second pair
+            print("no read/write overlap: it needs at least 2 key-value pairs (--num-kv-pairs)")
+            return 0
         print(f"slots each query reads from its bound value's write set / from another value's (of K="
               f"{model.config.top_k}, {len(queries)} queries):")
         for i, layer in enumerate(read_write_overlap(model, inputs, queries, values)):

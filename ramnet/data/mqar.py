@@ -84,9 +84,11 @@ def query_bindings(inputs: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int
         raise ValueError(f"num_kv_pairs must be an int in [1, seq_len/2={len(inputs) // 2}], got {num_kv_pairs!r}")
     key_position = {int(inputs[2 * i]): 2 * i for i in range(num_kv_pairs)}
     queries = [int(t) for t in (labels != IGNORE_INDEX).nonzero().flatten()]
-    if not all(int(inputs[q]) in key_position for q in queries):
-        raise ValueError("a labelled position holds no key of the first num_kv_pairs pairs: not an MQAR sequence "
-                         f"with {num_kv_pairs} pairs")
+    # an MQAR sequence with this many pairs: distinct keys, every query after the pairs and on one of their keys
+    if len(key_position) != num_kv_pairs or (queries and min(queries) < 2 * num_kv_pairs) or \
+            not all(int(inputs[q]) in key_position for q in queries):
+        raise ValueError(f"not an MQAR sequence with {num_kv_pairs} pairs: its keys must be distinct and every "
+                         "labelled position must come after the pairs and hold one of their keys")
     return queries, [key_position[int(inputs[q])] + 1 for q in queries]
 
 

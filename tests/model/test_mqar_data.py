@@ -76,3 +76,5 @@ def test_query_bindings_refuse_other_sequences():
             query_bindings(x[0], y[0], bad)
     with pytest.raises(ValueError, match="not an MQAR sequence with 4 pairs"):
         query_bindings(x[0], y[0], 4)  # the queries of pairs 5-8 have no key among the first 4
+    with pytest.raises(ValueError, match="not an MQAR sequence with 9 pairs"):
+        query_bindings(x[0], y[0], 9)  # the 9th "pair" is the first query: reading it as a key would rebind it

@@ -93,6 +93,9 @@ def test_plot_slots_from_a_checkpoint(tmp_path, capsys):
     assert (tmp_path / "slots.png").stat().st_size > 5000
     printed = capsys.readouterr().out
     assert "of K=4, 4 queries" in printed and printed.count("\n  layer ") == 4  # 2 layers x 2 heads
+    assert main(["plot", "--slots", str(tmp_path / "ckpt"), "--seq-len", "32", "--num-kv-pairs", "1",
+                 "--out", str(tmp_path / "slots1.png")]) == 0
+    assert "needs at least 2 key-value pairs" in capsys.readouterr().out
 
 
 def _sweep_file(path):

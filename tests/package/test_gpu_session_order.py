@@ -65,3 +65,14 @@ def test_the_session_script_refuses_bad_steps_before_starting(steps, message, tm
                           env={**os.environ, "SESSION_STEPS": steps})
     assert done.returncode == 2 and message in done.stderr
     assert done.stderr.count("\n") == 1 and "session started" not in done.stdout
+
+
+@pytest.mark.parametrize("variable, value", [("MAIN_PARALLEL", "-1"), ("SEEDS_PARALLEL", "x"), ("ABL_PARALLEL", "2.5")])
+def test_the_sweep_session_refuses_bad_worker_counts_before_starting(variable, value):
+    """``gpu_mqar_session.sh start`` checks every worker count before it starts any sweep."""
+    import os
+    import subprocess
+    done = subprocess.run(["bash", str(SCRIPT), "start", "10"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, variable: value})
+    assert done.returncode == 2 and f"got '{value}'" in done.stderr and done.stderr.count("\n") == 1
+    assert "started" not in done.stdout

@@ -74,24 +74,30 @@ def test_a_folder_without_summaries_gets_one_line(tmp_path):
 
 
 def test_seeds_come_together_from_both_summaries_and_decide_by_the_mean(tmp_path):
-    """seed 0 from mqar_sweep.json, seeds 1 and 2 from mqar_seeds_sweep.json; the verdict uses the means."""
-    def run(label, model, state, lr, seed, accuracy):
+    """seed 0 from mqar_sweep.json (same label, lr and model config), seeds 1 and 2 from mqar_seeds_sweep.json; the
+    verdict uses the means, and only at equal seed counts."""
+    def run(label, model, state, lr, seed, accuracy, config=None):
         return {"label": label, "model": model, "state_size": state, "lr": lr, "seed": seed, "accuracy": accuracy,
-                "accuracies": {"N4-T64": accuracy}}
+                "accuracies": {"N4-T64": accuracy}, "config": config or {"d_v": 11}}
 
     _write(tmp_path, "mqar", [_row("ram-3k", "ramnet", 3072, 0.70), _row("dn-4k", "deltanet", 4096, 0.72)])
     main = json.loads((tmp_path / "mqar_sweep.json").read_text())
     main["runs"] = [run("ram-3k", "ramnet", 3072, 0.001, 0, 0.70), run("dn-4k", "deltanet", 4096, 0.003, 0, 0.72),
-                    run("ram-3k", "ramnet", 3072, 0.003, 0, 0.10)]  # another lr: not part of the seed rows
+                    run("ram-3k", "ramnet", 3072, 0.003, 0, 0.10),  # another lr: not part of the seed rows
+                    run("ram-16k", "ramnet", 16384, 0.001, 0, 0.90, config={"d_v": 15}),
+                    run("dn-16k", "deltanet", 16384, 0.003, 0, 0.95)]
     (tmp_path / "mqar_sweep.json").write_text(json.dumps(main))
-    (tmp_path / "mqar_seeds.json").write_text("[]")
-    (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": [
-        run("ram-3k", "ramnet", 3072, 0.001, 1, 0.80), run("ram-3k", "ramnet", 3072, 0.001, 2, 0.78),
-        run("dn-4k", "deltanet", 4096, 0.003, 1, 0.70)]}))
+    seeds = [run("ram-3k", "ramnet", 3072, 0.001, 1, 0.80), run("ram-3k", "ramnet", 3072, 0.001, 2, 0.78),
+             run("dn-4k", "deltanet", 4096, 0.003, 1, 0.70), run("dn-4k", "deltanet", 4096, 0.003, 2, 0.70),
+             run("ram-16k", "ramnet", 16384, 0.001, 1, 0.91, config={"d_v": 16}),  # main's seed 0 differs
+             run("dn-16k", "deltanet", 16384, 0.003, 1, 0.90)]
+    (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": seeds}))  # no mqar_seeds.json needed
     result = _run("--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
     out = result.stdout.split("More seeds")[1]
     assert _line(out, "| ram-3k | 0.001 |") == \
         "| ram-3k | 0.001 | 3,072 | 0.700 | 0.800 | 0.780 | **0.760** | 0.100 | 3 |"
-    assert _line(out, "| dn-4k | 0.003 |") == "| dn-4k | 0.003 | 4,096 | 0.720 | 0.700 | - | **0.710** | 0.020 | 2 |"
-    assert _line(out, "| ram-3k | 0.760 (3) |").endswith("| dn-4k | 0.710 (2) | +0.050 | yes |")
+    assert _line(out, "| ram-16k | 0.001 |") == "| ram-16k | 0.001 | 16,384 | - | 0.910 | - | **0.910** | - | 1 |"
+    assert _line(out, "| ram-3k | 0.760 (3) |").endswith("| dn-4k | 0.707 (3) | +0.053 | yes |")
+    assert _line(out, "| ram-16k | 0.910 (1) |").endswith(
+        "| dn-16k | 0.925 (2) | -0.015 | not yet (1 against 2 seeds) |")
