@@ -177,33 +177,49 @@ def cmd_plot(args) -> int:
         print(f"wrote {plots.plot_sweep_curves(args.curves, args.out, args.only)}")
         return 0
     if args.slots is not None:
-        from .analysis import read_write_overlap, slot_traces
-        from .checkpoint import load_checkpoint
-        from .data.mqar import multiquery_ar, query_bindings
-
-        model = load_checkpoint(args.slots)
-        try:
-            setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=args.seq_len,
-                                  num_kv_pairs=args.num_kv_pairs)
-        except ValueError as error:
-            raise ValueError(f"--seq-len / --num-kv-pairs for this checkpoint (vocab_size "
-                             f"{model.config.vocab_size}): {error}") from None
-        inputs, labels = multiquery_ar(setting, 1, seed=0)
-        print(f"wrote {plots.plot_slot_traces(slot_traces(model, inputs), args.out)}")
-        queries, values = query_bindings(inputs[0], labels[0], args.num_kv_pairs)
-        if len(queries) < 2:  # "another value's" needs a second pair
-            print("no read/write overlap: it needs at least 2 key-value pairs (--num-kv-pairs)")
-            return 0
-        print(f"slots each query reads from its bound value's write set / from another value's (of K="
-              f"{model.config.top_k}, {len(queries)} queries):")
-        for i, layer in enumerate(read_write_overlap(model, inputs, queries, values)):
-            for h, (on, off, cape) in enumerate(zip(layer["bound"], layer["other"], layer["cape"])):
-                print(f"  layer {i + 1} head {h} ({'CAPE' if cape else 'content'}): {on:.1f} / {off:.1f}")
-        return 0
+        return _plot_slots(args, plots)
     metrics = Path(args.run) / "metrics.json"
     if not metrics.is_file():
         raise FileNotFoundError(f"{args.run} has no metrics.json (is it a run directory written by ramnet train?)")
     print(f"wrote {plots.plot_history(metrics, args.out)}")
+    return 0
+
+
+def _plot_slots(args, plots) -> int:
+    """``plot --slots``: the slot traces of the first example, then the read/write overlap per head, averaged over
+    ``--num-examples`` MQAR sequences (query-weighted)."""
+    from .analysis import read_write_overlap, slot_traces
+    from .checkpoint import load_checkpoint
+    from .data.mqar import multiquery_ar, query_bindings
+
+    if isinstance(args.num_examples, bool) or not isinstance(args.num_examples, int) or args.num_examples < 1:
+        raise ValueError(f"--num-examples must be an integer >= 1, got {args.num_examples!r}")
+    model = load_checkpoint(args.slots)
+    try:
+        setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=args.seq_len,
+                              num_kv_pairs=args.num_kv_pairs)
+    except ValueError as error:
+        raise ValueError(f"--seq-len / --num-kv-pairs for this checkpoint (vocab_size "
+                         f"{model.config.vocab_size}): {error}") from None
+    inputs, labels = multiquery_ar(setting, args.num_examples, seed=0)
+    print(f"wrote {plots.plot_slot_traces(slot_traces(model, inputs[:1]), args.out)}")
+    if args.num_kv_pairs < 2:  # "another value's" needs a second pair
+        print("no read/write overlap: it needs at least 2 key-value pairs (--num-kv-pairs)")
+        return 0
+    totals, count = None, 0
+    for row in range(args.num_examples):
+        queries, values = query_bindings(inputs[row], labels[row], args.num_kv_pairs)
+        layers = read_write_overlap(model, inputs[row:row + 1], queries, values)
+        weighted = [[(on * len(queries), off * len(queries)) for on, off in zip(layer["bound"], layer["other"])]
+                    for layer in layers]
+        totals = weighted if totals is None else \
+            [[(a + c, b + d) for (a, b), (c, d) in zip(t, w)] for t, w in zip(totals, weighted)]
+        count += len(queries)
+    print(f"slots each query reads from its bound value's write set / from another value's (of K="
+          f"{model.config.top_k}; {count} queries in {args.num_examples} sequence{'s' * (args.num_examples > 1)}):")
+    for i, (layer, total) in enumerate(zip(layers, totals)):
+        for h, ((on, off), cape) in enumerate(zip(total, layer["cape"])):
+            print(f"  layer {i + 1} head {h} ({'CAPE' if cape else 'content'}): {on / count:.1f} / {off / count:.1f}")
     return 0
 
 
@@ -377,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", default=None, help="a checkpoint: top-1 write/read slots over time (CAPE vs content)")
     p.add_argument("--seq-len", type=int, default=256, help="--slots: MQAR sequence length (default 256)")
     p.add_argument("--num-kv-pairs", type=int, default=16, help="--slots: key-value pairs (default 16)")
+    p.add_argument("--num-examples", type=int, default=8,
+                   help="--slots: sequences the read/write overlap is averaged over (default 8; the plot: the first)")
     p.add_argument("--out", default=None, help="PNG path (default for a run: <run>/curves.png)")
     p.set_defaults(func=cmd_plot)
     return parser

@@ -92,10 +92,18 @@ def test_plot_slots_from_a_checkpoint(tmp_path, capsys):
                  "--out", str(tmp_path / "slots.png")]) == 0
     assert (tmp_path / "slots.png").stat().st_size > 5000
     printed = capsys.readouterr().out
-    assert "of K=4, 4 queries" in printed and printed.count("\n  layer ") == 4  # 2 layers x 2 heads
+    assert "of K=4; 32 queries in 8 sequences" in printed
+    assert printed.count("\n  layer ") == 4  # 2 layers x 2 heads
     assert main(["plot", "--slots", str(tmp_path / "ckpt"), "--seq-len", "32", "--num-kv-pairs", "1",
                  "--out", str(tmp_path / "slots1.png")]) == 0
     assert "needs at least 2 key-value pairs" in capsys.readouterr().out
+    assert main(["plot", "--slots", str(tmp_path / "ckpt"), "--seq-len", "32", "--num-kv-pairs", "4",
+                 "--num-examples", "1", "--out", str(tmp_path / "slots2.png")]) == 0
+    assert "4 queries in 1 sequence)" in capsys.readouterr().out
+    assert main(["plot", "--slots", str(tmp_path / "ckpt"), "--num-examples", "0",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--num-examples must be an integer >= 1, got 0" in err and err.count("\n") == 1
 
 
 def _sweep_file(path):
