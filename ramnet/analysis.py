@@ -63,7 +63,7 @@ def slot_traces(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[dict]
 def read_write_overlap(model: RamNetForCausalLM, input_ids: torch.Tensor, query_positions, bound_positions
                        ) -> list[dict]:
     """How many of its K slots each query reads from the write set of its bound position, against the other
-    bound positions' write sets (chance), per layer and head, for the first sequence of ``input_ids [B, T]``.
+    bound positions' write sets, per layer and head, for the first sequence of ``input_ids [B, T]``.
 
     ``query_positions[i]`` is bound to ``bound_positions[i]`` (in MQAR: a query and the value after its key). Needs
     at least two pairs. Returns per layer ``{"bound": [H] floats, "other": [H] floats, "cape": [H] bools}``: mean

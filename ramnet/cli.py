@@ -215,11 +215,13 @@ def _plot_slots(args, plots) -> int:
         totals = weighted if totals is None else \
             [[(a + c, b + d) for (a, b), (c, d) in zip(t, w)] for t, w in zip(totals, weighted)]
         count += len(queries)
+    sequences = f"{args.num_examples} sequence{'s' * (args.num_examples > 1)}"
     print(f"slots each query reads from its bound value's write set / from another value's (of K="
-          f"{model.config.top_k}; {count} queries in {args.num_examples} sequence{'s' * (args.num_examples > 1)}):")
+          f"{model.config.top_k}; {count} queries in {sequences}):")
     for i, (layer, total) in enumerate(zip(layers, totals)):
         for h, ((on, off), cape) in enumerate(zip(total, layer["cape"])):
-            print(f"  layer {i + 1} head {h} ({'CAPE' if cape else 'content'}): {on / count:.1f} / {off / count:.1f}")
+            kind = "CAPE" if cape else "content"
+            print(f"  layer {i + 1} head {h} ({kind}): {on / count:.1f} / {off / count:.1f}")
     return 0
 
 

@@ -91,7 +91,7 @@ def check_spec(data, default_out: Path | None = None) -> dict:
         raise SpecError(f"name must be a string, got {spec['name']!r}")
     _distinct("lrs", spec["lrs"], _lr)
     _distinct("seeds", spec["seeds"], lambda s: _int("each of seeds", s, 0))
-    for lr in spec["lrs"][:1]:  # TrainArgs checks the training keys; its messages name them as flags
+    for lr in spec["lrs"]:  # TrainArgs checks the training keys; its messages name them as flags
         for seed in spec["seeds"]:
             try:
                 TrainArgs(lr=float(lr), seed=seed, **{arg: spec[key] for key, arg in TRAIN_KEYS.items()})

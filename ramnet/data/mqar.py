@@ -80,8 +80,9 @@ def query_bindings(inputs: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int
     if inputs.dim() != 1 or inputs.shape != labels.shape:
         raise ValueError(f"inputs and labels must be one sequence each, [seq_len]; got {tuple(inputs.shape)} and "
                          f"{tuple(labels.shape)}")
-    if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or not 1 <= num_kv_pairs <= len(inputs) // 2:
-        raise ValueError(f"num_kv_pairs must be an int in [1, seq_len/2={len(inputs) // 2}], got {num_kv_pairs!r}")
+    half = len(inputs) // 2
+    if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or not 1 <= num_kv_pairs <= half:
+        raise ValueError(f"num_kv_pairs must be an int in [1, seq_len/2={half}], got {num_kv_pairs!r}")
     key_position = {int(inputs[2 * i]): 2 * i for i in range(num_kv_pairs)}
     queries = [int(t) for t in (labels != IGNORE_INDEX).nonzero().flatten()]
     # an MQAR sequence with this many pairs: distinct keys, every query after the pairs and on one of their keys
