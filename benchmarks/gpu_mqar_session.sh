@@ -19,15 +19,15 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (5 workers): first DeltaNet at 8k and 33k (RAM-Net's 8k and 27k rows have no DeltaNet near them), the
-# ~1e5 GLA and GDN rows, which complete those baselines' span of state sizes (all long, 1,100-1,400 s: started later
-# they would not finish), attention (RoPE), the ceiling, RAM-Net with fewer and wider slots (M=64 at 16k, M=256 at
-# 66k, d_v 63) at the lr that suited its neighbours, and GLA with a short conv; then the RAM-Net rows still missing a
+# main.yaml (5 workers): first DeltaNet at 8k and 33k (RAM-Net's 8k and 27k rows have no DeltaNet near them), then
+# RAM-Net at 16k and 66k with 4 heads or with fewer and wider slots (d_v 63), at the lr that suited its neighbours,
+# attention (RoPE), the ceiling, the ~1e5 GLA and GDN rows, which complete those baselines' span of state sizes,
+# and GLA with a short conv; then the RAM-Net rows still missing a
 # learning rate (width 256, K=16, K=32), then the rest. seeds.yaml (10 workers) runs first of
 # all: more seeds decide the equal-state pairs that one seed left open (its header says why).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'deltanet-8k-lr0.003-*,deltanet-33k-lr0.003-*,gla-131k-lr0.003-*,gdn-131k-lr0.003-*,attention-rope-lr0.003-*,ramnet-16k-m64-k16-lr0.001-*,ramnet-66k-m256-k16-lr0.003-*,gla-8k-conv-lr0.003-*,gla-33k-conv-lr0.003-*,ramnet-16k-w256-lr0.003-*,ramnet-16k-k32-lr0.001-*,ramnet-27k-k16-lr0.003-*,ramnet-3k-w256-k16-lr0.003-*,ramnet-16k-k32-lr0.003-*,ramnet-66k-w256-k16-lr0.001-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'deltanet-8k-lr0.003-*,deltanet-33k-lr0.003-*,ramnet-16k-h4-m64-k16-lr0.001-*,ramnet-16k-m64-k16-lr0.001-*,ramnet-66k-h4-m256-k16-lr0.003-*,ramnet-66k-m256-k16-lr0.003-*,attention-rope-lr0.003-*,gla-131k-lr0.003-*,gdn-131k-lr0.003-*,gla-8k-conv-lr0.003-*,gla-33k-conv-lr0.003-*,ramnet-16k-w256-lr0.003-*,ramnet-16k-k32-lr0.001-*,ramnet-27k-k16-lr0.003-*,ramnet-3k-w256-k16-lr0.003-*,ramnet-16k-k32-lr0.003-*,ramnet-66k-w256-k16-lr0.001-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
 # ablations.yaml (when given workers): every row has run at lr 1e-3; next the M=256 U sweep at 3e-3 (the U order at each
 # row's best lr), then CAPE, gamma and K at 3e-3; M1024-U1 at 3e-3 last (it holds about 44 GB; cut at step 2,000
 # in session D, accuracy 0.002).
