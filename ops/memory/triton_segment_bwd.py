@@ -6,7 +6,9 @@ other kernels), adds ``w G`` to its token's ``dv`` and multiplies the gradient b
 initial-state gradient.
 
 ``dv`` sums K writes of a token from K programs, so it is accumulated with fp32 atomics: like ``index_add_`` on
-CUDA, its last bits can differ from run to run.
+CUDA, its last bits can differ from run to run. Under ``torch.use_deterministic_algorithms`` each write stores its
+term in a row of its own instead (``B T H K d_v`` fp32, K times ``dv``'s memory), and ``torch.sum`` adds the K rows
+in a fixed order: the same inputs then give the same bits, as the forward's deterministic read rows do.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from .triton_layout import event_row, load_row
 @triton.jit
 def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_ptr, rkey_ptr, rord_ptr, rb_ptr,
                         sw_ptr, swz_ptr, sr_ptr, srz_ptr, S0_ptr, z0_ptr, gS_ptr, gz_ptr, dv_ptr, dww_ptr, drw_ptr,
-                        K, DV, gamma, eps, proxy_eps, BLOCK_D: tl.constexpr, DERIVE_READS: tl.constexpr):
+                        K, DV, gamma, eps, proxy_eps, BLOCK_D: tl.constexpr, DERIVE_READS: tl.constexpr,
+                        DV_PER_WRITE: tl.constexpr):
     g = tl.program_id(0).to(tl.int64)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < DV
@@ -52,7 +55,10 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
             d_a = tl.sum(G * S_pre, axis=0) + Gz * z_pre
             d_w = tl.sum(G * v, axis=0) + Gz + d_a * dproxy
             tl.store(dww_ptr + e, d_w.to(dww_ptr.dtype.element_ty))
-            tl.atomic_add(dv_ptr + (e // K) * DV + offs_d, w * G, mask=mask_d)
+            if DV_PER_WRITE:  # one row per write event: each is stored once, summed over K afterwards
+                tl.store(dv_ptr + e * DV + offs_d, w * G, mask=mask_d)
+            else:
+                tl.atomic_add(dv_ptr + (e // K) * DV + offs_d, w * G, mask=mask_d)
             a = decay(w, gamma)
             G = a * G
             Gz = a * Gz
@@ -88,11 +94,12 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
 
 
 def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw, gamma, eps,
-                       proxy_eps, num_warps: int = 1, initial_state=None):
+                       proxy_eps, num_warps: int = 1, initial_state=None, deterministic: bool | None = None):
     """Gradients into ``gS, gz`` (fp32, in place: final-state gradients in, initial-state gradients out),
     ``d_ww, d_rw``; returns ``dv`` in fp32 (the caller casts it after freeing the saved rows: the two copies of
     ``dv`` and the rows never coexist). ``saved_r=None``: derive each read's row from the saved
-    write rows and ``initial_state = (S0, z0)`` (``launch_write_rows``) instead of reading saved read rows."""
+    write rows and ``initial_state = (S0, z0)`` (``launch_write_rows``) instead of reading saved read rows.
+    ``deterministic`` (default: ``torch.are_deterministic_algorithms_enabled()``): sum ``dv`` without atomics."""
     derive = saved_r is None
     if derive and initial_state is None:
         raise ValueError("deriving the read rows needs the initial state (S0, z0)")
@@ -100,11 +107,15 @@ def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, g
     (wkey, word, wb), (rkey, rord, rb) = plan
     B, T, H, DV = v.shape
     K = write_w.shape[-1]
-    dv = torch.zeros(B, T, H, DV, dtype=torch.float32, device=v.device)
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+    # zeros: a write event that no program visits (none today) must add nothing, as with the atomics
+    dv = torch.zeros(B, T, H, K if deterministic else 1, DV, dtype=torch.float32, device=v.device)
     _segment_bwd_kernel[(wb.numel() - 1,)](grad_o.contiguous(), v.contiguous(), write_w.contiguous(),
                                            read_w.contiguous(), wkey, word, wb, rkey, rord, rb, *saved_w,
                                            *(saved_w if derive else saved_r), S0.contiguous(), z0.contiguous(),
                                            gS, gz, dv, d_ww, d_rw, K, DV, float(gamma), float(eps),
                                            float(proxy_eps), BLOCK_D=max(triton.next_power_of_2(DV), 16),
-                                           DERIVE_READS=derive, num_warps=num_warps)
-    return dv
+                                           DERIVE_READS=derive, DV_PER_WRITE=deterministic,
+                                           num_warps=num_warps)
+    return dv.sum(3) if deterministic else dv.squeeze(3)

@@ -97,3 +97,25 @@ def test_reduce_overhead_decode_with_cuda_graphs():
         torch.testing.assert_close(step(q, k, v, pos).clone(), eager(q, k, v, pos), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(graphed.S, eager.S, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(graphed.z, eager.z, rtol=1e-5, atol=1e-6)
+
+
+def test_deterministic_mode_repeats_the_backward_bit_for_bit():
+    """Under ``torch.use_deterministic_algorithms`` the forward keeps its read rows and the backward sums ``dv``
+    per write rather than by atomics, so two runs give the same bits. Few slots (M = 9) for 512 tokens make every
+    slot collect many writes: the case in which atomics would add in varying order."""
+    B, T, H, U, d_p, d_v, K = 2, 512, 2, 2, 3, 32, 4
+    q, k, v, state = make_inputs(B, T, H, U, d_p, d_v, seed=11, dtype=torch.float32, with_state=True)
+    kw = dict(num_factors=U, top_k=K, gamma=0.8)
+    gen = torch.Generator().manual_seed(1)
+    grads_out = [torch.randn(B, T, H, d_v, generator=gen), torch.randn(state[0].shape, generator=gen),
+                 torch.randn(state[1].shape, generator=gen)]
+    inputs = [t.cuda() for t in (q, k, v)], tuple(s.cuda() for s in state)
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first, second = (_run(*inputs[0], inputs[1], kw, grads_out) for _ in range(2))
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
+    names = ["o", "S", "z", "dq", "dk", "dv", "dS0", "dz0"]
+    differing = [name for name, a, b in zip(names, first, second) if not torch.equal(a, b)]
+    assert not differing, f"not bit-identical under deterministic mode: {differing}"

@@ -101,6 +101,76 @@ def test_the_backward_recompute_skips_the_read_out(segment, monkeypatch):
         _check_against_reference(SegmentScan(atomic_read=False))
 
 
+@pytest.fixture
+def deterministic_mode():
+    """``torch.use_deterministic_algorithms(True)`` for the test, then the process's own setting back."""
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(was, warn_only=warn_only)
+
+
+def _record_dv_mode(monkeypatch):
+    """Wrap the backward kernel so the test sees how each launch sums ``dv`` (per-write rows or atomics)."""
+    from ramnet.ops.memory import triton_segment_bwd
+
+    kernel, modes = triton_segment_bwd._segment_bwd_kernel, []
+
+    class Recording:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                modes.append(kwargs["DV_PER_WRITE"])
+                return kernel[grid](*args, **kwargs)
+            return launch
+
+    monkeypatch.setattr(triton_segment_bwd, "_segment_bwd_kernel", Recording())
+    return modes
+
+
+@pytest.mark.parametrize("derive", [True, False])
+def test_deterministic_mode_sums_dv_without_atomics(monkeypatch, deterministic_mode, derive):
+    """Under ``torch.use_deterministic_algorithms`` the backward stores each write's ``dv`` term in its own row and
+    sums the K rows with ``torch.sum``, so a GPU run repeats bit for bit; the gradients still match the reference."""
+    from ramnet.ops.memory.backends import SegmentScan
+
+    modes = _record_dv_mode(monkeypatch)
+    _check_against_reference(SegmentScan(derive_read_rows=derive))
+    assert modes == [True]
+
+
+def test_default_mode_keeps_the_atomic_dv(monkeypatch):
+    from ramnet.ops.memory.backends import SegmentScan
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    modes = _record_dv_mode(monkeypatch)
+    _check_against_reference(SegmentScan())
+    assert modes == [False]
+
+
+def test_per_write_dv_equals_the_atomic_dv():
+    """Both ways of summing ``dv`` add the same K terms: only their order may differ."""
+    from ramnet.ops.memory import triton_segment
+    from ramnet.ops.memory.backends import ScanArgs
+    from ramnet.ops.memory.triton_segment_bwd import launch_segment_bwd
+
+    B, T, H, U, d_p, d_v, K, gamma = CASE
+    v, widx, ww, ridx, rw, S0, z0, gen = scan_event_inputs(B, T, H, U, d_p, d_v, K, seed=5)
+    go = torch.randn(v.shape, generator=gen)
+    on = lambda *ts: [t.to(DEVICE) for t in ts]
+    args = ScanArgs(*on(v, widx, ww, ridx, rw, S0, z0), None, gamma, 1e-6, 1e-3)
+    saved_w, plan = triton_segment.launch_write_rows(args)
+    dvs = []
+    for deterministic in (False, True):
+        gS, gz = torch.zeros_like(args.S0, dtype=torch.float32), torch.zeros_like(args.z0, dtype=torch.float32)
+        d_ww, d_rw = torch.empty_like(args.write_w), torch.empty_like(args.read_w)
+        dvs.append(launch_segment_bwd(go.to(DEVICE), args.v, args.write_w, args.read_w, plan, saved_w, None, gS, gz,
+                                      d_ww, d_rw, gamma, 1e-6, 1e-3, initial_state=(args.S0, args.z0),
+                                      deterministic=deterministic))
+    assert dvs[0].shape == dvs[1].shape == v.shape
+    assert float(dvs[0].abs().max()) > 0
+    torch.testing.assert_close(dvs[1], dvs[0], rtol=1e-6, atol=1e-6)
+
+
 def test_bf16_saved_rows_round_only_the_gradients():
     """``saved_rows="bf16"`` stores the recompute's rows in bf16: the forward is exact, the gradients carry bf16
     rounding of the saved rows (relative 2^-8 per row), and they differ from the fp32-row gradients (so the
