@@ -210,8 +210,7 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None, s
             while may_start() and (index := next_to_start(queue, active, spec["parallel"])) is not None:
                 r, attempt = queue.pop(index)
                 log = open(run_dir(spec, r) / LOG_FILE, "w")
-                proc = subprocess.Popen([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))],
-                                        stdout=log, stderr=subprocess.STDOUT, env=env)
+                proc = _spawn_worker([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))], log, env)
                 active.append((r, attempt, proc, log))
             time.sleep(0.2)
             for item in list(active):
@@ -236,6 +235,19 @@ def _error_is_oom(spec: dict, run: dict) -> bool:
         return is_oom_text((run_dir(spec, run) / ERROR_FILE).read_text())
     except OSError:
         return False
+
+
+def _interruptible():
+    """In the worker, before exec: SIGINT back to its default, so that Python turns it into KeyboardInterrupt. A
+    sweep started in the background by a shell (``cmd &``, as the GPU session scripts do) inherits SIGINT ignored,
+    and so would its workers: ``_stop_workers`` could then only kill them after the grace period."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _spawn_worker(args: list, log, env=None) -> subprocess.Popen:
+    """Start one worker process writing to ``log``, interruptible by SIGINT whatever its parent ignores."""
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=_interruptible if os.name == "posix" else None)
 
 
 def _stop_workers(workers: list, grace: float = 10.0) -> None:

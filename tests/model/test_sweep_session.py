@@ -206,12 +206,25 @@ def test_an_interrupted_sweep_writes_its_summary_with_the_runs_in_flight(tmp_pat
         == [(2, 0.25, 7)]
 
 
-def test_interrupted_workers_are_stopped(tmp_path):
-    from ramnet.sweep import _stop_workers
+@pytest.fixture(params=["sigint_default", "sigint_ignored"])
+def parent_sigint(request):
+    """The sweep's own SIGINT disposition: as in a terminal, or ignored, as in a shell's background job (``cmd &``),
+    whose children inherit it. Restored afterwards."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    if request.param == "sigint_ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield request.param
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_interrupted_workers_are_stopped(tmp_path, parent_sigint):
+    from ramnet.sweep import _spawn_worker, _stop_workers
 
     log = open(tmp_path / "log.txt", "w")
-    proc = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = _spawn_worker([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], log)
     while "up" not in (tmp_path / "log.txt").read_text():
         time.sleep(0.02)
     start = time.monotonic()
