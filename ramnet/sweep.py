@@ -44,8 +44,6 @@ import gc
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,6 +54,7 @@ from tqdm.auto import tqdm
 from .sweep_run import (ERROR_FILE, LOG_FILE, MODEL_DIR, PROGRESS_FILE, RESULT_FILE, RUN_FILE, run as run_one,
                         write_json_atomic)
 from .sweep_spec import SpecError, check_spec, expand, load_spec  # noqa: F401 (the sweep's public names)
+from .sweep_workers import spawn_worker, stop_workers
 
 ROW_KEYS = ("model", "state_size", "accuracy", "lr", "config", "short_conv", "steps", "seconds")
 SUMMARY, BEST = "mqar_sweep.json", "mqar.json"
@@ -210,7 +209,7 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None, s
             while may_start() and (index := next_to_start(queue, active, spec["parallel"])) is not None:
                 r, attempt = queue.pop(index)
                 log = open(run_dir(spec, r) / LOG_FILE, "w")
-                proc = _spawn_worker([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))], log, env)
+                proc = spawn_worker([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))], log, env)
                 active.append((r, attempt, proc, log))
             time.sleep(0.2)
             for item in list(active):
@@ -223,7 +222,7 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None, s
                     else:
                         finished(r["id"], proc.returncode == 0)
     except KeyboardInterrupt:
-        _stop_workers([(proc, log) for _, _, proc, log in active])
+        stop_workers([(proc, log) for _, _, proc, log in active])
         raise
     finally:
         bar.close()
@@ -235,35 +234,6 @@ def _error_is_oom(spec: dict, run: dict) -> bool:
         return is_oom_text((run_dir(spec, run) / ERROR_FILE).read_text())
     except OSError:
         return False
-
-
-def _interruptible():
-    """In the worker, before exec: SIGINT back to its default, so that Python turns it into KeyboardInterrupt. A
-    sweep started in the background by a shell (``cmd &``, as the GPU session scripts do) inherits SIGINT ignored,
-    and so would its workers: ``_stop_workers`` could then only kill them after the grace period."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _spawn_worker(args: list, log, env=None) -> subprocess.Popen:
-    """Start one worker process writing to ``log``, interruptible by SIGINT whatever its parent ignores."""
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            preexec_fn=_interruptible if os.name == "posix" else None)
-
-
-def _stop_workers(workers: list, grace: float = 10.0) -> None:
-    """Interrupt the workers still running (SIGINT, as a time budget does), then kill those left after
-    ``grace`` seconds: none outlives the sweep to hold the GPU."""
-    for proc, _ in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + grace
-    for proc, log in workers:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def summarize(spec: dict, runs: list[dict]) -> tuple[list[dict], list[dict]]:

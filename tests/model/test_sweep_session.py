@@ -221,14 +221,14 @@ def parent_sigint(request):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_interrupted_workers_are_stopped(tmp_path, parent_sigint):
-    from ramnet.sweep import _spawn_worker, _stop_workers
+    from ramnet.sweep_workers import spawn_worker, stop_workers
 
     log = open(tmp_path / "log.txt", "w")
-    proc = _spawn_worker([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], log)
+    proc = spawn_worker([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], log)
     while "up" not in (tmp_path / "log.txt").read_text():
         time.sleep(0.02)
     start = time.monotonic()
-    _stop_workers([(proc, log)], grace=5.0)
+    stop_workers([(proc, log)], grace=5.0)
     assert proc.returncode is not None and time.monotonic() - start < 5.0 and log.closed
     assert "KeyboardInterrupt" in (tmp_path / "log.txt").read_text()
 
