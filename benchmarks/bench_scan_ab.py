@@ -7,6 +7,7 @@ A variant is a scan backend name (``ramnet.ops.list_backends()["scan"]``) or a n
 ``segment:num_warps=2,atomic_read=false`` or ``recurrent:fwd_warps=8,bwd_warps=8``.
 
     python benchmarks/bench_scan_ab.py [--shapes 4,4096,16,128 ...] [--baseline recurrent] [--variants segment ...]
+    python benchmarks/bench_scan_ab.py --baseline segment --variants segment --deterministic-variants  # its cost
 
 Prints a table and writes ``results/scan_ab.json``. Each side runs under ``ramnet.ops.use_backend(scan=...)``
 (a forced backend that refuses the input is an error, not a silent fall-back), so both sides share inputs, warm
@@ -26,6 +27,17 @@ from bench_attention import _fwd_bwd, ram_fn, ram_inputs  # noqa: E402
 from common import backend_variant, bench_ms, require_cuda, save_rows, table  # noqa: E402
 
 from ramnet.ops import use_backend  # noqa: E402
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool):
+    """``torch.use_deterministic_algorithms(enabled)`` inside the block, the process's own setting after it."""
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(enabled)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
 
 
 @contextlib.contextmanager
@@ -55,6 +67,9 @@ def main() -> int:
     parser.add_argument("--baseline", default="recurrent", help="the scan backend the others are compared to")
     parser.add_argument("--variants", nargs="*", default=["segment"],
                         help="scan backends, optionally with knobs: NAME[:knob=value,...]")
+    parser.add_argument("--deterministic-variants", action="store_true",
+                        help="run the variants under torch.use_deterministic_algorithms(True) (the baseline without): "
+                             "the segment scan then keeps its read rows and sums dv without atomics")
     args = parser.parse_args()
     try:
         baseline = backend_variant("scan", args.baseline)
@@ -72,12 +87,13 @@ def main() -> int:
         rows.append({"shape": shape, "scan": args.baseline, "fwd_ms": base["fwd"], "fwdbwd_ms": base["fwdbwd"],
                      "fwd_speedup": 1.0, "fwdbwd_speedup": 1.0, "max_abs_diff": 0.0})
         for spec, backend in variants:
-            with scan_backend(backend):
+            with scan_backend(backend), deterministic_algorithms(args.deterministic_variants):
                 out, g = grads(q, k, v)
                 diffs = [out - ref_out] + [a - b for a, b in zip(g, ref_grads)]
                 diff = max(float(d.abs().max()) for d in diffs)
                 t = timings(q, k, v)
-            rows.append({"shape": shape, "scan": spec, "fwd_ms": t["fwd"], "fwdbwd_ms": t["fwdbwd"],
+            label = f"{spec} (deterministic)" if args.deterministic_variants else spec
+            rows.append({"shape": shape, "scan": label, "fwd_ms": t["fwd"], "fwdbwd_ms": t["fwdbwd"],
                          "fwd_speedup": base["fwd"] / t["fwd"], "fwdbwd_speedup": base["fwdbwd"] / t["fwdbwd"],
                          "max_abs_diff": diff})
         print(table(rows[-1 - len(variants):]), flush=True)

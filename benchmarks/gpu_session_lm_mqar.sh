@@ -5,6 +5,8 @@
 #   bash benchmarks/gpu_session_lm_mqar.sh collect         # the log's tail, sweep progress; all results in one
 #                                                          # tar, $OUT/session.tgz (the tool returns 8 files at most)
 # Steps, in order, each with the card to itself until the sweeps:
+#   0. det: the deterministic mode's cost (bench_scan_ab.py, segment against segment in that mode) and its GPU
+#      bit-repeat test (tests/ops/test_gpu.py -k deterministic), about a minute;
 #   1. benchmarks/gpu_gdn_core_check.py (the PyTorch gated delta rule against fla's kernels; timed);
 #   2. benchmarks/gpu_lm_checks.sh (P5 throughput, then the NCCL torchrun run);
 #   3. benchmarks/small_lm.sh (the three ~20M language models), when `datasets` imports;
@@ -28,6 +30,13 @@ run_steps() {
   echo "== session start $(date -u +%FT%TZ), ends by $(date -u -d "@$end" +%T)"
   nvidia-smi --query-gpu=name,uuid,driver_version --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  if [[ $steps == *" det "* ]]; then
+    echo "== 0. deterministic mode: cost and bit-repeat test $(date -u +%T)"
+    RAMNET_BENCH_DIR=$S/results timeout 300 python3 benchmarks/bench_scan_ab.py --shapes 4,4096,16,128 8,1024,8,64 \
+      --baseline segment --variants segment --deterministic-variants
+    echo "bench_scan_ab rc=$?"
+    timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/ops/test_gpu.py -k deterministic 2>&1 | tail -n 5
+  fi
   if [[ $steps == *" gdn "* ]]; then
     echo "== 1. GDN core check $(date -u +%T)"
     timeout 400 python3 benchmarks/gpu_gdn_core_check.py --out "$S/results/gdn_core_check.json"
@@ -70,7 +79,7 @@ case "${1:-}" in
     seconds=${2:?usage: start SECONDS}
     case "$seconds" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$seconds'" >&2; exit 2;; esac
     for step in ${SESSION_STEPS:-}; do
-      case $step in gdn|gdn_alongside|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (gdn gdn_alongside lm small_lm mqar)" >&2; exit 2;; esac
+      case $step in det|gdn|gdn_alongside|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (det gdn gdn_alongside lm small_lm mqar)" >&2; exit 2;; esac
     done
     if [[ " ${SESSION_STEPS:-} " == *" gdn "* && " ${SESSION_STEPS:-} " == *" gdn_alongside "* ]]; then
       echo "SESSION_STEPS: gdn and gdn_alongside both run the GDN check (into one file): pick one" >&2; exit 2
