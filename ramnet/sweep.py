@@ -44,6 +44,7 @@ import gc
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,7 @@ from tqdm.auto import tqdm
 from .sweep_run import (ERROR_FILE, LOG_FILE, MODEL_DIR, PROGRESS_FILE, RESULT_FILE, RUN_FILE, run as run_one,
                         write_json_atomic)
 from .sweep_spec import SpecError, check_spec, expand, load_spec  # noqa: F401 (the sweep's public names)
-from .sweep_workers import spawn_worker, stop_workers
+from .sweep_workers import stop_workers
 
 ROW_KEYS = ("model", "state_size", "accuracy", "lr", "config", "short_conv", "steps", "seconds")
 SUMMARY, BEST = "mqar_sweep.json", "mqar.json"
@@ -209,7 +210,8 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None, s
             while may_start() and (index := next_to_start(queue, active, spec["parallel"])) is not None:
                 r, attempt = queue.pop(index)
                 log = open(run_dir(spec, r) / LOG_FILE, "w")
-                proc = spawn_worker([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))], log, env)
+                proc = subprocess.Popen([sys.executable, "-m", "ramnet.sweep_run", str(run_dir(spec, r))],
+                                        stdout=log, stderr=subprocess.STDOUT, env=env)
                 active.append((r, attempt, proc, log))
             time.sleep(0.2)
             for item in list(active):

@@ -205,10 +205,14 @@ class SegmentScan(Backend):
 
     def saved_row_bytes(self, a: ScanArgs) -> int:
         """Bytes of the rows the backward's recompute saves for ``a``: a d_v row and its z per write event (and
-        per read event unless the read rows are derived)."""
+        per read event unless the read rows are derived); under ``torch.use_deterministic_algorithms`` also the
+        fp32 ``dv`` row per write event that the backward sums without atomics."""
         B, T, H, d_v = a.v.shape
         per_event = d_v * ROW_DTYPES[self.rows_dtype(a.v)].itemsize + 4
-        return B * T * H * a.write_idx.shape[-1] * per_event * (1 if self.derive_read_rows else 2)
+        rows = B * T * H * a.write_idx.shape[-1] * per_event * (1 if self.derive_read_rows else 2)
+        if torch.are_deterministic_algorithms_enabled():
+            rows += B * T * H * a.write_idx.shape[-1] * d_v * 4
+        return rows
 
     def head_groups(self, a: ScanArgs) -> list[tuple[int, int]]:
         """The ``[h0, h1)`` head ranges the backward runs one after another: the fewest ranges whose saved rows

@@ -99,7 +99,8 @@ def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, g
     ``d_ww, d_rw``; returns ``dv`` in fp32 (the caller casts it after freeing the saved rows: the two copies of
     ``dv`` and the rows never coexist). ``saved_r=None``: derive each read's row from the saved
     write rows and ``initial_state = (S0, z0)`` (``launch_write_rows``) instead of reading saved read rows.
-    ``deterministic`` (default: ``torch.are_deterministic_algorithms_enabled()``): sum ``dv`` without atomics."""
+    ``deterministic`` (default: ``torch.are_deterministic_algorithms_enabled()``): sum ``dv`` without atomics, from a
+    ``B T H K d_v`` fp32 buffer that does coexist with the rows (``SegmentScan.saved_row_bytes`` counts it)."""
     derive = saved_r is None
     if derive and initial_state is None:
         raise ValueError("deriving the read rows needs the initial state (S0, z0)")

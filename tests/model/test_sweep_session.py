@@ -206,31 +206,32 @@ def test_an_interrupted_sweep_writes_its_summary_with_the_runs_in_flight(tmp_pat
         == [(2, 0.25, 7)]
 
 
-@pytest.fixture(params=["sigint_default", "sigint_ignored"])
-def parent_sigint(request):
-    """The sweep's own SIGINT disposition: as in a terminal, or ignored, as in a shell's background job (``cmd &``),
-    whose children inherit it. Restored afterwards."""
-    import signal
-
-    before = signal.getsignal(signal.SIGINT)
-    if request.param == "sigint_ignored":
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    yield request.param
-    signal.signal(signal.SIGINT, before)
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_interrupted_workers_are_stopped(tmp_path, parent_sigint):
-    from ramnet.sweep_workers import spawn_worker, stop_workers
+def test_interrupted_workers_are_stopped(tmp_path):
+    from ramnet.sweep_workers import stop_workers
 
     log = open(tmp_path / "log.txt", "w")
-    proc = spawn_worker([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], log)
+    # the child takes SIGINT itself: a test run as a shell's background job would hand it SIGINT ignored
+    child = ("import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); print('up', flush=True); "
+             "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=log, stderr=subprocess.STDOUT)
     while "up" not in (tmp_path / "log.txt").read_text():
         time.sleep(0.02)
     start = time.monotonic()
     stop_workers([(proc, log)], grace=5.0)
     assert proc.returncode is not None and time.monotonic() - start < 5.0 and log.closed
     assert "KeyboardInterrupt" in (tmp_path / "log.txt").read_text()
+
+
+def test_a_worker_that_ignores_sigint_is_killed_after_the_grace(tmp_path):
+    from ramnet.sweep_workers import stop_workers
+
+    log = open(tmp_path / "log.txt", "w")
+    child = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=log, stderr=subprocess.STDOUT)
+    while "up" not in (tmp_path / "log.txt").read_text():
+        time.sleep(0.02)
+    stop_workers([(proc, log)], grace=0.5)
+    assert proc.returncode == -9 and log.closed
 
 
 # --stop-starting-after and save_model

@@ -127,15 +127,16 @@ def _record_dv_mode(monkeypatch):
     return modes
 
 
-@pytest.mark.parametrize("derive", [True, False])
-def test_deterministic_mode_sums_dv_without_atomics(monkeypatch, deterministic_mode, derive):
+@pytest.mark.parametrize("derive, budget", [(True, None), (False, None), (True, 1e-6)])
+def test_deterministic_mode_sums_dv_without_atomics(monkeypatch, deterministic_mode, derive, budget):
     """Under ``torch.use_deterministic_algorithms`` the backward stores each write's ``dv`` term in its own row and
-    sums the K rows with ``torch.sum``, so a GPU run repeats bit for bit; the gradients still match the reference."""
+    sums the K rows with ``torch.sum``, so a GPU run repeats bit for bit; the gradients still match the reference,
+    also one head group at a time (a tiny rows budget)."""
     from ramnet.ops.memory.backends import SegmentScan
 
     modes = _record_dv_mode(monkeypatch)
-    _check_against_reference(SegmentScan(derive_read_rows=derive))
-    assert modes == [True]
+    _check_against_reference(SegmentScan(derive_read_rows=derive, rows_budget_mib=budget))
+    assert modes == [True] * (1 if budget is None else CASE[2])
 
 
 def test_default_mode_keeps_the_atomic_dv(monkeypatch):
@@ -305,6 +306,13 @@ def test_head_groups_keep_each_group_within_the_rows_budget():
     assert SegmentScan(derive_read_rows=False, saved_rows="fp32").saved_row_bytes(big) == \
         2 * 4 * 4096 * 16 * 8 * (128 * 4 + 4)
     assert SegmentScan(rows_budget_mib=1).head_groups(big) == [(h, h + 1) for h in range(16)]  # at most H groups
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # + the fp32 dv row per write event: 1,544 MiB, 2 heads (193 MiB) a group
+    try:
+        assert SegmentScan().saved_row_bytes(big) == 4 * 4096 * 16 * 8 * (128 * 2 + 4 + 128 * 4)
+        assert SegmentScan().head_groups(big) == [(h, h + 2) for h in range(0, 16, 2)]
+    finally:
+        torch.use_deterministic_algorithms(was)
     assert SegmentScan().head_groups(args(8, 1024, 8, 64, 8)) == [(0, 8)]  # 66 MiB: one group
     assert SegmentScan(rows_budget_mib=0.3).head_groups(args(1, 256, 4, 32, 8)) == [(0, 2), (2, 4)]  # 0.53 MiB
     for bad in (0, -1, float("nan"), float("inf"), True, "256"):
