@@ -96,8 +96,8 @@ def _segment_bwd_kernel(go_ptr, v_ptr, ww_ptr, rw_ptr, wkey_ptr, word_ptr, wb_pt
 def launch_segment_bwd(grad_o, v, write_w, read_w, plan, saved_w, saved_r, gS, gz, d_ww, d_rw, gamma, eps,
                        proxy_eps, num_warps: int = 1, initial_state=None, deterministic: bool | None = None):
     """Gradients into ``gS, gz`` (fp32, in place: final-state gradients in, initial-state gradients out),
-    ``d_ww, d_rw``; returns ``dv`` in fp32 (the caller casts it after freeing the saved rows: the two copies of
-    ``dv`` and the rows never coexist). ``saved_r=None``: derive each read's row from the saved
+    ``d_ww, d_rw``; returns ``dv`` in fp32 (the caller casts it after freeing the saved rows: by default the two
+    copies of ``dv`` and the rows never coexist). ``saved_r=None``: derive each read's row from the saved
     write rows and ``initial_state = (S0, z0)`` (``launch_write_rows``) instead of reading saved read rows.
     ``deterministic`` (default: ``torch.are_deterministic_algorithms_enabled()``): sum ``dv`` without atomics, from a
     ``B T H K d_v`` fp32 buffer that does coexist with the rows (``SegmentScan.saved_row_bytes`` counts it)."""
