@@ -5,14 +5,14 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most RAM-Net
 # runs with the card shared by 13-16 workers took 394-948 s, but two took 1,408-1,423 s on a card whose memory was
 # full, and fla's took 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve (`unfinished`), not a
-# result. The workers are split 2 / 10 / 3 / 0 between seeds.yaml, main.yaml, ablations.yaml and paper_arch.yaml
+# result. The workers are split 2 / 11 / 2 / 0 between seeds.yaml, main.yaml, ablations.yaml and paper_arch.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB), and the runs that decide
-# the goals come first. seeds.yaml has 2 runs left (the 4-head 16k row's seeds 1 and 2). Every ablation row has
-# run at lr 1e-3; the U sweep at M=256 at 3e-3 is next there. Of the paper-architecture variants, the M=64 ones
-# left are at 3e-3, where both M=64 runs so far stayed on the plateau, and the rest are M=1024, K=8 ones, whose
-# base did not learn at either lr. Each sweep runs its
-# pending runs in the order of its priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
+# the goals come first. seeds.yaml has 2 runs left (ramnet-3k-w256-k16's seeds 1 and 2). The ablations that the
+# goals name have run at 1e-3, and the U sweep at M=256 and CAPE at 3e-3 too; gamma and K at 3e-3 are next there.
+# Of the paper-architecture variants, the M=64 ones left are at 3e-3, where both M=64 runs so far stayed on the
+# plateau, and the rest are M=1024, K=8 ones, whose base did not learn at either lr. Each sweep runs its pending runs
+# in the order of its priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order); seeds.yaml's runs all start at once. `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
 # After `collect`, commit $OUT's NAME_sweep.json and NAME.json to benchmarks/results/: the next session continues
@@ -20,15 +20,16 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (10 workers): RAM-Net with 4 heads of M=64 slots, K=16 (the best 16k RAM-Net of session E, 0.946) at
-# the other state sizes and with 8 heads at 16k, at lr 1e-3, and the 16k one at 3e-3; then GLA with a short conv
-# at 33k, the RAM-Net rows still missing a learning rate (width 256, K=16, K=32), then the rest. seeds.yaml runs
-# the 4-head 16k row's seeds 1 and 2 beside them: one RAM-Net seed moved by 0.19-0.28 in session E.
+# main.yaml (11 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
+# led the RAM-Net rows from 8k to 66k, still below DeltaNet. Next: the 16k one at lr 5e-4 (3e-3 cost it 0.28), the
+# missing 102k size, K=32 of the 64 slots at 16k, 8 heads at 66k, the other sizes at 5e-4 and the 3k one at 3e-3;
+# then the rest. seeds.yaml runs seeds 1 and 2 of ramnet-3k-w256-k16 at 3e-3 beside them: the one equal-state
+# pair that RAM-Net led on seed 0 (0.726 against deltanet-4k's 0.716).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-*-h[48]-m64-k16-lr0.001-*,ramnet-16k-h4-m64-k16-lr0.003-*,gla-33k-conv-lr0.003-*,ramnet-16k-w256-lr0.003-*,ramnet-16k-k32-lr0.001-*,ramnet-27k-k16-lr0.003-*,ramnet-3k-w256-k16-lr0.003-*,ramnet-16k-k32-lr0.003-*,ramnet-66k-w256-k16-lr0.001-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
-# ablations.yaml (when given workers): every row has run at lr 1e-3; next the M=256 U sweep at 3e-3 (the U order at each
-# row's best lr), then CAPE, gamma and K at 3e-3; M1024-U1 at 3e-3 last (it holds about 44 GB; cut at step 2,000
+MAIN_ONLY=${MAIN_ONLY-'ramnet-16k-h4-m64-k16-lr0.0005-*,ramnet-102k-h4-m64-k16-lr0.001-*,ramnet-16k-h4-m64-k32-lr0.001-*,ramnet-66k-h8-m64-k16-lr0.001-*,ramnet-*-h4-m64-k16-lr0.0005-*,ramnet-3k-h4-m64-k16-lr0.003-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
+# ablations.yaml (when given workers): every row has run at lr 1e-3, and the M=256 U sweep and CAPE at 3e-3 too
+# (all lower than at 1e-3, session F); next gamma and K at 3e-3; M1024-U1 at 3e-3 last (it holds about 44 GB; cut at step 2,000
 # in session D, accuracy 0.002).
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
 # paper_arch.yaml (when given workers): the variants at 3e-3 before 1e-3 (paper-m64-k16-saved, the slot-plot model, ran in
@@ -38,7 +39,7 @@ case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
-    for workers in "${SEEDS_PARALLEL:-2}" "${MAIN_PARALLEL:-10}" "${ABL_PARALLEL:-3}" "${ARCH_PARALLEL:-0}"; do
+    for workers in "${SEEDS_PARALLEL:-2}" "${MAIN_PARALLEL:-11}" "${ABL_PARALLEL:-2}" "${ARCH_PARALLEL:-0}"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
     done
@@ -50,8 +51,8 @@ case "${1:-}" in
       SWEEP_PARALLEL=$1 SWEEP_ONLY=$4 bash "$bg" start "$2" "$3" "$budget"
     }
     start_sweep "${SEEDS_PARALLEL:-2}" benchmarks/mqar/seeds.yaml mqar_seeds ''
-    start_sweep "${MAIN_PARALLEL:-10}" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
-    start_sweep "${ABL_PARALLEL:-3}" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
+    start_sweep "${MAIN_PARALLEL:-11}" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
+    start_sweep "${ABL_PARALLEL:-2}" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
     start_sweep "${ARCH_PARALLEL:-0}" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
     echo "no run starts after ${SWEEP_STOP_STARTING_AFTER} s" ;;
   collect)
