@@ -2,10 +2,11 @@
 # One GPU session of the MQAR sweeps side by side on the card, in the order the results need next.
 #   bash benchmarks/gpu_mqar_session.sh start SECONDS [--mps]   # returns at once; the sweeps run on (detached)
 #   bash benchmarks/gpu_mqar_session.sh collect                 # progress; summaries (and saved models) into $OUT
-# `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most RAM-Net
-# runs with the card shared by 13-16 workers took 394-948 s, but two took 1,408-1,423 s on a card whose memory was
-# full, and fla's took 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve (`unfinished`), not a
-# result. The workers are split 2 / 11 / 2 / 0 between seeds.yaml, main.yaml, ablations.yaml and paper_arch.yaml
+# `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
+# RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
+# 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
+# (`unfinished`), not a result. The workers are split 2 / 9 / 1 / 0 between seeds.yaml, main.yaml, ablations.yaml
+# and paper_arch.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB), and the runs that decide
 # the goals come first. seeds.yaml has 2 runs left (ramnet-3k-w256-k16's seeds 1 and 2). The ablations that the
@@ -20,14 +21,15 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (11 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
-# led the RAM-Net rows from 8k to 66k, still below DeltaNet. Next: the 16k one at lr 5e-4 (3e-3 cost it 0.28), the
-# missing 102k size, K=32 of the 64 slots at 16k, 8 heads at 66k, the other sizes at 5e-4 and the 3k one at 3e-3;
-# then the rest. seeds.yaml runs seeds 1 and 2 of ramnet-3k-w256-k16 at 3e-3 beside them: the one equal-state
-# pair that RAM-Net led on seed 0 (0.726 against deltanet-4k's 0.716).
+# main.yaml (9 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
+# led the RAM-Net rows from 8k to 66k, still below DeltaNet. Next: those rows at lr 5e-4 (3e-3 cost the 16k one
+# 0.28), the 3k one at 3e-3, then the missing 102k size (d_v 199: the slowest RAM-Net step yet; its 66k sibling
+# took 1,411 s packed, so it may be cut), then the rest. seeds.yaml runs seeds 1 and 2 of ramnet-3k-w256-k16 at
+# 3e-3 beside them: the one equal-state pair that RAM-Net led on seed 0 (0.726 against deltanet-4k's 0.716).
+# Fewer workers than before (2 / 9 / 1): a 4-head step costs 1.5-2.6x a 2-head one on a shared card.
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-16k-h4-m64-k16-lr0.0005-*,ramnet-102k-h4-m64-k16-lr0.001-*,ramnet-16k-h4-m64-k32-lr0.001-*,ramnet-66k-h8-m64-k16-lr0.001-*,ramnet-*-h4-m64-k16-lr0.0005-*,ramnet-3k-h4-m64-k16-lr0.003-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'ramnet-16k-h4-m64-k16-lr0.0005-*,ramnet-8k-h4-m64-k16-lr0.0005-*,ramnet-27k-h4-m64-k16-lr0.0005-*,ramnet-66k-h4-m64-k16-lr0.0005-*,ramnet-3k-h4-m64-k16-lr0.003-*,ramnet-102k-h4-m64-k16-lr0.001-*,gdn-66k-lr0.001-*,gla-2k-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
 # ablations.yaml (when given workers): every row has run at lr 1e-3, and the M=256 U sweep and CAPE at 3e-3 too
 # (all lower than at 1e-3, session F); next gamma and K at 3e-3; M1024-U1 at 3e-3 last (it holds about 44 GB; cut at step 2,000
 # in session D, accuracy 0.002).
@@ -39,7 +41,7 @@ case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
-    for workers in "${SEEDS_PARALLEL:-2}" "${MAIN_PARALLEL:-11}" "${ABL_PARALLEL:-2}" "${ARCH_PARALLEL:-0}"; do
+    for workers in "${SEEDS_PARALLEL:-2}" "${MAIN_PARALLEL:-9}" "${ABL_PARALLEL:-1}" "${ARCH_PARALLEL:-0}"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
     done
@@ -51,8 +53,8 @@ case "${1:-}" in
       SWEEP_PARALLEL=$1 SWEEP_ONLY=$4 bash "$bg" start "$2" "$3" "$budget"
     }
     start_sweep "${SEEDS_PARALLEL:-2}" benchmarks/mqar/seeds.yaml mqar_seeds ''
-    start_sweep "${MAIN_PARALLEL:-11}" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
-    start_sweep "${ABL_PARALLEL:-2}" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
+    start_sweep "${MAIN_PARALLEL:-9}" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
+    start_sweep "${ABL_PARALLEL:-1}" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
     start_sweep "${ARCH_PARALLEL:-0}" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
     echo "no run starts after ${SWEEP_STOP_STARTING_AFTER} s" ;;
   collect)

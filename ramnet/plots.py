@@ -82,19 +82,27 @@ def _rows(path, what: str) -> list[dict]:
 SERIES_NAMES = {"deltanet": "DeltaNet (fla)", "gated_deltanet": "Gated DeltaNet (fla)", "gla": "GLA (fla)"}
 
 
-def series_name(row: dict) -> str:
-    """The line a summary row belongs to: RAM-Net with and without the short conv apart, else the model."""
+def series_name(row: dict, split_conv: bool = False) -> str:
+    """The line a summary row belongs to: RAM-Net with and without the short conv apart, else the model;
+    ``split_conv`` parts a baseline's rows by their short conv too (``state_series`` sets it for a model whose
+    rows have both, so that one line never joins runs with and without it)."""
     if row["model"] == "ramnet":
         return "RAM-Net, short conv" if row.get("short_conv") else "RAM-Net, paper architecture (no conv)"
-    return SERIES_NAMES.get(row["model"], row["model"])
+    name = SERIES_NAMES.get(row["model"], row["model"])
+    if split_conv:
+        name += ", short conv" if row.get("short_conv") else ", no short conv"
+    return name
 
 
 def state_series(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """``{series: [(state size, best accuracy at it), ...] in state order}`` over ``rows`` (attention included
-    as its own series if given)."""
+    as its own series if given). A baseline with rows both with and without the short conv gets two series."""
+    convs: dict[str, set] = {}
+    for r in rows:
+        convs.setdefault(r["model"], set()).add(bool(r.get("short_conv")))
     series: dict[str, dict] = {}
     for r in rows:
-        best = series.setdefault(series_name(r), {})
+        best = series.setdefault(series_name(r, split_conv=len(convs[r["model"]]) > 1), {})
         best[r["state_size"]] = max(best.get(r["state_size"], 0.0), r["accuracy"])
     return {name: sorted(best.items()) for name, best in series.items()}
 
@@ -143,6 +151,17 @@ def plot_u_ablation(summary_path, out, paper_points=PAPER_U_POINTS) -> Path:
     return _save(fig, out)
 
 
+def curve_looks(count: int) -> list[dict]:
+    """Line keywords for ``count`` curves, no two alike up to 160: matplotlib's 10 default colours up to 10
+    curves, else its 20 paired ones, again with another marker for each further 20."""
+    from matplotlib import colormaps
+
+    colors = [f"C{i}" for i in range(10)] if count <= 10 else list(colormaps["tab20"].colors)
+    markers = (None, "o", "s", "^", "v", "D", "x", "+")
+    return [{"color": colors[i % len(colors)], "marker": markers[i // len(colors) % len(markers)], "markersize": 3}
+            for i in range(count)]
+
+
 def plot_sweep_curves(sweep_path, out, only: str | None = None) -> Path:
     """Training loss and 7-setting mean accuracy against step for the runs of a sweep's ``NAME_sweep.json``:
     its finished ``runs`` (solid) and its ``unfinished`` curves (dashed, not results). ``only``: comma-separated
@@ -167,10 +186,10 @@ def plot_sweep_curves(sweep_path, out, only: str | None = None) -> Path:
         raise ValueError(f"--only {only!r} matches no run with a curve in {path}")
     fig = _figure(11, 4.2)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    for r, style in curves:
+    for (r, style), look in zip(curves, curve_looks(len(curves))):
         steps = [h["step"] for h in r["history"]]
-        line, = loss_ax.plot(steps, [h["loss"] for h in r["history"]], style, label=r["id"].removesuffix("-s0"))
-        acc_ax.plot(steps, [h["accuracy"] for h in r["history"]], style, color=line.get_color())
+        loss_ax.plot(steps, [h["loss"] for h in r["history"]], style, label=r["id"].removesuffix("-s0"), **look)
+        acc_ax.plot(steps, [h["accuracy"] for h in r["history"]], style, **look)
     loss_ax.set(xlabel="step", ylabel="training loss (mean since the last evaluation)")
     acc_ax.set(xlabel="step", ylabel="MQAR accuracy (7-setting mean)", ylim=(0, 1.02))
     loss_ax.legend(fontsize=6, ncol=2)

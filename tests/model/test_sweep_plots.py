@@ -163,3 +163,25 @@ def test_state_series_split_ramnet_by_conv_and_take_the_best_variant_per_state(t
     second.write_text(json.dumps(rows[3:4]))
     assert main(["plot", "--mqar", str(_summary(tmp_path)), str(second), "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 5000
+
+
+def test_state_series_parts_a_baseline_by_conv_only_where_its_rows_differ():
+    """One line must not join a baseline's runs with and without the short conv (GLA's rows have both)."""
+    from ramnet.plots import state_series
+
+    rows = [{"model": "gla", "short_conv": False, "state_size": 2048, "accuracy": 0.0},
+            {"model": "gla", "short_conv": True, "state_size": 32768, "accuracy": 0.98},
+            {"model": "gla", "short_conv": False, "state_size": 131072, "accuracy": 0.07},
+            {"model": "deltanet", "short_conv": True, "state_size": 4096, "accuracy": 0.7}]
+    assert state_series(rows) == {"GLA (fla), no short conv": [(2048, 0.0), (131072, 0.07)],
+                                  "GLA (fla), short conv": [(32768, 0.98)],
+                                  "DeltaNet (fla)": [(4096, 0.7)]}
+
+
+@pytest.mark.parametrize("count", [1, 10, 14, 20, 45])
+def test_curve_looks_are_distinct(count):
+    from ramnet.plots import curve_looks
+
+    looks = curve_looks(count)
+    assert len(looks) == count
+    assert len({(look["color"], look["marker"]) for look in looks}) == count
