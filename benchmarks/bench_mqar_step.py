@@ -7,7 +7,7 @@ state can differ a lot in cost (4 heads of K=16 write 4x the slots per token of 
 Each step is the sweep's (``ramnet.sweep_run``): a batch of one MQAR setting (``--settings NUM_KV_PAIRS,SEQ_LEN``,
 default Zoology's (64, 256) and (256, 1024)), the logits at the labelled positions under the spec's precision,
 cross-entropy, backward, gradient clipping and AdamW. Prints a table (median ms per step; ``ratio``: against the
-first label that ran, at the same setting) and writes ``results/mqar_step.json``. A model that cannot be built or run here
+first label that ran, at the same setting) and writes ``results/mqar_step.json`` (``--name``). A model that cannot be built or run here
 (fla missing, out of memory) gets a row with its error, and the others still run. ``--device cpu`` is for a smoke
 test only: its times are not the card's.
 """
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                         help="default: the spec's precision")
     parser.add_argument("--reps", type=int, default=5, help="CPU: timed steps per median (CUDA: 10x as many)")
+    parser.add_argument("--name", default="mqar_step", help="the results file: results/NAME.json")
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.spec)
@@ -85,6 +86,8 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--labels: {', '.join(unknown)} not in {args.spec} (its labels: {', '.join(entries)})")
     batch_size = spec["batch_size"] if args.batch_size is None else args.batch_size
+    if not args.name or not all(c.isalnum() or c in "_-." for c in args.name):
+        parser.error(f"--name: letters, digits, '_', '-' and '.' only, got {args.name!r}")
     if batch_size < 1 or args.reps < 1:
         parser.error(f"--batch-size and --reps must be >= 1, got {batch_size} and {args.reps}")
     try:
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
         print(table(rows[-len(settings):]) if "error" not in rows[-1] else rows[-1]["error"], flush=True)
     print(table(rows))
-    path = save_rows("mqar_step.json", rows, spec=str(args.spec), precision=spec["precision"],
+    path = save_rows(f"{args.name}.json", rows, spec=str(args.spec), precision=spec["precision"],
                      device_kind=args.device)
     print(f"wrote {path}")
     return 0

@@ -7,6 +7,8 @@
 # Steps, in order, each with the card to itself until the sweeps:
 #   0. det: the deterministic mode's cost (bench_scan_ab.py, segment against segment in that mode) and its GPU
 #      bit-repeat test (tests/ops/test_gpu.py -k deterministic), about a minute;
+#      cost: one MQAR training step of the equal-state models at 16k, 27k/33k and 66k (bench_mqar_step.py: 2 heads
+#      of K=8 and K=16, 4 and 8 heads of M=64, DeltaNet, GLA), a few minutes;
 #   1. benchmarks/gpu_gdn_core_check.py (the PyTorch gated delta rule against fla's kernels; timed);
 #   2. benchmarks/gpu_lm_checks.sh (P5 throughput, then the NCCL torchrun run);
 #   3. benchmarks/small_lm.sh (the three ~20M language models), when `datasets` imports;
@@ -36,6 +38,17 @@ run_steps() {
       --baseline segment --variants segment --deterministic-variants
     echo "bench_scan_ab rc=$?"
     timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/ops/test_gpu.py -k deterministic 2>&1 | tail -n 5
+  fi
+  if [[ $steps == *" cost "* ]]; then
+    echo "== 0. the step cost of the equal-state MQAR models $(date -u +%T)"
+    for group in "16k ramnet-16k ramnet-16k-k16 ramnet-16k-h4-m64-k16 ramnet-16k-h8-m64-k16 deltanet-16k" \
+                 "27k ramnet-27k ramnet-27k-h4-m64-k16 deltanet-33k gla-33k-conv" \
+                 "66k ramnet-66k ramnet-66k-k16 ramnet-66k-h4-m64-k16 deltanet-66k"; do
+      set -- $group
+      name=mqar_step_$1; shift
+      RAMNET_BENCH_DIR=$S/results timeout 240 python3 benchmarks/bench_mqar_step.py --name "$name" --labels "$@"
+      echo "bench_mqar_step $name rc=$?"
+    done
   fi
   if [[ $steps == *" gdn "* ]]; then
     echo "== 1. GDN core check $(date -u +%T)"
@@ -79,7 +92,7 @@ case "${1:-}" in
     seconds=${2:?usage: start SECONDS}
     case "$seconds" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$seconds'" >&2; exit 2;; esac
     for step in ${SESSION_STEPS:-}; do
-      case $step in det|gdn|gdn_alongside|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (det gdn gdn_alongside lm small_lm mqar)" >&2; exit 2;; esac
+      case $step in det|cost|gdn|gdn_alongside|lm|small_lm|mqar) ;; *) echo "SESSION_STEPS: unknown step '$step' (det cost gdn gdn_alongside lm small_lm mqar)" >&2; exit 2;; esac
     done
     if [[ " ${SESSION_STEPS:-} " == *" gdn "* && " ${SESSION_STEPS:-} " == *" gdn_alongside "* ]]; then
       echo "SESSION_STEPS: gdn and gdn_alongside both run the GDN check (into one file): pick one" >&2; exit 2

@@ -50,6 +50,7 @@ def test_a_model_that_cannot_run_gets_an_error_row(tmp_path):
     (["--labels", "ramnet-3k", "--settings", "4x64"], "a setting is NUM_KV_PAIRS,SEQ_LEN"),
     (["--labels", "ramnet-3k", "--batch-size", "0"], "--batch-size and --reps must be >= 1"),
     (["--labels", "ramnet-3k", "--spec", "missing.yaml"], "missing.yaml does not exist"),
+    (["--labels", "ramnet-3k", "--name", "../x"], "--name: letters, digits"),
 ])
 def test_bad_arguments_get_one_line(tmp_path, args, message):
     out = _run(tmp_path, "--device", "cpu", *args)

@@ -76,3 +76,15 @@ def test_the_sweep_session_refuses_bad_worker_counts_before_starting(variable, v
                           env={**os.environ, variable: value})
     assert done.returncode == 2 and f"got '{value}'" in done.stderr and done.stderr.count("\n") == 1
     assert "started" not in done.stdout
+
+
+def test_the_cost_step_names_models_of_main_yaml():
+    """The session's ``cost`` step times models by their main.yaml labels: a renamed row must not leave it
+    timing nothing (bench_mqar_step.py refuses an unknown label, and the session would only log that)."""
+    script = (ROOT / "benchmarks" / "gpu_session_lm_mqar.sh").read_text()
+    groups = re.findall(r'"(\d+k (?:[\w.-]+ ?)+)"', script)
+    assert len(groups) == 3, groups
+    labels = {m["label"] for m in yaml.safe_load((ROOT / "benchmarks" / "mqar" / "main.yaml").read_text())["models"]}
+    for group in groups:
+        named = group.split()[1:]
+        assert len(named) >= 2 and set(named) <= labels, set(named) - labels
