@@ -61,6 +61,19 @@ def progress_record(run: dict, state_size: int, history: list[dict], peak: float
             "peak_mib": peak, "history": history}
 
 
+def protocol_step(model, inputs, positions, targets, opt, schedule, scaler, args: TrainArgs) -> torch.Tensor:
+    """One training step of a sweep run on a batch of one setting (``inputs [B, T]``, the labelled ``positions``
+    and their ``targets [B, N]``): the logits at the labelled positions under ``args.precision``, cross-entropy,
+    backward, clipping to ``args.grad_clip`` and one optimizer and schedule step. Returns the loss (not synced).
+    ``benchmarks/bench_mqar_step.py`` times this same step."""
+    device = inputs.device
+    with autocast(device, args.precision):
+        logits = labelled_logits(model, inputs, positions)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    optimizer_step(loss, model, opt, schedule, scaler, args.grad_clip)
+    return loss
+
+
 def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
     """Train and score one sweep run (``run``: an entry of ``ramnet.sweep.expand``). Returns the result dict.
     With ``out_dir`` (its run directory), ``progress.json`` there is rewritten after every evaluation."""
@@ -92,10 +105,7 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
         for step in bar:
             x, pos, targets = data.train[schedule_of_settings[step]]
             idx = torch.randint(0, x.shape[0], (args.batch_size,), generator=gen).to(device)
-            with autocast(device, args.precision):
-                logits = labelled_logits(model, x[idx], pos[idx])
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten())
-            optimizer_step(loss, model, opt, schedule, scaler, args.grad_clip)
+            loss = protocol_step(model, x[idx], pos[idx], targets[idx], opt, schedule, scaler, args)
             loss_sum, loss_steps = loss_sum + loss.detach(), loss_steps + 1
             if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
                 loss_value = loss_sum.item() / loss_steps

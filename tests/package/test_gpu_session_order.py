@@ -82,7 +82,7 @@ def test_the_cost_step_names_models_of_main_yaml():
     """The session's ``cost`` step times models by their main.yaml labels: a renamed row must not leave it
     timing nothing (bench_mqar_step.py refuses an unknown label, and the session would only log that)."""
     script = (ROOT / "benchmarks" / "gpu_session_lm_mqar.sh").read_text()
-    groups = re.findall(r'"(\d+k (?:[\w.-]+ ?)+)"', script)
+    groups = re.findall(r'"(\d+k [\w.-]+(?: [\w.-]+)*)"', script)
     assert len(groups) == 3, groups
     labels = {m["label"] for m in yaml.safe_load((ROOT / "benchmarks" / "mqar" / "main.yaml").read_text())["models"]}
     for group in groups:
