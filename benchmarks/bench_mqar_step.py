@@ -17,7 +17,6 @@ is a smoke test only: its times are not the card's.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_ms, save_rows, table  # noqa: E402
+from common import bench_ms, cpu_median_ms, save_rows, table  # noqa: E402
 
 from ramnet.baselines import build_model  # noqa: E402
 from ramnet.mapping_files import parse_mapping_file  # noqa: E402
@@ -53,12 +52,7 @@ def median_ms(step, device: torch.device, samples: int) -> float:
     for _ in range(2):
         step()
     if device.type != "cuda":
-        times = []
-        for _ in range(samples):
-            start = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - start) * 1e3)
-        return statistics.median(times)
+        return cpu_median_ms(step, reps=samples, warmup=0)
     torch.cuda.synchronize()
     start = time.perf_counter()
     step()
