@@ -5,11 +5,11 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 4 / 8 / 1 / 0 between seeds.yaml, main.yaml, ablations.yaml
+# (`unfinished`), not a result. The workers are split 2 / 9 / 1 / 0 between seeds.yaml, main.yaml, ablations.yaml
 # and paper_arch.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB), and the runs that decide
-# the goals come first. seeds.yaml has 4 runs left (seeds 1 and 2 of the 8k pair). The ablations that the
+# the goals come first. seeds.yaml has 2 runs left (deltanet-8k's seeds 1 and 2). The ablations that the
 # goals name have run at 1e-3, and the U sweep at M=256 and CAPE at 3e-3 too; gamma and K at 3e-3 are next there.
 # Of the paper-architecture variants, the M=64 ones left are at 3e-3, where both M=64 runs so far stayed on the
 # plateau, and the rest are M=1024, K=8 ones, whose base did not learn at either lr. Each sweep runs its pending runs
@@ -21,12 +21,12 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (8 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
+# main.yaml (9 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
 # led the RAM-Net rows from 8k to 102k, still below DeltaNet; 5e-4 was lower than 1e-3 at every size (session G).
 # Next: the 8k and 27k rows at 3e-3 (the third lr of their grid; 66k and 102k, the slowest, later), DeltaNet-8k at
 # 1e-3 (the baseline of the widest gap has run at one lr) and GDN-131k at 1e-3 (GDN-66k reached 0.993 there,
-# 0.000 at 3e-3), then the rest. seeds.yaml runs seeds 1 and 2 of the 8k pair beside them (ramnet-8k-h4-m64-k16
-# at 1e-3, deltanet-8k at 3e-3). A 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
+# 0.000 at 3e-3), then the rest. seeds.yaml runs deltanet-8k's seeds 1 and 2 (3e-3) beside them (RAM-Net's ran in
+# session G: 0.769, 0.778). A 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'ramnet-8k-h4-m64-k16-lr0.003-*,ramnet-27k-h4-m64-k16-lr0.003-*,deltanet-8k-lr0.001-*,gdn-131k-lr0.001-*,ramnet-66k-h4-m64-k16-lr0.003-*,ramnet-102k-h4-m64-k16-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
@@ -42,7 +42,7 @@ case "${1:-}" in
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-4} MAIN_PARALLEL=${MAIN_PARALLEL:-8} ABL_PARALLEL=${ABL_PARALLEL:-1}
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-2} MAIN_PARALLEL=${MAIN_PARALLEL:-9} ABL_PARALLEL=${ABL_PARALLEL:-1}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
