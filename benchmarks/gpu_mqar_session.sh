@@ -22,7 +22,7 @@ set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # main.yaml (9 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
-# led the RAM-Net rows from 8k to 102k, still below DeltaNet; 5e-4 was lower than 1e-3 at every size (session G).
+# led the RAM-Net rows from 8k to 102k, still below DeltaNet; 5e-4 was lower than 1e-3 at 8k-66k (session G).
 # Next: the 8k and 27k rows at 3e-3 (the third lr of their grid; 66k and 102k, the slowest, later), DeltaNet-8k at
 # 1e-3 (the baseline of the widest gap has run at one lr) and GDN-131k at 1e-3 (GDN-66k reached 0.993 there,
 # 0.000 at 3e-3), then the rest. seeds.yaml runs deltanet-8k's seeds 1 and 2 (3e-3) beside them (RAM-Net's ran in
