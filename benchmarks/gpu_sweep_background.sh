@@ -41,6 +41,8 @@ case "${1:-}" in
     [ $# -ge 1 ] || { echo "usage: collect NAME [NAME ...]" >&2; exit 2; }
     for name in "$@"; do
       work=/tmp/ramnet-sweep-$name
+      # a sweep left out of the session (0 workers) has no work folder: say so in one line, not with cd errors
+      [ -d "$work" ] || { echo "$name: not started on this machine (no $work)"; continue; }
       done_runs=$(ls "$work"/runs/*/result.json 2>/dev/null | wc -l)
       failed=$(ls "$work"/runs/*/error.txt 2>/dev/null | wc -l)
       retried=$(ls "$work"/runs/*/error_oom_1.txt 2>/dev/null | wc -l)

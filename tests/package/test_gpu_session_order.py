@@ -88,3 +88,16 @@ def test_the_cost_step_names_models_of_main_yaml():
     for group in groups:
         named = group.split()[1:]
         assert len(named) >= 2 and set(named) <= labels, set(named) - labels
+
+
+def test_collect_names_a_sweep_that_never_started_in_one_line():
+    """A sweep left out of a session (0 workers) has no work folder; ``collect`` says so and goes on."""
+    import os
+    import subprocess
+    script = ROOT / "benchmarks" / "gpu_sweep_background.sh"
+    name = f"never-started-{os.getpid()}"
+    done = subprocess.run(["bash", str(script), "collect", name], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "OUT"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{name}: not started on this machine (no /tmp/ramnet-sweep-{name})\n"
+    assert done.stderr == ""
