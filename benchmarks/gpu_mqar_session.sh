@@ -5,7 +5,7 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 2 / 9 / 1 / 0 between seeds.yaml, main.yaml, ablations.yaml
+# (`unfinished`), not a result. The workers are split 2 / 12 / 1 / 0 between seeds.yaml, main.yaml, ablations.yaml
 # and paper_arch.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB), and the runs that decide
@@ -21,7 +21,7 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (9 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
+# main.yaml (12 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
 # led the RAM-Net rows from 8k to 102k, still below DeltaNet; 5e-4 was lower than 1e-3 at 8k-66k (session G).
 # Next: the 8k and 27k rows at 3e-3 (the third lr of their grid; 66k and 102k, the slowest, later), DeltaNet-8k at
 # 1e-3 (the baseline of the widest gap has run at one lr) and GDN-131k at 1e-3 (GDN-66k reached 0.993 there,
@@ -42,7 +42,9 @@ case "${1:-}" in
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-2} MAIN_PARALLEL=${MAIN_PARALLEL:-9} ABL_PARALLEL=${ABL_PARALLEL:-1}
+    # 15 in all, as in sessions E and F (20 runs each); session G's 12 finished their last run about 400 s before the
+    # budget's end, with no run allowed to start after 776 s
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-2} MAIN_PARALLEL=${MAIN_PARALLEL:-12} ABL_PARALLEL=${ABL_PARALLEL:-1}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
