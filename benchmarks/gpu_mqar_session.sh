@@ -9,8 +9,8 @@
 # and paper_arch.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB), and the runs that decide
-# the goals come first. seeds.yaml has 2 runs left (deltanet-8k's seeds 1 and 2). The ablations that the
-# goals name have run at 1e-3, and the U sweep at M=256 and CAPE at 3e-3 too; gamma and K at 3e-3 are next there.
+# the goals come first. seeds.yaml has 2 runs left (ramnet-66k-h4-m256-k16's seeds 1 and 2). The ablations that
+# the goals name have run at 1e-3, and the U sweep at M=256, CAPE and gamma at 3e-3 too; K at 3e-3 is next there.
 # Of the paper-architecture variants, the M=64 ones left are at 3e-3, where both M=64 runs so far stayed on the
 # plateau, and the rest are M=1024, K=8 ones, whose base did not learn at either lr. Each sweep runs its pending runs
 # in the order of its priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
@@ -21,18 +21,17 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (12 workers): 4 heads of M=64 slots, K=16 held over three seeds at 16k (0.946-0.949, session F) and
-# led the RAM-Net rows from 8k to 102k, still below DeltaNet; 5e-4 was lower than 1e-3 at 8k-66k (session G).
-# Next: the 8k and 27k rows at 3e-3 (the third lr of their grid; 66k and 102k, the slowest, later), DeltaNet-8k at
-# 1e-3 (the baseline of the widest gap has run at one lr) and GDN-131k at 1e-3 (GDN-66k reached 0.993 there,
-# 0.000 at 3e-3), then the rest. seeds.yaml runs deltanet-8k's seeds 1 and 2 (3e-3) beside them (RAM-Net's ran in
-# session G: 0.769, 0.778). A 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
+# main.yaml (12 workers): 4 heads of M=256 slots, K=16 reached 0.993 at 66k and lr 1e-3 (session H), the nearest
+# RAM-Net has come to DeltaNet at equal state (1.000 there), above 4 heads of M=64 (0.983). Next: that geometry at
+# 8k, 16k, 27k and 102k at 1e-3, then at 3e-3, then the rest (mostly lr 1e-2, the third lr of the 2-head rows).
+# seeds.yaml runs the 66k row's seeds 1 and 2 beside them. Every 4-head row was lower at 3e-3 than at 1e-3 from 8k
+# up (session H), and a 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-8k-h4-m64-k16-lr0.003-*,ramnet-27k-h4-m64-k16-lr0.003-*,deltanet-8k-lr0.001-*,gdn-131k-lr0.001-*,ramnet-66k-h4-m64-k16-lr0.003-*,ramnet-102k-h4-m64-k16-lr0.003-*,*-lr0.003-*,*-lr0.001-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'ramnet-*-h4-m256-k16-lr0.001-*,ramnet-*-h4-m256-k16-lr0.003-*,*-lr0.001-*,*'}
 # ablations.yaml (when given workers): every row has run at lr 1e-3, and the M=256 U sweep and CAPE at 3e-3 too
-# (all lower than at 1e-3, session F); next gamma and K at 3e-3; M1024-U1 at 3e-3 last (it holds about 44 GB; cut at step 2,000
-# in session D, accuracy 0.002).
+# (all lower than at 1e-3, session F), and gamma (sessions G, H); next K at 3e-3; M1024-U1 at 3e-3 last (it holds about
+# 44 GB; cut at step 2,000 in session D, accuracy 0.002).
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
 # paper_arch.yaml (when given workers): the variants at 3e-3 before 1e-3 (paper-m64-k16-saved, the slot-plot model, ran in
 # session D; its 3e-3 copy is left out: that lr did not learn)
