@@ -23,12 +23,13 @@ cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # main.yaml (12 workers): 4 heads of M=256 slots, K=16 reached 0.993 at 66k and lr 1e-3 (session H), the nearest
 # RAM-Net has come to DeltaNet at equal state (1.000 there), above 4 heads of M=64 (0.983). Next: that geometry at
-# 8k, 16k, 27k and 102k at 1e-3, then at 3e-3, then the rest (mostly lr 1e-2, the third lr of the 2-head rows).
+# 8k, 16k, 27k, 33k, 102k and 131k at 1e-3 (33k and 131k are DeltaNet's own sizes), the width-256 row at DeltaNet-4k's
+# 4,096 at 3e-3 (its best lr at 3k), the M=256 rows at 3e-3, then the rest (mostly lr 1e-2, the 2-head rows' third).
 # seeds.yaml runs the 66k row's seeds 1 and 2 beside them. Every 4-head row was lower at 3e-3 than at 1e-3 from 8k
 # up (session H), and a 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-*-h4-m256-k16-lr0.001-*,ramnet-*-h4-m256-k16-lr0.003-*,*-lr0.001-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'ramnet-*-h4-m256-k16-lr0.001-*,ramnet-4k-w256-k16-lr0.003-*,ramnet-*-h4-m256-k16-lr0.003-*,*-lr0.001-*,*'}
 # ablations.yaml (when given workers): every row has run at lr 1e-3, and the M=256 U sweep and CAPE at 3e-3 too
 # (all lower than at 1e-3, session F), and gamma (sessions G, H); next K at 3e-3; M1024-U1 at 3e-3 last (it holds about
 # 44 GB; cut at step 2,000 in session D, accuracy 0.002).
