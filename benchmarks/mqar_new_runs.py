@@ -64,7 +64,11 @@ def main(argv=None) -> int:
         if not path.is_file():
             counts.append(f"{name}: no {path.name}")
             continue
-        after = json.loads(path.read_text())
+        try:
+            after = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            print(f"--results: {path} is not a readable sweep summary ({error})", file=sys.stderr)
+            return 2
         added = new_runs(summary_at(args.since, name), after)
         rows += [row(name, run) for run in added]
         counts.append(f"{name}: {len(added)} new, {len(after.get('runs', []))} in all")

@@ -47,3 +47,10 @@ def test_an_unknown_commit_gets_one_line():
     done = _cli("--since", "no-such-commit-xyz")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--since" in done.stderr
     assert done.stdout == ""
+
+
+def test_an_unreadable_summary_gets_one_line(tmp_path):
+    (tmp_path / "mqar_sweep.json").write_text("{not json")
+    done = _cli("--since", "HEAD", "--names", "mqar", "--results", str(tmp_path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--results" in done.stderr
+    assert "mqar_sweep.json" in done.stderr and done.stdout == ""
