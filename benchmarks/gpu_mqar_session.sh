@@ -9,7 +9,7 @@
 # and paper_arch.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB), and the runs that decide
-# the goals come first. seeds.yaml has 2 runs left (ramnet-66k-h4-m256-k16's seeds 1 and 2). The ablations that
+# the goals come first. seeds.yaml has 2 runs left (ramnet-8k-h4-m256-k16's seeds 1 and 2). The ablations that
 # the goals name have run at 1e-3, and the U sweep at M=256, CAPE and gamma at 3e-3 too; K at 3e-3 is next there.
 # Of the paper-architecture variants, the M=64 ones left are at 3e-3, where both M=64 runs so far stayed on the
 # plateau, and the rest are M=1024, K=8 ones, whose base did not learn at either lr. Each sweep runs its pending runs
@@ -21,18 +21,19 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (12 workers): 4 heads of M=256 slots, K=16 reached 0.993 at 66k and lr 1e-3 (session H), the nearest
-# RAM-Net has come to DeltaNet at equal state (1.000 there), above 4 heads of M=64 (0.983). Next: that geometry at
-# 8k, 16k, 27k, 33k, 102k and 131k at 1e-3 (33k and 131k are DeltaNet's own sizes), the width-256 row at DeltaNet-4k's
-# 4,096 at 3e-3 (its best lr at 3k), the M=256 rows at 3e-3, then the rest (mostly lr 1e-2, the 2-head rows' third).
-# seeds.yaml runs the 66k row's seeds 1 and 2 beside them. Every 4-head row was lower at 3e-3 than at 1e-3 from 8k
-# up (session H), and a 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
+# main.yaml (12 workers): 4 heads of M=256 slots, K=16 at lr 1e-3 reached 0.897 at 8k (DeltaNet 0.884, seed 0),
+# 0.995 at 102k and 0.9997 at 131k (DeltaNet 0.9999), but 0.949 at 16k and 0.920-0.965 at 27k-33k (session I). Next:
+# M=1024 slots with 4 heads at 16k, 33k and 66k at both 1e-3 and 3e-3 (2-head M=1024 learned only at 3e-3 in the U
+# ablation), 4 heads of M=256 at DeltaNet-4k's 4,096 (both lrs), K=32 at 16k (1e-3; K=32's step is 1.48x K=16's,
+# so it may run close to the budget), then the rest (mostly lr 1e-2, the 2-head rows' third).
+# seeds.yaml runs the 8k row's seeds 1 and 2 beside them. Every 4-head row from 8k up was lower at 3e-3 than at
+# 1e-3 (sessions H, I), and a 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-*-h4-m256-k16-lr0.001-*,ramnet-4k-w256-k16-lr0.003-*,ramnet-*-h4-m256-k16-lr0.003-*,*-lr0.001-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'ramnet-*-h4-m1024-k16-lr0.00[13]-*,ramnet-4k-h4-m256-k16-lr0.00[13]-*,ramnet-16k-h4-m256-k32-lr0.001-*,*-lr0.001-*,*'}
 # ablations.yaml (when given workers): every row has run at lr 1e-3, and the M=256 U sweep and CAPE at 3e-3 too
-# (all lower than at 1e-3, session F), and gamma (sessions G, H); next K at 3e-3; M1024-U1 at 3e-3 last (it holds about
-# 44 GB; cut at step 2,000 in session D, accuracy 0.002).
+# (all lower than at 1e-3, session F), gamma (sessions G, H) and K4/K16 (session I); next K32 at 3e-3; M1024-U1 at
+# 3e-3 last (it holds about 44 GB; cut at step 2,000 in session D, accuracy 0.002).
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
 # paper_arch.yaml (when given workers): the variants at 3e-3 before 1e-3 (paper-m64-k16-saved, the slot-plot model, ran in
 # session D; its 3e-3 copy is left out: that lr did not learn)
