@@ -23,8 +23,8 @@ cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # main.yaml (12 workers): 4 heads of M=256 slots, K=16 at lr 1e-3 reached 0.897 at 8k (DeltaNet 0.884, seed 0),
 # 0.995 at 102k and 0.9997 at 131k (DeltaNet 0.9999), but 0.949 at 16k and 0.920-0.965 at 27k-33k (session I). Next:
-# M=1024 slots with 4 heads at 16k, 33k and 66k at both 1e-3 and 3e-3 (2-head M=1024 learned only at 3e-3 in the U
-# ablation), 4 heads of M=256 at DeltaNet-4k's 4,096 (both lrs), K=32 at 16k (1e-3; K=32's step is 1.48x K=16's,
+# M=1024 slots with 4 heads at 16k, 33k and 66k at both 1e-3 and 3e-3 (in the U ablation 2-head M=1024 with K=8
+# learned only at 3e-3 at U=2 and U=5), 4 heads of M=256 at DeltaNet-4k's 4,096 (both lrs), K=32 at 16k (1e-3; K=32's step is 1.48x K=16's,
 # so it may run close to the budget), then the rest (mostly lr 1e-2, the 2-head rows' third).
 # seeds.yaml runs the 8k row's seeds 1 and 2 beside them. Every 4-head row from 8k up was lower at 3e-3 than at
 # 1e-3 (sessions H, I), and a 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
