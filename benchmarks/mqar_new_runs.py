@@ -4,7 +4,8 @@
     python benchmarks/mqar_new_runs.py --since HEAD --names mqar  # e.g. after copying a session's summaries in
 
 For each new run: its 7-setting mean, the two longest settings (where the equal-state gaps sit), the step at
-which it first passed 0.5 (the loss plateau's end), its seconds and its peak memory. Then the counts per sweep.
+which it first passed 0.5 (the loss plateau's end), its seconds and its peak memory. Then the counts per sweep,
+and the runs that the summaries list as cut by a budget (`unfinished`: a curve so far, not a result).
 This is the list a session's notes start from (docs/RESULTS.md, one paragraph per session).
 """
 from __future__ import annotations
@@ -38,6 +39,14 @@ def row(name: str, run: dict) -> list[str]:
             "-" if exit_step is None else str(exit_step), f"{run['seconds']:.0f}", f"{run.get('peak_mib') or 0:,.0f}"]
 
 
+def cut_line(name: str, entry: dict) -> str:
+    """One line for a run cut by the budget (an ``unfinished`` entry: its last evaluation, not a result)."""
+    accuracy = entry.get("accuracy")
+    shown = "-" if accuracy is None else f"{accuracy:.3f}"
+    return (f"- {name} {entry['id']}: cut at step {entry.get('step', 0)}/{entry.get('total_steps', '?')}, "
+            f"accuracy {shown} there, {entry.get('seconds') or 0:.0f} s")
+
+
 def summary_at(commit: str, name: str) -> dict:
     """The summary NAME_sweep.json as committed in benchmarks/results/ at ``commit``; {} when it was not there."""
     relative = f"benchmarks/results/{name}_sweep.json"
@@ -58,7 +67,7 @@ def main(argv=None) -> int:
     if known.returncode != 0:
         print(f"--since: '{args.since}' is not a commit of {ROOT}", file=sys.stderr)
         return 2
-    rows, counts = [], []
+    rows, counts, cut = [], [], []
     for name in args.names:
         path = args.results / f"{name}_sweep.json"
         if not path.is_file():
@@ -71,11 +80,14 @@ def main(argv=None) -> int:
             return 2
         added = new_runs(summary_at(args.since, name), after)
         rows += [row(name, run) for run in added]
+        cut += [cut_line(name, entry) for entry in after.get("unfinished", [])]
         counts.append(f"{name}: {len(added)} new, {len(after.get('runs', []))} in all")
     header = ["sweep", "run", "state", "mean", *LONGEST, "step >= 0.5", "s", "peak MiB"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     print("\n".join("| " + " | ".join(r) + " |" for r in rows))
     print(f"\n{len(rows)} new runs since {args.since}: " + "; ".join(counts))
+    if cut:
+        print(f"\n{len(cut)} runs cut by the budget (their curves so far, not results):\n" + "\n".join(cut))
     return 0
 
 

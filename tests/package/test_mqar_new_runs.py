@@ -43,6 +43,21 @@ def test_a_summary_elsewhere_is_compared_with_the_committed_one(tmp_path):
     assert "1 new runs since HEAD: ablations: 1 new" in done.stdout and "mqar: no mqar_sweep.json" in done.stdout
 
 
+def test_runs_cut_by_the_budget_are_listed_apart_from_the_results(tmp_path):
+    committed = json.loads((SCRIPT.parents[1] / "benchmarks" / "results" / "ablations_sweep.json").read_text())
+    committed["unfinished"] = [{"id": "cut-run-lr0.001-s1", "step": 3000, "total_steps": 4000, "accuracy": 0.61554,
+                                "seconds": 120.7},
+                               {"id": "cut-early-lr0.001-s2", "step": 0, "total_steps": 4000, "accuracy": None,
+                                "seconds": 0}]
+    (tmp_path / "ablations_sweep.json").write_text(json.dumps(committed))
+    done = _cli("--since", "HEAD", "--names", "ablations", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "0 new runs since HEAD" in done.stdout and "| cut-run" not in done.stdout
+    assert "2 runs cut by the budget (their curves so far, not results):" in done.stdout
+    assert "- ablations cut-run-lr0.001-s1: cut at step 3000/4000, accuracy 0.616 there, 121 s" in done.stdout
+    assert "- ablations cut-early-lr0.001-s2: cut at step 0/4000, accuracy - there, 0 s" in done.stdout
+
+
 def test_an_unknown_commit_gets_one_line():
     done = _cli("--since", "no-such-commit-xyz")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--since" in done.stderr
