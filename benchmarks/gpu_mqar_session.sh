@@ -22,14 +22,15 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (8 workers): 4 heads of M=256 slots, K=16 at lr 1e-3 reached 0.897 at 8k (DeltaNet 0.884, seed 0),
-# 0.995 at 102k and 0.9997 at 131k (DeltaNet 0.9999), but 0.949 at 16k and 0.920-0.965 at 27k-33k (session I). Next:
-# M=1024 slots with 4 heads at 16k, 33k and 66k at both 1e-3 and 3e-3 (in the U ablation 2-head M=1024 with K=8
-# learned only at 3e-3 at U=2 and U=5), 4 heads of M=256 at DeltaNet-4k's 4,096 (both lrs), K=32 at 16k (1e-3; K=32's step is 1.48x K=16's,
-# so it may run close to the budget), then the rest (mostly lr 1e-2, the 2-head rows' third).
-# seeds.yaml runs seeds 1 and 2 of the 8k M=256 row and of both 131k models beside them (main.yaml then gets 8
-# workers: the M=1024 and 4,096 rows start at once, the rest as workers come free before the cut-off). Every 4-head row from 8k up was lower at 3e-3 than at
-# 1e-3 (sessions H, I), and a 4-head step costs 2.45-4.33x a 2-head one at T=1024 (docs/BENCHMARKS.md).
+# main.yaml (8 workers): 4 heads of M=256 slots, K=16 at lr 1e-3 reached 0.897 at 8k (DeltaNet 0.884, seed 0), 0.995
+# at 102k and 0.9997 at 131k (DeltaNet 0.9999), but 0.949 at 16k and 0.920-0.965 at 27k-33k (session I). Next: M=1024
+# slots with 4 heads at 16k, 33k and 66k at both 1e-3 and 3e-3 (in the U ablation 2-head M=1024 with K=8 learned only
+# at 3e-3 at U=2 and U=5), 4 heads of M=256 at DeltaNet-4k's 4,096 (both lrs), K=32 at 16k (1e-3; K=32's step is 1.48x
+# K=16's, so it may run close to the budget), then the rest (mostly lr 1e-2, the 2-head rows' third). seeds.yaml runs
+# seeds 1 and 2 of the 8k M=256 row and of both 131k models beside them (main.yaml then gets 8 workers: the M=1024 and
+# 4,096 rows start at once, the rest as workers come free before the cut-off). Every 4-head row from 8k up was lower
+# at 3e-3 than at 1e-3 (sessions H, I), and a 4-head step costs 2.45-4.33x a 2-head one at T=1024
+# (docs/BENCHMARKS.md).
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'ramnet-*-h4-m1024-k16-lr0.00[13]-*,ramnet-4k-h4-m256-k16-lr0.00[13]-*,ramnet-16k-h4-m256-k32-lr0.001-*,*-lr0.001-*,*'}
