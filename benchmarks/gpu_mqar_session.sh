@@ -40,7 +40,7 @@ case "${1:-}" in
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
-    # 15 in all, as in sessions E, F and H-J (17-22 runs each); session G's 12 finished their last run about 400 s
+    # 15 in all, as in sessions E, F and H-J (15-22 runs each); session G's 12 finished their last run about 400 s
     # before the budget's end, with no run allowed to start after 776 s. seeds.yaml has no runs left; paper_arch.yaml
     # gets 12, so that 12 of its 21 runs start at once (a run that waits for a worker may start after the cut-off)
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-2} ABL_PARALLEL=${ABL_PARALLEL:-1}
