@@ -5,7 +5,7 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 0 / 2 / 1 / 12 between seeds.yaml, main.yaml, ablations.yaml
+# (`unfinished`), not a result. The workers are split 0 / 2 / 0 / 13 between seeds.yaml, main.yaml, ablations.yaml
 # and paper_arch.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). seeds.yaml is done (all 26
@@ -29,8 +29,11 @@ bg=benchmarks/gpu_sweep_background.sh
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'ramnet-16k-h4-m256-k32-*,*-lr0.0005-*,*'}
-# ablations.yaml (when given workers): every row has run at lr 1e-3 and 3e-3 (K32 at 3e-3 in session J) but
-# M1024-U1 at 3e-3 (it holds about 44 GB; cut at step 2,000 in session D, accuracy 0.002).
+# ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (K32 at 3e-3 in session J) but
+# M1024-U1 at 3e-3. It holds about 44 GB (beside it 13 paper_arch workers of about 6.4 GB would nearly fill the
+# card; in session A four runs next to it ran out of memory) and reached only step 2,000 of a 1,645 s budget
+# packed in session D, so it wants a card of its own, e.g. a session's last call on a fresh machine:
+#   SWEEP_PARALLEL=1 SWEEP_ONLY='M1024-U1-*' bash benchmarks/gpu_mqar_sweep.sh benchmarks/mqar/ablations.yaml ablations 560
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
 # paper_arch.yaml (when given workers): the variants at 3e-3 before 1e-3 (paper-m64-k16-saved, the slot-plot model, ran in
 # session D; its 3e-3 copy is left out: that lr did not learn)
@@ -42,9 +45,10 @@ case "${1:-}" in
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all, as in sessions E, F and H-J (15-22 runs each); session G's 12 finished their last run about 400 s
     # before the budget's end, with no run allowed to start after 776 s. seeds.yaml has no runs left; paper_arch.yaml
-    # gets 12, so that 12 of its 21 runs start at once (a run that waits for a worker may start after the cut-off)
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-2} ABL_PARALLEL=${ABL_PARALLEL:-1}
-    ARCH_PARALLEL=${ARCH_PARALLEL:-12}
+    # gets 13, so that 13 of its 21 runs start at once (its runs took 511-747 s packed, so the other 8 can start on
+    # workers that come free before the cut-off)
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-2} ABL_PARALLEL=${ABL_PARALLEL:-0}
+    ARCH_PARALLEL=${ARCH_PARALLEL:-13}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
