@@ -10,11 +10,11 @@
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). seeds.yaml is done (all 26
 # runs, session J). The ablations that the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at
-# step 2,000 in session D). paper_arch.yaml has 21 runs left (of 32; one more is left out on purpose), and they record what the paper's
-# own architecture does with each candidate fix (the issue asks for every variant's curve): the M=64 ones left are
-# at 3e-3, where both M=64 runs so far stayed on the plateau, and the rest are M=1024, K=8 ones, whose base did not
-# learn at either lr. Each sweep runs its pending runs
-# in the order of its priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
+# step 2,000 in session D). paper_arch.yaml has 21 runs left (of 32; one more is left out on purpose), and they
+# record what the paper's own architecture does with each candidate fix (the issue asks for every variant's
+# curve): the M=64 ones left are at 3e-3, where both M=64 runs so far stayed on the plateau, and the rest are
+# M=1024, K=8 ones, whose base did not learn at either lr. Each sweep runs its pending runs in the order of its
+# priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order); seeds.yaml's runs all start at once. `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
 # After `collect`, commit $OUT's NAME_sweep.json and NAME.json to benchmarks/results/: the next session continues
