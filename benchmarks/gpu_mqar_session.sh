@@ -5,15 +5,13 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 0 / 2 / 0 / 13 between seeds.yaml, main.yaml, ablations.yaml
+# (`unfinished`), not a result. The workers are split 0 / 15 / 0 / 0 between seeds.yaml, main.yaml, ablations.yaml
 # and paper_arch.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). seeds.yaml is done (all 26
 # runs, session J). The ablations that the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at
-# step 2,000 in session D). paper_arch.yaml has 21 runs left (of 32; one more is left out on purpose), and they
-# record what the paper's own architecture does with each candidate fix (the issue asks for every variant's
-# curve): the M=64 ones left are at 3e-3, where both M=64 runs so far stayed on the plateau, and the rest are
-# M=1024, K=8 ones, whose base did not learn at either lr. Each sweep runs its pending runs in the order of its
+# step 2,000 in session D). paper_arch.yaml is done but for the one run left out on purpose (all 16 variants at
+# 1e-3 and 3e-3, session K). Each sweep runs its pending runs in the order of its
 # priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order); seeds.yaml's runs all start at once. `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
@@ -22,13 +20,14 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (2 workers): its 55 runs left are 53 at lr 1e-2 (the grid's third lr, below the best of the other two
-# in all three runs of it so far), K=32 with 4 heads of M=256 at 16k at 3e-3 (0.953 at 1e-3, session J) and the
-# 102k 4-head M=64 row at 5e-4. Session J settled the equal-state pairs over three seeds (DeltaNet ahead at every
-# size) and found 4 heads of M=1024 slots below M=256 at 16k-66k, so no new main.yaml row is queued.
+# main.yaml (15 workers): its 53 runs left are 52 at lr 1e-2 (the grid's third lr, below the best of the other two
+# in all four runs of it so far) and the 102k 4-head M=64 row at 5e-4. The 1e-2 runs of the rows that decide the
+# equal-state comparison go first: RAM-Net's 4-head rows and DeltaNet at 8k and 16k, then the rows at about 4k.
+# Session J settled those pairs over three seeds at the grid's other lrs (DeltaNet ahead at every size), and no
+# new main.yaml row is queued.
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-16k-h4-m256-k32-*,*-lr0.0005-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'ramnet-8k-h4-*,deltanet-8k-*,ramnet-16k-h4-m64-*,ramnet-16k-h4-m256-*,deltanet-16k-*,ramnet-3k-*,ramnet-4k-*,deltanet-4k-*,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (K32 at 3e-3 in session J) but
 # M1024-U1 at 3e-3. It holds about 44 GB (beside it 13 paper_arch workers of about 6.4 GB would nearly fill the
 # card; in session A four runs next to it ran out of memory) and reached only step 2,000 of a 1,645 s budget
@@ -43,12 +42,11 @@ case "${1:-}" in
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
-    # 15 in all, as in sessions E, F and H-J (15-22 runs each); session G's 12 finished their last run about 400 s
-    # before the budget's end, with no run allowed to start after 776 s. seeds.yaml has no runs left; paper_arch.yaml
-    # gets 13, so that 13 of its 21 runs start at once (its runs took 511-747 s packed, so the other 8 can start on
-    # workers that come free before the cut-off)
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-2} ABL_PARALLEL=${ABL_PARALLEL:-0}
-    ARCH_PARALLEL=${ARCH_PARALLEL:-13}
+    # 15 in all, as in sessions E, F and H-K (15-23 runs each); session G's 12 finished their last run about 400 s
+    # before the budget's end, with no run allowed to start after 776 s. Only main.yaml has runs to give them
+    # (seeds.yaml and paper_arch.yaml are done; the last ablation wants the card to itself)
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-15} ABL_PARALLEL=${ABL_PARALLEL:-0}
+    ARCH_PARALLEL=${ARCH_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
