@@ -28,14 +28,20 @@ def _check(model, input_ids, caller: str) -> None:
         raise ValueError("input_ids must be an int64 tensor [B, T] with T >= 1")
 
 
-@torch.no_grad()
 def _slot_sets(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[dict]:
     """Per layer: ``{"write": int64 [T, H, K], "read": int64 [T, H, K], "cape": [H] bools}`` for the first
     sequence of ``input_ids [B, T]``: each token's K slots, CAPE-shifted as the memory sees them, best first."""
+    return [{**layer, "write": layer["write"][0], "read": layer["read"][0]}
+            for layer in _batch_slot_sets(model, input_ids[:1])]
+
+
+@torch.no_grad()
+def _batch_slot_sets(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[dict]:
+    """:func:`_slot_sets` for every sequence: ``write`` and ``read`` int64 ``[B, T, H, K]``."""
     c = model.config
     device = next(model.parameters()).device
-    ids = input_ids[:1].to(device)
-    positions = torch.arange(ids.shape[1], device=device).view(1, -1)
+    ids = input_ids.to(device)
+    positions = torch.arange(ids.shape[1], device=device).view(1, -1).expand(ids.shape[0], -1)
     layers = []
     with eval_mode(model):
         x = model.embed(ids)
@@ -46,7 +52,7 @@ def _slot_sets(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[dict]:
             per_direction = {}
             for name, t in (("write", k), ("read", q)):
                 idx, _ = address(t, num_factors=c.num_factors, top_k=c.top_k, tau=c.tau)
-                per_direction[name] = cape_shift(idx, positions, cape, c.num_slots)[0].cpu()
+                per_direction[name] = cape_shift(idx, positions, cape, c.num_slots).cpu()
             layers.append({**per_direction, "cape": mixer.cape.tolist()})
             x, _ = block(x)
     return layers
@@ -99,3 +105,75 @@ def read_write_overlap(model: RamNetForCausalLM, input_ids: torch.Tensor, query_
             other_mean.append(float(off))
         result.append({"bound": bound_mean, "other": other_mean, "cape": layer["cape"]})
     return result
+
+
+@torch.no_grad()
+def pair_interference(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int,
+                      write_offset: int = 0) -> list[list[dict]]:
+    """How much the pairs of MQAR sequences share slots, and whether the queries the model gets wrong are the ones
+    whose reads land in other pairs' writes. Per layer and head, over the sequences of ``input_ids`` and
+    ``labels`` (int64 ``[B, T]`` from :func:`ramnet.data.mqar.multiquery_ar` with ``num_kv_pairs`` >= 2 pairs).
+    A pair's write is taken ``write_offset`` tokens after its value (0: at the value; a head with the short conv
+    can bind a pair at a later position, whose conv window still holds the key and the value). Per head:
+
+    - ``write_shared``: mean slots that the write sets of two different pairs share (0 to K), against
+      ``chance`` = K^2 / M for two uniformly random K-subsets of the M slots. Training that pushes colliding
+      keys apart would bring it below chance;
+    - ``hits_right`` / ``hits_wrong``: for the queries the model answers right / wrong, the mean number of their
+      K read slots that the other pairs wrote (summed over those pairs);
+    - ``bound_right`` / ``bound_wrong``: the same for the bound pair's own write set (0 to K).
+
+    Returns ``[layer][head]`` dicts, each also with ``right`` and ``wrong``: how many queries fell in each group
+    (a mean over no query is NaN).
+    """
+    _check(model, input_ids, "pair_interference")
+    if not isinstance(labels, torch.Tensor) or labels.shape != input_ids.shape:
+        raise ValueError(f"labels must match input_ids [B, T] = {tuple(input_ids.shape)}")
+    if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or num_kv_pairs < 2:
+        raise ValueError(f"num_kv_pairs must be an int >= 2 (interference needs another pair), got {num_kv_pairs!r}")
+    last = input_ids.shape[1] - 2 * num_kv_pairs  # the last pair's value sits at 2 * num_kv_pairs - 1
+    if isinstance(write_offset, bool) or not isinstance(write_offset, int) or not 0 <= write_offset <= last:
+        raise ValueError(f"write_offset must be an int in [0, {last}] (seq_len - 2 * num_kv_pairs), got "
+                         f"{write_offset!r}")
+    from .data.mqar import query_bindings
+
+    c = model.config
+    device = next(model.parameters()).device
+    with eval_mode(model):
+        correct = model(input_ids.to(device)).argmax(-1).cpu() == labels
+    sums: dict = {}
+    all_layers = _batch_slot_sets(model, input_ids)
+    for row in range(input_ids.shape[0]):
+        queries, bound = query_bindings(input_ids[row], labels[row], num_kv_pairs)
+        write_positions = [2 * i + 1 + write_offset for i in range(num_kv_pairs)]
+        for li, layer in enumerate(all_layers):
+            write, read = layer["write"][row], layer["read"][row]
+            for h in range(write.shape[1]):
+                s = sums.setdefault((li, h), {"cape": layer["cape"][h], "pairs": 0, "write_shared": 0.0,
+                                              "right": 0, "wrong": 0, "hits_right": 0.0, "hits_wrong": 0.0,
+                                              "bound_right": 0.0, "bound_wrong": 0.0})
+                writes = write[write_positions, h]                                            # [P, K]
+                shared = (writes[:, None, :, None] == writes[None, :, None, :]).any(-1).sum(-1)  # [P, P]
+                p = len(write_positions)
+                s["write_shared"] += float(shared.sum() - shared.diagonal().sum())
+                s["pairs"] += p * (p - 1)
+                for q, b in zip(queries, bound):
+                    # [K, P, K] -> is read slot k in pair p's write set -> [P]: read slots per pair's writes
+                    hits = (read[q, h][:, None, None] == writes[None]).any(-1).sum(0)
+                    own = int(hits[(b - 1) // 2])
+                    group = "right" if bool(correct[row, q]) else "wrong"
+                    s[group] += 1
+                    s[f"hits_{group}"] += float(hits.sum()) - own
+                    s[f"bound_{group}"] += own
+    nan = float("nan")
+    layers: list[list[dict]] = []
+    for (li, h), s in sorted(sums.items()):
+        while len(layers) <= li:
+            layers.append([])
+        layers[li].append({
+            "cape": s["cape"], "right": s["right"], "wrong": s["wrong"],
+            "write_shared": s["write_shared"] / s["pairs"], "chance": c.top_k ** 2 / c.num_slots,
+            **{f"{k}_{g}": (s[f"{k}_{g}"] / s[g] if s[g] else nan)
+               for k in ("hits", "bound") for g in ("right", "wrong")},
+        })
+    return layers

@@ -185,3 +185,72 @@ def test_curve_looks_are_distinct(count):
     looks = curve_looks(count)
     assert len(looks) == count
     assert len({(look["color"], look["marker"]) for look in looks}) == count
+
+
+def _mqar_batch(model, pairs=4, seq_len=32, examples=3):
+    from ramnet.data.mqar import MQARSetting, multiquery_ar
+    return multiquery_ar(MQARSetting(vocab_size=model.config.vocab_size, seq_len=seq_len, num_kv_pairs=pairs),
+                         examples, seed=1)
+
+
+@pytest.mark.parametrize("write_offset", [0, 2])
+def test_pair_interference_matches_a_count_by_sets(write_offset):
+    """Every figure recounted with Python sets from the slot sets and the model's own argmax."""
+    from ramnet.analysis import _slot_sets, pair_interference
+    from ramnet.data.mqar import query_bindings
+
+    model = _model(cape_all_heads_layers=0)
+    ids, labels = _mqar_batch(model)
+    layers = pair_interference(model, ids, labels, 4, write_offset=write_offset)
+    K, M = model.config.top_k, model.config.num_slots
+    correct = model(ids).argmax(-1) == labels
+    for li in range(2):
+        for h in range(2):
+            shared, pairs, groups = 0, 0, {"right": [], "wrong": []}
+            for row in range(ids.shape[0]):
+                sets = _slot_sets(model, ids[row:row + 1])[li]
+                writes = [set(sets["write"][2 * i + 1 + write_offset, h].tolist()) for i in range(4)]
+                shared += sum(len(a & b) for i, a in enumerate(writes) for j, b in enumerate(writes) if i != j)
+                pairs += 4 * 3
+                for q, b in zip(*query_bindings(ids[row], labels[row], 4)):
+                    read = set(sets["read"][q, h].tolist())
+                    own = (b - 1) // 2
+                    other = sum(len(read & w) for i, w in enumerate(writes) if i != own)
+                    groups["right" if correct[row, q] else "wrong"].append((other, len(read & writes[own])))
+            e = layers[li][h]
+            assert e["chance"] == pytest.approx(K * K / M) and e["write_shared"] == pytest.approx(shared / pairs)
+            for g, found in groups.items():
+                assert e[g] == len(found)
+                if found:
+                    assert e[f"hits_{g}"] == pytest.approx(sum(o for o, _ in found) / len(found))
+                    assert e[f"bound_{g}"] == pytest.approx(sum(b for _, b in found) / len(found))
+    assert sum(layers[0][0][g] for g in ("right", "wrong")) == int((labels != -100).sum())
+
+
+def test_pair_interference_sees_every_pair_in_the_same_slots():
+    """With k's projection zeroed every token writes the same K slots, so two pairs share all K of them."""
+    from ramnet.analysis import pair_interference
+
+    model = _model(cape_all_heads_layers=0)
+    for block in model.blocks:
+        block.mixer.k_proj.weight.data.zero_()
+    ids, labels = _mqar_batch(model)
+    for layer in pair_interference(model, ids, labels, 4):
+        assert all(e["write_shared"] == pytest.approx(model.config.top_k) for e in layer)
+
+
+def test_pair_interference_refuses_bad_input():
+    from ramnet.analysis import pair_interference
+
+    model = _model(cape_all_heads_layers=0)
+    ids, labels = _mqar_batch(model)
+    with pytest.raises(ValueError, match="num_kv_pairs must be an int >= 2"):
+        pair_interference(model, ids, labels, 1)
+    with pytest.raises(ValueError, match="labels must match"):
+        pair_interference(model, ids, labels[:, :-1], 4)
+    with pytest.raises(ValueError, match="not an MQAR sequence with 5 pairs"):
+        pair_interference(model, ids, labels, 5)
+    for bad in (-1, 25, 1.0, True):  # 32 tokens, 4 pairs: the last value at 7, so offsets up to 24
+        with pytest.raises(ValueError, match=r"write_offset must be an int in \[0, 24\]"):
+            pair_interference(model, ids, labels, 4, write_offset=bad)
+    assert len(pair_interference(model, ids, labels, 4, write_offset=24)) == 2

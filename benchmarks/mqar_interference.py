@@ -1,0 +1,116 @@
+"""Do trained RAM-Net models keep the pairs of an MQAR sequence in separate slots, and are their wrong answers the
+reads that land in other pairs' writes? A probe of trained checkpoints (``ramnet.analysis.pair_interference``).
+
+    ramnet sweep benchmarks/mqar/cpu_interference.json          # trains the toy models (CPU, about 15 minutes)
+    python benchmarks/mqar_interference.py runs/mqar-cpu-interference/runs/*/model \\
+        --out benchmarks/results/mqar_cpu_interference.json
+
+For each checkpoint and setting it prints, per layer and head: the slots that two pairs' write sets share against
+chance (K^2/M), and the slots of a query's read set that the other pairs' writes and its own pair's write hold,
+for the queries answered right and wrong. With the short conv a head can bind a pair at the value or up to
+kernel - 1 tokens after it (the conv window still holds the key and the value), so each head is measured at the
+write offset where its queries' reads hold most of their own pair's write slots (the `offset` column). Each
+checkpoint is also measured untrained (the same config, freshly initialised with seed 0) at the same offsets, so
+the table shows what training changed. The MQAR sequences are the generator's at seed 123 (not the training
+data's seed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ramnet.analysis import pair_interference  # noqa: E402
+from ramnet.checkpoint import load_checkpoint  # noqa: E402
+from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
+from ramnet.model import RamNetForCausalLM  # noqa: E402
+
+EVAL_SEED = 123
+
+
+def _setting(text: str) -> tuple[int, int]:
+    try:
+        pairs, length = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a setting is PAIRS,LENGTH (e.g. 16,64), got {text!r}") from None
+    return pairs, length
+
+
+def measure(model: RamNetForCausalLM, pairs: int, length: int, examples: int) -> dict[int, list[list[dict]]]:
+    """``{write_offset: pair_interference(...)}`` for every offset the short conv's window allows."""
+    setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
+    inputs, labels = multiquery_ar(setting, examples, seed=EVAL_SEED)
+    c = model.config
+    offsets = range(c.short_conv_kernel if c.short_conv else 1)
+    return {o: pair_interference(model, inputs, labels, pairs, write_offset=o) for o in offsets}
+
+
+def own_hits(entry: dict) -> float:
+    """Mean own-pair slots over all queries, right and wrong."""
+    total = sum(entry[f"bound_{g}"] * entry[g] for g in ("right", "wrong") if entry[g])
+    return total / (entry["right"] + entry["wrong"])
+
+
+def _fmt(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.2f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+", help="model checkpoint directories (a sweep's RUN/model)")
+    parser.add_argument("--settings", nargs="+", type=_setting, default=[(8, 64), (16, 64)],
+                        help="PAIRS,LENGTH settings to probe (default: 8,64 16,64)")
+    parser.add_argument("--num-examples", type=int, default=64, help="sequences per setting (default 64)")
+    parser.add_argument("--out", type=Path, help="write every figure here as JSON")
+    args = parser.parse_args(argv)
+    if args.num_examples < 1:
+        parser.error(f"--num-examples must be >= 1, got {args.num_examples}")
+    rows = []
+    print("| checkpoint | trained | setting | layer.head | offset | accuracy | write shared / chance | "
+          "other hits: right / wrong | own hits: right / wrong |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for path in args.checkpoints:
+        try:
+            trained = load_checkpoint(path)
+        except (FileNotFoundError, ValueError) as error:
+            parser.exit(2, f"{path}: {error}\n")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            untrained = RamNetForCausalLM(trained.config)
+        name = Path(path).parent.name if Path(path).name == "model" else Path(path).name
+        for pairs, length in args.settings:
+            try:
+                by_model = {False: measure(untrained, pairs, length, args.num_examples),
+                            True: measure(trained, pairs, length, args.num_examples)}
+            except ValueError as error:
+                parser.exit(2, f"{path} at {pairs},{length}: {error}\n")
+            heads = [(li, h) for li, layer in enumerate(by_model[True][0]) for h in range(len(layer))]
+            # each head at the offset where the trained model's reads hold most of their own pair's writes
+            best = {(li, h): max(by_model[True], key=lambda o: own_hits(by_model[True][o][li][h])) for li, h in heads}
+            for is_trained in (False, True):
+                for li, h in heads:
+                    offset = best[(li, h)]
+                    e = by_model[is_trained][offset][li][h]
+                    accuracy = e["right"] / (e["right"] + e["wrong"])
+                    rows.append({"checkpoint": name, "trained": is_trained, "pairs": pairs, "seq_len": length,
+                                 "layer": li, "head": h, "write_offset": offset, "accuracy": accuracy, **e})
+                    print(f"| {name} | {'yes' if is_trained else 'no'} | {pairs},{length} | {li + 1}.{h} | {offset} | "
+                          f"{accuracy:.3f} | {e['write_shared']:.2f} / {e['chance']:.2f} | "
+                          f"{_fmt(e['hits_right'])} / {_fmt(e['hits_wrong'])} | "
+                          f"{_fmt(e['bound_right'])} / {_fmt(e['bound_wrong'])} |")
+    if args.out:
+        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+        args.out.write_text(json.dumps({"eval_seed": EVAL_SEED, "num_examples": args.num_examples,
+                                        "rows": clean}, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
