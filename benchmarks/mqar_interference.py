@@ -57,6 +57,28 @@ def own_hits(entry: dict) -> float:
     return total / (entry["right"] + entry["wrong"])
 
 
+def print_binding_heads(rows: list[dict]) -> None:
+    """Per checkpoint and setting, the trained head whose queries' reads hold most of their own pair's write
+    slots (the head that binds), beside the same head untrained; marks it ``binding`` in ``rows``."""
+    print("\nThe binding head of each checkpoint and setting (trained; write shared also untrained):\n")
+    print("| checkpoint | setting | accuracy (wrong) | head, offset | own hits / K | write shared: untrained, "
+          "trained / chance | other hits: right / wrong |")
+    print("|---|---|---|---|---|---|---|")
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["checkpoint"], r["pairs"], r["seq_len"]), []).append(r)
+    for (name, pairs, length), group in groups.items():
+        trained = [r for r in group if r["trained"]]
+        top = max(trained, key=own_hits)
+        top["binding"] = True
+        before = next(r for r in group if not r["trained"] and (r["layer"], r["head"]) == (top["layer"], top["head"]))
+        K = top["top_k"]
+        print(f"| {name} | {pairs},{length} | {top['accuracy']:.3f} ({top['wrong']}) | "
+              f"{top['layer'] + 1}.{top['head']}, {top['write_offset']} | {own_hits(top):.2f} / {K} | "
+              f"{before['write_shared']:.2f}, {top['write_shared']:.2f} / {top['chance']:.2f} | "
+              f"{_fmt(top['hits_right'])} / {_fmt(top['hits_wrong'])} |")
+
+
 def _fmt(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.2f}"
 
@@ -99,11 +121,13 @@ def main(argv=None) -> int:
                     e = by_model[is_trained][offset][li][h]
                     accuracy = e["right"] / (e["right"] + e["wrong"])
                     rows.append({"checkpoint": name, "trained": is_trained, "pairs": pairs, "seq_len": length,
-                                 "layer": li, "head": h, "write_offset": offset, "accuracy": accuracy, **e})
+                                 "layer": li, "head": h, "write_offset": offset, "accuracy": accuracy,
+                                 "top_k": trained.config.top_k, "num_slots": trained.config.num_slots, **e})
                     print(f"| {name} | {'yes' if is_trained else 'no'} | {pairs},{length} | {li + 1}.{h} | {offset} | "
                           f"{accuracy:.3f} | {e['write_shared']:.2f} / {e['chance']:.2f} | "
                           f"{_fmt(e['hits_right'])} / {_fmt(e['hits_wrong'])} | "
                           f"{_fmt(e['bound_right'])} / {_fmt(e['bound_wrong'])} |")
+    print_binding_heads(rows)
     if args.out:
         clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
         args.out.write_text(json.dumps({"eval_seed": EVAL_SEED, "num_examples": args.num_examples,
