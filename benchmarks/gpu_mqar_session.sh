@@ -5,13 +5,15 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 0 / 15 / 0 / 0 between seeds.yaml, main.yaml, ablations.yaml
-# and paper_arch.yaml
-# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
+# (`unfinished`), not a result. The workers are split 0 / 12 / 0 / 0 / 3 between seeds.yaml, main.yaml,
+# ablations.yaml, paper_arch.yaml and probe.yaml
+# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). seeds.yaml is done (all 26
 # runs, session J). The ablations that the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at
 # step 2,000 in session D). paper_arch.yaml is done but for the one run left out on purpose (all 16 variants at
-# 1e-3 and 3e-3, session K). Each sweep runs its pending runs in the order of its
+# 1e-3 and 3e-3, session K). probe.yaml reruns three main.yaml runs keeping their models, for the interference
+# probe (benchmarks/mqar_interference.py); `collect` brings them back as mqar_probe_models.tar. Each sweep runs its
+# pending runs in the order of its
 # priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order); seeds.yaml's runs all start at once. `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
@@ -20,7 +22,7 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (15 workers): its 53 runs left are 52 at lr 1e-2 (the grid's third lr, below the best of the other two
+# main.yaml (12 workers): its 53 runs left are 52 at lr 1e-2 (the grid's third lr, below the best of the other two
 # in all four runs of it so far) and the 102k 4-head M=64 row at 5e-4. The 1e-2 runs of the rows that decide the
 # equal-state comparison go first: RAM-Net's 4-head rows and DeltaNet at 8k and 16k, then the rows at about 4k.
 # Session J settled those pairs over three seeds at the grid's other lrs (DeltaNet ahead at every size), and no
@@ -43,11 +45,11 @@ case "${1:-}" in
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all, as in sessions E, F and H-K (15-23 runs each); session G's 12 finished their last run about 400 s
-    # before the budget's end, with no run allowed to start after 776 s. Only main.yaml has runs to give them
-    # (seeds.yaml and paper_arch.yaml are done; the last ablation wants the card to itself)
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-15} ABL_PARALLEL=${ABL_PARALLEL:-0}
-    ARCH_PARALLEL=${ARCH_PARALLEL:-0}
-    for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL"; do
+    # before the budget's end, with no run allowed to start after 776 s. seeds.yaml and paper_arch.yaml are done
+    # and the last ablation wants the card to itself; probe.yaml's 3 runs all start at once
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-12} ABL_PARALLEL=${ABL_PARALLEL:-0}
+    ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-3}
+    for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
     done
@@ -62,8 +64,9 @@ case "${1:-}" in
     start_sweep "$MAIN_PARALLEL" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
     start_sweep "$ABL_PARALLEL" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
     start_sweep "$ARCH_PARALLEL" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
+    start_sweep "$PROBE_PARALLEL" benchmarks/mqar/probe.yaml mqar_probe ''
     echo "no run starts after ${SWEEP_STOP_STARTING_AFTER} s" ;;
   collect)
-    bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch ;;
+    bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch mqar_probe ;;
   *) echo "usage: $0 start SECONDS [--mps] | collect" >&2; exit 2 ;;
 esac

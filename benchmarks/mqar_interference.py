@@ -1,5 +1,5 @@
 """Do trained RAM-Net models keep the pairs of an MQAR sequence in separate slots, and are their wrong answers the
-reads that land in other pairs' writes? A probe of trained checkpoints (``ramnet.analysis.pair_interference``).
+reads that land in other pairs' writes? A probe of trained checkpoints (``ramnet.analysis.pair_interference_by_offset``).
 
     ramnet sweep benchmarks/mqar/cpu_interference.json          # trains the toy models (CPU, about 15 minutes)
     python benchmarks/mqar_interference.py runs/mqar-cpu-interference/runs/*/model \\
@@ -26,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from ramnet.analysis import pair_interference  # noqa: E402
+from ramnet.analysis import pair_interference_by_offset  # noqa: E402
 from ramnet.checkpoint import load_checkpoint  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 from ramnet.model import RamNetForCausalLM  # noqa: E402
@@ -43,12 +43,12 @@ def _setting(text: str) -> tuple[int, int]:
 
 
 def measure(model: RamNetForCausalLM, pairs: int, length: int, examples: int) -> dict[int, list[list[dict]]]:
-    """``{write_offset: pair_interference(...)}`` for every offset the short conv's window allows."""
+    """``{write_offset: [layer][head] dicts}`` for every offset the short conv's window allows."""
     setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
     inputs, labels = multiquery_ar(setting, examples, seed=EVAL_SEED)
     c = model.config
     offsets = range(c.short_conv_kernel if c.short_conv else 1)
-    return {o: pair_interference(model, inputs, labels, pairs, write_offset=o) for o in offsets}
+    return pair_interference_by_offset(model, inputs, labels, pairs, offsets)
 
 
 def own_hits(entry: dict) -> float:

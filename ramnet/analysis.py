@@ -107,7 +107,6 @@ def read_write_overlap(model: RamNetForCausalLM, input_ids: torch.Tensor, query_
     return result
 
 
-@torch.no_grad()
 def pair_interference(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int,
                       write_offset: int = 0) -> list[list[dict]]:
     """How much the pairs of MQAR sequences share slots, and whether the queries the model gets wrong are the ones
@@ -126,27 +125,39 @@ def pair_interference(model: RamNetForCausalLM, input_ids: torch.Tensor, labels:
     Returns ``[layer][head]`` dicts, each also with ``right`` and ``wrong``: how many queries fell in each group
     (a mean over no query is NaN).
     """
+    return pair_interference_by_offset(model, input_ids, labels, num_kv_pairs, [write_offset])[write_offset]
+
+
+@torch.no_grad()
+def pair_interference_by_offset(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: torch.Tensor,
+                                num_kv_pairs: int, write_offsets) -> dict[int, list[list[dict]]]:
+    """:func:`pair_interference` at each of ``write_offsets`` from one pass of the model (the pass costs more
+    than the counting): ``{offset: [layer][head] dicts}``."""
     _check(model, input_ids, "pair_interference")
     if not isinstance(labels, torch.Tensor) or labels.shape != input_ids.shape:
         raise ValueError(f"labels must match input_ids [B, T] = {tuple(input_ids.shape)}")
     if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or num_kv_pairs < 2:
         raise ValueError(f"num_kv_pairs must be an int >= 2 (interference needs another pair), got {num_kv_pairs!r}")
     last = input_ids.shape[1] - 2 * num_kv_pairs  # the last pair's value sits at 2 * num_kv_pairs - 1
-    if isinstance(write_offset, bool) or not isinstance(write_offset, int) or not 0 <= write_offset <= last:
+    offsets = list(write_offsets)
+    if not offsets or not all(not isinstance(o, bool) and isinstance(o, int) and 0 <= o <= last for o in offsets):
         raise ValueError(f"write_offset must be an int in [0, {last}] (seq_len - 2 * num_kv_pairs), got "
-                         f"{write_offset!r}")
-    from .data.mqar import query_bindings
-
-    c = model.config
+                         f"{offsets[0] if len(offsets) == 1 else offsets!r}")
     device = next(model.parameters()).device
     with eval_mode(model):
         correct = model(input_ids.to(device)).argmax(-1).cpu() == labels
+    slot_sets = _batch_slot_sets(model, input_ids)
+    return {o: _interference(model.config, slot_sets, correct, input_ids, labels, num_kv_pairs, o) for o in offsets}
+
+
+def _interference(c, slot_sets, correct, input_ids, labels, num_kv_pairs: int, write_offset: int) -> list[list[dict]]:
+    from .data.mqar import query_bindings
+
     sums: dict = {}
-    all_layers = _batch_slot_sets(model, input_ids)
     for row in range(input_ids.shape[0]):
         queries, bound = query_bindings(input_ids[row], labels[row], num_kv_pairs)
         write_positions = [2 * i + 1 + write_offset for i in range(num_kv_pairs)]
-        for li, layer in enumerate(all_layers):
+        for li, layer in enumerate(slot_sets):
             write, read = layer["write"][row], layer["read"][row]
             for h in range(write.shape[1]):
                 s = sums.setdefault((li, h), {"cape": layer["cape"][h], "pairs": 0, "write_shared": 0.0,
@@ -157,14 +168,18 @@ def pair_interference(model: RamNetForCausalLM, input_ids: torch.Tensor, labels:
                 p = len(write_positions)
                 s["write_shared"] += float(shared.sum() - shared.diagonal().sum())
                 s["pairs"] += p * (p - 1)
-                for q, b in zip(queries, bound):
-                    # [K, P, K] -> is read slot k in pair p's write set -> [P]: read slots per pair's writes
-                    hits = (read[q, h][:, None, None] == writes[None]).any(-1).sum(0)
-                    own = int(hits[(b - 1) // 2])
-                    group = "right" if bool(correct[row, q]) else "wrong"
-                    s[group] += 1
-                    s[f"hits_{group}"] += float(hits.sum()) - own
-                    s[f"bound_{group}"] += own
+                if not queries:
+                    continue
+                reads = read[queries, h]                                                      # [Q, K]
+                # [Q, K, P, K] -> is read slot k in pair p's write set -> [Q, P]: read slots per pair's writes
+                hits = (reads[:, :, None, None] == writes[None, None]).any(-1).sum(1)
+                own = hits[torch.arange(len(queries)), torch.tensor(bound) // 2]                # [Q]
+                other = hits.sum(1) - own
+                right = correct[row, queries]
+                for group, mask in (("right", right), ("wrong", ~right)):
+                    s[group] += int(mask.sum())
+                    s[f"hits_{group}"] += float(other[mask].sum())
+                    s[f"bound_{group}"] += float(own[mask].sum())
     nan = float("nan")
     layers: list[list[dict]] = []
     for (li, h), s in sorted(sums.items()):

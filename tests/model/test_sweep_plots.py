@@ -227,6 +227,24 @@ def test_pair_interference_matches_a_count_by_sets(write_offset):
     assert sum(layers[0][0][g] for g in ("right", "wrong")) == int((labels != -100).sum())
 
 
+def test_one_pass_for_several_offsets_gives_what_each_offset_gives_alone():
+    import math
+
+    from ramnet.analysis import pair_interference, pair_interference_by_offset
+
+    model = _model(cape_all_heads_layers=0)
+    ids, labels = _mqar_batch(model)
+    together = pair_interference_by_offset(model, ids, labels, 4, [0, 3])
+    assert sorted(together) == [0, 3]
+    for offset in (0, 3):
+        alone = pair_interference(model, ids, labels, 4, write_offset=offset)
+        for a, b in zip(sum(together[offset], []), sum(alone, [])):
+            assert a.keys() == b.keys()
+            assert all(a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+    with pytest.raises(ValueError, match="write_offset must be an int"):
+        pair_interference_by_offset(model, ids, labels, 4, [])
+
+
 def test_pair_interference_sees_every_pair_in_the_same_slots():
     """With k's projection zeroed every token writes the same K slots, so two pairs share all K of them."""
     from ramnet.analysis import pair_interference

@@ -67,7 +67,8 @@ def test_the_session_script_refuses_bad_steps_before_starting(steps, message, tm
     assert done.stderr.count("\n") == 1 and "session started" not in done.stdout
 
 
-@pytest.mark.parametrize("variable, value", [("MAIN_PARALLEL", "-1"), ("SEEDS_PARALLEL", "x"), ("ABL_PARALLEL", "2.5")])
+@pytest.mark.parametrize("variable, value", [("MAIN_PARALLEL", "-1"), ("SEEDS_PARALLEL", "x"), ("ABL_PARALLEL", "2.5"),
+                                             ("PROBE_PARALLEL", "three")])
 def test_the_sweep_session_refuses_bad_worker_counts_before_starting(variable, value):
     """``gpu_mqar_session.sh start`` checks every worker count before it starts any sweep."""
     import os

@@ -34,3 +34,14 @@ def test_the_check_above_catches_a_changed_model():
     changed = {**seeds, "models": [{**seeds["models"][0], "overrides": {"num_factors": 3, "d_v": 12}}]}
     key, fingerprint = next(iter(_run_keys(changed).items()))
     assert _run_keys(main)[key] != fingerprint
+
+
+def test_every_probe_run_is_a_main_run_that_keeps_its_model():
+    """``probe.yaml`` reruns main.yaml's seed-0 runs with ``save_model``, which is not part of the fingerprint."""
+    main, probe = _spec("main.yaml"), _spec("probe.yaml")
+    main_runs = {(r["label"], r["lr"]): r["fingerprint"] for r in expand(main)}
+    probe_runs = expand(probe)
+    assert probe_runs and probe["seeds"] == [0] and all(r["save_model"] for r in probe_runs)
+    for run in probe_runs:
+        key = (run["label"], run["lr"])
+        assert main_runs.get(key) == run["fingerprint"], f"{key}: not main.yaml's seed-0 run"
