@@ -8,8 +8,11 @@ reads that land in other pairs' writes? A probe of trained checkpoints (``ramnet
 For each checkpoint and setting it prints, per layer and head: the slots that two pairs' write sets share against
 chance (K^2/M), and the slots of a query's read set that the other pairs' writes and its own pair's write hold,
 for the queries answered right and wrong. With the short conv a head can bind a pair at the value or up to
-kernel - 1 tokens after it (the conv window still holds the key and the value), so each head is measured at the
-write offset where its queries' reads hold most of their own pair's write slots (the `offset` column). Each
+kernel - 2 tokens after it (the conv window still holds the key and the value), so each head is measured at the
+write offset where it is most selective (the `offset` column): where its queries' reads hold the most of their
+own pair's write slots beyond what they hold of another pair's (a head that writes and reads the same slots at
+every token holds its own pair's slots too, but no more than any other pair's). The binding head of a model is
+its most selective head. Each
 checkpoint is also measured untrained (the same config, freshly initialised with seed 0) at the same offsets, so
 the table shows what training changed. The MQAR sequences are the generator's at seed 123 (not the training
 data's seed).
@@ -47,29 +50,40 @@ def measure(model: RamNetForCausalLM, pairs: int, length: int, examples: int) ->
     setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
     inputs, labels = multiquery_ar(setting, examples, seed=EVAL_SEED)
     c = model.config
-    offsets = range(c.short_conv_kernel if c.short_conv else 1)
+    # the key (at value - 1) stays in the conv window of value + offset for offset <= kernel - 2
+    offsets = range(min(c.short_conv_kernel - 1, length - 2 * pairs + 1) if c.short_conv else 1)
     return pair_interference_by_offset(model, inputs, labels, pairs, offsets)
 
 
-def own_hits(entry: dict) -> float:
-    """Mean own-pair slots over all queries, right and wrong."""
-    total = sum(entry[f"bound_{g}"] * entry[g] for g in ("right", "wrong") if entry[g])
+def _over_all_queries(entry: dict, key: str) -> float:
+    total = sum(entry[f"{key}_{g}"] * entry[g] for g in ("right", "wrong") if entry[g])
     return total / (entry["right"] + entry["wrong"])
 
 
+def own_hits(entry: dict) -> float:
+    """Mean own-pair slots of a query's read set, over all queries, right and wrong."""
+    return _over_all_queries(entry, "bound")
+
+
+def selectivity(entry: dict, pairs: int) -> float:
+    """Own-pair slots of a query's read set less the mean it holds of one other pair's write set."""
+    return own_hits(entry) - _over_all_queries(entry, "hits") / (pairs - 1)
+
+
 def print_binding_heads(rows: list[dict]) -> None:
-    """Per checkpoint and setting, the trained head whose queries' reads hold most of their own pair's write
-    slots (the head that binds), beside the same head untrained; marks it ``binding`` in ``rows``."""
+    """Per checkpoint and setting, the trained head that is most selective (the head that binds), beside the same
+    head untrained; marks it ``binding`` in ``rows``."""
     print("\nThe binding head of each checkpoint and setting (trained; write shared also untrained):\n")
     print("| checkpoint | setting | accuracy (wrong) | head, offset | own hits / K | write shared: untrained, "
           "trained / chance | other hits: right / wrong |")
     print("|---|---|---|---|---|---|---|")
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["checkpoint"], r["pairs"], r["seq_len"]), []).append(r)
-    for (name, pairs, length), group in groups.items():
+        groups.setdefault((r["path"], r["pairs"], r["seq_len"]), []).append(r)
+    for (_, pairs, length), group in groups.items():
+        name = group[0]["checkpoint"]
         trained = [r for r in group if r["trained"]]
-        top = max(trained, key=own_hits)
+        top = max(trained, key=lambda r: selectivity(r, pairs))
         top["binding"] = True
         before = next(r for r in group if not r["trained"] and (r["layer"], r["head"]) == (top["layer"], top["head"]))
         K = top["top_k"]
@@ -93,36 +107,47 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.num_examples < 1:
         parser.error(f"--num-examples must be >= 1, got {args.num_examples}")
+    if args.out and not args.out.parent.is_dir():
+        parser.error(f"--out: the folder {args.out.parent} does not exist")
     rows = []
     print("| checkpoint | trained | setting | layer.head | offset | accuracy | write shared / chance | "
           "other hits: right / wrong | own hits: right / wrong |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for path in args.checkpoints:
+    checkpoints = []
+    for path in args.checkpoints:  # every checkpoint and setting checked before the first measurement
         try:
             trained = load_checkpoint(path)
         except (FileNotFoundError, ValueError) as error:
             parser.exit(2, f"{path}: {error}\n")
+        for pairs, length in args.settings:
+            try:
+                if pairs < 2:
+                    raise ValueError(f"the probe needs at least 2 pairs, got {pairs}")
+                MQARSetting(vocab_size=trained.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
+            except ValueError as error:
+                parser.exit(2, f"--settings {pairs},{length} for {path}: {error}\n")
+        checkpoints.append((path, trained))
+    for path, trained in checkpoints:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             untrained = RamNetForCausalLM(trained.config)
         name = Path(path).parent.name if Path(path).name == "model" else Path(path).name
         for pairs, length in args.settings:
-            try:
-                by_model = {False: measure(untrained, pairs, length, args.num_examples),
-                            True: measure(trained, pairs, length, args.num_examples)}
-            except ValueError as error:
-                parser.exit(2, f"{path} at {pairs},{length}: {error}\n")
+            by_model = {False: measure(untrained, pairs, length, args.num_examples),
+                        True: measure(trained, pairs, length, args.num_examples)}
             heads = [(li, h) for li, layer in enumerate(by_model[True][0]) for h in range(len(layer))]
-            # each head at the offset where the trained model's reads hold most of their own pair's writes
-            best = {(li, h): max(by_model[True], key=lambda o: own_hits(by_model[True][o][li][h])) for li, h in heads}
+            # each head at the offset where the trained model's head is most selective
+            best = {(li, h): max(by_model[True], key=lambda o: selectivity(by_model[True][o][li][h], pairs))
+                    for li, h in heads}
             for is_trained in (False, True):
                 for li, h in heads:
                     offset = best[(li, h)]
                     e = by_model[is_trained][offset][li][h]
                     accuracy = e["right"] / (e["right"] + e["wrong"])
-                    rows.append({"checkpoint": name, "trained": is_trained, "pairs": pairs, "seq_len": length,
-                                 "layer": li, "head": h, "write_offset": offset, "accuracy": accuracy,
-                                 "top_k": trained.config.top_k, "num_slots": trained.config.num_slots, **e})
+                    rows.append({"checkpoint": name, "path": str(Path(path).resolve()), "trained": is_trained,
+                                 "pairs": pairs, "seq_len": length, "layer": li, "head": h, "write_offset": offset,
+                                 "accuracy": accuracy, "top_k": trained.config.top_k,
+                                 "num_slots": trained.config.num_slots, **e})
                     print(f"| {name} | {'yes' if is_trained else 'no'} | {pairs},{length} | {li + 1}.{h} | {offset} | "
                           f"{accuracy:.3f} | {e['write_shared']:.2f} / {e['chance']:.2f} | "
                           f"{_fmt(e['hits_right'])} / {_fmt(e['hits_wrong'])} | "

@@ -17,6 +17,7 @@ import torch
 from ramnet.ops import address
 from ramnet.ops.common import cape_shift
 
+from .data.mqar import IGNORE_INDEX, query_bindings
 from .model import RamNetForCausalLM
 from .modes import eval_mode
 
@@ -24,7 +25,8 @@ from .modes import eval_mode
 def _check(model, input_ids, caller: str) -> None:
     if not isinstance(model, RamNetForCausalLM):
         raise TypeError(f"{caller} needs a RamNetForCausalLM, got {type(model).__name__}")
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] < 1:
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] < 1 or \
+            input_ids.dtype not in (torch.int64, torch.int32):
         raise ValueError("input_ids must be an int64 tensor [B, T] with T >= 1")
 
 
@@ -119,7 +121,8 @@ def pair_interference(model: RamNetForCausalLM, input_ids: torch.Tensor, labels:
       ``chance`` = K^2 / M for two uniformly random K-subsets of the M slots. Training that pushes colliding
       keys apart would bring it below chance;
     - ``hits_right`` / ``hits_wrong``: for the queries the model answers right / wrong, the mean number of their
-      K read slots that the other pairs wrote (summed over those pairs);
+      K read slots that the other pairs wrote (summed over those pairs), counting only writes at or before the
+      query (the memory holds no later one);
     - ``bound_right`` / ``bound_wrong``: the same for the bound pair's own write set (0 to K).
 
     Returns ``[layer][head]`` dicts, each also with ``right`` and ``wrong``: how many queries fell in each group
@@ -139,11 +142,18 @@ def pair_interference_by_offset(model: RamNetForCausalLM, input_ids: torch.Tenso
     if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or num_kv_pairs < 2:
         raise ValueError(f"num_kv_pairs must be an int >= 2 (interference needs another pair), got {num_kv_pairs!r}")
     last = input_ids.shape[1] - 2 * num_kv_pairs  # the last pair's value sits at 2 * num_kv_pairs - 1
+    if last < 0:
+        raise ValueError(f"num_kv_pairs={num_kv_pairs} pairs do not fit in seq_len={input_ids.shape[1]}")
+    if not (labels != IGNORE_INDEX).any():
+        raise ValueError("labels hold no query (every label is -100)")
+    if isinstance(write_offsets, (int, str, bytes)) or not hasattr(write_offsets, "__iter__"):
+        raise ValueError(f"write_offsets must be a list of ints, got {write_offsets!r}")
     offsets = list(write_offsets)
     if not offsets or not all(not isinstance(o, bool) and isinstance(o, int) and 0 <= o <= last for o in offsets):
         raise ValueError(f"write_offset must be an int in [0, {last}] (seq_len - 2 * num_kv_pairs), got "
                          f"{offsets[0] if len(offsets) == 1 else offsets!r}")
     device = next(model.parameters()).device
+    labels = labels.cpu()
     with eval_mode(model):
         correct = model(input_ids.to(device)).argmax(-1).cpu() == labels
     slot_sets = _batch_slot_sets(model, input_ids)
@@ -151,7 +161,6 @@ def pair_interference_by_offset(model: RamNetForCausalLM, input_ids: torch.Tenso
 
 
 def _interference(c, slot_sets, correct, input_ids, labels, num_kv_pairs: int, write_offset: int) -> list[list[dict]]:
-    from .data.mqar import query_bindings
 
     sums: dict = {}
     for row in range(input_ids.shape[0]):
@@ -171,8 +180,10 @@ def _interference(c, slot_sets, correct, input_ids, labels, num_kv_pairs: int, w
                 if not queries:
                     continue
                 reads = read[queries, h]                                                      # [Q, K]
-                # [Q, K, P, K] -> is read slot k in pair p's write set -> [Q, P]: read slots per pair's writes
+                # [Q, K, P, K] -> is read slot k in pair p's write set -> [Q, P]: read slots per pair's writes,
+                # of the writes made by the query's step (a pair bound after its value can write after a query)
                 hits = (reads[:, :, None, None] == writes[None, None]).any(-1).sum(1)
+                hits = hits * (torch.tensor(write_positions)[None, :] <= torch.tensor(queries)[:, None])
                 own = hits[torch.arange(len(queries)), torch.tensor(bound) // 2]                # [Q]
                 other = hits.sum(1) - own
                 right = correct[row, queries]

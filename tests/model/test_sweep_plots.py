@@ -193,38 +193,54 @@ def _mqar_batch(model, pairs=4, seq_len=32, examples=3):
                          examples, seed=1)
 
 
+def _half_right(model, labels):
+    """Make the model answer every other query right and the rest wrong (an untrained model gets none right, so
+    the "right" figures would go unchecked): its forward returns one-hot logits."""
+    V = model.config.vocab_size
+    queries = (labels != -100).nonzero()
+    answers = torch.zeros_like(labels)  # token 0 is never a value
+    keep = queries[::2]
+    answers[keep[:, 0], keep[:, 1]] = labels[keep[:, 0], keep[:, 1]]
+    model.forward = lambda input_ids, *args, **kwargs: torch.nn.functional.one_hot(answers, V).float()
+    return int(len(keep)), int(len(queries) - len(keep))
+
+
 @pytest.mark.parametrize("write_offset", [0, 2])
-def test_pair_interference_matches_a_count_by_sets(write_offset):
-    """Every figure recounted with Python sets from the slot sets and the model's own argmax."""
+@pytest.mark.parametrize("preset", ["tiny", "mqar-tiny"])
+def test_pair_interference_matches_a_count_by_sets(write_offset, preset):
+    """Every figure recounted with Python sets from the slot sets, for a plain model and one with the short conv
+    and CAPE on layer 1, with right and wrong answers both present."""
     from ramnet.analysis import _slot_sets, pair_interference
     from ramnet.data.mqar import query_bindings
 
-    model = _model(cape_all_heads_layers=0)
+    torch.manual_seed(0)
+    model = RamNetForCausalLM(RamNetConfig.from_name(preset, cape_all_heads_layers=1, cape_half_heads_layers=0))
     ids, labels = _mqar_batch(model)
+    right_count, wrong_count = _half_right(model, labels)
     layers = pair_interference(model, ids, labels, 4, write_offset=write_offset)
     K, M = model.config.top_k, model.config.num_slots
     correct = model(ids).argmax(-1) == labels
+    assert layers[0][0]["cape"] and not layers[1][0]["cape"]
     for li in range(2):
         for h in range(2):
             shared, pairs, groups = 0, 0, {"right": [], "wrong": []}
             for row in range(ids.shape[0]):
                 sets = _slot_sets(model, ids[row:row + 1])[li]
-                writes = [set(sets["write"][2 * i + 1 + write_offset, h].tolist()) for i in range(4)]
+                where = [2 * i + 1 + write_offset for i in range(4)]
+                writes = [set(sets["write"][w, h].tolist()) for w in where]
                 shared += sum(len(a & b) for i, a in enumerate(writes) for j, b in enumerate(writes) if i != j)
                 pairs += 4 * 3
                 for q, b in zip(*query_bindings(ids[row], labels[row], 4)):
                     read = set(sets["read"][q, h].tolist())
                     own = (b - 1) // 2
-                    other = sum(len(read & w) for i, w in enumerate(writes) if i != own)
-                    groups["right" if correct[row, q] else "wrong"].append((other, len(read & writes[own])))
+                    seen = [len(read & w) if where[i] <= q else 0 for i, w in enumerate(writes)]  # written by q
+                    groups["right" if correct[row, q] else "wrong"].append((sum(seen) - seen[own], seen[own]))
             e = layers[li][h]
             assert e["chance"] == pytest.approx(K * K / M) and e["write_shared"] == pytest.approx(shared / pairs)
+            assert (e["right"], e["wrong"]) == (right_count, wrong_count) == tuple(len(groups[g]) for g in groups)
             for g, found in groups.items():
-                assert e[g] == len(found)
-                if found:
-                    assert e[f"hits_{g}"] == pytest.approx(sum(o for o, _ in found) / len(found))
-                    assert e[f"bound_{g}"] == pytest.approx(sum(b for _, b in found) / len(found))
-    assert sum(layers[0][0][g] for g in ("right", "wrong")) == int((labels != -100).sum())
+                assert e[f"hits_{g}"] == pytest.approx(sum(o for o, _ in found) / len(found))
+                assert e[f"bound_{g}"] == pytest.approx(sum(b for _, b in found) / len(found))
 
 
 def test_one_pass_for_several_offsets_gives_what_each_offset_gives_alone():
@@ -272,3 +288,12 @@ def test_pair_interference_refuses_bad_input():
         with pytest.raises(ValueError, match=r"write_offset must be an int in \[0, 24\]"):
             pair_interference(model, ids, labels, 4, write_offset=bad)
     assert len(pair_interference(model, ids, labels, 4, write_offset=24)) == 2
+    with pytest.raises(ValueError, match="input_ids must be an int64 tensor"):
+        pair_interference(model, ids.float(), labels, 4)
+    with pytest.raises(ValueError, match="labels hold no query"):
+        pair_interference(model, ids, torch.full_like(labels, -100), 4)
+    with pytest.raises(ValueError, match="do not fit in seq_len=4"):
+        pair_interference(model, ids[:, :4], labels[:, :4], 3)
+    from ramnet.analysis import pair_interference_by_offset
+    with pytest.raises(ValueError, match="write_offsets must be a list of ints, got 3"):
+        pair_interference_by_offset(model, ids, labels, 4, 3)
