@@ -161,7 +161,8 @@ def pair_interference_by_offset(model: RamNetForCausalLM, input_ids: torch.Tenso
 
 
 def _interference(c, slot_sets, correct, input_ids, labels, num_kv_pairs: int, write_offset: int) -> list[list[dict]]:
-
+    """The counts of :func:`pair_interference` at one ``write_offset``, from the batch's slot sets and the
+    model's right/wrong answers (``correct`` bool ``[B, T]``)."""
     sums: dict = {}
     for row in range(input_ids.shape[0]):
         queries, bound = query_bindings(input_ids[row], labels[row], num_kv_pairs)
