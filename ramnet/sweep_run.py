@@ -81,7 +81,7 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
                      warmup_steps=run["warmup_steps"], min_lr_ratio=run["min_lr_ratio"],
                      weight_decay=run["weight_decay"], grad_clip=run["grad_clip"], num_train=run["num_train"],
                      num_eval=run["num_eval"], eval_every=run["eval_every"], device=run["device"],
-                     precision=run["precision"])
+                     precision=run["precision"], alpha_lr_mult=run.get("alpha_lr_mult", 1.0))
     device = resolve_device(args.device)
     settings = protocol_settings(run["settings"], run["vocab_size"])
     max_len = max(s.seq_len for s in settings)
@@ -130,7 +130,8 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
             "accuracies": last["accuracies"], "seconds": time.perf_counter() - start, "config": config,
             "short_conv": bool(config.get("short_conv", False)),
             "device": str(device), "precision": args.precision, "diverged": not math.isfinite(last["loss"]),
-            "peak_mib": peak_mib(device), "history": history}
+            "peak_mib": peak_mib(device), "history": history,
+            **({"alpha_lr_mult": args.alpha_lr_mult} if "alpha_lr_mult" in run else {})}
 
 
 def write_json_atomic(path: Path, data) -> None:

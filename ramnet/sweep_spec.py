@@ -25,10 +25,12 @@ DEFAULTS = {"name": "mqar", "out": None, "steps": 4000, "batch_size": 128, "lrs"
 # ``ramnet plot --slots``; it does not change what a run computes, so it is not part of the fingerprint
 # lrs: this entry's learning rates instead of the spec's (e.g. more seeds at a model's best lr only); the run's lr
 # is part of its fingerprint, the list is not, so a run keeps its fingerprint across specs
-ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides", "save_model", "lrs"},
+# alpha_lr_mult (RAM-Net only): the alpha temperatures' lr as a multiple of the run's; in the fingerprint only
+# when given, so the runs recorded before the key existed keep theirs
+ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides", "save_model", "lrs", "alpha_lr_mult"},
               "baseline": {"label", "model", "tags", "d_model", "n_layers", "n_heads", "d_ff", "layer", "lrs"}}
 # entry keys that do not describe the model (model_spec leaves them out)
-NOT_MODEL_KEYS = ("label", "tags", "save_model", "lrs")
+NOT_MODEL_KEYS = ("label", "tags", "save_model", "lrs", "alpha_lr_mult")
 # TrainArgs' names for the spec's keys, to name the spec key in its errors
 TRAIN_KEYS = {"steps": "steps", "batch_size": "batch_size", "warmup_steps": "warmup_steps",
               "min_lr_ratio": "min_lr_ratio", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
@@ -132,6 +134,12 @@ def _check_models(spec: dict) -> None:
                 _distinct("lrs", entry["lrs"], _lr)
             except SpecError as error:
                 raise SpecError(f"model {label}: {error}") from None
+        if "alpha_lr_mult" in entry:
+            try:
+                TrainArgs(alpha_lr_mult=entry["alpha_lr_mult"])
+            except (ValueError, TypeError):
+                raise SpecError(f"model {label}: alpha_lr_mult must be a finite number > 0, got "
+                                f"{entry['alpha_lr_mult']!r}") from None
         if not isinstance(entry.get("save_model", False), bool):
             raise SpecError(f"model {label}: save_model must be true or false, got {entry['save_model']!r}")
         tags = entry.get("tags", {})
@@ -189,6 +197,8 @@ def expand(spec: dict) -> list[dict]:
                 run = {**common, "id": f"{entry['label']}-lr{float(lr)!r}-s{seed}", "label": entry["label"],
                        "spec": model_spec(entry), "lr": float(lr), "seed": seed,
                        "save_model": entry.get("save_model", False)}
+                if "alpha_lr_mult" in entry:
+                    run["alpha_lr_mult"] = float(entry["alpha_lr_mult"])
                 runs.append({**run, "fingerprint": fingerprint(run)})
     return runs
 

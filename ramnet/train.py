@@ -50,6 +50,7 @@ class TrainArgs:
     device: str | None = None             # None: cuda when available, else cpu
     precision: str = "fp32"               # fp32 | bf16 | fp16 (autocast over fp32 weights)
     save_every: int | None = None         # a resumable checkpoint every N steps (None: none)
+    alpha_lr_mult: float = 1.0            # the learning rate of RAM-Net's per-head temperatures alpha, in lrs
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "num_train", "num_eval", "eval_every"):
@@ -65,6 +66,7 @@ class TrainArgs:
         _check_float("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         _check_float("weight_decay", self.weight_decay, 0.0)
         _check_float("grad_clip", self.grad_clip, 0.0, open_low=True)
+        _check_float("alpha_lr_mult", self.alpha_lr_mult, 0.0, open_low=True)
         if self.target_accuracy is not None:
             _check_float("target_accuracy", self.target_accuracy, 0.0, 1.0, open_low=True)
         if not isinstance(self.compile, bool):
@@ -100,11 +102,22 @@ def lr_factor(step: int, args: TrainArgs) -> float:
 
 def make_optimizer(model, args: TrainArgs):
     """AdamW (betas 0.9, 0.98; weight decay on matrices other than embeddings) and the :func:`lr_factor`
-    schedule: ``(optimizer, scheduler)``."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    schedule: ``(optimizer, scheduler)``. RAM-Net's per-head temperatures (parameters named ``alpha``) get
+    ``lr * alpha_lr_mult``: the paper trains them as a re-parameterisation whose step size is its own choice."""
+    params = list(model.named_parameters())
+    is_alpha = [n.rsplit(".", 1)[-1] == "alpha" for n, _ in params]
+    if args.alpha_lr_mult != 1.0 and not any(is_alpha):
+        raise ValueError(f"--alpha-lr-mult {args.alpha_lr_mult} needs a model with alpha temperatures "
+                         f"(RAM-Net); this {type(model).__name__} has none")
+    alpha_apart = args.alpha_lr_mult != 1.0  # one group as before otherwise, so that old checkpoints resume
+    decay = [p for n, p in params if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for (n, p), a in zip(params, is_alpha)
+                if not (p.dim() >= 2 and "embed" not in n) and not (alpha_apart and a)]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if alpha_apart:
+        groups.append({"params": [p for (_, p), a in zip(params, is_alpha) if a], "weight_decay": 0.0,
+                       "lr": args.lr * args.alpha_lr_mult})
+    opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98))
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, args))
 
 
@@ -154,7 +167,7 @@ def evaluate(model, inputs, labels, batch_size: int = 256, precision: str = "fp3
 
 # arguments a resumed run must share with the run it continues: they decide its data, batches and optimizer
 LOCKED_ON_RESUME = ("batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "num_train",
-                    "seed", "precision")
+                    "seed", "precision", "alpha_lr_mult")
 
 
 def _run_dir_of(checkpoint: Path) -> Path | None:
@@ -201,7 +214,7 @@ def _resume_state(resume, config, setting, args):
         raise ValueError(f"--resume {path}: the model config differs from the checkpoint's: {diff}")
     if setting is not None and setting != saved_setting:
         raise ValueError(f"--resume {path}: the checkpoint was trained on {saved_setting}, not {setting}")
-    saved_args = info.get("train", {})
+    saved_args = {"alpha_lr_mult": 1.0, **info.get("train", {})}  # checkpoints from before the key had 1.0
     diff = [f"{_flag(k)} {getattr(args, k)!r} (checkpoint: {saved_args[k]!r})" for k in LOCKED_ON_RESUME
             if k in saved_args and saved_args[k] != getattr(args, k)]
     if diff:

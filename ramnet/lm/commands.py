@@ -12,7 +12,7 @@ from .args import LMArgs, field_names, merge, read_run_file
 SHARED = ("steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "eval_every",
           "seed", "compile", "threads", "device", "precision", "save_every", "seq_len", "preset")
 NOT_RESUMED = ("device", "threads")  # as the MQAR path (cli.RESUMED_ARGS): a resumed run picks its own
-MQAR_ONLY = ("num_kv_pairs", "vocab_size", "num_train", "num_eval", "target_accuracy")
+MQAR_ONLY = ("num_kv_pairs", "vocab_size", "num_train", "num_eval", "target_accuracy", "alpha_lr_mult")
 LM_FLAG_HELP = {
     "data": "LM: text files (.txt, .jsonl, .parquet; globs, directories) or a dataset name when online",
     "data_format": "LM: text | json | parquet (default: from the extension)",

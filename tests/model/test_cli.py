@@ -137,6 +137,7 @@ def _error(capsys) -> str:
     (["--seq-len", "32"], "the checkpoint was trained on"),
     (["--lr", "0.5"], "--lr 0.5 (checkpoint: 0.001)"),
     (["--batch-size", "8"], "--batch-size 8 (checkpoint: 4)"),
+    (["--alpha-lr-mult", "10"], "--alpha-lr-mult 10.0 (checkpoint: 1.0)"),
     (["--set", "gamma=0.5"], "gamma=0.5 (checkpoint: 1.0)"),
     (["--steps", "2"], "--steps must exceed it"),
 ])
