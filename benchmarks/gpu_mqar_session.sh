@@ -5,13 +5,13 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 0 / 12 / 0 / 0 / 3 between seeds.yaml, main.yaml,
+# (`unfinished`), not a result. The workers are split 0 / 10 / 0 / 2 / 3 between seeds.yaml, main.yaml,
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). seeds.yaml is done (all 26
 # runs, session J). The ablations that the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at
-# step 2,000 in session D). paper_arch.yaml is done but for the one run left out on purpose (all 16 variants at
-# 1e-3 and 3e-3, session K). probe.yaml reruns three main.yaml runs keeping their models, for the interference
+# step 2,000 in session D). paper_arch.yaml has its two alpha-lr variants left (session L); all 16 others ran at
+# 1e-3 and 3e-3 (session K) but the one left out on purpose. probe.yaml reruns three main.yaml runs keeping their models, for the interference
 # probe (benchmarks/mqar_interference.py); `collect` brings them back as mqar_probe_models.tar. Each sweep runs its
 # pending runs in the order of its
 # priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
@@ -22,7 +22,7 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (12 workers): its 53 runs left are 52 at lr 1e-2 (the grid's third lr, below the best of the other two
+# main.yaml (10 workers): its 53 runs left are 52 at lr 1e-2 (the grid's third lr, below the best of the other two
 # in all four runs of it so far) and the 102k 4-head M=64 row at 5e-4. The 1e-2 runs of the rows that decide the
 # equal-state comparison go first: RAM-Net's 4-head rows and DeltaNet at 8k and 16k, then the rows at about 4k.
 # Session J settled those pairs over three seeds at the grid's other lrs (DeltaNet ahead at every size), and no
@@ -36,19 +36,19 @@ MAIN_ONLY=${MAIN_ONLY-'ramnet-8k-h4-*,deltanet-8k-*,ramnet-16k-h4-m64-*,ramnet-1
 # packed in session D, so it wants a card of its own, e.g. a session's last call on a fresh machine:
 #   SWEEP_PARALLEL=1 SWEEP_ONLY='M1024-U1-*' bash benchmarks/gpu_mqar_sweep.sh benchmarks/mqar/ablations.yaml ablations 560
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
-# paper_arch.yaml (when given workers): the variants at 3e-3 before 1e-3 (paper-m64-k16-saved, the slot-plot model, ran in
-# session D; its 3e-3 copy is left out: that lr did not learn)
-ARCH_ONLY=${ARCH_ONLY-'paper-m64-k16-saved-lr0.001-*,paper-m64-k16-dv*-lr0.003-*,prev-token-*-lr0.003-*,[!p]*-lr0.003-*,prev-token-*,[!p]*'}
+# paper_arch.yaml (2 workers): its two alpha-lr variants (new in session L), at lr 1e-3 only. Every other variant
+# ran at 1e-3 and 3e-3 (session K); the 3e-3 copy of paper-m64-k16-saved is left out (that lr did not learn)
+ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
 case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all, as in sessions E, F and H-K (15-23 runs each); session G's 12 finished their last run about 400 s
-    # before the budget's end, with no run allowed to start after 776 s. seeds.yaml and paper_arch.yaml are done
-    # and the last ablation wants the card to itself; probe.yaml's 3 runs all start at once
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-12} ABL_PARALLEL=${ABL_PARALLEL:-0}
-    ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-3}
+    # before the budget's end, with no run allowed to start after 776 s. seeds.yaml is done and the last ablation
+    # wants the card to itself; paper_arch.yaml's 2 runs and probe.yaml's 3 all start at once
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-10} ABL_PARALLEL=${ABL_PARALLEL:-0}
+    ARCH_PARALLEL=${ARCH_PARALLEL:-2} PROBE_PARALLEL=${PROBE_PARALLEL:-3}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
