@@ -5,14 +5,15 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 0 / 10 / 0 / 2 / 3 between seeds.yaml, main.yaml,
+# (`unfinished`), not a result. The workers are split 2 / 13 / 0 / 0 / 0 between seeds.yaml, main.yaml,
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
-# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). seeds.yaml is done (all 26
-# runs, session J). The ablations that the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at
-# step 2,000 in session D). paper_arch.yaml has its two alpha-lr variants left (session L); all 16 others ran at
-# 1e-3 and 3e-3 (session K) but the one left out on purpose. probe.yaml reruns three main.yaml runs keeping their models, for the interference
-# probe (benchmarks/mqar_interference.py); `collect` brings them back as mqar_probe_models.tar. Each sweep runs its
+# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). seeds.yaml has the two
+# seeds of ramnet-11k-h4-m64-k16 left (added in session L; the 26 others ran by session J). The ablations that
+# the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at step 2,000 in session D). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
+# variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
+# for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
+# NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
 # pending runs in the order of its
 # priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order); seeds.yaml's runs all start at once. `--mps` first tries CUDA MPS
@@ -22,22 +23,22 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (10 workers): its 53 runs left are 52 at lr 1e-2 (the grid's third lr, below the best of the other two
-# in all four runs of it so far) and the 102k 4-head M=64 row at 5e-4. The 1e-2 runs of the rows that decide the
-# equal-state comparison go first: RAM-Net's 4-head rows and DeltaNet at 8k and 16k, then the rows at about 4k.
-# Session J settled those pairs over three seeds at the grid's other lrs (DeltaNet ahead at every size), and no
-# new main.yaml row is queued.
+# main.yaml (13 workers): first ramnet-11k-h4-m64-k16 (10,752 state, 1.31x deltanet-8k; cut at step 3,500 in
+# session L at 0.881, level with deltanet-8k's seed 0), then its 36 runs at lr 1e-2 (the grid's third lr, below the
+# best of the other two in 18 of the 20 rows that ran it; the exceptions, the 2-head rows at 66k and 102k, changed
+# no equal-state pair) and the 102k 4-head M=64 row at 5e-4. The 1e-2 runs of the rows that decide the equal-state
+# comparison ran in session L.
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-8k-h4-*,deltanet-8k-*,ramnet-16k-h4-m64-*,ramnet-16k-h4-m256-*,deltanet-16k-*,ramnet-3k-*,ramnet-4k-*,deltanet-4k-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'ramnet-11k-*,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (K32 at 3e-3 in session J) but
 # M1024-U1 at 3e-3. It holds about 44 GB (beside it 13 paper_arch workers of about 6.4 GB would nearly fill the
 # card; in session A four runs next to it ran out of memory) and reached only step 2,000 of a 1,645 s budget
 # packed in session D, so it wants a card of its own, e.g. a session's last call on a fresh machine:
 #   SWEEP_PARALLEL=1 SWEEP_ONLY='M1024-U1-*' bash benchmarks/gpu_mqar_sweep.sh benchmarks/mqar/ablations.yaml ablations 560
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
-# paper_arch.yaml (2 workers): its two alpha-lr variants (new in session L), at lr 1e-3 only. Every other variant
-# ran at 1e-3 and 3e-3 (session K); the 3e-3 copy of paper-m64-k16-saved is left out (that lr did not learn)
+# paper_arch.yaml (no workers by default): every variant ran (the alpha-lr pair in session L); the 3e-3 copy of
+# paper-m64-k16-saved is left out (that lr did not learn)
 ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
 case "${1:-}" in
   start)
@@ -45,10 +46,10 @@ case "${1:-}" in
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all, as in sessions E, F and H-K (15-23 runs each); session G's 12 finished their last run about 400 s
-    # before the budget's end, with no run allowed to start after 776 s. seeds.yaml is done and the last ablation
-    # wants the card to itself; paper_arch.yaml's 2 runs and probe.yaml's 3 all start at once
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-10} ABL_PARALLEL=${ABL_PARALLEL:-0}
-    ARCH_PARALLEL=${ARCH_PARALLEL:-2} PROBE_PARALLEL=${PROBE_PARALLEL:-3}
+    # before the budget's end, with no run allowed to start after 776 s. seeds.yaml's 2 runs start at once; the
+    # last ablation wants the card to itself; paper_arch.yaml and probe.yaml are done
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-2} MAIN_PARALLEL=${MAIN_PARALLEL:-13} ABL_PARALLEL=${ABL_PARALLEL:-0}
+    ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
