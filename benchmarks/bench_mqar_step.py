@@ -70,7 +70,8 @@ def step_ms(entry: dict, spec: dict, settings, device: torch.device, batch_size:
     model.to(device).train()
     args = TrainArgs(steps=10**6, batch_size=batch_size, lr=1e-3, device=device.type, precision=spec["precision"],
                      warmup_steps=spec["warmup_steps"], min_lr_ratio=spec["min_lr_ratio"],
-                     weight_decay=spec["weight_decay"], grad_clip=spec["grad_clip"])
+                     weight_decay=spec["weight_decay"], grad_clip=spec["grad_clip"],
+                     alpha_lr_mult=entry.get("alpha_lr_mult", 1.0))
     opt, schedule = make_optimizer(model, args)
     scaler = grad_scaler(device, spec["precision"])
     data = ProtocolData.make(settings, batch_size, 1, seed=0).to(device)

@@ -214,7 +214,9 @@ def _add_train_parser(sub, common):
     helps = {"device": "cpu, cuda or cuda:N (default: cuda when available)",
              "precision": "fp32 (default), or bf16 / fp16: autocast over fp32 weights (GradScaler for fp16); "
                           "--task lm: fp32 or bf16",
-             "save_every": "write a resumable checkpoint every N steps under OUT/checkpoints (default: none)"}
+             "save_every": "write a resumable checkpoint every N steps under OUT/checkpoints (default: none)",
+             "alpha_lr_mult": "the lr of RAM-Net's per-head temperatures alpha, as a multiple of --lr, under the same "
+                              "schedule (default 1.0; --task mqar only)"}
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)

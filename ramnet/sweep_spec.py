@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ DEFAULTS = {"name": "mqar", "out": None, "steps": 4000, "batch_size": 128, "lrs"
 # lrs: this entry's learning rates instead of the spec's (e.g. more seeds at a model's best lr only); the run's lr
 # is part of its fingerprint, the list is not, so a run keeps its fingerprint across specs
 # alpha_lr_mult (RAM-Net only): the alpha temperatures' lr as a multiple of the run's; in the fingerprint only
-# when given, so the runs recorded before the key existed keep theirs
+# when other than 1.0, so the runs recorded before the key existed keep theirs
 ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides", "save_model", "lrs", "alpha_lr_mult"},
               "baseline": {"label", "model", "tags", "d_model", "n_layers", "n_heads", "d_ff", "layer", "lrs"}}
 # entry keys that do not describe the model (model_spec leaves them out)
@@ -67,7 +68,8 @@ def _distinct(key, values, check):
 
 
 def _lr(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+    # an int beyond float's range compares below inf but cannot become a float lr
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= sys.float_info.max:
         raise SpecError(f"each of lrs must be a finite number > 0, got {value!r}")
 
 
@@ -197,7 +199,7 @@ def expand(spec: dict) -> list[dict]:
                 run = {**common, "id": f"{entry['label']}-lr{float(lr)!r}-s{seed}", "label": entry["label"],
                        "spec": model_spec(entry), "lr": float(lr), "seed": seed,
                        "save_model": entry.get("save_model", False)}
-                if "alpha_lr_mult" in entry:
+                if float(entry.get("alpha_lr_mult", 1.0)) != 1.0:  # 1.0 is the default: the same run as without
                     run["alpha_lr_mult"] = float(entry["alpha_lr_mult"])
                 runs.append({**run, "fingerprint": fingerprint(run)})
     return runs

@@ -84,7 +84,10 @@ def _check_int(name, value, low):
 
 
 def _check_float(name, value, low, high=math.inf, open_low=False):
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    try:  # an int too large for a float overflows in isfinite: not a finite number either
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:
+        ok = False
     ok = ok and (value > low if open_low else value >= low) and value <= high
     if not ok:
         bound = f"{'>' if open_low else '>='} {low}" + ("" if high == math.inf else f" and <= {high}")

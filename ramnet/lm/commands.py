@@ -80,7 +80,8 @@ def train(args, overrides: dict) -> int:
 
     given = ["--" + n.replace("_", "-") for n in MQAR_ONLY if getattr(args, n, None) is not None]
     if given:
-        raise ValueError(f"{', '.join(given)}: MQAR flags, not for --task lm (the vocabulary follows --tokenizer)")
+        why = " (the vocabulary follows --tokenizer)" if "--vocab-size" in given else ""
+        raise ValueError(f"{', '.join(given)}: MQAR flags, not for --task lm{why}")
     file_values = read_run_file(args.config) if args.config else {}
     flags = {n: getattr(args, n) for n in field_names() if n != "model" and getattr(args, n, None) is not None}
     base = {}
