@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_ms, cpu_median_ms, save_rows, table  # noqa: E402
+from common import bench_ms, cpu_median_ms, save_rows, setting_pair, table  # noqa: E402
 
 from ramnet.baselines import build_model  # noqa: E402
 from ramnet.mapping_files import parse_mapping_file  # noqa: E402
@@ -35,14 +35,6 @@ from ramnet.sweep_spec import SpecError, check_spec, model_spec  # noqa: E402
 from ramnet.train import TrainArgs, make_optimizer  # noqa: E402
 
 MAIN_SPEC = Path(__file__).parent / "mqar" / "main.yaml"
-
-
-def setting_pair(text: str) -> tuple[int, int]:
-    try:
-        pairs, length = (int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a setting is NUM_KV_PAIRS,SEQ_LEN (e.g. 64,256), got {text!r}") from None
-    return pairs, length
 
 
 def median_ms(step, device: torch.device, samples: int) -> float:

@@ -2,6 +2,7 @@
 exit where there is no CUDA device, and backend variants named on the command line."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import json
@@ -132,3 +133,12 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(cell(r.get(k)) for k in keys) + " |")
     return "\n".join(lines)
+
+
+def setting_pair(text: str) -> tuple[int, int]:
+    """argparse type of an MQAR setting: ``"64,256"`` -> ``(64, 256)`` (pairs, sequence length)."""
+    try:
+        pairs, length = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a setting is NUM_KV_PAIRS,SEQ_LEN (e.g. 64,256), got {text!r}") from None
+    return pairs, length

@@ -29,20 +29,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import setting_pair  # noqa: E402
 from ramnet.analysis import pair_interference_by_offset  # noqa: E402
 from ramnet.checkpoint import load_checkpoint  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 from ramnet.model import RamNetForCausalLM  # noqa: E402
 
 EVAL_SEED = 123
-
-
-def _setting(text: str) -> tuple[int, int]:
-    try:
-        pairs, length = (int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a setting is PAIRS,LENGTH (e.g. 16,64), got {text!r}") from None
-    return pairs, length
 
 
 def measure(model: RamNetForCausalLM, pairs: int, length: int, examples: int) -> dict[int, list[list[dict]]]:
@@ -100,8 +94,8 @@ def _fmt(x: float) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="model checkpoint directories (a sweep's RUN/model)")
-    parser.add_argument("--settings", nargs="+", type=_setting, default=[(8, 64), (16, 64)],
-                        help="PAIRS,LENGTH settings to probe (default: 8,64 16,64)")
+    parser.add_argument("--settings", nargs="+", type=setting_pair, default=[(8, 64), (16, 64)],
+                        help="NUM_KV_PAIRS,SEQ_LEN settings to probe (default: 8,64 16,64)")
     parser.add_argument("--num-examples", type=int, default=64, help="sequences per setting (default 64)")
     parser.add_argument("--out", type=Path, help="write every figure here as JSON")
     args = parser.parse_args(argv)

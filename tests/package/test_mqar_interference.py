@@ -46,7 +46,7 @@ def test_without_the_short_conv_only_the_value_position_is_probed(tmp_path):
 
 
 def test_bad_arguments_get_one_line(tmp_path):
-    for args, message in ((["--settings", "4x32"], "PAIRS,LENGTH"), (["--num-examples", "0"], ">= 1"),
+    for args, message in ((["--settings", "4x32"], "NUM_KV_PAIRS,SEQ_LEN"), (["--num-examples", "0"], ">= 1"),
                           (["--settings", "9,32"], "--settings 9,32 for"), (["--settings", "1,32"], "at least 2 pairs")):
         done = _cli(str(_checkpoint(tmp_path)), *args)
         assert done.returncode == 2 and message in done.stderr, done.stderr
