@@ -146,6 +146,40 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
     return "\n\n".join(out)
 
 
+def state_to_match(rows: list[dict], main_sweep: dict, seeds_sweep: dict) -> str:
+    """For each state size of the fla baselines, its best baseline and the smallest RAM-Net row that reaches it:
+    first by single runs (every row at its best lr, seed 0), then by the mean over three seeds where both have them.
+    The ratio of the two state sizes says how much more state RAM-Net needed (at most EQUAL_STATE counts as equal)."""
+    means = {}
+    for (label, lr), by_seed in seed_runs(main_sweep, seeds_sweep).items():
+        if len(by_seed) >= 3:
+            first = next(iter(by_seed.values()))
+            mean = sum(run["accuracy"] for run in by_seed.values()) / len(by_seed)
+            if mean > means.get(label, {}).get("mean", -1):
+                means[label] = {"label": label, "model": first["model"], "state_size": first["state_size"],
+                                "mean": mean}
+
+    def smallest_reaching(candidates: list[dict], key: str, target: float) -> list[str]:
+        reach = [r for r in candidates if r["model"] == "ramnet" and r[key] >= target]
+        if not reach:
+            best = max((r for r in candidates if r["model"] == "ramnet"), key=lambda r: r[key], default=None)
+            return ["(none)", "", "", "" if best is None else f"best {best[key]:.4f} ({best['label']})"]
+        r = min(reach, key=lambda r: (r["state_size"], -r[key]))
+        return [r["label"], f"{r['state_size']:,}", f"{r[key]:.3f}", f"{r['state_size'] / state:.2f}x"]
+
+    body = []
+    for state in sorted({r["state_size"] for r in rows if r["model"] in BASELINES}):
+        b = max((r for r in rows if r["model"] in BASELINES and r["state_size"] == state), key=lambda r: r["accuracy"])
+        line = [b["label"], f"{state:,}", f"{b['accuracy']:.3f}", *smallest_reaching(rows, "accuracy", b["accuracy"])]
+        bm = means.get(b["label"])
+        line += (["-"] * 5 if bm is None else
+                 [f"{bm['mean']:.3f}", *smallest_reaching(list(means.values()), "mean", bm["mean"])])
+        body.append(line)
+    return table(["best fla baseline", "state", "acc", "smallest RAM-Net at or above", "state", "acc", "ratio",
+                  "baseline 3-seed mean", "smallest RAM-Net at or above (3-seed mean)", "state", "mean", "ratio"],
+                 body)
+
+
 def ablation_tables(rows: list[dict], sweep: dict) -> str:
     """One table per ablation; CAPE, gamma and K also show their base row, M256-U4."""
     base = next((r for r in rows if r["label"] == "M256-U4"), None)
@@ -192,6 +226,9 @@ def main(argv=None) -> int:
     if seeds_sweep.get("runs"):
         sections += ["### More seeds for the equal-state pairs (seeds.yaml, seed 0 from main.yaml)",
                      seeds_table(main_sweep, seeds_sweep)]
+    if main_rows:
+        sections += ["### How much state RAM-Net needs to reach each fla baseline",
+                     state_to_match(main_rows, main_sweep, seeds_sweep)]
     if abl_rows:
         sections += ["### Ablations (ablations.yaml)", ablation_tables(abl_rows, abl_sweep)]
     print("\n\n".join(sections))

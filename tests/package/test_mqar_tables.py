@@ -101,3 +101,33 @@ def test_seeds_come_together_from_both_summaries_and_decide_by_the_mean(tmp_path
     assert _line(out, "| ram-3k | 0.760 (3) |").endswith("| dn-4k | 0.707 (3) | +0.053 | yes |")
     assert _line(out, "| ram-16k | 0.910 (1) |").endswith(
         "| dn-16k | 0.925 (2) | -0.015 | not yet (1 against 2 seeds) |")
+
+
+def test_state_to_match_picks_the_smallest_ramnet_that_reaches_each_baseline(tmp_path):
+    """Single runs: the smallest RAM-Net row at or above the best baseline of each state, and the ratio; none when
+    no row reaches it. Seed means: only labels with three seeds count."""
+    _write(tmp_path, "mqar", [
+        _row("ram-4k", "ramnet", 4096, 0.70), _row("ram-8k", "ramnet", 8192, 0.95),
+        _row("ram-16k", "ramnet", 16384, 0.97),
+        _row("dn-4k", "deltanet", 4096, 0.90), _row("gla-4k", "gla", 4096, 0.20),  # the best at 4,096 is dn-4k
+        _row("dn-16k", "deltanet", 16384, 0.99),
+    ])
+
+    def run(label, model, state, seed, accuracy):
+        return {"label": label, "model": model, "state_size": state, "lr": 0.001, "seed": seed, "accuracy": accuracy,
+                "accuracies": {"N4-T64": accuracy}, "config": {}}
+    main = {"runs": [run("ram-8k", "ramnet", 8192, 0, 0.95), run("ram-16k", "ramnet", 16384, 0, 0.97),
+                     run("dn-4k", "deltanet", 4096, 0, 0.90)]}
+    (tmp_path / "mqar_sweep.json").write_text(json.dumps(main))
+    seeds = [run("ram-8k", "ramnet", 8192, 1, 0.80), run("ram-8k", "ramnet", 8192, 2, 0.80),  # mean 0.85
+             run("ram-16k", "ramnet", 16384, 1, 0.97),  # two seeds only: left out of the means
+             run("dn-4k", "deltanet", 4096, 1, 0.80), run("dn-4k", "deltanet", 4096, 2, 0.80)]  # mean 0.833
+    (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": seeds}))
+    result = _run("--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("How much state")[1]
+    assert _line(out, "| dn-4k |") == \
+        "| dn-4k | 4,096 | 0.900 | ram-8k | 8,192 | 0.950 | 2.00x | 0.833 | ram-8k | 8,192 | 0.850 | 2.00x |"
+    assert _line(out, "| dn-16k |") == \
+        "| dn-16k | 16,384 | 0.990 | (none) |  |  | best 0.9700 (ram-16k) | - | - | - | - | - |"
+    assert "gla-4k" not in out
