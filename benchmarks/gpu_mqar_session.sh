@@ -8,8 +8,9 @@
 # (`unfinished`), not a result. The workers are split 2 / 13 / 0 / 0 / 0 between seeds.yaml, main.yaml,
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
-# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). seeds.yaml has the two
-# seeds of ramnet-11k-h4-m64-k16 left (added in session L; the 26 others ran by session J). The ablations that
+# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every run of seeds.yaml
+# and main.yaml has run (session M: the band-top rows and their seeds; main.yaml's lr grid was cut to the runs
+# made, see its header), so a new row is the only work for those two. The ablations that
 # the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at step 2,000 in session D). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
 # variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
@@ -23,14 +24,12 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (13 workers): first ramnet-11k-h4-m64-k16 (10,752 state, 1.31x deltanet-8k; cut at step 3,500 in
-# session L at 0.881, level with deltanet-8k's seed 0), then its 36 runs at lr 1e-2 (the grid's third lr, below the
-# best of the other two in 18 of the 20 rows that ran it; the exceptions, the 2-head rows at 66k and 102k, changed
-# no equal-state pair) and the 102k 4-head M=64 row at 5e-4. The 1e-2 runs of the rows that decide the equal-state
-# comparison ran in session L.
+# main.yaml (13 workers): nothing pending since session M; new rows run in the spec's order unless MAIN_ONLY
+# names them first (session M ran MAIN_ONLY='ramnet-11k-*,ramnet-22k-*,ramnet-176k-*,ramnet-5k-w256-*' with
+# SEEDS_PARALLEL=6 MAIN_PARALLEL=5: 11 runs, all done 720-833 s after the start)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-11k-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (K32 at 3e-3 in session J) but
 # M1024-U1 at 3e-3. It holds about 44 GB (beside it 13 paper_arch workers of about 6.4 GB would nearly fill the
 # card; in session A four runs next to it ran out of memory) and reached only step 2,000 of a 1,645 s budget
@@ -46,7 +45,7 @@ case "${1:-}" in
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all, as in sessions E, F and H-K (15-23 runs each); session G's 12 finished their last run about 400 s
-    # before the budget's end, with no run allowed to start after 776 s. seeds.yaml's 2 runs start at once; the
+    # before the budget's end, with no run allowed to start after 776 s. seeds.yaml's runs start at once; the
     # last ablation wants the card to itself; paper_arch.yaml and probe.yaml are done
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-2} MAIN_PARALLEL=${MAIN_PARALLEL:-13} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
