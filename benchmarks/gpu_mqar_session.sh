@@ -26,7 +26,9 @@ cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # main.yaml (13 workers): nothing pending since session M; new rows run in the spec's order unless MAIN_ONLY
 # names them first (session M ran MAIN_ONLY='ramnet-11k-*,ramnet-22k-*,ramnet-176k-*,ramnet-5k-w256-*' with
-# SEEDS_PARALLEL=6 MAIN_PARALLEL=5: 11 runs, all done 720-833 s after the start)
+# SEEDS_PARALLEL=6 MAIN_PARALLEL=5: 11 runs of 551-833 s each, all done 833 s after the start). With nothing
+# pending there, a default `start` runs nothing in them; the one pending ablation wants ABL_PARALLEL=1 on a card
+# of its own (below)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'*'}

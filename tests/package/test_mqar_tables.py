@@ -111,6 +111,7 @@ def test_state_to_match_picks_the_smallest_ramnet_that_reaches_each_baseline(tmp
         _row("ram-16k", "ramnet", 16384, 0.97),
         _row("dn-4k", "deltanet", 4096, 0.90), _row("gla-4k", "gla", 4096, 0.20),  # the best at 4,096 is dn-4k
         _row("dn-16k", "deltanet", 16384, 0.99),
+        _row("gla-2k", "gla", 2048, 0.01),  # on the plateau: every RAM-Net row would "reach" it
     ])
 
     def run(label, model, state, seed, accuracy):
@@ -131,3 +132,4 @@ def test_state_to_match_picks_the_smallest_ramnet_that_reaches_each_baseline(tmp
     assert _line(out, "| dn-16k |") == \
         "| dn-16k | 16,384 | 0.990 | (none) |  |  | best 0.9700 (ram-16k) | - | - | - | - | - |"
     assert "gla-4k" not in out
+    assert _line(out, "| gla-2k |").startswith("| gla-2k | 2,048 | 0.010 | (baseline did not learn) |")
