@@ -87,7 +87,8 @@ initial_state = empty_state  # public name; ram_attention's keyword of the same 
 
 def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, tau: float = 1.0,
                   eps: float = DEFAULT_EPS, cape=None, offset: int = 0, initial_state=None,
-                  output_final_state: bool = False, proxy_eps: float = DEFAULT_PROXY_EPS, cu_seqlens=None):
+                  output_final_state: bool = False, proxy_eps: float = DEFAULT_PROXY_EPS, cu_seqlens=None,
+                  write_gate=None):
     """RAM-Net sparse-memory attention over a sequence (exact, parallel over time).
 
     Args:
@@ -104,6 +105,9 @@ def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, 
             fla and FlashAttention. Each sequence starts from its own state (``initial_state`` is then
             ``[N, H, M, d_v]``), its positions count from ``offset``, and the final state is ``[N, ...]``.
             Validating it reads the tensor on the host (one sync).
+        write_gate: optional ``[B, T, H]`` float tensor in ``[0, 1]`` that scales each token's K write weights
+            (a learned write strength, DeltaNet's beta; not in the paper). None = the paper's write. Its values
+            are checked on the host (one sync) except while compiling, exporting or capturing a CUDA graph.
     Returns:
         ``(o [B, T, H, d_v] in q.dtype, (S, z) or None)``. The state is fp32 (fp64 for fp64 inputs).
         Under ``torch.autocast`` q, k and v are first cast to the autocast dtype (``o`` comes back in it).
@@ -111,11 +115,32 @@ def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, 
     (q, k, v), autocast_scope = autocast_inputs(q, k, v)
     with autocast_scope:
         return _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, initial_state,
-                              output_final_state, proxy_eps, cu_seqlens)
+                              output_final_state, proxy_eps, cu_seqlens, write_gate)
+
+
+def _check_write_gate(write_gate, shape: tuple, device):
+    """``write_gate`` is None or a float tensor of ``shape`` (``[B, T, H]``, or ``[B, H]`` for a decode token) on
+    ``device`` with values in ``[0, 1]`` (read on the host unless tracing or capturing)."""
+    if write_gate is None:
+        return None
+    C.check_tensor("write_gate", write_gate, ndim=len(shape), device=device)
+    C.check_same("write_gate", tuple(write_gate.shape), "the (B, T, H) of q" if len(shape) == 3 else "(B, H) of q",
+                 tuple(shape), "shape")
+    if not C.tracing() and not (write_gate.is_cuda and torch.cuda.is_current_stream_capturing()) \
+            and write_gate.numel():
+        lo, hi = float(write_gate.detach().min()), float(write_gate.detach().max())
+        if not 0.0 <= lo <= hi <= 1.0:  # NaN fails too
+            raise ValueError(f"write_gate values must be in [0, 1], got values in [{lo}, {hi}]")
+    return write_gate
+
+
+def _gated(write_w, write_gate):
+    """The K write weights of each token scaled by its gate (``[..., K] * [..., 1]``), in the weights' dtype."""
+    return write_w if write_gate is None else write_w * write_gate.unsqueeze(-1).to(write_w.dtype)
 
 
 def _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, initial_state, output_final_state,
-                   proxy_eps, cu_seqlens):
+                   proxy_eps, cu_seqlens, write_gate=None):
     _check_qkv(q, k, v, rank=4)
     B, T, H, d_k = q.shape
     d_v = v.shape[-1]
@@ -127,6 +152,7 @@ def _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, i
     proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
     offset = C.check_int("offset", offset, 0, C.MAX_POSITION - T)
     cape = _check_cape(cape, H, q.device)
+    write_gate = _check_write_gate(write_gate, (B, T, H), q.device)
     num_states = B if cu_seqlens is None else _check_cu_seqlens(cu_seqlens, B, T, q.device)
     if initial_state is None:
         state_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
@@ -143,7 +169,8 @@ def _ram_attention(q, k, v, num_factors, top_k, gamma, tau, eps, cape, offset, i
         positions = positions_in_sequence(T, cu_seqlens, offset).to(q.device).view(1, T)
         write_idx = cape_shift(write_idx, positions, cape, M)
         read_idx = cape_shift(read_idx, positions, cape, M)
-    o, S, z = pdma_scan_op(v, write_idx, write_w, read_idx, read_w, S0, z0, cu_seqlens, gamma, eps, proxy_eps)
+    o, S, z = pdma_scan_op(v, write_idx, _gated(write_w, write_gate), read_idx, read_w, S0, z0, cu_seqlens, gamma,
+                           eps, proxy_eps)
     return o, ((S, z) if output_final_state else None)
 
 
@@ -203,14 +230,18 @@ def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: fl
 
 
 def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0,
-                        tau: float = 1.0, eps: float = DEFAULT_EPS, cape=None, proxy_eps: float = DEFAULT_PROXY_EPS):
-    """Out-of-place twin of :func:`ram_step` (for export and autograd): returns ``(o, S_new, z_new)``."""
+                        tau: float = 1.0, eps: float = DEFAULT_EPS, cape=None, proxy_eps: float = DEFAULT_PROXY_EPS,
+                        write_gate=None):
+    """Out-of-place twin of :func:`ram_step` (for export and autograd): returns ``(o, S_new, z_new)``.
+    ``write_gate``: optional ``[B, H]`` in ``[0, 1]``, as in :func:`ram_attention`."""
     (q, k, v), autocast_scope = autocast_inputs(q, k, v)
     positions, cape, M = _check_step(q, k, v, S, z, position, num_factors, top_k, tau, cape)
+    write_gate = _check_write_gate(write_gate, tuple(q.shape[:2]), q.device)
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
     proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
     with autocast_scope:
         widx, ww, ridx, rw = _step_addresses(q, k, positions, cape, M, num_factors, top_k, float(tau))
+        ww = _gated(ww, None if write_gate is None else write_gate.unsqueeze(1))
         o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, ww, ridx, rw, S, z, None, gamma, eps, proxy_eps)
     return o[:, 0], S_new, z_new

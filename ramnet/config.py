@@ -56,6 +56,8 @@ class RamNetConfig(DictConfig):
     cape_prev_token_init: float = 0.0  # > 0: CAPE heads get learnable q/k address biases, initialised so that each
     #                                    token reads the previous token's write (see docs/DECISIONS.md); 0 = paper
     short_conv: bool = False      # causal depthwise conv on the q/k/v projections (Zoology's MQAR recipe); off in the paper
+    write_gate: bool = False      # a learned write strength sigmoid(x W_g) per token and head that scales the K write
+    #                               weights (DeltaNet's beta); off in the paper, where every token writes at least K/M
     short_conv_kernel: int = 4
     tie_embeddings: bool = False
     init_std: float = 0.02
@@ -174,7 +176,7 @@ PRESETS: dict[str, dict] = {
                        top_k=8, d_ff=2816, max_seq_len=4096, tau=1.0, gamma=1.0, eps=1e-6, proxy_eps=1e-3,
                        alpha_init=0.0, norm="layernorm", norm_eps=1e-5, cape_all_heads_layers=4,
                        cape_half_heads_layers=4, cape_prev_token_init=0.0, short_conv=False, short_conv_kernel=4,
-                       tie_embeddings=False, init_std=0.02),
+                       tie_embeddings=False, init_std=0.02, write_gate=False),
     # smallest useful model: fast CPU tests, export and validate
     "tiny": dict(vocab_size=128, d_model=64, n_layers=2, n_heads=2, d_v=16, num_factors=3, d_p=4, top_k=4,
                  d_ff=128, max_seq_len=256),

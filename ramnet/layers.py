@@ -90,7 +90,9 @@ def prev_token_address_bias(config: RamNetConfig, cape_mask: list[bool]):
 class RamNetMixer(nn.Module):
     """RAM-Net attention: ``[B, T, d_model] -> [B, T, d_model]`` with a sparse memory of ``M = d_p ** U`` slots
     per head. ``Wq`` and ``Wk`` carry a per-head temperature ``exp(alpha_h)`` (one alpha per head, shared by q
-    and k); CAPE heads follow ``config.cape_mask(layer_idx)``."""
+    and k); CAPE heads follow ``config.cape_mask(layer_idx)``. With ``config.write_gate`` each token's K write
+    weights are scaled by ``sigmoid(x W_g)`` per head (``W_g: [d_model, H]``, not in the paper): the paper's
+    top-K of a product softmax over M slots always writes at least K/M in all, so no token can skip its write."""
 
     def __init__(self, config: RamNetConfig, layer_idx: int):
         super().__init__()
@@ -105,6 +107,7 @@ class RamNetMixer(nn.Module):
         self.register_buffer("cape", torch.tensor(mask, dtype=torch.bool), persistent=False)
         self.any_cape = any(mask)
         self.conv = ShortConv(H * (2 * d_k + d_v), config.short_conv_kernel) if config.short_conv else None
+        self.gate_proj = nn.Linear(D, H, bias=False) if config.write_gate else None
         self.q_bias = self.k_bias = None
         if config.cape_prev_token_init > 0 and self.any_cape:
             self.q_bias, self.k_bias = prev_token_address_bias(config, mask)
@@ -127,6 +130,10 @@ class RamNetMixer(nn.Module):
             q, k = q + self.q_bias.to(q.dtype), k + self.k_bias.to(k.dtype)
         return q, k, v.view(*lead, c.n_heads, c.d_v), conv_cache
 
+    def _gate(self, x):
+        """``x [..., D]`` -> the write gate ``[..., H]`` in fp32, or None without ``config.write_gate``."""
+        return None if self.gate_proj is None else torch.sigmoid(self.gate_proj(x).float())
+
     def _op_kwargs(self):
         c = self.config
         return dict(num_factors=c.num_factors, top_k=c.top_k, gamma=c.gamma, tau=c.tau, eps=c.eps,
@@ -140,7 +147,8 @@ class RamNetMixer(nn.Module):
         positions = None if cu_seqlens is None else positions_in_sequence(x.shape[1], cu_seqlens, 0)
         q, k, v, conv_cache = self._qkv(x, conv_cache, positions)
         o, final = ram_attention(q, k, v, offset=offset, initial_state=S_z, output_final_state=output_final_state,
-                                 proxy_eps=self.config.proxy_eps, cu_seqlens=cu_seqlens, **self._op_kwargs())
+                                 proxy_eps=self.config.proxy_eps, cu_seqlens=cu_seqlens, write_gate=self._gate(x),
+                                 **self._op_kwargs())
         y = self.o_proj(o.flatten(-2))
         return y, (None if final is None else (final[0], final[1], conv_cache))
 
@@ -150,14 +158,21 @@ class RamNetMixer(nn.Module):
         S, z, conv_cache = state
         q, k, v, new_cache = self._qkv(x.unsqueeze(1), conv_cache)
         o, S_new, z_new = ram_step_functional(q[:, 0], k[:, 0], v[:, 0], S, z, position=position,
-                                              proxy_eps=self.config.proxy_eps, **self._op_kwargs())
+                                              proxy_eps=self.config.proxy_eps, write_gate=self._gate(x),
+                                              **self._op_kwargs())
         return self.o_proj(o.flatten(-2)), (S_new, z_new, new_cache)
 
     def step(self, x, state, position):
         """Decode one token ``x [B, D]``; updates ``state = (S, z, conv_cache)`` in place. Returns ``[B, D]``."""
         S, z, conv_cache = state
         q, k, v, new_cache = self._qkv(x.unsqueeze(1), conv_cache)
-        o = ram_step(q[:, 0], k[:, 0], v[:, 0], S, z, position=position, **self._op_kwargs())
+        if self.gate_proj is None:
+            o = ram_step(q[:, 0], k[:, 0], v[:, 0], S, z, position=position, **self._op_kwargs())
+        else:  # the fused in-place step has no gate: the out-of-place step, then the state copied in place
+            o, S_new, z_new = ram_step_functional(q[:, 0], k[:, 0], v[:, 0], S, z, position=position,
+                                                  write_gate=self._gate(x), **self._op_kwargs())
+            S.copy_(S_new)
+            z.copy_(z_new)
         if conv_cache is not None:  # after the memory: a refused step leaves the whole layer state as it was
             conv_cache.copy_(new_cache)
         return self.o_proj(o.flatten(-2))

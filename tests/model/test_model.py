@@ -43,7 +43,8 @@ def test_paper_cape_schedule():
     assert all(not any(c.cape_mask(i)) for i in range(8, 27))
 
 
-@pytest.mark.parametrize("name,overrides", [("tiny", {}), ("mqar-tiny", {}), ("tiny", {"norm": "rmsnorm", "gamma": 0.5})])
+@pytest.mark.parametrize("name,overrides", [("tiny", {}), ("mqar-tiny", {}), ("tiny", {"norm": "rmsnorm", "gamma": 0.5}),
+                                            ("mqar-tiny", {"write_gate": True, "short_conv": True})])
 def test_decode_cache_equals_full_forward(name, overrides):
     torch.manual_seed(0)
     model = RamNetForCausalLM(RamNetConfig.from_name(name, **overrides)).double().eval()
@@ -75,9 +76,10 @@ def test_chunked_prefill_continues_the_cache():
     torch.testing.assert_close(logits, model(ids)[:, 11:], rtol=1e-10, atol=1e-10)
 
 
-def test_compile_fullgraph_model_forward_backward_equals_eager():
+@pytest.mark.parametrize("write_gate", [False, True])
+def test_compile_fullgraph_model_forward_backward_equals_eager(write_gate):
     torch.manual_seed(3)
-    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True))
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True, write_gate=write_gate))
     ids = torch.randint(0, 128, (2, 12))
 
     def loss_and_grads(fn):
@@ -136,9 +138,10 @@ def test_paper_preset_has_no_address_bias():
     assert mixer.q_bias is None and mixer.k_bias is None
 
 
-def test_functional_decode_equals_in_place_decode():
+@pytest.mark.parametrize("write_gate", [False, True])
+def test_functional_decode_equals_in_place_decode(write_gate):
     torch.manual_seed(4)
-    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True)).double().eval()
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True, write_gate=write_gate)).double().eval()
     ids = torch.randint(0, 128, (2, 12))
     _, cache = model.prefill(ids[:, :6])
     states = [tuple(None if t is None else t.clone() for t in layer) for layer in cache.layers]
@@ -170,3 +173,21 @@ def test_paper_preset_pins_every_field():
     fields = {f.name for f in dataclasses.fields(RamNetConfig)} - {"version", "name"}
     assert pinned == fields
     assert RamNetConfig(**PRESETS["paper-340m"]) == RamNetConfig.from_name("paper-340m")
+
+
+def test_the_write_gate_is_trained_and_off_in_the_paper():
+    """``write_gate=True`` adds one ``[H, d_model]`` projection per layer whose weight gets a gradient; the paper
+    preset pins it off."""
+    torch.manual_seed(5)
+    config = RamNetConfig.from_name("tiny", write_gate=True)
+    model = RamNetForCausalLM(config)
+    plain = RamNetForCausalLM(RamNetConfig.from_name("tiny"))
+    gates = [m.mixer.gate_proj for m in model.blocks]
+    assert all(g.weight.shape == (config.n_heads, config.d_model) for g in gates)
+    assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters()) == \
+        config.n_layers * config.n_heads * config.d_model
+    model(torch.randint(0, 128, (2, 10))).square().mean().backward()
+    assert all(g.weight.grad is not None and g.weight.grad.abs().sum() > 0 for g in gates)
+    assert RamNetConfig.from_name("paper-340m").write_gate is False
+    with pytest.raises(TypeError, match="write_gate must be a bool"):
+        RamNetConfig.from_name("tiny", write_gate=1)

@@ -29,8 +29,9 @@ def cape_mask(H, pattern):
 
 
 def recurrent_attention(q, k, v, *, num_factors, top_k, gamma=1.0, tau=1.0, eps=1e-6, cape=None, offset=0,
-                        initial_state=None, decay=None):
-    """The token-by-token reference composed exactly like ``ram_attention`` (address, CAPE, recurrence)."""
+                        initial_state=None, decay=None, write_gate=None):
+    """The token-by-token reference composed exactly like ``ram_attention`` (address, CAPE, write gate,
+    recurrence)."""
     from ramnet.ops.address.naive import address_naive
     from ramnet.ops.memory.naive import pdma_recurrent
 
@@ -38,6 +39,8 @@ def recurrent_attention(q, k, v, *, num_factors, top_k, gamma=1.0, tau=1.0, eps=
     M = (q.shape[-1] // num_factors) ** num_factors
     widx, ww = address_naive(k, num_factors, top_k, tau)
     ridx, rw = address_naive(q, num_factors, top_k, tau)
+    if write_gate is not None:
+        ww = ww * write_gate.unsqueeze(-1)
     if cape is not None:
         t = (offset + torch.arange(T)).view(1, T, 1, 1)
         widx = torch.where(cape.view(1, 1, H, 1), (widx - t) % M, widx)
