@@ -23,8 +23,8 @@ def all_nodes(graph):
                 yield from all_nodes(attr.g)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"short_conv": True}, {"top_k": 1}, {"top_k": 64, "gamma": 0.5}],
-                         ids=["tiny", "conv", "K1", "K=M"])
+@pytest.mark.parametrize("overrides", [{}, {"short_conv": True}, {"top_k": 1}, {"top_k": 64, "gamma": 0.5},
+                                       {"write_gate": True}], ids=["tiny", "conv", "K1", "K=M", "gate"])
 def test_standard_decode_in_plain_ort_equals_eager(overrides, tmp_path):
     torch.manual_seed(1)
     model = RamNetForCausalLM(RamNetConfig.from_name("tiny", **overrides)).eval()
@@ -46,8 +46,8 @@ def test_standard_decode_in_plain_ort_equals_eager(overrides, tmp_path):
         carried = {n: out[n + "_out"] for n in names}
 
 
-@pytest.mark.parametrize("overrides", [{}, {"short_conv": True}, {"top_k": 64, "gamma": 0.5}],
-                         ids=["tiny", "conv", "K=M"])
+@pytest.mark.parametrize("overrides", [{}, {"short_conv": True}, {"top_k": 64, "gamma": 0.5}, {"write_gate": True}],
+                         ids=["tiny", "conv", "K=M", "gate"])
 def test_standard_prefill_in_plain_ort_equals_eager(overrides, tmp_path):
     torch.manual_seed(2)
     model = RamNetForCausalLM(RamNetConfig.from_name("tiny", **overrides)).eval()
