@@ -107,7 +107,8 @@ def ram_attention(q, k, v, *, num_factors: int, top_k: int, gamma: float = 1.0, 
             Validating it reads the tensor on the host (one sync).
         write_gate: optional ``[B, T, H]`` float tensor in ``[0, 1]`` that scales each token's K write weights
             (a learned write strength, DeltaNet's beta; not in the paper). None = the paper's write. Its values
-            are checked on the host (one sync) except while compiling, exporting or capturing a CUDA graph.
+            are checked on the host (one sync) except while compiling, exporting or capturing a CUDA graph; NaN
+            passes through to the result, as in q, k and v.
     Returns:
         ``(o [B, T, H, d_v] in q.dtype, (S, z) or None)``. The state is fp32 (fp64 for fp64 inputs).
         Under ``torch.autocast`` q, k and v are first cast to the autocast dtype (``o`` comes back in it).
@@ -128,8 +129,11 @@ def _check_write_gate(write_gate, shape: tuple, device):
                  tuple(shape), "shape")
     if not C.tracing() and not (write_gate.is_cuda and torch.cuda.is_current_stream_capturing()) \
             and write_gate.numel():
-        lo, hi = float(write_gate.detach().min()), float(write_gate.detach().max())
-        if not 0.0 <= lo <= hi <= 1.0:  # NaN fails too
+        # one host read; NaN passes through to a NaN result, as NaN in q, k or v does (a diverged model's NaN
+        # must reach its loss, where training reports the divergence)
+        finite = torch.nan_to_num(write_gate.detach(), nan=0.5)
+        lo, hi = (float(x) for x in torch.stack(torch.aminmax(finite)).cpu())
+        if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"write_gate values must be in [0, 1], got values in [{lo}, {hi}]")
     return write_gate
 
@@ -205,12 +209,14 @@ def _step_addresses(q, k, positions, cape, M, num_factors, top_k, tau):
 
 
 def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0, tau: float = 1.0,
-             eps: float = DEFAULT_EPS, cape=None):
+             eps: float = DEFAULT_EPS, cape=None, write_gate=None):
     """One decode token; updates ``S [B,H,M,d_v]`` and ``z [B,H,M]`` **in place** (one fused launch on CUDA).
 
     ``q, k [B, H, d_k]``, ``v [B, H, d_v]``; ``position``: int or int64 ``[B]`` (absolute position, for CAPE).
     Returns ``o [B, H, d_v]``. Equal to ``ram_attention`` at that position. Under ``torch.autocast`` q, k and v
-    run in the autocast dtype; ``S`` and ``z`` stay as they are.
+    run in the autocast dtype; ``S`` and ``z`` stay as they are. ``write_gate``: optional ``[B, H]`` in
+    ``[0, 1]``, as in :func:`ram_attention`; the fused kernel has no gate, so a gated step runs the out-of-place
+    step without autograd and copies the new state in, after the same checks.
     """
     (q, k, v), autocast_scope = autocast_inputs(q, k, v)
     # an int position is checked as an int; a tensor's values are read once here (skipped while tracing)
@@ -222,11 +228,31 @@ def ram_step(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: fl
                                "under torch.no_grad(), or use ram_step_functional")
     gamma = C.check_float("gamma", gamma, 0.0)
     eps = C.check_float("eps", eps, 0.0)
+    if write_gate is not None:
+        return _gated_step_inplace(q, k, v, S, z, position, positions, cape, M, num_factors, top_k, gamma, tau, eps,
+                                   write_gate, autocast_scope)
     if cape is None:
         cape = torch.zeros(q.shape[1], dtype=torch.bool, device=q.device)
     positions = positions.expand(q.shape[0])
     with autocast_scope:
         return ram_step_op(q, k, v, S, z, positions, cape, num_factors, top_k, gamma, float(tau), eps)
+
+
+def _gated_step_inplace(q, k, v, S, z, position, positions, cape, M, num_factors, top_k, gamma, tau, eps,
+                        write_gate, autocast_scope):
+    """``ram_step`` with a write gate: every check first (the gate, the state's writability, the positions'
+    values), then the out-of-place step under no_grad, then both copies, so the state changes all or not at all."""
+    write_gate = _check_write_gate(write_gate, tuple(q.shape[:2]), q.device)
+    C.check_inplace_state(S, z)
+    if isinstance(position, torch.Tensor):
+        C.check_index_values("position", position, 0, C.MAX_POSITION)
+    with torch.no_grad(), autocast_scope:
+        widx, ww, ridx, rw = _step_addresses(q, k, positions, cape, M, num_factors, top_k, float(tau))
+        o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, _gated(ww, write_gate.unsqueeze(1)), ridx, rw, S, z,
+                                       None, gamma, eps, DEFAULT_PROXY_EPS)
+        S.copy_(S_new)
+        z.copy_(z_new)
+    return o[:, 0]
 
 
 def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0,

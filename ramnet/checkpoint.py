@@ -165,11 +165,16 @@ def read_json(path: Path, what: str) -> dict:
     return data
 
 
+# Fields added to RamNetConfig after checkpoints were written, with the value that reproduces those checkpoints'
+# models (the feature off): a config without one of them is an older checkpoint, not a partial config.
+ADDED_FIELDS = {"write_gate": False}
+
+
 def read_config(checkpoint: str | Path) -> RamNetConfig:
     """The ``RamNetConfig`` of a checkpoint directory; every field must be present (a partial config would
-    silently take the 340M defaults)."""
+    silently take the 340M defaults), but for those in ``ADDED_FIELDS``, which older checkpoints lack."""
     path = Path(checkpoint) / CONFIG_FILE
-    data = read_json(path, "model config")
+    data = {**ADDED_FIELDS, **read_json(path, "model config")}
     missing = [f for f in RamNetConfig.field_types() if f not in data and f != "name"]
     if missing:
         raise ValueError(f"model config {path} lacks the fields {missing}")

@@ -56,11 +56,11 @@ class RamNetConfig(DictConfig):
     cape_prev_token_init: float = 0.0  # > 0: CAPE heads get learnable q/k address biases, initialised so that each
     #                                    token reads the previous token's write (see docs/DECISIONS.md); 0 = paper
     short_conv: bool = False      # causal depthwise conv on the q/k/v projections (Zoology's MQAR recipe); off in the paper
-    write_gate: bool = False      # a learned write strength sigmoid(x W_g) per token and head that scales the K write
-    #                               weights (DeltaNet's beta); off in the paper, where every token writes at least K/M
     short_conv_kernel: int = 4
     tie_embeddings: bool = False
     init_std: float = 0.02
+    write_gate: bool = False      # a learned write strength sigmoid(x W_g) per token and head that scales the K write
+    #                               weights (DeltaNet's beta); off in the paper, where every token writes at least K/M
     version: int = CONFIG_VERSION
     name: str = field(default="custom", compare=False)
 

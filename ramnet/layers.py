@@ -132,7 +132,10 @@ class RamNetMixer(nn.Module):
 
     def _gate(self, x):
         """``x [..., D]`` -> the write gate ``[..., H]`` in fp32, or None without ``config.write_gate``."""
-        return None if self.gate_proj is None else torch.sigmoid(self.gate_proj(x).float())
+        if self.gate_proj is None:
+            return None
+        g = self.gate_proj(x)  # fp32 from a half-precision autocast; an fp64 model keeps fp64
+        return torch.sigmoid(g if g.dtype == torch.float64 else g.float())
 
     def _op_kwargs(self):
         c = self.config
@@ -166,13 +169,8 @@ class RamNetMixer(nn.Module):
         """Decode one token ``x [B, D]``; updates ``state = (S, z, conv_cache)`` in place. Returns ``[B, D]``."""
         S, z, conv_cache = state
         q, k, v, new_cache = self._qkv(x.unsqueeze(1), conv_cache)
-        if self.gate_proj is None:
-            o = ram_step(q[:, 0], k[:, 0], v[:, 0], S, z, position=position, **self._op_kwargs())
-        else:  # the fused in-place step has no gate: the out-of-place step, then the state copied in place
-            o, S_new, z_new = ram_step_functional(q[:, 0], k[:, 0], v[:, 0], S, z, position=position,
-                                                  write_gate=self._gate(x), **self._op_kwargs())
-            S.copy_(S_new)
-            z.copy_(z_new)
+        o = ram_step(q[:, 0], k[:, 0], v[:, 0], S, z, position=position, write_gate=self._gate(x),
+                     **self._op_kwargs())
         if conv_cache is not None:  # after the memory: a refused step leaves the whole layer state as it was
             conv_cache.copy_(new_cache)
         return self.o_proj(o.flatten(-2))

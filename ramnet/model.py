@@ -181,7 +181,9 @@ class RamNetForCausalLM(nn.Module):
     def decode_step(self, token, cache: RamCache):
         """One token ``[B]`` -> ``logits [B, V]``; updates ``cache`` in place. Every layer's state is checked
         before the first is written, so a refused step leaves the whole cache (and its position) as it was."""
-        if not C.tracing():  # traced (compiled) decode: ramnet::ram_step_ checks each layer on the real tensors
+        # traced (compiled) decode: ramnet::ram_step_ checks each layer on the real tensors (a write-gated model's
+        # step runs its checks in Python, where tracing sees them)
+        if not C.tracing():
             self._check_cache(token, cache)
         x = self.embed(token)
         for block, state in zip(self.blocks, cache.layers):

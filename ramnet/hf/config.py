@@ -59,9 +59,9 @@ class RamNetHFConfig(PretrainedConfig):
     cape_prev_token_init: float = 0.0
     short_conv: bool = False
     short_conv_kernel: int = 4
-    write_gate: bool = False
     tie_embeddings: bool = False
     init_std: float = 0.02
+    write_gate: bool = False
     version: int = 1
     name: str = "custom"
     # Hugging Face generation fields

@@ -191,3 +191,26 @@ def test_the_write_gate_is_trained_and_off_in_the_paper():
     assert RamNetConfig.from_name("paper-340m").write_gate is False
     with pytest.raises(TypeError, match="write_gate must be a bool"):
         RamNetConfig.from_name("tiny", write_gate=1)
+
+
+def test_a_checkpoint_written_before_write_gate_existed_loads_without_it(tmp_path):
+    """Configs of older checkpoints lack ``write_gate``: they load with it off; a config lacking any other field is
+    still refused (it would silently take the 340M defaults)."""
+    import json
+
+    from ramnet.checkpoint import load_checkpoint, write_model
+
+    torch.manual_seed(6)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny")).eval()
+    write_model(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["write_gate"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = load_checkpoint(tmp_path)
+    assert loaded.config.write_gate is False
+    ids = torch.randint(0, 128, (2, 7))
+    torch.testing.assert_close(loaded(ids), model(ids))
+    del config["d_v"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"lacks the fields \['d_v'\]"):
+        load_checkpoint(tmp_path)
