@@ -120,3 +120,30 @@ def test_deterministic_mode_repeats_the_backward_bit_for_bit():
     names = ["o", "S", "z", "dq", "dk", "dv", "dS0", "dz0"]
     differing = [name for name, a, b in zip(names, first, second) if not torch.equal(a, b)]
     assert not differing, f"not bit-identical under deterministic mode: {differing}"
+
+
+def test_write_gate_on_cuda_matches_float64_reference():
+    """The optional write gate on the GPU path (fp32): full sequence with its gradients, and the gated in-place
+    decode step, against float64 on the CPU."""
+    B, T, H, U, d_p, d_v, K = 2, 63, 3, 3, 4, 17, 16
+    q, k, v, state = make_inputs(B, T, H, U, d_p, d_v, seed=21, dtype=torch.float64, with_state=True)
+    gate = torch.rand(B, T, H, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
+    kw = dict(num_factors=U, top_k=K, gamma=0.8)
+
+    def run(device, dtype):
+        leaves = [t.to(device, dtype).requires_grad_() for t in (q, k, v, gate)]
+        o = R.ram_attention(*leaves[:3], write_gate=leaves[3], **kw)[0]
+        grads = torch.autograd.grad(o.square().sum(), leaves)
+        return [o.detach().cpu().double(), *(g.cpu().double() for g in grads)]
+
+    for name, got, ref in zip(["o", "dq", "dk", "dv", "dgate"], run("cuda", torch.float32), run("cpu", torch.float64)):
+        torch.testing.assert_close(got, ref, rtol=2e-3, atol=2e-4, msg=name)
+    S, z = (t.float().cuda() for t in state)
+    S_ref, z_ref = (t.clone() for t in state)
+    with torch.no_grad():
+        for t in range(4):
+            o = R.ram_step(*(x[:, t].float().cuda() for x in (q, k, v)), S, z, position=t,
+                           write_gate=gate[:, t].float().cuda(), **kw)
+            o_ref = R.ram_step(q[:, t], k[:, t], v[:, t], S_ref, z_ref, position=t, write_gate=gate[:, t], **kw)
+            torch.testing.assert_close(o.cpu().double(), o_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(S.cpu().double(), S_ref, rtol=1e-4, atol=1e-5)
