@@ -131,7 +131,8 @@ class RamNetMixer(nn.Module):
         return q, k, v.view(*lead, c.n_heads, c.d_v), conv_cache
 
     def _gate(self, x):
-        """``x [..., D]`` -> the write gate ``[..., H]`` in fp32, or None without ``config.write_gate``."""
+        """``x [..., D]`` -> the write gate ``[..., H]`` in fp32 (fp64 in an fp64 model), or None without
+        ``config.write_gate``."""
         if self.gate_proj is None:
             return None
         g = self.gate_proj(x)  # fp32 from a half-precision autocast; an fp64 model keeps fp64
