@@ -101,3 +101,14 @@ def test_validate_skips_the_custom_graphs_without_onnxruntime_extensions(monkeyp
     assert "onnxruntime-extensions" in result["skipped"]["onnx-custom"]
     assert not any(k.startswith("onnx-custom-") for k in result)
     assert result["onnx-standard-decode"]["passed"] and model.training  # the caller's mode is left as found
+
+
+def test_validate_a_write_gated_model():
+    """The optional write gate rides through every artifact (its gate is standard ops before the scan op)."""
+    from ramnet import RamNetConfig, RamNetForCausalLM
+
+    torch.manual_seed(0)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", write_gate=True, short_conv=True))
+    result = V.validate(model, decode_steps=2)
+    for key in ALL_KEYS:
+        assert result[key]["passed"] is True and result[key]["max_abs_err"] < 1e-5, key
