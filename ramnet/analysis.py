@@ -7,6 +7,9 @@ diagonal band (slot tracks t); a content head shows slots that repeat with the t
 :func:`read_write_overlap` measures binding with the whole top-K sets: a head that binds reads, at each query, more
 of the slots that its bound position wrote than of the slots that the other bound positions wrote. Top-1 slots can
 miss this: a bind needs only some shared slots of K.
+
+Both count addressed slots. In a model with ``write_gate``, a token whose gate is near 0 addresses its write slots
+but writes them with little weight, and these counts do not weigh that.
 """
 from __future__ import annotations
 
