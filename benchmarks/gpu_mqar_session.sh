@@ -9,8 +9,8 @@
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
 # each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every run of seeds.yaml
-# and main.yaml has run (session M: the band-top rows and their seeds; main.yaml's lr grid was cut to the runs
-# made, see its header), so a new row is the only work for those two. The ablations that
+# has run, and of main.yaml all but its two write-gate rows (session M: the band-top rows and their seeds;
+# main.yaml's lr grid was cut to the runs made, see its header; the gate rows were cut at step 3,500). The ablations that
 # the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at step 2,000 in session D). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
 # variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
@@ -24,11 +24,11 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (13 workers): nothing pending since session M; new rows run in the spec's order unless MAIN_ONLY
-# names them first (session M ran MAIN_ONLY='ramnet-11k-*,ramnet-22k-*,ramnet-176k-*,ramnet-5k-w256-*' with
-# SEEDS_PARALLEL=6 MAIN_PARALLEL=5: 11 runs of 551-833 s each, all done 833 s after the start). With nothing
-# pending there, a default `start` runs nothing in them; the one pending ablation wants ABL_PARALLEL=1 on a card
-# of its own (below)
+# main.yaml (13 workers): only the two write-gate rows are pending (cut at step 3,500 in session M; not a fix on
+# those curves); new rows run in the spec's order unless MAIN_ONLY names them first (session M ran
+# MAIN_ONLY='ramnet-11k-*,ramnet-22k-*,ramnet-176k-*,ramnet-5k-w256-*' with SEEDS_PARALLEL=6 MAIN_PARALLEL=5: 11
+# runs of 551-833 s each, all done 833 s after the start). The one pending ablation wants ABL_PARALLEL=1 on a
+# card of its own (below)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'*'}
