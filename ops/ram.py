@@ -247,12 +247,21 @@ def _gated_step_inplace(q, k, v, S, z, position, positions, cape, M, num_factors
     if isinstance(position, torch.Tensor):
         C.check_index_values("position", position, 0, C.MAX_POSITION)
     with torch.no_grad(), autocast_scope:
-        widx, ww, ridx, rw = _step_addresses(q, k, positions, cape, M, num_factors, top_k, float(tau))
-        o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, _gated(ww, write_gate.unsqueeze(1)), ridx, rw, S, z,
-                                       None, gamma, eps, DEFAULT_PROXY_EPS)
+        o, S_new, z_new = _step_out_of_place(q, k, v, S, z, positions, cape, M, num_factors, top_k, tau, gamma, eps,
+                                             DEFAULT_PROXY_EPS, write_gate)
         S.copy_(S_new)
         z.copy_(z_new)
-    return o[:, 0]
+    return o
+
+
+def _step_out_of_place(q, k, v, S, z, positions, cape, M, num_factors, top_k, tau, gamma, eps, proxy_eps,
+                       write_gate):
+    """One checked decode token through the scan op (``T = 1``), gated when ``write_gate [B, H]`` is given:
+    ``(o [B, H, d_v], S_new, z_new)``."""
+    widx, ww, ridx, rw = _step_addresses(q, k, positions, cape, M, num_factors, top_k, float(tau))
+    ww = _gated(ww, None if write_gate is None else write_gate.unsqueeze(1))
+    o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, ww, ridx, rw, S, z, None, gamma, eps, proxy_eps)
+    return o[:, 0], S_new, z_new
 
 
 def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int, gamma: float = 1.0,
@@ -267,7 +276,5 @@ def ram_step_functional(q, k, v, S, z, *, position, num_factors: int, top_k: int
     eps = C.check_float("eps", eps, 0.0)
     proxy_eps = C.check_float("proxy_eps", proxy_eps, 0.0, 1.0)
     with autocast_scope:
-        widx, ww, ridx, rw = _step_addresses(q, k, positions, cape, M, num_factors, top_k, float(tau))
-        ww = _gated(ww, None if write_gate is None else write_gate.unsqueeze(1))
-        o, S_new, z_new = pdma_scan_op(v.unsqueeze(1), widx, ww, ridx, rw, S, z, None, gamma, eps, proxy_eps)
-    return o[:, 0], S_new, z_new
+        return _step_out_of_place(q, k, v, S, z, positions, cape, M, num_factors, top_k, tau, gamma, eps, proxy_eps,
+                                  write_gate)
