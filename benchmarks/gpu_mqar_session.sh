@@ -8,10 +8,9 @@
 # (`unfinished`), not a result. The workers are split 2 / 13 / 0 / 0 / 0 between seeds.yaml, main.yaml,
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
-# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every run of seeds.yaml
-# has run, and of main.yaml all but its two write-gate rows (session M: the band-top rows and their seeds;
-# main.yaml's lr grid was cut to the runs made, see its header; the gate rows were cut at step 3,500). The ablations that
-# the goals name have all run at 1e-3 and 3e-3 but M1024-U1 at 3e-3 (cut at step 2,000 in session D). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
+# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every run of seeds.yaml,
+# main.yaml and ablations.yaml has run (session N: the write-gate rows and their seeds, and M1024-U1 at 3e-3;
+# main.yaml's lr grid was cut to the runs made, see its header). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
 # variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
 # NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
@@ -24,19 +23,14 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (13 workers): only the two write-gate rows are pending (cut at step 3,500 in session M; not a fix on
-# those curves); new rows run in the spec's order unless MAIN_ONLY names them first (session M ran
-# MAIN_ONLY='ramnet-11k-*,ramnet-22k-*,ramnet-176k-*,ramnet-5k-w256-*' with SEEDS_PARALLEL=6 MAIN_PARALLEL=5: 11
-# runs of 551-833 s each, all done 833 s after the start). The one pending ablation wants ABL_PARALLEL=1 on a
-# card of its own (below)
+# main.yaml (13 workers): nothing is pending; new rows run in the spec's order unless MAIN_ONLY names them first
+# (session N ran MAIN_ONLY='' with SEEDS_PARALLEL=4 MAIN_PARALLEL=5 ABL_PARALLEL=1: 10 runs of 611-991 s, all done
+# 991 s after the start; then two 5k 4-head runs took 154-155 s each with the card to themselves)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'*'}
-# ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (K32 at 3e-3 in session J) but
-# M1024-U1 at 3e-3. It holds about 44 GB (beside it 13 paper_arch workers of about 6.4 GB would nearly fill the
-# card; in session A four runs next to it ran out of memory) and reached only step 2,000 of a 1,645 s budget
-# packed in session D, so it wants a card of its own, e.g. a session's last call on a fresh machine:
-#   SWEEP_PARALLEL=1 SWEEP_ONLY='M1024-U1-*' bash benchmarks/gpu_mqar_sweep.sh benchmarks/mqar/ablations.yaml ablations 560
+# ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
+# N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
 # paper_arch.yaml (no workers by default): every variant ran (the alpha-lr pair in session L); the 3e-3 copy of
 # paper-m64-k16-saved is left out (that lr did not learn)
