@@ -8,9 +8,10 @@
 # (`unfinished`), not a result. The workers are split 2 / 13 / 0 / 0 / 0 between seeds.yaml, main.yaml,
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
-# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every run of seeds.yaml,
-# main.yaml and ablations.yaml has run (session N: the write-gate rows and their seeds, and M1024-U1 at 3e-3;
-# main.yaml's lr grid was cut to the runs made, see its header). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
+# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every run of
+# ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml all but the four at lr
+# 1e-3 of the 5,120-state 4-head rows (gated seeds 0-2, ungated seed 0), added at session N's end after a cut call
+# (main.yaml's lr grid was cut to the runs made, see its header). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
 # variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
 # NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
@@ -23,7 +24,7 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (13 workers): nothing is pending; new rows run in the spec's order unless MAIN_ONLY names them first
+# main.yaml (13 workers): only the two 5k runs at lr 1e-3; new rows run in the spec's order unless MAIN_ONLY names them first
 # (session N ran MAIN_ONLY='' with SEEDS_PARALLEL=4 MAIN_PARALLEL=5 ABL_PARALLEL=1: 10 runs of 611-991 s, all done
 # 991 s after the start; then two 5k 4-head runs took 154-155 s each with the card to themselves)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
