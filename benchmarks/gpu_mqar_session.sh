@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # One GPU session of the MQAR sweeps side by side on the card, in the order the results need next.
 #   bash benchmarks/gpu_mqar_session.sh start SECONDS [--mps]   # returns at once; the sweeps run on (detached)
+#   bash benchmarks/gpu_mqar_session.sh wait SECONDS            # until every sweep has stopped, at most SECONDS
 #   bash benchmarks/gpu_mqar_session.sh collect                 # progress; summaries (and saved models) into $OUT
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
 # (`unfinished`), not a result. The workers are split 2 / 13 / 0 / 0 / 0 between seeds.yaml, main.yaml,
 # ablations.yaml, paper_arch.yaml and probe.yaml
-# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held 6,036-10,762 MiB
-# each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every run of
-# ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml all but the four at lr
-# 1e-3 of the 5,120-state 4-head rows (gated seeds 0-2, ungated seed 0), added at session N's end after a cut call
-# (main.yaml's lr grid was cut to the runs made, see its header). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
+# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
+# 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
+# run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml all but the
+# three at lr 5e-4 of the gated 10,752-state row (seeds 0-2), added in session O (main.yaml's lr grid was cut to the
+# runs made, see its header). paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr
 # variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
 # NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
@@ -24,9 +25,9 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (13 workers): only the two 5k runs at lr 1e-3; new rows run in the spec's order unless MAIN_ONLY names them first
-# (session N ran MAIN_ONLY='' with SEEDS_PARALLEL=4 MAIN_PARALLEL=5 ABL_PARALLEL=1: 10 runs of 611-991 s, all done
-# 991 s after the start; then two 5k 4-head runs took 154-155 s each with the card to themselves)
+# main.yaml (13 workers): only the gated 11k run at lr 5e-4; new rows run in the spec's order unless MAIN_ONLY names
+# them first (session O ran SEEDS_PARALLEL=4 MAIN_PARALLEL=3: seven 4-head M=64 runs at 5,120 and 22,016 state took
+# 457-589 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'*'}
@@ -50,9 +51,17 @@ case "${1:-}" in
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
     done
+    run_seconds=${RUN_SECONDS:-700}
+    case "$run_seconds" in ''|*[!0-9]*) echo "RUN_SECONDS must be a whole number of seconds, got '$run_seconds'" >&2; exit 2;; esac
+    # no run may start later than SECONDS - RUN_SECONDS: a budget at or under RUN_SECONDS would start none (session
+    # O lost a call to that, with the sweeps idle and reporting nothing pending as done)
+    if [ $(( 10#$budget )) -le $(( 10#$run_seconds )) ]; then
+      echo "SECONDS ($budget) must exceed RUN_SECONDS ($run_seconds, one run's time): no run could start; lower RUN_SECONDS" >&2
+      exit 2
+    fi
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-    export SWEEP_STOP_STARTING_AFTER=$(( budget > ${RUN_SECONDS:-700} ? budget - ${RUN_SECONDS:-700} : 0 ))
+    export SWEEP_STOP_STARTING_AFTER=$(( 10#$budget - 10#$run_seconds ))
     start_sweep() {  # WORKERS SPEC NAME PATTERNS: a sweep with its share of the workers, none when WORKERS is 0
       [ $(( 10#$1 )) -eq 0 ] && { echo "$3: left out (0 workers)"; return 0; }
       SWEEP_PARALLEL=$1 SWEEP_ONLY=$4 bash "$bg" start "$2" "$3" "$budget"
@@ -63,7 +72,23 @@ case "${1:-}" in
     start_sweep "$ARCH_PARALLEL" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
     start_sweep "$PROBE_PARALLEL" benchmarks/mqar/probe.yaml mqar_probe ''
     echo "no run starts after ${SWEEP_STOP_STARTING_AFTER} s" ;;
+  wait)
+    # block until no sweep holds its work folder's lock, or SECONDS pass: a tool call's own limit bounds its wait.
+    # (A `pgrep -f "ramnet sweep"` loop matches the shell that runs it and never ends: session O lost a call so.)
+    limit=${2:?usage: wait SECONDS}
+    case "$limit" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$limit'" >&2; exit 2;; esac
+    end=$(( $(date +%s) + 10#$limit ))
+    while :; do
+      busy=""
+      for lock in /tmp/ramnet-sweep-*/.lock; do
+        [ -e "$lock" ] || continue
+        flock -n "$lock" true || busy="$busy ${lock%/.lock}"
+      done
+      [ -z "$busy" ] && { echo "no sweep running"; exit 0; }
+      [ "$(date +%s)" -ge "$end" ] && { echo "still running after $limit s:$busy"; exit 0; }
+      sleep 5
+    done ;;
   collect)
     bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch mqar_probe ;;
-  *) echo "usage: $0 start SECONDS [--mps] | collect" >&2; exit 2 ;;
+  *) echo "usage: $0 start SECONDS [--mps] | wait SECONDS | collect" >&2; exit 2 ;;
 esac

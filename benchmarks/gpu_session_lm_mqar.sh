@@ -2,6 +2,7 @@
 # One device session for the LM issue's GPU parts and then the MQAR sweeps, detached so that it outlives the tool
 # call that starts it (the machine keeps it while calls keep the machine warm):
 #   bash benchmarks/gpu_session_lm_mqar.sh start SECONDS   # returns at once; everything must end SECONDS from now
+#   bash benchmarks/gpu_session_lm_mqar.sh wait SECONDS    # until the sweeps have stopped, at most SECONDS
 #   bash benchmarks/gpu_session_lm_mqar.sh collect         # the log's tail, sweep progress; all results in one
 #                                                          # tar, $OUT/session.tgz (the tool returns 8 files at most)
 # Steps, in order, each with the card to itself until the sweeps:
@@ -12,7 +13,8 @@
 #   1. benchmarks/gpu_gdn_core_check.py (the PyTorch gated delta rule against fla's kernels; timed);
 #   2. benchmarks/gpu_lm_checks.sh (P5 throughput, then the NCCL torchrun run);
 #   3. benchmarks/small_lm.sh (the three ~20M language models), when `datasets` imports;
-#   4. benchmarks/gpu_mqar_session.sh start with the seconds that remain (at least MIN_SWEEP_SECONDS, 600).
+#   4. benchmarks/gpu_mqar_session.sh start with the seconds that remain (at least MIN_SWEEP_SECONDS, by default
+#      RUN_SECONDS + 60 = 760: gpu_mqar_session.sh starts no run after SECONDS - RUN_SECONDS).
 # The step gdn_alongside runs step 1 in the background next to the sweeps instead, until the session's end (the card
 # to itself costs minutes of a session; its timings are then not the card's own, and its JSON says so).
 # Triton's autotuning results (fla's kernels cache theirs on disk; the sweeps ask the same of every kernel) are
@@ -82,7 +84,7 @@ print('datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'fsspec'
   if [[ $steps == *" mqar "* ]]; then
     local left=$(( end - $(date +%s) ))
     echo "== 4. MQAR sweeps $(date -u +%T), $left s left"
-    if [ "$left" -ge "${MIN_SWEEP_SECONDS:-600}" ]; then
+    if [ "$left" -ge "${MIN_SWEEP_SECONDS:-$(( ${RUN_SECONDS:-700} + 60 ))}" ]; then
       bash benchmarks/gpu_mqar_session.sh start "$left" ${SWEEP_MPS:+--mps}
     else
       echo "too little time left for a sweep"
@@ -113,6 +115,8 @@ case "${1:-}" in
     export -f run_steps
     env -u OUT S="$S" setsid nohup bash -c "run_steps $end" > "$S/session.log" 2>&1 < /dev/null &
     echo "session started; log $S/session.log" ;;
+  wait)
+    bash benchmarks/gpu_mqar_session.sh wait "${2:?usage: wait SECONDS}" ;;
   collect)
     tail -n "${TAIL_LINES:-40}" "$S/session.log"
     mkdir -p "$S/mqar"
@@ -124,5 +128,5 @@ case "${1:-}" in
       echo "autotuning results: $(tar -tzf "$S/triton_autotune.tgz" | grep -c autotune.json) (triton_autotune.tgz)"
     [ -n "${OUT:-}" ] && tar -czf "$OUT/session.tgz" -C "$S" --exclude='small_lm/corpus' --exclude='small_lm/runs/*/checkpoint*' \
       --exclude='*.safetensors' --exclude='*.pt' . && ls -la "$OUT/session.tgz" ;;
-  *) echo "usage: $0 start SECONDS | collect" >&2; exit 2 ;;
+  *) echo "usage: $0 start SECONDS | wait SECONDS | collect" >&2; exit 2 ;;
 esac

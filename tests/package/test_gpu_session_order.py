@@ -103,3 +103,46 @@ def test_collect_names_a_sweep_that_never_started_in_one_line():
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{name}: not started on this machine (no /tmp/ramnet-sweep-{name})\n"
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("seconds, run_seconds, message", [("500", "700", "must exceed RUN_SECONDS (700"),
+                                                            ("700", "700", "must exceed RUN_SECONDS (700"),
+                                                            ("900", "x", "RUN_SECONDS must be a whole number")])
+def test_the_sweep_session_refuses_a_budget_that_would_start_no_run(seconds, run_seconds, message):
+    """No run starts after SECONDS - RUN_SECONDS: a budget at or under RUN_SECONDS is refused in one line rather than
+    started as sweeps that run nothing."""
+    import os
+    import subprocess
+    done = subprocess.run(["bash", str(SCRIPT), "start", seconds], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "RUN_SECONDS": run_seconds})
+    assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "started" not in done.stdout
+
+
+def test_wait_returns_when_no_sweep_holds_its_lock_and_stops_at_its_limit(tmp_path):
+    """``wait SECONDS`` blocks while a sweep holds its work folder's lock, at most SECONDS, and returns as soon as
+    none does."""
+    import os
+    import subprocess
+    import time
+    work = Path(f"/tmp/ramnet-sweep-wait-test-{os.getpid()}")
+    work.mkdir(exist_ok=True)
+    lock = work / ".lock"
+    lock.touch()
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
+    try:
+        for _ in range(50):  # until the holder has the lock
+            if subprocess.run(["flock", "-n", str(lock), "true"]).returncode != 0:
+                break
+            time.sleep(0.1)
+        started = time.monotonic()
+        done = subprocess.run(["bash", str(SCRIPT), "wait", "2"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and time.monotonic() - started >= 2, done
+        assert done.stdout.startswith("still running after 2 s:") and str(work) in done.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+    done = subprocess.run(["bash", str(SCRIPT), "wait", "30"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and str(work) not in done.stdout
+    lock.unlink()
+    work.rmdir()
