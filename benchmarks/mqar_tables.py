@@ -139,10 +139,11 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
             b = max(near, key=lambda b: b["mean"])
             n, m = len(r["accs"]), len(b["accs"])
             verdict = ("yes" if r["mean"] >= b["mean"] else "no") if n == m else f"not yet ({n} against {m} seeds)"
-            pairs.append([r["label"], f"{r['mean']:.3f} ({n})", b["label"], f"{b['mean']:.3f} ({m})",
+            pairs.append([r["label"], f"{r['lr']:g}", f"{r['mean']:.3f} ({n})", b["label"], f"{b['lr']:g}",
+                          f"{b['mean']:.3f} ({m})",
                           f"{r['mean'] - b['mean']:+.3f}", verdict])
     if pairs:
-        out.append(table(["RAM-Net", "mean (seeds)", "best fla baseline within 1.35x", "mean (seeds)",
+        out.append(table(["RAM-Net", "lr", "mean (seeds)", "best fla baseline within 1.35x", "lr", "mean (seeds)",
                           "difference", "RAM-Net >="], pairs))
     return "\n\n".join(out)
 

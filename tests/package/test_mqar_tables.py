@@ -98,9 +98,9 @@ def test_seeds_come_together_from_both_summaries_and_decide_by_the_mean(tmp_path
     assert _line(out, "| ram-3k | 0.001 |") == \
         "| ram-3k | 0.001 | 3,072 | 0.700 | 0.800 | 0.780 | **0.760** | 0.100 | 3 |"
     assert _line(out, "| ram-16k | 0.001 |") == "| ram-16k | 0.001 | 16,384 | - | 0.910 | - | **0.910** | - | 1 |"
-    assert _line(out, "| ram-3k | 0.760 (3) |").endswith("| dn-4k | 0.707 (3) | +0.053 | yes |")
-    assert _line(out, "| ram-16k | 0.910 (1) |").endswith(
-        "| dn-16k | 0.925 (2) | -0.015 | not yet (1 against 2 seeds) |")
+    assert _line(out, "| ram-3k | 0.001 | 0.760 (3) |").endswith("| dn-4k | 0.003 | 0.707 (3) | +0.053 | yes |")
+    assert _line(out, "| ram-16k | 0.001 | 0.910 (1) |").endswith(
+        "| dn-16k | 0.003 | 0.925 (2) | -0.015 | not yet (1 against 2 seeds) |")
 
 
 def test_state_to_match_picks_the_smallest_ramnet_that_reaches_each_baseline(tmp_path):
