@@ -119,30 +119,27 @@ def test_the_sweep_session_refuses_a_budget_that_would_start_no_run(seconds, run
     assert "started" not in done.stdout
 
 
-def test_wait_returns_when_no_sweep_holds_its_lock_and_stops_at_its_limit(tmp_path):
+def test_wait_returns_when_no_sweep_holds_its_lock_and_stops_at_its_limit():
     """``wait SECONDS`` blocks while a sweep holds its work folder's lock, at most SECONDS, and returns as soon as
     none does."""
+    import fcntl
     import os
     import subprocess
     import time
     work = Path(f"/tmp/ramnet-sweep-wait-test-{os.getpid()}")
     work.mkdir(exist_ok=True)
     lock = work / ".lock"
-    lock.touch()
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
     try:
-        for _ in range(50):  # until the holder has the lock
-            if subprocess.run(["flock", "-n", str(lock), "true"]).returncode != 0:
-                break
-            time.sleep(0.1)
+        with open(lock, "w") as held:  # held as a running sweep holds it (flock(2), as flock(1) takes it)
+            fcntl.flock(held, fcntl.LOCK_EX)
+            started = time.monotonic()
+            done = subprocess.run(["bash", str(SCRIPT), "wait", "2"], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0 and time.monotonic() - started >= 2, done
+            assert done.stdout.startswith("still running after 2 s:") and str(work) in done.stdout
         started = time.monotonic()
-        done = subprocess.run(["bash", str(SCRIPT), "wait", "2"], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0 and time.monotonic() - started >= 2, done
-        assert done.stdout.startswith("still running after 2 s:") and str(work) in done.stdout
+        done = subprocess.run(["bash", str(SCRIPT), "wait", "30"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and str(work) not in done.stdout, done
+        assert time.monotonic() - started < 10, "wait went on after the lock was released"
     finally:
-        holder.kill()
-        holder.wait()
-    done = subprocess.run(["bash", str(SCRIPT), "wait", "30"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and str(work) not in done.stdout
-    lock.unlink()
-    work.rmdir()
+        lock.unlink(missing_ok=True)
+        work.rmdir()
