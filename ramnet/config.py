@@ -61,6 +61,8 @@ class RamNetConfig(DictConfig):
     init_std: float = 0.02
     write_gate: bool = False      # a learned write strength sigmoid(x W_g) per token and head that scales the K write
     #                               weights (DeltaNet's beta); off in the paper, where every token writes at least K/M
+    write_gate_offset: float = 0.0  # a fixed number added to the gate's logit, sigmoid(x W_g + offset): the gate starts
+    #                                 near sigmoid(offset) (0.5 at 0, 0.88 at 2); needs write_gate
     version: int = CONFIG_VERSION
     name: str = field(default="custom", compare=False)
 
@@ -101,6 +103,9 @@ class RamNetConfig(DictConfig):
             raise ValueError(f"RamNetConfig needs init_std > 0 and norm_eps > 0, got {self.init_std}, {self.norm_eps}")
         if self.cape_prev_token_init < 0:
             raise ValueError(f"RamNetConfig.cape_prev_token_init must be >= 0, got {self.cape_prev_token_init}")
+        if self.write_gate_offset != 0 and not self.write_gate:
+            raise ValueError(f"RamNetConfig.write_gate_offset={self.write_gate_offset} needs write_gate=True (it "
+                             "offsets the write gate's logit; without the gate it would do nothing)")
         if self.norm not in NORM_TYPES:
             raise ValueError(f"RamNetConfig.norm must be one of {NORM_TYPES}, got {self.norm!r}")
         if self.version != CONFIG_VERSION:
@@ -176,7 +181,7 @@ PRESETS: dict[str, dict] = {
                        top_k=8, d_ff=2816, max_seq_len=4096, tau=1.0, gamma=1.0, eps=1e-6, proxy_eps=1e-3,
                        alpha_init=0.0, norm="layernorm", norm_eps=1e-5, cape_all_heads_layers=4,
                        cape_half_heads_layers=4, cape_prev_token_init=0.0, short_conv=False, short_conv_kernel=4,
-                       tie_embeddings=False, init_std=0.02, write_gate=False),
+                       tie_embeddings=False, init_std=0.02, write_gate=False, write_gate_offset=0.0),
     # smallest useful model: fast CPU tests, export and validate
     "tiny": dict(vocab_size=128, d_model=64, n_layers=2, n_heads=2, d_v=16, num_factors=3, d_p=4, top_k=4,
                  d_ff=128, max_seq_len=256),

@@ -91,8 +91,9 @@ class RamNetMixer(nn.Module):
     """RAM-Net attention: ``[B, T, d_model] -> [B, T, d_model]`` with a sparse memory of ``M = d_p ** U`` slots
     per head. ``Wq`` and ``Wk`` carry a per-head temperature ``exp(alpha_h)`` (one alpha per head, shared by q
     and k); CAPE heads follow ``config.cape_mask(layer_idx)``. With ``config.write_gate`` each token's K write
-    weights are scaled by ``sigmoid(x W_g)`` per head (``W_g: [d_model, H]``, not in the paper): the paper's
-    top-K of a product softmax over M slots always writes at least K/M in all, so no token can skip its write."""
+    weights are scaled by ``sigmoid(x W_g + config.write_gate_offset)`` per head (``W_g: [d_model, H]``, not in
+    the paper): the paper's top-K of a product softmax over M slots always writes at least K/M in all, so no token
+    can skip its write."""
 
     def __init__(self, config: RamNetConfig, layer_idx: int):
         super().__init__()
@@ -136,7 +137,11 @@ class RamNetMixer(nn.Module):
         if self.gate_proj is None:
             return None
         g = self.gate_proj(x)  # fp32 from a half-precision autocast; an fp64 model keeps fp64
-        return torch.sigmoid(g if g.dtype == torch.float64 else g.float())
+        g = g if g.dtype == torch.float64 else g.float()
+        # a fixed offset, not a learned bias: it keeps the parameters (and older checkpoints) those of the
+        # offset-free gate, and with LayerNorm (the default) the pre-norm's bias already gives the logit a learnable
+        # constant
+        return torch.sigmoid(g + self.config.write_gate_offset)
 
     def _op_kwargs(self):
         c = self.config

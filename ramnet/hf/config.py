@@ -62,6 +62,7 @@ class RamNetHFConfig(PretrainedConfig):
     tie_embeddings: bool = False
     init_std: float = 0.02
     write_gate: bool = False
+    write_gate_offset: float = 0.0
     version: int = 1
     name: str = "custom"
     # Hugging Face generation fields

@@ -193,9 +193,34 @@ def test_the_write_gate_is_trained_and_off_in_the_paper():
         RamNetConfig.from_name("tiny", write_gate=1)
 
 
+def test_the_write_gate_offset_shifts_the_gate_logit_and_adds_no_parameter():
+    """``write_gate_offset=b`` makes the gate ``sigmoid(x W_g + b)``: with ``W_g = 0`` every gate is exactly
+    ``sigmoid(b)``; the parameters are those of the offset-free gated model, whose outputs it changes. It needs the
+    gate, must be finite, and the paper preset pins it at 0."""
+    torch.manual_seed(7)
+    shifted_config = RamNetConfig.from_name("tiny", write_gate=True, write_gate_offset=2.0)
+    shifted = RamNetForCausalLM(shifted_config)
+    plain = RamNetForCausalLM(RamNetConfig.from_name("tiny", write_gate=True))
+    plain.load_state_dict(shifted.state_dict())  # strict: the same parameter names and shapes
+    ids = torch.randint(0, 128, (2, 9))
+    assert not torch.allclose(shifted(ids), plain(ids))
+    x = torch.randn(2, 9, shifted_config.d_model)
+    mixer, plain_mixer = shifted.blocks[0].mixer, plain.blocks[0].mixer
+    torch.testing.assert_close(mixer._gate(x), torch.sigmoid(plain_mixer.gate_proj(x) + 2.0))
+    with torch.no_grad():
+        mixer.gate_proj.weight.zero_()
+    torch.testing.assert_close(mixer._gate(x), torch.full((2, 9, shifted_config.n_heads), torch.sigmoid(
+        torch.tensor(2.0)).item()))
+    assert RamNetConfig.from_name("paper-340m").write_gate_offset == 0.0
+    with pytest.raises(ValueError, match="write_gate_offset=2.0 needs write_gate=True"):
+        RamNetConfig.from_name("tiny", write_gate_offset=2.0)
+    with pytest.raises(ValueError, match="write_gate_offset must be a finite number"):
+        RamNetConfig.from_name("tiny", write_gate=True, write_gate_offset=float("nan"))
+
+
 def test_a_checkpoint_written_before_write_gate_existed_loads_without_it(tmp_path):
-    """Configs of older checkpoints lack ``write_gate``: they load with it off; a config lacking any other field is
-    still refused (it would silently take the 340M defaults)."""
+    """Configs of older checkpoints lack ``write_gate`` and ``write_gate_offset``: they load with the gate off; a
+    config lacking any other field is still refused (it would silently take the 340M defaults)."""
     import json
 
     from ramnet.checkpoint import load_checkpoint, write_model
@@ -204,10 +229,10 @@ def test_a_checkpoint_written_before_write_gate_existed_loads_without_it(tmp_pat
     model = RamNetForCausalLM(RamNetConfig.from_name("tiny")).eval()
     write_model(model, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    del config["write_gate"]
+    del config["write_gate"], config["write_gate_offset"]
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = load_checkpoint(tmp_path)
-    assert loaded.config.write_gate is False
+    assert loaded.config.write_gate is False and loaded.config.write_gate_offset == 0.0
     ids = torch.randint(0, 128, (2, 7))
     torch.testing.assert_close(loaded(ids), model(ids))
     del config["d_v"]
