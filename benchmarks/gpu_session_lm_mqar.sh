@@ -23,10 +23,11 @@
 # checkout), and the next `start` unpacks it into Triton's cache, so the same image skips the tuning that cost
 # fla's runs minutes on a shared card. Entries of another Triton, GPU or kernel source are keyed apart and unused.
 # SESSION_STEPS picks steps by name (default "gdn lm small_lm mqar"), e.g. SESSION_STEPS="gdn mqar" once the LM
-# results are in. Everything is written under /tmp/ramnet-session (results/ holds summary.json, small_lm.json, ...).
+# results are in. Everything is written under /tmp/ramnet-session, or RAMNET_SESSION_DIR (results/ holds summary.json,
+# small_lm.json, ...).
 set -u
 cd "$(dirname "$0")/.."
-S=/tmp/ramnet-session
+S=${RAMNET_SESSION_DIR:-/tmp/ramnet-session}
 
 run_steps() {
   local end=$1 steps=" ${SESSION_STEPS:-gdn lm small_lm mqar} "
@@ -113,10 +114,27 @@ case "${1:-}" in
         echo "restored $(tar -tzf "$tuned" | grep -c autotune.json) autotuning results into $cache"
     fi
     export -f run_steps
-    env -u OUT S="$S" setsid nohup bash -c "run_steps $end" > "$S/session.log" 2>&1 < /dev/null &
+    # the steps run holding $S/.lock (flock -o: the lock stays with flock, not with the sweeps they start), so that
+    # `wait` can tell steps still running (the sweeps not yet started) from sweeps that have ended
+    env -u OUT S="$S" setsid nohup flock -o "$S/.lock" bash -c "run_steps $end" > "$S/session.log" 2>&1 < /dev/null &
+    pid=$!
+    for _ in $(seq 120); do  # until the steps hold the lock (or have ended)
+      kill -0 "$pid" 2>/dev/null || break
+      flock -n "$S/.lock" true || break
+      sleep 0.25
+    done
     echo "session started; log $S/session.log" ;;
   wait)
-    bash benchmarks/gpu_mqar_session.sh wait "${2:?usage: wait SECONDS}" ;;
+    # while the steps run (their lock held), then until the sweeps they started stop; SECONDS in all. Session P's
+    # `wait` right after `start` found no sweep yet and returned at once.
+    limit=${2:?usage: wait SECONDS}
+    case "$limit" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$limit'" >&2; exit 2;; esac
+    end=$(( $(date +%s) + 10#$limit ))
+    while [ -e "$S/.lock" ] && ! flock -n "$S/.lock" true; do
+      [ "$(date +%s)" -ge "$end" ] && { echo "session steps still running after $limit s"; exit 0; }
+      sleep 5
+    done
+    bash benchmarks/gpu_mqar_session.sh wait "$(( end > $(date +%s) ? end - $(date +%s) : 0 ))" ;;
   collect)
     tail -n "${TAIL_LINES:-40}" "$S/session.log"
     mkdir -p "$S/mqar"

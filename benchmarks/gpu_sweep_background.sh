@@ -35,6 +35,14 @@ case "${1:-}" in
     fi
     env -u OUT ${mps_env[@]+"${mps_env[@]}"} setsid nohup bash benchmarks/gpu_mqar_sweep.sh "$spec" "$name" \
       "$budget" > "/tmp/sweep-$name.log" 2>&1 < /dev/null &
+    pid=$!
+    # return once the sweep holds its work folder's lock (or has ended): a `wait` right after `start` otherwise
+    # finds no lock held and returns at once (session P lost a call so)
+    for _ in $(seq 120); do
+      kill -0 "$pid" 2>/dev/null || break
+      [ -e "/tmp/ramnet-sweep-$name/.lock" ] && ! flock -n "/tmp/ramnet-sweep-$name/.lock" true && break
+      sleep 0.25
+    done
     echo "started $name ($budget s budget$mps_note); log /tmp/sweep-$name.log" ;;
   collect)
     shift

@@ -143,3 +143,27 @@ def test_wait_returns_when_no_sweep_holds_its_lock_and_stops_at_its_limit():
     finally:
         lock.unlink(missing_ok=True)
         work.rmdir()
+
+
+def test_session_wait_waits_for_the_steps_before_the_sweeps(tmp_path):
+    """``gpu_session_lm_mqar.sh wait SECONDS`` blocks while the session's steps hold their lock (the sweeps not yet
+    started: a wait right after ``start`` once returned at once), at most SECONDS, and returns once they have
+    ended and no sweep runs."""
+    import fcntl
+    import os
+    import subprocess
+    import time
+    script = ROOT / "benchmarks" / "gpu_session_lm_mqar.sh"
+    env = {**os.environ, "RAMNET_SESSION_DIR": str(tmp_path)}
+    with open(tmp_path / ".lock", "w") as held:  # as the steps' flock -o holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        started = time.monotonic()
+        done = subprocess.run(["bash", str(script), "wait", "2"], capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0 and time.monotonic() - started >= 2, done
+        assert done.stdout.startswith("session steps still running after 2 s"), done
+    started = time.monotonic()
+    done = subprocess.run(["bash", str(script), "wait", "30"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0 and "steps still running" not in done.stdout, done
+    assert time.monotonic() - started < 10, "wait went on after the steps' lock was released"
+    bad = subprocess.run(["bash", str(script), "wait", "soon"], capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and "SECONDS must be a whole number" in bad.stderr
