@@ -26,9 +26,9 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (13 workers): the five session-P rows pending; new rows run in the spec's order unless MAIN_ONLY names them first
+# main.yaml (13 workers): three session-P rows pending (five runs); new rows run in the spec's order unless MAIN_ONLY names them first
 # (session P ran SEEDS_PARALLEL=4 MAIN_PARALLEL=2: six 4-head M=64 runs at 10,752 and 22,016 state took 458-524 s;
-# nine were at step 3,000 after about 515 s; session N's two 5k runs with the card to themselves took 154-155 s each)
+# nine were at steps 2,000-3,000 after 429-528 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'*'}
