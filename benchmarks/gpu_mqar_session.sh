@@ -13,8 +13,8 @@
 # run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml (the gated
 # 44,032, 88,064 and 20,480 rows last, session Q; main.yaml's lr grid was cut to the runs made, see its header)
 # but for five gated runs added to main.yaml at the end of session Q (4 heads of M=64 at widths 256 and 512, the
-# widths of deltanet-33k, -66k and -131k; run them with MAIN_PARALLEL=5 SEEDS_PARALLEL=0). paper_arch.yaml is done but for the one run left out on purpose (its two
-# alpha-lr variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
+# widths of deltanet-33k, -66k and -131k; run them with MAIN_PARALLEL=5 SEEDS_PARALLEL=0). paper_arch.yaml is done
+# but for the one run left out on purpose (its two alpha-lr variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
 # NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
 # pending runs in the order of its
