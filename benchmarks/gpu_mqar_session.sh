@@ -13,8 +13,9 @@
 # run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml (the gated
 # 44,032, 88,064 and 20,480 rows last, session Q; main.yaml's lr grid was cut to the runs made, see its header)
 # but for nine gated runs added to main.yaml in session Q (4 heads of M=64 at widths 256 and 512, the widths of
-# deltanet-33k, -66k and -131k, lr 1e-3 first; run them with MAIN_PARALLEL=9 SEEDS_PARALLEL=0). paper_arch.yaml is done
-# but for the one run left out on purpose (its two alpha-lr variants ran in session L). probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
+# deltanet-33k, -66k and -131k, lr 1e-3 first; run them with MAIN_PARALLEL=9 SEEDS_PARALLEL=0). paper_arch.yaml
+# is done but for the one run left out on purpose (its two alpha-lr variants ran in session L). probe.yaml is done
+# (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
 # NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
 # pending runs in the order of its
@@ -26,8 +27,8 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (13 workers): five session-Q rows pending (nine runs; the 32,768 one alone took 120 s at lr 5e-4); new rows run in the spec's order unless
-# MAIN_ONLY names them first (session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven 4-head runs at 20,480-88,064
+# main.yaml (13 workers): five session-Q rows pending (nine runs; the 32,768 one alone took 120 s at lr 5e-4); new
+# rows run in the spec's order unless MAIN_ONLY names them first (session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven 4-head runs at 20,480-88,064
 # state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and 22,016 took 458-524 s; session
 # N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
