@@ -28,9 +28,9 @@ set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # main.yaml (13 workers): five session-Q rows pending (nine runs; the 32,768 one alone took 120 s at lr 5e-4); new
-# rows run in the spec's order unless MAIN_ONLY names them first (session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven 4-head runs at 20,480-88,064
-# state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and 22,016 took 458-524 s; session
-# N's two 5k runs with the card to themselves took 154-155 s each)
+# rows run in the spec's order unless MAIN_ONLY names them first (session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5:
+# seven 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752
+# and 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'*'}
