@@ -12,12 +12,12 @@
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
 # run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml (the gated
 # 44,032, 88,064 and 20,480 rows last, session Q; main.yaml's lr grid was cut to the runs made, see its header)
-# but for five of the nine gated runs added to main.yaml in session Q (4 heads of M=64 at widths 256 and 512, the
-# widths of deltanet-33k, -66k and -131k; session S ran four at 1e-3). Session R ran all nine side by side: each
+# and the ten gated runs added to main.yaml in session Q (4 heads of M=64 at widths 256 and 512, the widths of
+# deltanet-33k, -66k and -131k: one in Q, four in S, the last five in T). Session R ran nine side by side: each
 # ran about 7x slower than alone and the machine went back before any finished; session S ran four (462-661 s)
-# and then three (cut at steps 2,000-3,500 when the machine went back). paper_arch.yaml
-# is done but for the one run left out on purpose (its two alpha-lr variants ran in session L). probe.yaml is done
-# (session L): it reran three main.yaml runs keeping their models,
+# and then three (cut at steps 2,000-3,500 when the machine went back); session T ran five (669-968 s).
+# paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr variants ran in session L).
+# probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
 # NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
 # pending runs in the order of its
@@ -29,14 +29,13 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (3 workers): five width runs pending, the three cut in session S first (131,072 width 512 at 5e-4 was
-# at 0.994 at step 2,000, 65,536 at 5e-4 at 0.998 at 3,500, 88,064 at 1e-3 at 0.991 at 3,000), then 88,064 and
-# 44,032 at 5e-4; new rows run in the spec's order after them (session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5:
-# seven 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752
+# main.yaml (3 workers): every run has a result (the width runs last, session T); new rows run in the spec's
+# order. The widest runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2
+# MAIN_PARALLEL=5: seven 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752
 # and 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-131k-w512-*-lr0.0005-*,ramnet-66k-w256-*-lr0.0005-*,ramnet-88k-w256-*-lr0.001-*,*'}
+MAIN_ONLY=${MAIN_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
@@ -48,9 +47,9 @@ case "${1:-}" in
     budget=${2:?usage: start SECONDS [--mps]}
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
-    # 15 in all in sessions E, F and H-K (15-23 small runs each); the wide runs left want few at once (session
+    # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
     # R's nine side by side ran about 7x slower each than one alone). seeds.yaml, ablations.yaml, paper_arch.yaml
-    # and probe.yaml are done
+    # and probe.yaml are done, and main.yaml as written
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-3} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
