@@ -10,11 +10,12 @@
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
-# run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml (the gated
+# run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml (the
 # 128-wide gated 44,032, 88,064 and 20,480 rows last, session Q; main.yaml's lr grid was cut to the runs made, see
 # its header) and the ten gated runs added to main.yaml in session Q (4 heads of M=64 at widths 256 and 512, the
 # widths of deltanet-33k, -66k and -131k: one in Q, four in S, the last five in T), and session U's six (lr 2.5e-4
-# for four of those rows, 5e-4 for deltanet-33k and -131k; 239-851 s side by side) and four seeds (318-325 s). Session R ran nine side by side: each
+# for four of those rows, 5e-4 for deltanet-33k and -131k; 239-851 s side by side) and four seeds (151-325 s).
+# Session R ran nine side by side: each
 # ran about 7x slower than alone and the machine went back before any finished; session S ran four (462-661 s)
 # and then three (cut at steps 2,000-3,500 when the machine went back); session T ran five (669-968 s).
 # paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr variants ran in session L).
