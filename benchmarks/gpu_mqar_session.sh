@@ -16,7 +16,8 @@
 # widths of deltanet-33k, -66k and -131k: one in Q, four in S, the last five in T), and session U's six (lr 2.5e-4
 # for four of those rows, 5e-4 for deltanet-33k and -131k; 239-851 s side by side) and four seeds (151-325 s).
 # Session R ran nine side by side: each ran about 7x slower than alone and the machine went back before any
-# finished; session S ran four (462-661 s) and then three (cut at steps 2,000-3,500 when the machine went back); session T ran five (669-968 s).
+# finished; session S ran four (462-661 s) and then three (cut at steps 2,000-3,500 when the machine went
+# back); session T ran five (669-968 s).
 # paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr variants ran in session L).
 # probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
