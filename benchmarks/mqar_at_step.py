@@ -1,0 +1,84 @@
+"""MQAR sweep runs compared at one training step, finished or cut off: the 7-setting mean (and the hardest
+setting's accuracy) that each run's evaluation at STEP gave, and the mean over the seeds of each (label, lr).
+
+    python benchmarks/mqar_at_step.py --step 3500 'deltanet-33k-lr0.001-*' 'ramnet-44k-w256-h8-*-lr0.0005-*'
+
+A run cut off by its session's deadline is not a result (the tables and ``mqar.json`` never use it), but the
+sweep files keep its curve up to its last evaluation under ``unfinished``; this reads both lists, so that a cut-off
+run can be set beside finished ones at a step that all of them reached. Every run is evaluated on the same
+held-out examples every 500 steps, so the numbers at one step are comparable; they are not the step-4,000 score.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+SWEEPS = ("mqar_sweep.json", "mqar_seeds_sweep.json", "ablations_sweep.json", "mqar_paper_arch_sweep.json")
+
+
+def runs_at_step(results: Path, patterns: list[str], step: int) -> list[dict]:
+    """Each run (finished or unfinished) whose id matches one of ``patterns`` and that was evaluated at ``step``:
+    ``{id, label, lr, seed, state_size, finished, accuracy, hardest, hardest_name}``, in the files' order."""
+    rows = []
+    for name in SWEEPS:
+        path = results / name
+        if not path.is_file():
+            continue
+        sweep = json.loads(path.read_text())
+        for finished, key in ((True, "runs"), (False, "unfinished")):
+            for run in sweep.get(key, []):
+                if not any(fnmatch.fnmatchcase(run["id"], p) for p in patterns):
+                    continue
+                entry = next((h for h in run.get("history") or [] if h.get("step") == step), None)
+                if entry is None or not entry.get("accuracies"):
+                    continue
+                hardest_name = list(entry["accuracies"])[-1]  # the protocol lists the longest setting last
+                rows.append({"id": run["id"], "label": run["label"], "lr": run["lr"], "seed": run["seed"],
+                             "state_size": run["state_size"], "finished": finished, "accuracy": entry["accuracy"],
+                             "hardest": entry["accuracies"][hardest_name], "hardest_name": hardest_name})
+    return rows
+
+
+def seed_means(rows: list[dict]) -> list[tuple[str, float, int, float]]:
+    """``(label, lr, seeds, mean accuracy)`` per (label, lr), in first-seen order."""
+    groups: dict[tuple[str, float], list[float]] = defaultdict(list)
+    for row in rows:
+        groups[(row["label"], row["lr"])].append(row["accuracy"])
+    return [(label, lr, len(accs), sum(accs) / len(accs)) for (label, lr), accs in groups.items()]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("patterns", nargs="+", help="fnmatch patterns on run ids")
+    parser.add_argument("--step", type=int, required=True, help="the training step (a multiple of the sweep's "
+                        "eval_every, 500)")
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"),
+                        help="folder with the sweep files (default: benchmarks/results)")
+    args = parser.parse_args(argv)
+    if args.step <= 0:
+        parser.error(f"--step must be a positive step number, got {args.step}")
+    if not args.results.is_dir():
+        parser.error(f"--results: no folder {args.results}")
+    rows = runs_at_step(args.results, args.patterns, args.step)
+    if not rows:
+        print(f"no run matching {args.patterns} was evaluated at step {args.step}", file=sys.stderr)
+        return 1
+    print(f"| run | state | finished | mean at step {args.step} | {rows[0]['hardest_name']} |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['id']} | {row['state_size']:,} | {'yes' if row['finished'] else 'no (cut off)'} | "
+              f"{row['accuracy']:.5f} | {row['hardest']:.4f} |")
+    print()
+    print(f"| label | lr | seeds | mean over seeds at step {args.step} |")
+    print("|---|---|---|---|")
+    for label, lr, n, mean in seed_means(rows):
+        print(f"| {label} | {lr:g} | {n} | {mean:.5f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
