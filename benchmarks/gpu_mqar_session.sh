@@ -31,8 +31,10 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (3 workers): every run has a result (the width runs last, session T); new rows run in the spec's
-# order. The widest runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2
+# main.yaml (3 workers): four runs are pending, session V's 8-head and K=32 rows at 44,032 (width 256; their seeds
+# 1-2 of the 8-head row are in seeds.yaml); new rows run in the spec's order. Session V's four 8-head runs side by
+# side reached step 3,500 at 593-602 s of training and were cut off by a 760 s budget: give such runs
+# RUN_SECONDS=900 or more, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=2 MAIN_ONLY='ramnet-44k-w256-h8-*' start 1000. The widest runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2
 # MAIN_PARALLEL=5: seven 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752
 # and 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
@@ -50,8 +52,8 @@ case "${1:-}" in
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
-    # R's nine side by side ran about 7x slower each than one alone). seeds.yaml, ablations.yaml, paper_arch.yaml
-    # and probe.yaml are done, and main.yaml as written
+    # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml and probe.yaml
+    # are done; main.yaml and seeds.yaml hold session V's pending runs
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-3} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
