@@ -31,8 +31,8 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (3 workers): four runs are pending, session V's 8-head and K=32 rows at 44,032 (width 256; their seeds
-# 1-2 of the 8-head row are in seeds.yaml); new rows run in the spec's order. Session V's four 8-head runs side by
+# main.yaml (3 workers): five runs are pending, session V's 8-head and K=32 rows at 44,032 and the 16-head row at
+# 43,008 (width 256; seeds 1-2 of the 8-head row are in seeds.yaml); new rows run in the spec's order. Session V's four 8-head runs side by
 # side reached step 3,500 at 593-602 s of training and were cut off by a 760 s budget: give such runs
 # RUN_SECONDS=900 or more, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=2 MAIN_ONLY='ramnet-44k-w256-h8-*' start 1000. The widest runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2
 # MAIN_PARALLEL=5: seven 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752

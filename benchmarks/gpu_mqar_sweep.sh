@@ -21,6 +21,9 @@ work=/tmp/ramnet-sweep-$name
 mkdir -p "$work" "$dest"
 exec 9>"$work/.lock"  # one sweep per work folder: a second would delete the first one's run files
 flock -n 9 || { echo "another sweep is running in $work (NAME $name): not starting a second" >&2; exit 2; }
+# when the budget's interrupt comes (epoch seconds): gpu_sweep_background.sh collect sets each run's expected end
+# beside it, so that a run which cannot finish in time shows before the session loses it (session V lost four so)
+echo $(( $(date +%s) + budget )) > "$work/.deadline"
 if [ -f "benchmarks/results/${name}_sweep.json" ] && [ ! -f "$work/mqar_sweep.json" ]; then
   cp "benchmarks/results/${name}_sweep.json" "$work/mqar_sweep.json"
 fi

@@ -7,7 +7,8 @@
 # until it is given back); SWEEP_PARALLEL and SWEEP_ONLY pass through to it. The summaries are rewritten after
 # every run, so `collect` can run at any time; it copies NAME_sweep.json, NAME.json (and NAME_models.tar, the
 # models of save_model entries) into $OUT, and lists the
-# runs in flight (or cut off) with their last evaluation from their progress.json. Other work (tests, timings)
+# runs in flight (or cut off) with their last evaluation from their progress.json, and when each should end at
+# its pace so far (flagged when that is after the sweep's deadline). Other work (tests, timings)
 # can run in the calls between; timings measured next to a sweep share the card and are not to be reported.
 # MPS (opt-in, untested here): the GPU time-slices between processes; CUDA MPS may run the small kernels of
 # several worker processes at once. `mps-start` (before any `start`) starts nvidia-cuda-mps-control -d with its
@@ -57,9 +58,15 @@ case "${1:-}" in
       echo "$name: $done_runs runs with results, $failed failed, $retried retried after CUDA out of memory"
       [ "$failed" -gt 0 ] && cat "$work"/runs/*/error.txt | cut -c1-160 | sort | uniq -c
       python3 - "$work" <<'PY'
-import json, pathlib, sys
+import json, pathlib, sys, time
+work = pathlib.Path(sys.argv[1])
+try:  # written by gpu_mqar_sweep.sh when the sweep started: when its budget's interrupt comes
+    deadline = int((work / ".deadline").read_text())
+except (OSError, ValueError):
+    deadline = None
+clock = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))
 rows = []
-for path in sorted(pathlib.Path(sys.argv[1]).glob("runs/*/progress.json")):
+for path in sorted(work.glob("runs/*/progress.json")):
     if (path.parent / "result.json").exists():
         continue
     try:
@@ -67,7 +74,14 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("runs/*/progress.json")):
     except ValueError:
         continue  # being rewritten: the next collect reads it
     acc = "-" if p.get("accuracy") is None else f"{p['accuracy']:.3f}"
-    rows.append(f"  {p['id']}: step {p['step']}/{p['total_steps']}, accuracy {acc}, {p['seconds']:.0f} s")
+    row = f"  {p['id']}: step {p['step']}/{p['total_steps']}, accuracy {acc}, {p['seconds']:.0f} s"
+    if 0 < p["step"] < p["total_steps"] and p["seconds"] > 0:
+        # the pace so far, from the last evaluation (the progress file's time) on
+        end = path.stat().st_mtime + (p["total_steps"] - p["step"]) * p["seconds"] / p["step"]
+        row += f", ends about {clock(end)} UTC"
+        if deadline is not None and end > deadline:
+            row += f": AFTER the sweep's deadline {clock(deadline)}, so it will be cut off"
+    rows.append(row)
 print(f"  {len(rows)} unfinished (progress.json, no result)")
 for row in rows:
     print(row)
