@@ -32,11 +32,13 @@ set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # main.yaml (3 workers): five runs are pending, session V's 8-head and K=32 rows at 44,032 and the 16-head row at
-# 43,008 (width 256; seeds 1-2 of the 8-head row are in seeds.yaml); new rows run in the spec's order. Session V's four 8-head runs side by
-# side reached step 3,500 at 593-602 s of training and were cut off by a 760 s budget: give such runs
-# RUN_SECONDS=900 or more, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=2 MAIN_ONLY='ramnet-44k-w256-h8-*' start 1000. The widest runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2
-# MAIN_PARALLEL=5: seven 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752
-# and 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
+# 43,008 (width 256; seeds 1-2 of the 8-head row are in seeds.yaml); new rows run in the spec's order. Session V's
+# four 8-head runs side by side reached step 3,500 at 593-602 s of training, and its 760 s SECONDS cut them off:
+# SECONDS must cover about 700 s of training, start-up and a margin, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=2
+# MAIN_ONLY='ramnet-44k-w256-h8-*' RUN_SECONDS=850 start 1000 (`collect` flags runs that will miss it). The widest
+# runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven
+# 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and
+# 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
 MAIN_ONLY=${MAIN_ONLY-'*'}

@@ -14,6 +14,8 @@ set -u
 spec=${1:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
 name=${2:?usage: gpu_mqar_sweep.sh SPEC NAME [SECONDS]}
 budget=${3:-540}
+case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
+budget=$((10#$budget))  # 0540 is 540 seconds, not octal
 spec=$(realpath "$spec")  # before the cd below
 cd "$(dirname "$0")/.."
 dest=${OUT:-benchmarks/results}

@@ -65,6 +65,7 @@ try:  # written by gpu_mqar_sweep.sh when the sweep started: when its budget's i
 except (OSError, ValueError):
     deadline = None
 clock = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))
+MARGIN = 60  # s: the last evaluation and the summary's rewrite come after the last step
 rows = []
 for path in sorted(work.glob("runs/*/progress.json")):
     if (path.parent / "result.json").exists():
@@ -75,12 +76,18 @@ for path in sorted(work.glob("runs/*/progress.json")):
         continue  # being rewritten: the next collect reads it
     acc = "-" if p.get("accuracy") is None else f"{p['accuracy']:.3f}"
     row = f"  {p['id']}: step {p['step']}/{p['total_steps']}, accuracy {acc}, {p['seconds']:.0f} s"
-    if 0 < p["step"] < p["total_steps"] and p["seconds"] > 0:
-        # the pace so far, from the last evaluation (the progress file's time) on
-        end = path.stat().st_mtime + (p["total_steps"] - p["step"]) * p["seconds"] / p["step"]
+    history = [h for h in p.get("history") or [] if h.get("step") and h.get("seconds") is not None]
+    if (path.parent / "error.txt").exists():
+        row += ", failed (error.txt)"
+    elif history and history[-1]["step"] < p["total_steps"]:
+        # the pace of the last interval (runs slow down as others join the card), from the last evaluation (the
+        # progress file's time) on
+        last, before = history[-1], (history[-2] if len(history) > 1 else {"step": 0, "seconds": 0.0})
+        pace = (last["seconds"] - before["seconds"]) / (last["step"] - before["step"])
+        end = path.stat().st_mtime + (p["total_steps"] - last["step"]) * pace
         row += f", ends about {clock(end)} UTC"
-        if deadline is not None and end > deadline:
-            row += f": AFTER the sweep's deadline {clock(deadline)}, so it will be cut off"
+        if deadline is not None and end > deadline - MARGIN:
+            row += f": AFTER the sweep's deadline {clock(deadline)} (or within {MARGIN} s), so it may be cut off"
     rows.append(row)
 print(f"  {len(rows)} unfinished (progress.json, no result)")
 for row in rows:

@@ -5,8 +5,12 @@ setting's accuracy) that each run's evaluation at STEP gave, and the mean over t
 
 A run cut off by its session's deadline is not a result (the tables and ``mqar.json`` never use it), but the
 sweep files keep its curve up to its last evaluation under ``unfinished``; this reads both lists, so that a cut-off
-run can be set beside finished ones at a step that all of them reached. Every run is evaluated on the same
-held-out examples every 500 steps, so the numbers at one step are comparable; they are not the step-4,000 score.
+run can be set beside finished ones at a step that all of them reached. Every run is evaluated every 500 steps on
+held-out examples drawn from its seed (runs of one seed share them), so the numbers at one step are comparable;
+they are not the step-4,000 score. An evaluation after the loss diverged counts as 0 (as the sweep scores it); a
+run that failed is marked so. Seed means are per (label, lr, state size): two specs may reuse a label for
+other models (`gamma-0.5` in the ablations and in the paper-architecture sweep), while a row's seed 0 and its
+seeds 1-2 sit in two sweep files.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ SWEEPS = ("mqar_sweep.json", "mqar_seeds_sweep.json", "ablations_sweep.json", "m
 
 def runs_at_step(results: Path, patterns: list[str], step: int) -> list[dict]:
     """Each run (finished or unfinished) whose id matches one of ``patterns`` and that was evaluated at ``step``:
-    ``{id, label, lr, seed, state_size, finished, accuracy, hardest, hardest_name}``, in the files' order."""
+    ``{id, label, lr, seed, state_size, status, accuracy, hardest, hardest_name}``, in the files' order;
+    ``status`` is "yes" (finished), "no (cut off)" or "no (failed)", and ``hardest`` is None after a divergence."""
     rows = []
     for name in SWEEPS:
         path = results / name
@@ -34,21 +39,28 @@ def runs_at_step(results: Path, patterns: list[str], step: int) -> list[dict]:
                 if not any(fnmatch.fnmatchcase(run["id"], p) for p in patterns):
                     continue
                 entry = next((h for h in run.get("history") or [] if h.get("step") == step), None)
-                if entry is None or not entry.get("accuracies"):
+                if entry is None:
                     continue
-                hardest_name = list(entry["accuracies"])[-1]  # the protocol lists the longest setting last
-                rows.append({"id": run["id"], "label": run["label"], "lr": run["lr"], "seed": run["seed"],
-                             "state_size": run["state_size"], "finished": finished, "accuracy": entry["accuracy"],
-                             "hardest": entry["accuracies"][hardest_name], "hardest_name": hardest_name})
+                accuracies = entry.get("accuracies") or {}  # empty once the loss diverged: scored 0
+                hardest_name = list(accuracies)[-1] if accuracies else None  # the longest setting is listed last
+                status = "yes" if finished else "no (failed)" if run.get("error") else "no (cut off)"
+                rows.append({"id": run["id"], "label": run["label"], "lr": run["lr"],
+                             "seed": run["seed"], "state_size": run["state_size"], "status": status,
+                             "accuracy": entry.get("accuracy") or 0.0,
+                             "hardest": accuracies.get(hardest_name), "hardest_name": hardest_name})
     return rows
 
 
-def seed_means(rows: list[dict]) -> list[tuple[str, float, int, float]]:
-    """``(label, lr, seeds, mean accuracy)`` per (label, lr), in first-seen order."""
-    groups: dict[tuple[str, float], list[float]] = defaultdict(list)
+def seed_means(rows: list[dict]) -> list[tuple[str, float, int, int, float]]:
+    """``(label, lr, state size, seeds, mean accuracy)`` per (label, lr, state size), in first-seen order. A seed
+    seen twice (a run id in two sweep files) counts once, its finished record first."""
+    groups: dict[tuple[str, float, int], dict[int, dict]] = defaultdict(dict)
     for row in rows:
-        groups[(row["label"], row["lr"])].append(row["accuracy"])
-    return [(label, lr, len(accs), sum(accs) / len(accs)) for (label, lr), accs in groups.items()]
+        seeds = groups[(row["label"], row["lr"], row["state_size"])]
+        if row["seed"] not in seeds or (row["status"] == "yes" and seeds[row["seed"]]["status"] != "yes"):
+            seeds[row["seed"]] = row
+    return [(label, lr, state, len(seeds), sum(r["accuracy"] for r in seeds.values()) / len(seeds))
+            for (label, lr, state), seeds in groups.items()]
 
 
 def main(argv=None) -> int:
@@ -56,7 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("patterns", nargs="+", help="fnmatch patterns on run ids")
     parser.add_argument("--step", type=int, required=True, help="the training step (a multiple of the sweep's "
                         "eval_every, 500)")
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"),
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results",
                         help="folder with the sweep files (default: benchmarks/results)")
     args = parser.parse_args(argv)
     if args.step <= 0:
@@ -67,16 +79,17 @@ def main(argv=None) -> int:
     if not rows:
         print(f"no run matching {args.patterns} was evaluated at step {args.step}", file=sys.stderr)
         return 1
-    print(f"| run | state | finished | mean at step {args.step} | {rows[0]['hardest_name']} |")
+    hardest_name = next((row["hardest_name"] for row in rows if row["hardest_name"]), "longest setting")
+    print(f"| run | state | finished | mean at step {args.step} | {hardest_name} |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['id']} | {row['state_size']:,} | {'yes' if row['finished'] else 'no (cut off)'} | "
-              f"{row['accuracy']:.5f} | {row['hardest']:.4f} |")
+        hardest = "diverged" if row["hardest"] is None else f"{row['hardest']:.4f}"
+        print(f"| {row['id']} | {row['state_size']:,} | {row['status']} | {row['accuracy']:.5f} | {hardest} |")
     print()
-    print(f"| label | lr | seeds | mean over seeds at step {args.step} |")
-    print("|---|---|---|---|")
-    for label, lr, n, mean in seed_means(rows):
-        print(f"| {label} | {lr:g} | {n} | {mean:.5f} |")
+    print(f"| label | lr | state | seeds | mean over seeds at step {args.step} |")
+    print("|---|---|---|---|---|")
+    for label, lr, state, n, mean in seed_means(rows):
+        print(f"| {label} | {lr:g} | {state:,} | {n} | {mean:.5f} |")
     return 0
 
 

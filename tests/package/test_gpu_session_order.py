@@ -119,29 +119,38 @@ def test_the_sweep_session_refuses_a_budget_that_would_start_no_run(seconds, run
     assert "started" not in done.stdout
 
 
-@pytest.mark.parametrize("deadline_in, cut_off", [(60, True), (3600, False)])
-def test_collect_says_when_an_unfinished_run_will_miss_the_deadline(deadline_in, cut_off):
-    """``collect`` sets each unfinished run's expected end (its pace so far) beside the sweep's deadline, so that a
-    run which cannot finish shows while the session can still act (session V lost four runs at step 3,500)."""
+@pytest.mark.parametrize("case", ["past the deadline", "in time", "failed", "no deadline file"])
+def test_collect_says_when_an_unfinished_run_will_miss_the_deadline(case):
+    """``collect`` sets each unfinished run's expected end (the pace of its last interval) beside the sweep's
+    deadline, so that a run which cannot finish shows while the session can still act (session V lost four runs
+    at step 3,500); a failed run gets no end."""
     import os
     import shutil
     import subprocess
     import time
     script = ROOT / "benchmarks" / "gpu_sweep_background.sh"
-    name = f"eta-test-{os.getpid()}-{deadline_in}"
+    name = f"eta-test-{os.getpid()}-{case.replace(' ', '-')}"
     work = Path(f"/tmp/ramnet-sweep-{name}")
     run_dir = work / "runs" / "r1"
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        # 1,000 of 4,000 steps in 100 s: 300 s to go, after a deadline 60 s away and before one 3,600 s away
+        # 40 s for the first 500 steps, then 60 s for the next 500: at the last interval's pace 3,000 steps take
+        # 360 s more (at the average pace, 300 s); with collect's 60 s margin, a deadline 400 s away is missed at
+        # the last interval's pace only
+        history = [{"step": 500, "seconds": 40.0}, {"step": 1000, "seconds": 100.0}]
         (run_dir / "progress.json").write_text(json.dumps({"id": "r1", "step": 1000, "total_steps": 4000,
-                                                           "accuracy": 0.5, "seconds": 100.0}))
-        (work / ".deadline").write_text(str(int(time.time()) + deadline_in))
+                                                           "accuracy": 0.5, "seconds": 100.0, "history": history}))
+        if case != "no deadline file":
+            (work / ".deadline").write_text(str(int(time.time()) + (3600 if case == "in time" else 400)))
+        if case == "failed":
+            (run_dir / "error.txt").write_text("RuntimeError: boom\n")
         done = subprocess.run(["bash", str(script), "collect", name], capture_output=True, text=True, timeout=60,
                               env={k: v for k, v in os.environ.items() if k != "OUT"})
         line = [ln for ln in done.stdout.splitlines() if ln.startswith("  r1:")]
-        assert len(line) == 1 and "step 1000/4000" in line[0] and "ends about" in line[0], done.stdout
-        assert ("AFTER the sweep's deadline" in line[0]) == cut_off, line[0]
+        assert len(line) == 1 and "step 1000/4000" in line[0], done.stdout + done.stderr
+        assert ("ends about" in line[0]) == (case != "failed"), line[0]
+        assert ("failed (error.txt)" in line[0]) == (case == "failed"), line[0]
+        assert ("AFTER the sweep's deadline" in line[0]) == (case == "past the deadline"), line[0]
     finally:
         shutil.rmtree(work)
 

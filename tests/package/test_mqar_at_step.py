@@ -13,10 +13,11 @@ def _run(*args):
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
 
 
-def _run_record(label, lr, seed, curve):
-    history = [{"step": step, "accuracy": acc, "accuracies": {"N4-T64": 1.0, "N256-T1024": hard}}
+def _run_record(label, lr, seed, curve, state_size=44032):
+    history = [{"step": step, "accuracy": acc,
+                "accuracies": {} if hard is None else {"N4-T64": 1.0, "N256-T1024": hard}}
                for step, acc, hard in curve]
-    return {"id": f"{label}-lr{lr}-s{seed}", "label": label, "lr": lr, "seed": seed, "state_size": 44032,
+    return {"id": f"{label}-lr{lr}-s{seed}", "label": label, "lr": lr, "seed": seed, "state_size": state_size,
             "history": history}
 
 
@@ -25,6 +26,11 @@ def _sweep(folder: Path) -> None:
     cut = [_run_record("ramnet-a", 0.001, 1, [(500, 0.7, 0.3), (1000, 0.8, 0.6)]),
            _run_record("ramnet-a", 0.001, 2, [(500, 0.6, 0.2)])]  # cut off before step 1000
     (folder / "mqar_sweep.json").write_text(json.dumps({"runs": finished, "unfinished": cut}))
+    # another spec reusing the label for another model (other state), with a failed run and a diverged one
+    failed = {**_run_record("ramnet-a", 0.001, 1, [(1000, 0.2, 0.1)], state_size=8192), "error": "RuntimeError"}
+    diverged = _run_record("ramnet-a", 0.001, 0, [(1000, 0.0, None)], state_size=8192)
+    stale = _run_record("ramnet-a", 0.001, 0, [(1000, 0.9, 0.9)], state_size=8192)  # an older cut-off copy of s0
+    (folder / "ablations_sweep.json").write_text(json.dumps({"runs": [diverged], "unfinished": [failed, stale]}))
 
 
 def test_finished_and_cut_off_runs_at_one_step_with_the_seed_mean(tmp_path):
@@ -34,8 +40,12 @@ def test_finished_and_cut_off_runs_at_one_step_with_the_seed_mean(tmp_path):
     lines = out.stdout.strip().splitlines()
     assert lines[2] == "| ramnet-a-lr0.001-s0 | 44,032 | yes | 0.90000 | 0.8000 |"
     assert lines[3] == "| ramnet-a-lr0.001-s1 | 44,032 | no (cut off) | 0.80000 | 0.6000 |"
-    assert len(lines) == 8  # seed 2 never reached step 1000, so it is left out, not counted as 0
-    assert lines[-1] == "| ramnet-a | 0.001 | 2 | 0.85000 |"
+    assert lines[4] == "| ramnet-a-lr0.001-s0 | 8,192 | yes | 0.00000 | diverged |"
+    assert lines[5] == "| ramnet-a-lr0.001-s1 | 8,192 | no (failed) | 0.20000 | 0.1000 |"
+    # seed 2 never reached step 1000, so it is left out, not counted as 0; the 8,192 model is averaged apart, and
+    # its seed 0 once, as finished (diverged: 0), not as the stale cut-off copy
+    assert lines[-2:] == ["| ramnet-a | 0.001 | 44,032 | 2 | 0.85000 |", "| ramnet-a | 0.001 | 8,192 | 2 | 0.10000 |"]
+    assert len(lines) == 12
 
 
 def test_bad_step_folder_or_pattern_is_one_line(tmp_path):
