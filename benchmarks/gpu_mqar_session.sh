@@ -41,7 +41,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-MAIN_ONLY=${MAIN_ONLY-'*'}
+# the 8-head reruns first (lr 5e-4, then 1e-3), then the 16-head row, then the K=32 pair (level with K=16 at step 2,000)
+MAIN_ONLY=${MAIN_ONLY-'ramnet-44k-w256-h8-*-lr0.0005-*,ramnet-44k-w256-h8-*,ramnet-43k-w256-h16-*,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
