@@ -8,7 +8,7 @@
 # every run, so `collect` can run at any time; it copies NAME_sweep.json, NAME.json (and NAME_models.tar, the
 # models of save_model entries) into $OUT, and lists the
 # runs in flight (or cut off) with their last evaluation from their progress.json, and when each should end at
-# its pace so far (flagged when that is after the sweep's deadline). Other work (tests, timings)
+# its last interval's pace (flagged when that is after, or within 60 s of, the sweep's deadline). Other work (tests, timings)
 # can run in the calls between; timings measured next to a sweep share the card and are not to be reported.
 # MPS (opt-in, untested here): the GPU time-slices between processes; CUDA MPS may run the small kernels of
 # several worker processes at once. `mps-start` (before any `start`) starts nvidia-cuda-mps-control -d with its
