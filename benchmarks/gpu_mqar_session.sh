@@ -31,18 +31,21 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (3 workers): five runs are pending, session V's 8-head and K=32 rows at 44,032 and the 16-head row at
-# 43,008 (width 256; seeds 1-2 of the 8-head row are in seeds.yaml); new rows run in the spec's order. Session V's
-# four 8-head runs side by side reached step 3,500 at 593-602 s of training, and its 760 s SECONDS cut them off:
-# SECONDS must cover about 700 s of training, start-up and a margin, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=2
-# MAIN_ONLY='ramnet-44k-w256-h8-*' RUN_SECONDS=850 start 1000 (`collect` flags runs that will miss it). The widest
+# main.yaml (3 workers): seven runs are pending: session W's three gated rows at the top of deltanet-16k's band
+# (21,504-22,016: 8 heads at widths 256 and 128, 4 heads at 256; seeds 1-2 of the first are in seeds.yaml), the
+# 16-head row at 43,008 and session V's K=32 pair and 8-head 1e-3 run at 44,032; new rows run in the spec's order.
+# Session W's three 8-head 44,032 runs side by side took 511-515 s of training (five side by side were at step
+# 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its 760 s SECONDS cut them off:
+# SECONDS must cover the training, start-up and a margin, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=4 RUN_SECONDS=1000
+# start 1150 (`collect` flags runs that will miss it). The widest
 # runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven
 # 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# the 8-head reruns first (lr 5e-4, then 1e-3), then the 16-head row, then the K=32 pair (level with K=16 at step 2,000)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-44k-w256-h8-*-lr0.0005-*,ramnet-44k-w256-h8-*,ramnet-43k-w256-h16-*,*'}
+# the 16k band's new rows first (the 8-head width-256 one, whose seeds run beside it, then the other two), then the
+# 16-head row, then the rest (the 8-head row at 1e-3, the K=32 pair: level with K=16 at step 2,000)
+MAIN_ONLY=${MAIN_ONLY-'ramnet-22k-w256-h8-*,ramnet-22k-w256-h4-*,ramnet-22k-h8-*,ramnet-43k-w256-h16-*,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
