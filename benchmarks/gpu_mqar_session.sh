@@ -36,8 +36,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # 16-head row at 43,008 and session V's K=32 pair and 8-head 1e-3 run at 44,032; new rows run in the spec's order.
 # Session W's three 8-head 44,032 runs side by side took 511-515 s of training (five side by side were at step
 # 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its 760 s SECONDS cut them off:
-# SECONDS must cover the training, start-up and a margin, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=4 RUN_SECONDS=1000
-# start 1150 (`collect` flags runs that will miss it). The widest
+# SECONDS must cover the slowest run's training, start-up and a margin, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=4
+# RUN_SECONDS=1200 start 1350 (the 16-head row is the slowest: five side by side, it was on course for about
+# 1,130 s from the session's start; `collect` flags runs that will miss SECONDS). The widest
 # runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven
 # 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
