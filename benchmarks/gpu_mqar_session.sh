@@ -38,7 +38,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its 760 s SECONDS cut them off:
 # SECONDS must cover the slowest run's training, start-up and a margin, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=4
 # RUN_SECONDS=1200 start 1350 (the 16-head row is the slowest: five side by side, it was on course for about
-# 1,130 s from the session's start; `collect` flags runs that will miss SECONDS). The widest
+# 1,130 s from the session's start; `collect` flags runs that will miss SECONDS). Those six weigh about what
+# session W's five did (a 16k-band 8-head step at T=1024 costs 0.77x the 44,032 one; docs/BENCHMARKS.md), but
+# the margin is thin: MAIN_PARALLEL=3 RUN_SECONDS=900 start 1050 runs the 16k band alone. The widest
 # runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven
 # 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
