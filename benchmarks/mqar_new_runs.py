@@ -6,7 +6,7 @@
 For each new run: its 7-setting mean, the two longest settings (where the equal-state gaps sit), the step at
 which it first passed 0.5 (the loss plateau's end), its seconds and its peak memory. Then the counts per sweep,
 and the runs that the summaries list as cut by a budget (`unfinished`: a curve so far, not a result).
-This is the list a session's notes start from (docs/RESULTS.md, one paragraph per session).
+This is the list a session's notes start from (docs/MQAR_SESSIONS.md, one paragraph per session).
 """
 from __future__ import annotations
 

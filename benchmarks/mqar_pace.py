@@ -4,7 +4,7 @@ steps) and in all, for the runs whose ids match the patterns.
     python benchmarks/mqar_pace.py 'ramnet-*-h4-m64-k16-lr0.001-s0' 'ramnet-16k-w256-lr0.003-s0'
 
 Runs packed on one card share it by time-slicing, so these times are comparable only between runs that ran
-side by side in one session (docs/RESULTS.md says which ran together); the first interval is the one in which
+side by side in one session (docs/MQAR_SESSIONS.md says which ran together); the first interval is the one in which
 every worker of a session was running. A clean per-step cost with the card to itself is
 ``benchmarks/bench_mqar_step.py``'s.
 """

@@ -118,7 +118,7 @@ def test_cape_prev_token_init_makes_a_previous_token_head():
 
 
 def test_the_mqar_init_margin_copies_the_previous_token_with_content_in_q_and_k():
-    """The margin the MQAR triage uses (4, docs/RESULTS.md) makes a previous-token copy at initialisation with the
+    """The margin the MQAR triage uses (4, docs/MQAR_PROBES.md) makes a previous-token copy at initialisation with the
     default random q/k projections (cosine 0.996 to v[t-1] here); a margin of 1 does not (0.49)."""
     def cosine_to_previous(margin):
         torch.manual_seed(0)
