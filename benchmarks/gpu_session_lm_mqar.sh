@@ -88,7 +88,7 @@ print('datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'fsspec'
     if [ "$left" -ge "${MIN_SWEEP_SECONDS:-$(( ${RUN_SECONDS:-700} + 60 ))}" ]; then
       bash benchmarks/gpu_mqar_session.sh start "$left" ${SWEEP_MPS:+--mps}
     else
-      echo "too little time left for a sweep"
+      echo "too little time left for a sweep: $left s, MIN_SWEEP_SECONDS wants ${MIN_SWEEP_SECONDS:-$(( ${RUN_SECONDS:-700} + 60 ))}"
     fi
   fi
   echo "== steps done $(date -u +%T)"
@@ -104,7 +104,13 @@ case "${1:-}" in
     if [[ " ${SESSION_STEPS:-} " == *" gdn "* && " ${SESSION_STEPS:-} " == *" gdn_alongside "* ]]; then
       echo "SESSION_STEPS: gdn and gdn_alongside both run the GDN check (into one file): pick one" >&2; exit 2
     fi
-    [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log" >&2; exit 2; }
+    [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log (set RAMNET_SESSION_DIR to start another)" >&2; exit 2; }
+    # the set-up (cache restore, start-up) takes about 10 s of SECONDS; a sweeps-only session that could not start
+    # its sweeps would only spend device time
+    min_sweep=${MIN_SWEEP_SECONDS:-$(( ${RUN_SECONDS:-700} + 60 ))}
+    if [[ " ${SESSION_STEPS:-} " == " mqar " && $seconds -lt $(( min_sweep + 20 )) ]]; then
+      echo "SECONDS $seconds leaves the sweeps less than MIN_SWEEP_SECONDS ($min_sweep, by default RUN_SECONDS + 60) after about 20 s of set-up: give at least $(( min_sweep + 20 ))" >&2; exit 2
+    fi
     mkdir -p "$S"
     end=$(( $(date +%s) + seconds ))
     tuned=benchmarks/gpu_cache/triton_autotune.tgz

@@ -68,6 +68,23 @@ def test_the_session_script_refuses_bad_steps_before_starting(steps, message, tm
     assert done.stderr.count("\n") == 1 and "session started" not in done.stdout
 
 
+@pytest.mark.parametrize("seconds, env, message", [
+    ("720", {"RUN_SECONDS": "650"}, "give at least 730"),
+    ("300", {"MIN_SWEEP_SECONDS": "400"}, "give at least 420"),
+])
+def test_a_sweeps_only_session_refuses_seconds_that_cannot_start_the_sweeps(seconds, env, message, tmp_path):
+    """A sweeps-only session whose SECONDS leave the sweeps under MIN_SWEEP_SECONDS after its set-up would hold a
+    machine and run nothing (session X lost a call to it): ``start`` refuses it in one line and writes nothing."""
+    import os
+    import subprocess
+    script = ROOT / "benchmarks" / "gpu_session_lm_mqar.sh"
+    session = tmp_path / "session"
+    done = subprocess.run(["bash", str(script), "start", seconds], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SESSION_STEPS": "mqar", "RAMNET_SESSION_DIR": str(session), **env})
+    assert done.returncode == 2 and message in done.stderr, done
+    assert done.stderr.count("\n") == 1 and not session.exists()
+
+
 @pytest.mark.parametrize("variable, value", [("MAIN_PARALLEL", "-1"), ("SEEDS_PARALLEL", "x"), ("ABL_PARALLEL", "2.5"),
                                              ("PROBE_PARALLEL", "three")])
 def test_the_sweep_session_refuses_bad_worker_counts_before_starting(variable, value):
