@@ -31,24 +31,26 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (3 workers): seven runs are pending: session W's three gated rows at the top of deltanet-16k's band
-# (21,504-22,016: 8 heads at widths 256 and 128, 4 heads at 256; seeds 1-2 of the first are in seeds.yaml), the
-# 16-head row at 43,008 and session V's K=32 pair and 8-head 1e-3 run at 44,032; new rows run in the spec's order.
-# Session W's three 8-head 44,032 runs side by side took 511-515 s of training (five side by side were at step
-# 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its 760 s SECONDS cut them off:
-# SECONDS must cover the slowest run's training, start-up and a margin, e.g. SEEDS_PARALLEL=2 MAIN_PARALLEL=4
-# RUN_SECONDS=1200 start 1350 (the 16-head row is the slowest: five side by side, it was on course for about
-# 1,130 s from the session's start; `collect` flags runs that will miss SECONDS). Those six weigh about what
-# session W's five did (a 16k-band 8-head step at T=1024 costs 0.77x the 44,032 one; docs/BENCHMARKS.md), but
-# the margin is thin: MAIN_PARALLEL=3 RUN_SECONDS=900 start 1050 runs the 16k band alone. The widest
-# runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven
+# main.yaml (3 workers): seven runs are pending: the 16-head row at 43,008, the 8-head width-256 row at 88,064,
+# two of session W's gated 16k-band rows (8 heads at width 128, 4 heads at 256; lost in session X), and session
+# V's K=32 pair and 8-head 1e-3 run at 44,032; new rows run in the spec's order. seeds.yaml has nothing pending.
+# Session X's five 16k-band runs side by side were at step 2,500-3,000 after about 390 s; its three 8-head
+# 21,504 runs side by side took 376-377 s of training. Session W's three 8-head 44,032 runs took 511-515 s
+# (five side by side were at step 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its
+# 760 s SECONDS cut them off: SECONDS must cover the slowest run's training, start-up and a margin. The 16-head
+# row is the slowest (five side by side, it was on course for about 1,130 s from session W's start; its step
+# costs 1.39x the 44,032 8-head row's at T=1024, docs/BENCHMARKS.md; `collect` flags runs that will miss
+# SECONDS), so with the 88,064 row (d_v 85, twice the 44,032 row's) beside it, MAIN_PARALLEL=2 RUN_SECONDS=1000
+# start 1100 leaves a margin.
+# The widest runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven
 # 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# the 16k band's new rows first (the 8-head width-256 one, whose seeds run beside it, then the other two), then the
-# 16-head row, then the rest (the 8-head row at 1e-3, the K=32 pair: level with K=16 at step 2,000)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-22k-w256-h8-*,ramnet-22k-w256-h4-*,ramnet-22k-h8-*,ramnet-43k-w256-h16-*,*'}
+# the 16-head row at 33k (the nearest band still open, -0.0003), then the 8-head width-256 row at 88,064 (the 66k
+# band), then the two 16k-band rows that session X lost (the band is reached; they say whether width or heads did
+# it), then the rest (the 8-head row at 1e-3, the K=32 pair: level with K=16 at step 2,000)
+MAIN_ONLY=${MAIN_ONLY-'ramnet-43k-w256-h16-*,ramnet-88k-w256-h8-*,ramnet-22k-w256-h4-*,ramnet-22k-h8-*,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
