@@ -40,7 +40,7 @@ bg=benchmarks/gpu_sweep_background.sh
 # 760 s SECONDS cut them off: SECONDS must cover the slowest run's training, start-up and a margin. The 16-head
 # row is the slowest (five side by side, it was on course for about 1,130 s from session W's start; its step
 # costs 1.39x the 44,032 8-head row's at T=1024, docs/BENCHMARKS.md; `collect` flags runs that will miss
-# SECONDS), so with the 88,064 row (d_v 85, twice the 44,032 row's) beside it, MAIN_PARALLEL=2 RUN_SECONDS=1000
+# SECONDS), so with the 88,064 row (d_v + 1 twice the 44,032 row's) beside it, MAIN_PARALLEL=2 RUN_SECONDS=1000
 # start 1100 leaves a margin.
 # The widest runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven
 # 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and
@@ -64,7 +64,7 @@ case "${1:-}" in
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
     # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml and probe.yaml
-    # are done; main.yaml and seeds.yaml hold session V's pending runs
+    # are done; main.yaml holds the pending runs (sessions V-X), seeds.yaml none
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-3} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
