@@ -85,10 +85,10 @@ print('datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'fsspec'
   if [[ $steps == *" mqar "* ]]; then
     local left=$(( end - $(date +%s) ))
     echo "== 4. MQAR sweeps $(date -u +%T), $left s left"
-    if [ "$left" -ge "${MIN_SWEEP_SECONDS:-$(( ${RUN_SECONDS:-700} + 60 ))}" ]; then
+    if [ "$left" -ge "$MIN_SWEEP_SECONDS" ]; then  # set by start
       bash benchmarks/gpu_mqar_session.sh start "$left" ${SWEEP_MPS:+--mps}
     else
-      echo "too little time left for a sweep: $left s, MIN_SWEEP_SECONDS wants ${MIN_SWEEP_SECONDS:-$(( ${RUN_SECONDS:-700} + 60 ))}"
+      echo "too little time left for a sweep: $left s, MIN_SWEEP_SECONDS wants $MIN_SWEEP_SECONDS"
     fi
   fi
   echo "== steps done $(date -u +%T)"
@@ -107,9 +107,9 @@ case "${1:-}" in
     [ -e "$S/session.log" ] && { echo "a session already ran here: $S/session.log (set RAMNET_SESSION_DIR to start another)" >&2; exit 2; }
     # the set-up (cache restore, start-up) takes 5-11 s of SECONDS (20 s allowed); a sweeps-only session that could not start
     # its sweeps would only spend device time
-    min_sweep=${MIN_SWEEP_SECONDS:-$(( ${RUN_SECONDS:-700} + 60 ))}
-    if [[ " ${SESSION_STEPS:-} " == " mqar " && $seconds -lt $(( min_sweep + 20 )) ]]; then
-      echo "SECONDS $seconds leaves the sweeps less than MIN_SWEEP_SECONDS ($min_sweep, by default RUN_SECONDS + 60) after about 20 s of set-up: give at least $(( min_sweep + 20 ))" >&2; exit 2
+    export MIN_SWEEP_SECONDS=${MIN_SWEEP_SECONDS:-$(( ${RUN_SECONDS:-700} + 60 ))}
+    if [[ " ${SESSION_STEPS:-} " == " mqar " && $seconds -lt $(( MIN_SWEEP_SECONDS + 20 )) ]]; then
+      echo "SECONDS $seconds leaves the sweeps less than MIN_SWEEP_SECONDS ($MIN_SWEEP_SECONDS, by default RUN_SECONDS + 60) after about 20 s of set-up: give at least $(( MIN_SWEEP_SECONDS + 20 ))" >&2; exit 2
     fi
     mkdir -p "$S"
     end=$(( $(date +%s) + seconds ))
