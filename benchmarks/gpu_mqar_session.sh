@@ -6,7 +6,7 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 0 / 3 / 0 / 0 / 0 between seeds.yaml, main.yaml,
+# (`unfinished`), not a result. The workers are split 4 / 1 / 0 / 0 / 0 between seeds.yaml, main.yaml,
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
@@ -31,9 +31,12 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# main.yaml (3 workers): seven runs are pending: the 16-head row at 43,008, the 8-head width-256 row at 88,064,
-# two of session W's gated 16k-band rows (8 heads at width 128, 4 heads at 256; lost in session X), and session
-# V's K=32 pair and 8-head 1e-3 run at 44,032; new rows run in the spec's order. seeds.yaml has nothing pending.
+# seeds.yaml (4 workers): seeds 1-2 of the 66k pair (session Y): the 8-head width-256 row at 88,064 (0.99988 on seed
+# 0) and deltanet-66k at 3e-3 (0.99998); DeltaNet's 33k seeds took 151 s each, the 88,064 row's seed 0 561 s
+# beside two others. main.yaml (1 worker): three runs are pending: the gated 8-head 128-wide 16k row (lost in
+# session X) and session V's K=32 pair at 44,032; new rows run in the spec's order. Session Y's 16-head 43,008 and
+# 8-head 88,064 runs took 559 and 561 s side by side (three, then two), so SEEDS_PARALLEL=4 MAIN_PARALLEL=1
+# RUN_SECONDS=1000 start 1100 leaves a margin.
 # Session X's five 16k-band runs side by side were at step 2,500-3,000 after about 390 s; its three 8-head
 # 21,504 runs side by side took 376-377 s of training. Session W's three 8-head 44,032 runs took 511-515 s
 # (five side by side were at step 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its
@@ -47,10 +50,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# the 16-head row at 33k (the nearest band still open, -0.0003), then the 8-head width-256 row at 88,064 (the 66k
-# band), then the two 16k-band rows that session X lost (the band is reached; they say whether width or heads did
-# it), then the rest (the 8-head row at 1e-3, the K=32 pair: level with K=16 at step 2,000)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-43k-w256-h16-*,ramnet-88k-w256-h8-*,ramnet-22k-w256-h4-*,ramnet-22k-h8-*,*'}
+# the 8-head 128-wide 16k row (with session Y's 4-head width-256 row, 0.959, it says whether the 16k band's 8-head
+# width-256 row needs its width as well as its heads), then the rest (the K=32 pair: level with K=16 at step 2,000)
+MAIN_ONLY=${MAIN_ONLY-'ramnet-22k-h8-*,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
@@ -64,8 +66,8 @@ case "${1:-}" in
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
     # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml and probe.yaml
-    # are done; main.yaml holds the pending runs (sessions V-X), seeds.yaml none
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-0} MAIN_PARALLEL=${MAIN_PARALLEL:-3} ABL_PARALLEL=${ABL_PARALLEL:-0}
+    # are done; seeds.yaml holds the 66k pair's seeds (session Y), main.yaml three runs (sessions V and X)
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-4} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
