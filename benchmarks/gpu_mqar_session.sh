@@ -10,11 +10,9 @@
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
-# run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N), and of seeds.yaml and main.yaml (the
-# 128-wide gated 44,032, 88,064 and 20,480 rows last, session Q; main.yaml's lr grid was cut to the runs made, see
-# its header) and the ten gated runs added to main.yaml in session Q (4 heads of M=64 at widths 256 and 512, the
-# widths of deltanet-33k, -66k and -131k: one in Q, four in S, the last five in T), and session U's six (lr 2.5e-4
-# for four of those rows, 5e-4 for deltanet-33k and -131k; 239-851 s side by side) and four seeds (151-325 s).
+# run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N); seeds.yaml and main.yaml hold the runs below
+# (main.yaml's lr grid was cut to the runs made, see its header; session U's six runs took 239-851 s side by side
+# and its four seeds 151-325 s).
 # Session R ran nine side by side: each ran about 7x slower than alone and the machine went back before any
 # finished; session S ran four (462-661 s) and then three (cut at steps 2,000-3,500 when the machine went
 # back); session T ran five (669-968 s).
@@ -35,16 +33,14 @@ bg=benchmarks/gpu_sweep_background.sh
 # 0) and deltanet-66k at 3e-3 (0.99998); DeltaNet's 33k seeds took 151 s each, the 88,064 row's seed 0 561 s
 # beside two others. main.yaml (1 worker): three runs are pending: the gated 8-head 128-wide 16k row (lost in
 # session X) and session V's K=32 pair at 44,032; new rows run in the spec's order. Session Y's 16-head 43,008 and
-# 8-head 88,064 runs took 559 and 561 s side by side (three, then two), so SEEDS_PARALLEL=4 MAIN_PARALLEL=1
-# RUN_SECONDS=1000 start 1100 leaves a margin.
+# 8-head 88,064 runs took 559 and 561 s side by side with a 322 s 22,016 run; two 88,064 runs, two DeltaNet-66k
+# runs and one 21,504 run side by side have not been timed, so SEEDS_PARALLEL=4 MAIN_PARALLEL=1 RUN_SECONDS=1000
+# start 1100 is an estimate (DeltaNet-66k's head size, 128, is that of deltanet-131k, whose autotuning results the
+# cache holds; without them fla's first minutes go to tuning). `collect` flags a run on course to miss SECONDS.
 # Session X's five 16k-band runs side by side were at step 2,500-3,000 after about 390 s; its three 8-head
 # 21,504 runs side by side took 376-377 s of training. Session W's three 8-head 44,032 runs took 511-515 s
 # (five side by side were at step 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its
-# 760 s SECONDS cut them off: SECONDS must cover the slowest run's training, start-up and a margin. The 16-head
-# row is the slowest (five side by side, it was on course for about 1,130 s from session W's start; its step
-# costs 1.39x the 44,032 8-head row's at T=1024, docs/BENCHMARKS.md; `collect` flags runs that will miss
-# SECONDS), so with the 88,064 row (d_v + 1 twice the 44,032 row's) beside it, MAIN_PARALLEL=2 RUN_SECONDS=1000
-# start 1100 leaves a margin.
+# 760 s SECONDS cut them off: SECONDS must cover the slowest run's training, start-up and a margin.
 # The widest runs want few at once (session T's five took 669-968 s; session Q ran SEEDS_PARALLEL=2 MAIN_PARALLEL=5: seven
 # 4-head runs at 20,480-88,064 state took 554-869 s, the 88,064 one the longest; session P's six at 10,752 and
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
