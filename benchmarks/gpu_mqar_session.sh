@@ -35,8 +35,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # session X) and session V's K=32 pair at 44,032; new rows run in the spec's order. Session Y's 16-head 43,008 and
 # 8-head 88,064 runs took 559 and 561 s side by side with a 322 s 22,016 run; two 88,064 runs, two DeltaNet-66k
 # runs and one 21,504 run side by side have not been timed, so SEEDS_PARALLEL=4 MAIN_PARALLEL=1 RUN_SECONDS=1000
-# start 1100 is an estimate (DeltaNet-66k's head size, 128, is that of deltanet-131k, whose autotuning results the
-# cache holds; without them fla's first minutes go to tuning). `collect` flags a run on course to miss SECONDS.
+# start 1100 is an estimate: deltanet-131k (heads 128 wide, as deltanet-66k's) took 324-852 s a run in sessions J
+# and U, and whether the autotuning cache covers deltanet-66k's shapes is unchecked (fla tunes for minutes without
+# it). `collect` flags a run on course to miss SECONDS.
 # Session X's five 16k-band runs side by side were at step 2,500-3,000 after about 390 s; its three 8-head
 # 21,504 runs side by side took 376-377 s of training. Session W's three 8-head 44,032 runs took 511-515 s
 # (five side by side were at step 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its
