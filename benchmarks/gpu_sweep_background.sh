@@ -8,7 +8,8 @@
 # every run, so `collect` can run at any time; it copies NAME_sweep.json, NAME.json (and NAME_models.tar, the
 # models of save_model entries) into $OUT, and lists the
 # runs in flight (or cut off) with their last evaluation from their progress.json, and when each should end at
-# its last interval's pace (flagged when that is after, or within 60 s of, the sweep's deadline). Other work (tests, timings)
+# its last interval's pace (flagged when that is after, or within 60 s of, the sweep's deadline), and the runs that
+# finished on this machine with their accuracy and seconds. Other work (tests, timings)
 # can run in the calls between; timings measured next to a sweep share the card and are not to be reported.
 # MPS (opt-in, untested here): the GPU time-slices between processes; CUDA MPS may run the small kernels of
 # several worker processes at once. `mps-start` (before any `start`) starts nvidia-cuda-mps-control -d with its
@@ -91,6 +92,20 @@ for path in sorted(work.glob("runs/*/progress.json")):
     rows.append(row)
 print(f"  {len(rows)} unfinished (progress.json, no result)")
 for row in rows:
+    print(row)
+# the runs that finished on this machine (run.json is written only for a run this machine starts; results
+# restored from a committed summary have none): without them a run that ended between two calls goes unnamed
+finished = []
+for path in sorted(work.glob("runs/*/result.json")):
+    if not (path.parent / "run.json").exists():
+        continue
+    try:
+        r = json.loads(path.read_text())
+        finished.append(f"  {r['id']}: accuracy {r['accuracy']:.5f}, {r['seconds']:.0f} s")
+    except (ValueError, KeyError, TypeError):
+        finished.append(f"  {path.parent.name}: result.json unreadable")
+print(f"  {len(finished)} finished on this machine")
+for row in finished:
     print(row)
 PY
       [ -n "${OUT:-}" ] || { echo "OUT is unset: nothing copied" >&2; continue; }

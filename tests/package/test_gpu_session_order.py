@@ -220,3 +220,31 @@ def test_session_wait_waits_for_the_steps_before_the_sweeps(tmp_path):
     assert time.monotonic() - started < 10, "wait went on after the steps' lock was released"
     bad = subprocess.run(["bash", str(script), "wait", "soon"], capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 2 and "SECONDS must be a whole number" in bad.stderr
+
+
+def test_collect_names_the_runs_that_finished_on_this_machine():
+    """``gpu_sweep_background.sh collect`` names each run this machine finished (it has run.json), with its accuracy
+    and seconds, and not the results restored from a committed summary (no run.json): session Y's first call
+    counted a run that had ended between two calls without naming it."""
+    import os
+    import shutil
+    import subprocess
+    import uuid
+    name = f"pytest-collect-{uuid.uuid4().hex[:8]}"
+    work = Path(f"/tmp/ramnet-sweep-{name}")
+    try:
+        for run_id, started_here in (("ran-here-lr0.001-s0", True), ("restored-lr0.001-s0", False)):
+            run = work / "runs" / run_id
+            run.mkdir(parents=True)
+            (run / "result.json").write_text(json.dumps({"id": run_id, "accuracy": 0.958716, "seconds": 322.2}))
+            if started_here:
+                (run / "run.json").write_text(json.dumps({"id": run_id}))
+        env = {k: v for k, v in os.environ.items() if k != "OUT"}
+        done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_sweep_background.sh"), "collect", name],
+                              capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert done.returncode == 0, done
+    assert f"{name}: 2 runs with results" in done.stdout
+    assert "  1 finished on this machine\n  ran-here-lr0.001-s0: accuracy 0.95872, 322 s\n" in done.stdout
+    assert "restored-lr0.001-s0" not in done.stdout
