@@ -128,7 +128,7 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
     rows.sort(key=lambda r: (r["state_size"], r["model"] != "ramnet", r["label"]))
     body = [[r["label"], f"{r['lr']:g}", f"{r['state_size']:,}",
              *[f"{r['accs'][s]:.3f}" if s in r["accs"] else "-" for s in seeds],
-             f"**{r['mean']:.3f}**", "-" if r["spread"] is None else f"{r['spread']:.3f}", len(r["accs"])]
+             f"**{r['mean']:.4f}**", "-" if r["spread"] is None else f"{r['spread']:.3f}", len(r["accs"])]
             for r in rows]
     out = [table(["label", "lr", "state", *[f"seed {s}" for s in seeds], "mean", "max - min", "seeds"], body)]
     pairs = []
@@ -139,9 +139,11 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
             b = max(near, key=lambda b: b["mean"])
             n, m = len(r["accs"]), len(b["accs"])
             verdict = ("yes" if r["mean"] >= b["mean"] else "no") if n == m else f"not yet ({n} against {m} seeds)"
-            pairs.append([r["label"], f"{r['lr']:g}", f"{r['mean']:.3f} ({n})", b["label"], f"{b['lr']:g}",
-                          f"{b['mean']:.3f} ({m})",
-                          f"{r['mean'] - b['mean']:+.3f}", verdict])
+            # four decimals: near the ceiling the pairs differ by 0.0001-0.0003, which three decimals print as
+            # "1.000 ... -0.000"
+            pairs.append([r["label"], f"{r['lr']:g}", f"{r['mean']:.4f} ({n})", b["label"], f"{b['lr']:g}",
+                          f"{b['mean']:.4f} ({m})",
+                          f"{r['mean'] - b['mean']:+.4f}", verdict])
     if pairs:
         out.append(table(["RAM-Net", "lr", "mean (seeds)", "best fla baseline within 1.35x", "lr", "mean (seeds)",
                           "difference", "RAM-Net >="], pairs))

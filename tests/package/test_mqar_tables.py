@@ -96,11 +96,30 @@ def test_seeds_come_together_from_both_summaries_and_decide_by_the_mean(tmp_path
     assert result.returncode == 0, result.stderr
     out = result.stdout.split("More seeds")[1]
     assert _line(out, "| ram-3k | 0.001 |") == \
-        "| ram-3k | 0.001 | 3,072 | 0.700 | 0.800 | 0.780 | **0.760** | 0.100 | 3 |"
-    assert _line(out, "| ram-16k | 0.001 |") == "| ram-16k | 0.001 | 16,384 | - | 0.910 | - | **0.910** | - | 1 |"
-    assert _line(out, "| ram-3k | 0.001 | 0.760 (3) |").endswith("| dn-4k | 0.003 | 0.707 (3) | +0.053 | yes |")
-    assert _line(out, "| ram-16k | 0.001 | 0.910 (1) |").endswith(
-        "| dn-16k | 0.003 | 0.925 (2) | -0.015 | not yet (1 against 2 seeds) |")
+        "| ram-3k | 0.001 | 3,072 | 0.700 | 0.800 | 0.780 | **0.7600** | 0.100 | 3 |"
+    assert _line(out, "| ram-16k | 0.001 |") == "| ram-16k | 0.001 | 16,384 | - | 0.910 | - | **0.9100** | - | 1 |"
+    assert _line(out, "| ram-3k | 0.001 | 0.7600 (3) |").endswith("| dn-4k | 0.003 | 0.7067 (3) | +0.0533 | yes |")
+    assert _line(out, "| ram-16k | 0.001 | 0.9100 (1) |").endswith(
+        "| dn-16k | 0.003 | 0.9250 (2) | -0.0150 | not yet (1 against 2 seeds) |")
+
+
+def test_seed_means_near_the_ceiling_keep_their_difference(tmp_path):
+    """Means of 0.9999 against 1.0000 differ in the fourth decimal; the pair table must not print them as equal
+    ("1.000", "-0.000")."""
+    def run(label, model, state, seed, accuracy):
+        return {"label": label, "model": model, "state_size": state, "lr": 0.001, "seed": seed, "accuracy": accuracy,
+                "accuracies": {"N4-T64": accuracy}, "config": {}}
+
+    _write(tmp_path, "mqar", [_row("ram-88k", "ramnet", 88064, 0.99988), _row("dn-66k", "deltanet", 65536, 0.99998)])
+    (tmp_path / "mqar_sweep.json").write_text(json.dumps({"runs": [
+        run("ram-88k", "ramnet", 88064, 0, 0.99988), run("dn-66k", "deltanet", 65536, 0, 0.99998)]}))
+    (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": [
+        run("ram-88k", "ramnet", 88064, 1, 0.99992), run("ram-88k", "ramnet", 88064, 2, 0.99989),
+        run("dn-66k", "deltanet", 65536, 1, 0.99998), run("dn-66k", "deltanet", 65536, 2, 0.99996)]}))
+    result = _run("--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("More seeds")[1]
+    assert _line(out, "| ram-88k | 0.001 | 0.9999 (3) |").endswith("| dn-66k | 0.001 | 1.0000 (3) | -0.0001 | no |")
 
 
 def test_state_to_match_picks_the_smallest_ramnet_that_reaches_each_baseline(tmp_path):
