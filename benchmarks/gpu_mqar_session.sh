@@ -29,15 +29,15 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# seeds.yaml (4 workers): seeds 1-2 of the 66k pair (session Y): the 8-head width-256 row at 88,064 (0.99988 on seed
-# 0) and deltanet-66k at 3e-3 (0.99998); DeltaNet's 33k seeds took 151 s each, the 88,064 row's seed 0 561 s
-# beside two others. main.yaml (1 worker): three runs are pending: the gated 8-head 128-wide 16k row (lost in
-# session X) and session V's K=32 pair at 44,032; new rows run in the spec's order. Session Y's 16-head 43,008 and
-# 8-head 88,064 runs took 559 and 561 s side by side with a 322 s 22,016 run; two 88,064 runs, two DeltaNet-66k
-# runs and one 21,504 run side by side have not been timed, so SEEDS_PARALLEL=4 MAIN_PARALLEL=1 RUN_SECONDS=1000
-# start 1100 is an estimate: deltanet-131k (heads 128 wide, as deltanet-66k's) took 324-852 s a run in sessions J
-# and U, and whether the autotuning cache covers deltanet-66k's shapes is unchecked (fla tunes for minutes without
-# it). `collect` flags a run on course to miss SECONDS.
+# seeds.yaml (SEEDS_PARALLEL=2 for its two pending runs): seeds 1-2 of the 8-head width-256 row at the top of the
+# 131k band (176,128, queued in session Z). main.yaml (1 worker): its seed 0 first, then session V's K=32 pair at
+# 44,032 (session Z's 1e-3 run was at 0.989 at step 3,500 when its deadline cut it, 178 s with the card to itself).
+# Timings measured: the 88,064 8-head row's seeds took 463-465 s two side by side (session Z), 561 s beside two
+# others (session Y), and 8 heads at 21,504 143 s alone. The 176,128 row (d_v 171, twice 88,064's) has not run, so
+# SEEDS_PARALLEL=2 MAIN_PARALLEL=1 RUN_SECONDS=1000 start 1100 is an estimate; `collect` flags a run on course to
+# miss SECONDS. Each call sets its own environment: export PYTHONPATH to fla's wheels in every call that starts a
+# sweep (session Z lost one so; `start` warns, `collect` shows a failed sweep), and a second `start` on the same
+# machine needs RAMNET_SESSION_DIR set to a new folder.
 # Session X's five 16k-band runs side by side were at step 2,500-3,000 after about 390 s; its three 8-head
 # 21,504 runs side by side took 376-377 s of training. Session W's three 8-head 44,032 runs took 511-515 s
 # (five side by side were at step 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its
@@ -47,9 +47,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# the 8-head 128-wide 16k row (with session Y's 4-head width-256 row, 0.959, it says whether the 16k band's 8-head
-# width-256 row needs its width as well as its heads), then the rest (the K=32 pair: level with K=16 at step 2,000)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-22k-h8-*,*'}
+# the 131k band-top 8-head row's seed 0 (its seeds 1-2 in seeds.yaml run beside it), then the rest (the K=32 pair:
+# level with K=16 at step 2,000)
+MAIN_ONLY=${MAIN_ONLY-'ramnet-176k-w256-h8-*,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
@@ -63,8 +63,8 @@ case "${1:-}" in
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
     # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml and probe.yaml
-    # are done; seeds.yaml holds the 66k pair's seeds (session Y), main.yaml three runs (sessions V and X)
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-4} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
+    # are done; seeds.yaml holds the 176,128 row's seeds 1-2, main.yaml its seed 0 and the K=32 pair (session Z)
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-2} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
@@ -78,6 +78,10 @@ case "${1:-}" in
       echo "SECONDS ($budget) must exceed RUN_SECONDS ($run_seconds, one run's time): no run could start; lower RUN_SECONDS" >&2
       exit 2
     fi
+    # seeds.yaml and main.yaml name fla models, and a sweep checks every entry before its first run: without fla
+    # on the path they end at once (session Z lost a call so: PYTHONPATH is set per call, not per machine)
+    python3 -c "import fla.layers" 2>/dev/null ||
+      echo "WARNING: fla does not import (is PYTHONPATH set to the wheels' folder in this call?): sweeps whose specs name fla models will fail"
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     export SWEEP_STOP_STARTING_AFTER=$(( 10#$budget - 10#$run_seconds ))

@@ -23,6 +23,7 @@ work=/tmp/ramnet-sweep-$name
 mkdir -p "$work" "$dest"
 exec 9>"$work/.lock"  # one sweep per work folder: a second would delete the first one's run files
 flock -n 9 || { echo "another sweep is running in $work (NAME $name): not starting a second" >&2; exit 2; }
+rm -f "$work/.exit"  # this sweep's exit status, written when it ends (gpu_sweep_background.sh collect reports it)
 # when the budget's interrupt comes (epoch seconds): gpu_sweep_background.sh collect sets each run's expected end
 # beside it, so that a run which cannot finish in time shows before the session loses it (session V lost four so)
 echo $(( $(date +%s) + budget )) > "$work/.deadline"
@@ -42,6 +43,9 @@ timeout --signal=INT --kill-after=30 "$budget" python3 -m ramnet sweep "$spec" -
   ${SWEEP_PARALLEL:+--parallel "$SWEEP_PARALLEL"} ${SWEEP_ONLY:+--only "$SWEEP_ONLY"} \
   ${SWEEP_STOP_STARTING_AFTER:+--stop-starting-after "$SWEEP_STOP_STARTING_AFTER"}
 status=$?
+# a sweep that failed before its first run (session Z: fla not on PYTHONPATH) otherwise shows in `collect` only as
+# "0 runs with results, 0 failed"
+echo "$status" > "$work/.exit"
 [ -f "$work/mqar_sweep.json" ] && cp "$work/mqar_sweep.json" "$dest/${name}_sweep.json"
 [ -f "$work/mqar.json" ] && cp "$work/mqar.json" "$dest/${name}.json"
 python3 -m ramnet sweep "$spec" --out "$work" --dry-run | head -1

@@ -58,6 +58,16 @@ case "${1:-}" in
       retried=$(ls "$work"/runs/*/error_oom_1.txt 2>/dev/null | wc -l)
       echo "$name: $done_runs runs with results, $failed failed, $retried retried after CUDA out of memory"
       [ "$failed" -gt 0 ] && cat "$work"/runs/*/error.txt | cut -c1-160 | sort | uniq -c
+      # how the sweep itself ended (gpu_mqar_sweep.sh writes .exit): 124 is timeout's, the budget's interrupt; any
+      # other failure shows with its log's error lines (session Z's sweep died on a missing fla before any run)
+      exit_status=$(cat "$work/.exit" 2>/dev/null)
+      case "$exit_status" in
+        ''|0) ;;
+        124) echo "  the sweep stopped at its budget" ;;
+        *) echo "  the sweep FAILED (exit status $exit_status; log /tmp/sweep-$name.log):"
+           { grep -i "error" "/tmp/sweep-$name.log" 2>/dev/null || tail -n 3 "/tmp/sweep-$name.log" 2>/dev/null; } \
+             | cut -c1-200 | sort | uniq -c | tail -n 5 ;;
+      esac
       python3 - "$work" <<'PY'
 import json, pathlib, sys, time
 work = pathlib.Path(sys.argv[1])

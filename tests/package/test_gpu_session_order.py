@@ -248,3 +248,34 @@ def test_collect_names_the_runs_that_finished_on_this_machine():
     assert f"{name}: 2 runs with results" in done.stdout
     assert "  1 finished on this machine\n  ran-here-lr0.001-s0: accuracy 0.95872, 322 s\n" in done.stdout
     assert "restored-lr0.001-s0" not in done.stdout
+
+
+@pytest.mark.parametrize("status, expected", [("2", "the sweep FAILED (exit status 2"), ("124", "stopped at its budget"),
+                                              ("0", None), (None, None)])
+def test_collect_reports_a_sweep_that_failed_before_any_run(status, expected):
+    """A sweep that exits on an error before its first run (session Z's: fla not importable) leaves no run folder;
+    ``collect`` must say it failed, with its log's error line, rather than only "0 runs with results, 0 failed"."""
+    import os
+    import shutil
+    import subprocess
+    import uuid
+    name = f"pytest-exit-{uuid.uuid4().hex[:8]}"
+    work, log = Path(f"/tmp/ramnet-sweep-{name}"), Path(f"/tmp/sweep-{name}.log")
+    error = "ramnet: error: model deltanet-4k: model 'deltanet' needs fla"
+    try:
+        work.mkdir(parents=True)
+        if status is not None:
+            (work / ".exit").write_text(status + "\n")
+        log.write_text(f"{error}\n{error}\n")
+        env = {k: v for k, v in os.environ.items() if k != "OUT"}
+        done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_sweep_background.sh"), "collect", name],
+                              capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        log.unlink(missing_ok=True)
+    assert done.returncode == 0, done
+    if expected is None:
+        assert "FAILED" not in done.stdout and "budget" not in done.stdout, done.stdout
+    else:
+        assert expected in done.stdout, done.stdout
+    assert (f"2 {error}" in done.stdout) == (status == "2"), done.stdout
