@@ -158,6 +158,7 @@ def cmd_validate(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .sweep import load_spec, sweep
+    from .sweep_workers import sigint_interrupts
 
     spec = load_spec(args.spec)
     for key in ("parallel", "device", "out"):
@@ -165,8 +166,9 @@ def cmd_sweep(args) -> int:
             spec[key] = getattr(args, key)
     if spec["parallel"] < 1:
         raise ValueError(f"--parallel must be >= 1, got {spec['parallel']}")
-    report = sweep(spec, dry_run=args.dry_run, progress=not args.quiet, only=args.only,
-                   stop_starting_after=args.stop_starting_after)
+    with sigint_interrupts():  # the GPU scripts' time budget is a SIGINT, even to a background job
+        report = sweep(spec, dry_run=args.dry_run, progress=not args.quiet, only=args.only,
+                       stop_starting_after=args.stop_starting_after)
     left = f" ({report['left']} more pending, left out by --only)" if args.only is not None else ""
     if args.dry_run:
         print(f"{report['runs']} runs, {report['done']} done, {len(report['pending'])} to run{left}")

@@ -1,6 +1,7 @@
 """What a limited GPU session needs of `ramnet sweep`: `--only` (which runs, in which order), one retry of a run
 that ran out of CUDA memory, and the partial curves (`progress.json`, the summary's `unfinished`) of runs cut off."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -306,3 +307,59 @@ def test_a_deadline_that_passes_between_runs_stops_only_the_later_ones(tmp_path,
     assert execute(spec, runs, progress=False, start_until=3.0) == []  # starts at 0 and 2; not at 4
     done = sorted(p.parent.name for p in (tmp_path / "out").glob("runs/*/result.json"))
     assert done == sorted(r["id"] for r in runs[:2])
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_sweep_started_with_sigint_ignored_still_stops_on_its_budget_and_writes_the_runs_in_flight(
+        tmp_path, parallel):
+    """A script's background job (``cmd &``) starts with SIGINT ignored; the GPU scripts' time budget is
+    ``timeout --signal=INT``. The sweep must still stop on it and write the cut runs' progress (session Z lost a
+    run's curve: the SIGINT did nothing and timeout's SIGKILL followed)."""
+    import signal
+    spec = _spec_file(tmp_path, steps=100000, eval_every=2, lrs=[1e-3], models=[ATTN], parallel=parallel)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ramnet", "sweep", str(spec), "--quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        def evaluated() -> bool:  # a progress file past its first evaluation (step 0 is written at the start)
+            for path in (tmp_path / "out" / "runs").glob("*/progress.json"):
+                try:
+                    if json.loads(path.read_text())["step"] >= 2:
+                        return True
+                except (ValueError, KeyError):
+                    pass  # being rewritten
+            return False
+
+        deadline = time.monotonic() + 120
+        while not evaluated() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert evaluated(), "no run got past its first evaluation in 120 s"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and "ramnet: interrupted" in err, (proc.returncode, out, err)
+    summary = json.loads((tmp_path / "out" / "mqar_sweep.json").read_text())
+    assert summary["runs"] == [] and [r["id"] for r in summary["unfinished"]] == ["attn-lr0.001-s0"]
+    assert summary["unfinished"][0]["step"] >= 2
+
+
+def test_sigint_interrupts_gives_an_ignored_sigint_back():
+    import signal
+    from ramnet.sweep_workers import sigint_interrupts
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with sigint_interrupts():
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        handler = lambda *a: None  # noqa: E731 - a caller's own handler is left alone
+        signal.signal(signal.SIGINT, handler)
+        with sigint_interrupts():
+            assert signal.getsignal(signal.SIGINT) is handler
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, before)
