@@ -33,9 +33,10 @@ bg=benchmarks/gpu_sweep_background.sh
 # 131k band (176,128, queued in session Z). main.yaml (1 worker): its seed 0 first, then session V's K=32 pair at
 # 44,032 (session Z's 1e-3 run was at 0.989 at step 3,500 when its deadline cut it, 178 s with the card to itself).
 # Timings measured: the 88,064 8-head row's seeds took 463-465 s two side by side (session Z), 561 s beside two
-# others (session Y), and 8 heads at 21,504 143 s alone. The 176,128 row (d_v 171, twice 88,064's) has not run, so
-# SEEDS_PARALLEL=2 MAIN_PARALLEL=1 RUN_SECONDS=1000 start 1100 is an estimate; `collect` flags a run on course to
-# miss SECONDS. Each call sets its own environment: export PYTHONPATH to fla's wheels in every call that starts a
+# others (session Y), and 8 heads at 21,504 143 s alone. The 176,128 row (d_v 171, twice 88,064's) has not run:
+# three side by side may take twice the 88,064 pair's 463 s, so give them SEEDS_PARALLEL=2 MAIN_PARALLEL=1
+# RUN_SECONDS=1250 start 1350 (an estimate; all three start at once, so RUN_SECONDS only keeps the K=32 pair from
+# starting late). `collect` flags a run on course to miss SECONDS. Each call sets its own environment: export PYTHONPATH to fla's wheels in every call that starts a
 # sweep (session Z lost one so; `start` warns, `collect` shows a failed sweep), and a second `start` on the same
 # machine needs RAMNET_SESSION_DIR set to a new folder.
 # Session X's five 16k-band runs side by side were at step 2,500-3,000 after about 390 s; its three 8-head
