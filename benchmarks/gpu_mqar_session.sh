@@ -81,8 +81,10 @@ case "${1:-}" in
     fi
     # seeds.yaml and main.yaml name fla models, and a sweep checks every entry before its first run: without fla
     # on the path they end at once (session Z lost a call so: PYTHONPATH is set per call, not per machine)
-    python3 -c "import fla.layers" 2>/dev/null ||
-      echo "WARNING: fla does not import (is PYTHONPATH set to the wheels' folder in this call?): sweeps whose specs name fla models will fail"
+    if [ $(( 10#$SEEDS_PARALLEL + 10#$MAIN_PARALLEL )) -gt 0 ] &&  # find_spec: no torch import, no time lost
+        ! python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('fla') is None)" 2>/dev/null; then
+      echo "WARNING: fla is not on the path (is PYTHONPATH set to the wheels' folder in this call?): seeds.yaml and main.yaml name fla models and will fail" >&2
+    fi
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     export SWEEP_STOP_STARTING_AFTER=$(( 10#$budget - 10#$run_seconds ))

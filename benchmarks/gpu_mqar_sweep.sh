@@ -48,5 +48,5 @@ status=$?
 echo "$status" > "$work/.exit"
 [ -f "$work/mqar_sweep.json" ] && cp "$work/mqar_sweep.json" "$dest/${name}_sweep.json"
 [ -f "$work/mqar.json" ] && cp "$work/mqar.json" "$dest/${name}.json"
-python3 -m ramnet sweep "$spec" --out "$work" --dry-run | head -1
+python3 -m ramnet sweep "$spec" --out "$work" --dry-run 2>/dev/null | sed -n 1p
 exit $status

@@ -64,9 +64,11 @@ case "${1:-}" in
       case "$exit_status" in
         ''|0) ;;
         124) echo "  the sweep stopped at its budget" ;;
+        130) echo "  the sweep was interrupted (SIGINT before its budget)" ;;
+        137) echo "  the sweep was KILLED 30 s after its budget (it did not stop on the budget's SIGINT; its summary may lack the runs in flight)" ;;
         *) echo "  the sweep FAILED (exit status $exit_status; log /tmp/sweep-$name.log):"
            { grep -i "error" "/tmp/sweep-$name.log" 2>/dev/null || tail -n 3 "/tmp/sweep-$name.log" 2>/dev/null; } \
-             | cut -c1-200 | sort | uniq -c | tail -n 5 ;;
+             | cut -c1-200 | sort | uniq -c | sort -rn | head -n 5 ;;
       esac
       python3 - "$work" <<'PY'
 import json, pathlib, sys, time
@@ -121,6 +123,8 @@ PY
       [ -n "${OUT:-}" ] || { echo "OUT is unset: nothing copied" >&2; continue; }
       if [ -f "$work/mqar_sweep.json" ]; then cp "$work/mqar_sweep.json" "$OUT/${name}_sweep.json"; fi
       if [ -f "$work/mqar.json" ]; then cp "$work/mqar.json" "$OUT/${name}.json"; fi
+      # the sweep's own log (short: --quiet), so that a sweep that ends oddly can be read after the machine is gone
+      if [ -f "/tmp/sweep-$name.log" ]; then cp "/tmp/sweep-$name.log" "$OUT/${name}_sweep.log"; fi
       # models kept by save_model entries, one tar per sweep (for ramnet plot --slots here)
       models=$(cd "$work" && ls -d runs/*/model 2>/dev/null)
       if [ -n "$models" ]; then (cd "$work" && tar -cf "$OUT/${name}_models.tar" $models) && echo "  models: $models"; fi

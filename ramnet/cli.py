@@ -166,7 +166,7 @@ def cmd_sweep(args) -> int:
             spec[key] = getattr(args, key)
     if spec["parallel"] < 1:
         raise ValueError(f"--parallel must be >= 1, got {spec['parallel']}")
-    with sigint_interrupts():  # the GPU scripts' time budget is a SIGINT, even to a background job
+    with sigint_interrupts():  # a time budget is a SIGINT: stop on it even as a background job (cmd &)
         report = sweep(spec, dry_run=args.dry_run, progress=not args.quiet, only=args.only,
                        stop_starting_after=args.stop_starting_after)
     left = f" ({report['left']} more pending, left out by --only)" if args.only is not None else ""

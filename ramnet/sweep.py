@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 from .sweep_run import (ERROR_FILE, LOG_FILE, MODEL_DIR, PROGRESS_FILE, RESULT_FILE, RUN_FILE, run as run_one,
                         write_json_atomic)
 from .sweep_spec import SpecError, check_spec, expand, load_spec  # noqa: F401 (the sweep's public names)
-from .sweep_workers import stop_workers
+from .sweep_workers import sigint_ignored, stop_workers
 
 ROW_KEYS = ("model", "state_size", "accuracy", "lr", "config", "short_conv", "steps", "seconds")
 SUMMARY, BEST = "mqar_sweep.json", "mqar.json"
@@ -224,7 +224,8 @@ def execute(spec: dict, runs: list[dict], progress: bool = True, on_done=None, s
                     else:
                         finished(r["id"], proc.returncode == 0)
     except KeyboardInterrupt:
-        stop_workers([(proc, log) for _, _, proc, log in active])
+        with sigint_ignored():
+            stop_workers([(proc, log) for _, _, proc, log in active])
         raise
     finally:
         bar.close()
@@ -368,7 +369,8 @@ def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True, only=None
         failed = execute(spec, todo, progress, on_done=lambda: write_summaries(spec, runs),
                          start_until=start_until) if todo else []
     except KeyboardInterrupt:
-        write_summaries(spec, runs)
+        with sigint_ignored():  # a second SIGINT (timeout signals the process group too) must not cut it short
+            write_summaries(spec, runs)
         raise
     best = write_summaries(spec, runs)
     not_started = sum(1 for r in todo if r["id"] not in failed and _result(spec, r) is None)

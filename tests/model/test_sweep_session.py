@@ -310,20 +310,22 @@ def test_a_deadline_that_passes_between_runs_stops_only_the_later_ones(tmp_path,
 
 
 @pytest.mark.parametrize("parallel", [1, 2])
-def test_a_sweep_started_with_sigint_ignored_still_stops_on_its_budget_and_writes_the_runs_in_flight(
-        tmp_path, parallel):
-    """A script's background job (``cmd &``) starts with SIGINT ignored; the GPU scripts' time budget is
-    ``timeout --signal=INT``. The sweep must still stop on it and write the cut runs' progress (session Z lost a
-    run's curve: the SIGINT did nothing and timeout's SIGKILL followed)."""
+def test_a_sweep_started_with_sigint_ignored_still_stops_on_sigint_and_writes_the_runs_in_flight(tmp_path, parallel):
+    """Started directly as a script's background job (``ramnet sweep ... &``) the sweep inherits SIGINT ignored;
+    a time budget's SIGINT must still stop it, its workers must stop on it too (not be killed after the grace, not
+    count as failed), and the cut run's progress must reach the summary."""
     import signal
     spec = _spec_file(tmp_path, steps=100000, eval_every=2, lrs=[1e-3], models=[ATTN], parallel=parallel)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ramnet", "sweep", str(spec), "--quiet"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    # SIGINT ignored, then exec, as a shell does for `cmd &` (no preexec_fn: this process has threads)
+    launcher = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'ramnet', 'sweep', sys.argv[1], '--quiet'])")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, str(spec)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "out" / "runs"
     try:
         def evaluated() -> bool:  # a progress file past its first evaluation (step 0 is written at the start)
-            for path in (tmp_path / "out" / "runs").glob("*/progress.json"):
+            for path in runs.glob("*/progress.json"):
                 try:
                     if json.loads(path.read_text())["step"] >= 2:
                         return True
@@ -344,12 +346,49 @@ def test_a_sweep_started_with_sigint_ignored_still_stops_on_its_budget_and_write
     assert proc.returncode == 130 and "ramnet: interrupted" in err, (proc.returncode, out, err)
     summary = json.loads((tmp_path / "out" / "mqar_sweep.json").read_text())
     assert summary["runs"] == [] and [r["id"] for r in summary["unfinished"]] == ["attn-lr0.001-s0"]
-    assert summary["unfinished"][0]["step"] >= 2
+    assert summary["unfinished"][0]["step"] >= 2 and "error" not in summary["unfinished"][0]
+    assert not list(runs.glob("*/error.txt"))
+    if parallel > 1:  # the worker stopped on the SIGINT it was sent, rather than being killed after the grace
+        assert "KeyboardInterrupt" in (runs / "attn-lr0.001-s0" / "log.txt").read_text()
 
 
-def test_sigint_interrupts_gives_an_ignored_sigint_back():
+def test_a_second_sigint_does_not_cut_the_interrupt_summary_short(tmp_path, monkeypatch):
+    """``timeout`` signals the sweep and then its process group: a second SIGINT may land while the summary of
+    the first is being written."""
     import signal
-    from ramnet.sweep_workers import sigint_interrupts
+    import ramnet.sweep as sweep_module
+    from ramnet.sweep_run import progress_record, write_json_atomic
+
+    spec = _spec(tmp_path, lrs=[1e-3], models=[ATTN])
+
+    def cut_off(run, progress=False, out_dir=None):
+        write_json_atomic(out_dir / "progress.json", progress_record(run, 7, [{"step": 2, "accuracy": 0.25}]))
+        raise KeyboardInterrupt
+
+    real_write = sweep_module.write_summaries
+
+    def write_after_a_second_sigint(spec_, runs_):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the signal is handled here, if it is not ignored
+        return real_write(spec_, runs_)
+
+    monkeypatch.setattr(sweep_module, "run_one", cut_off)
+    monkeypatch.setattr(sweep_module, "write_summaries", write_after_a_second_sigint)
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sweep(spec, progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+    summary = json.loads((tmp_path / "out" / "mqar_sweep.json").read_text())
+    assert [(r["step"], r["accuracy"]) for r in summary["unfinished"]] == [(2, 0.25)]
+
+
+def test_the_sigint_helpers_give_the_disposition_back():
+    import signal
+    from ramnet.sweep_workers import sigint_ignored, sigint_interrupts
     before = signal.getsignal(signal.SIGINT)
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -360,6 +399,11 @@ def test_sigint_interrupts_gives_an_ignored_sigint_back():
         signal.signal(signal.SIGINT, handler)
         with sigint_interrupts():
             assert signal.getsignal(signal.SIGINT) is handler
+        assert signal.getsignal(signal.SIGINT) is handler
+        with pytest.raises(RuntimeError):
+            with sigint_ignored():
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+                raise RuntimeError
         assert signal.getsignal(signal.SIGINT) is handler
     finally:
         signal.signal(signal.SIGINT, before)

@@ -251,6 +251,7 @@ def test_collect_names_the_runs_that_finished_on_this_machine():
 
 
 @pytest.mark.parametrize("status, expected", [("2", "the sweep FAILED (exit status 2"), ("124", "stopped at its budget"),
+                                              ("130", "interrupted"), ("137", "KILLED 30 s after its budget"),
                                               ("0", None), (None, None)])
 def test_collect_reports_a_sweep_that_failed_before_any_run(status, expected):
     """A sweep that exits on an error before its first run (session Z's: fla not importable) leaves no run folder;
@@ -275,7 +276,8 @@ def test_collect_reports_a_sweep_that_failed_before_any_run(status, expected):
         log.unlink(missing_ok=True)
     assert done.returncode == 0, done
     if expected is None:
-        assert "FAILED" not in done.stdout and "budget" not in done.stdout, done.stdout
+        assert "FAILED" not in done.stdout and "budget" not in done.stdout and "interrupted" not in done.stdout, \
+            done.stdout
     else:
         assert expected in done.stdout, done.stdout
     assert (f"2 {error}" in done.stdout) == (status == "2"), done.stdout
