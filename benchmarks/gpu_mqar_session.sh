@@ -36,9 +36,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # others (session Y), and 8 heads at 21,504 143 s alone. The 176,128 row (d_v 171, twice 88,064's) has not run:
 # three side by side may take twice the 88,064 pair's 463 s, so give them SEEDS_PARALLEL=2 MAIN_PARALLEL=1
 # RUN_SECONDS=1250 start 1350 (an estimate; all three start at once, so RUN_SECONDS only keeps the K=32 pair from
-# starting late). `collect` flags a run on course to miss SECONDS. Each call sets its own environment: export PYTHONPATH to fla's wheels in every call that starts a
-# sweep (session Z lost one so; `start` warns, `collect` shows a failed sweep), and a second `start` on the same
-# machine needs RAMNET_SESSION_DIR set to a new folder.
+# starting late). `collect` flags a run on course to miss SECONDS. Each call sets its own environment: export
+# PYTHONPATH to fla's wheels in every call that starts a sweep (session Z lost one so; `start` warns, `collect`
+# shows a failed sweep), and a second `start` on the same machine needs RAMNET_SESSION_DIR set to a new folder.
 # Session X's five 16k-band runs side by side were at step 2,500-3,000 after about 390 s; its three 8-head
 # 21,504 runs side by side took 376-377 s of training. Session W's three 8-head 44,032 runs took 511-515 s
 # (five side by side were at step 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its

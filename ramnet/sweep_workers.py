@@ -1,5 +1,6 @@
-"""Stopping the sweep's worker processes: SIGINT first, then a kill after a grace period, so that none outlives the
-sweep holding the GPU."""
+"""The sweep and SIGINT, its time budget's signal: stopping the worker processes (SIGINT first, then a kill after a
+grace period, so that none outlives the sweep holding the GPU), and the SIGINT dispositions around the sweep and
+around the summary written on an interrupt."""
 from __future__ import annotations
 
 import contextlib
