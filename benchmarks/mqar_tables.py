@@ -127,8 +127,8 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
                      "spread": max(accs) - min(accs) if len(accs) > 1 else None})
     rows.sort(key=lambda r: (r["state_size"], r["model"] != "ramnet", r["label"]))
     body = [[r["label"], f"{r['lr']:g}", f"{r['state_size']:,}",
-             *[f"{r['accs'][s]:.3f}" if s in r["accs"] else "-" for s in seeds],
-             f"**{r['mean']:.4f}**", "-" if r["spread"] is None else f"{r['spread']:.3f}", len(r["accs"])]
+             *[f"{r['accs'][s]:.4f}" if s in r["accs"] else "-" for s in seeds],  # four decimals: see the pairs
+             f"**{r['mean']:.4f}**", "-" if r["spread"] is None else f"{r['spread']:.4f}", len(r["accs"])]
             for r in rows]
     out = [table(["label", "lr", "state", *[f"seed {s}" for s in seeds], "mean", "max - min", "seeds"], body)]
     pairs = []

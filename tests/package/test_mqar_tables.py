@@ -96,8 +96,8 @@ def test_seeds_come_together_from_both_summaries_and_decide_by_the_mean(tmp_path
     assert result.returncode == 0, result.stderr
     out = result.stdout.split("More seeds")[1]
     assert _line(out, "| ram-3k | 0.001 |") == \
-        "| ram-3k | 0.001 | 3,072 | 0.700 | 0.800 | 0.780 | **0.7600** | 0.100 | 3 |"
-    assert _line(out, "| ram-16k | 0.001 |") == "| ram-16k | 0.001 | 16,384 | - | 0.910 | - | **0.9100** | - | 1 |"
+        "| ram-3k | 0.001 | 3,072 | 0.7000 | 0.8000 | 0.7800 | **0.7600** | 0.1000 | 3 |"
+    assert _line(out, "| ram-16k | 0.001 |") == "| ram-16k | 0.001 | 16,384 | - | 0.9100 | - | **0.9100** | - | 1 |"
     assert _line(out, "| ram-3k | 0.001 | 0.7600 (3) |").endswith("| dn-4k | 0.003 | 0.7067 (3) | +0.0533 | yes |")
     assert _line(out, "| ram-16k | 0.001 | 0.9100 (1) |").endswith(
         "| dn-16k | 0.003 | 0.9250 (2) | -0.0150 | not yet (1 against 2 seeds) |")
@@ -120,6 +120,10 @@ def test_seed_means_near_the_ceiling_keep_their_difference(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout.split("More seeds")[1]
     assert _line(out, "| ram-88k | 0.001 | 0.9999 (3) |").endswith("| dn-66k | 0.001 | 1.0000 (3) | -0.0001 | no |")
+    assert _line(out, "| ram-88k | 0.001 | 88,064 |") == \
+        "| ram-88k | 0.001 | 88,064 | 0.9999 | 0.9999 | 0.9999 | **0.9999** | 0.0000 | 3 |"
+    assert _line(out, "| dn-66k | 0.001 | 65,536 |") == \
+        "| dn-66k | 0.001 | 65,536 | 1.0000 | 1.0000 | 1.0000 | **1.0000** | 0.0000 | 3 |"
 
 
 def test_state_to_match_picks_the_smallest_ramnet_that_reaches_each_baseline(tmp_path):
