@@ -21,24 +21,30 @@
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
 # NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
 # pending runs in the order of its
-# priority patterns below (override with MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
-# string runs the spec's own order); seeds.yaml's runs all start at once. `--mps` first tries CUDA MPS
+# priority patterns below (override with SEEDS_ONLY, MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
+# string runs the spec's own order). `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
 # After `collect`, commit $OUT's NAME_sweep.json and NAME.json to benchmarks/results/: the next session continues
 # from them.
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# seeds.yaml (SEEDS_PARALLEL=2 for its two pending runs): seeds 1-2 of the 8-head width-256 row at the top of the
-# 131k band (176,128, queued in session Z). main.yaml (1 worker): its seed 0 first, then session V's K=32 pair at
-# 44,032 (session Z's 1e-3 run was at 0.989 at step 3,500 when its deadline cut it, 178 s with the card to itself).
-# Timings measured: the 88,064 8-head row's seeds took 463-465 s two side by side (session Z), 561 s beside two
-# others (session Y), and 8 heads at 21,504 143 s alone. The 176,128 row (d_v 171, twice 88,064's) has not run:
-# three side by side may take twice the 88,064 pair's 463 s, so give them SEEDS_PARALLEL=2 MAIN_PARALLEL=1
-# RUN_SECONDS=1250 start 1350 (an estimate; all three start at once, so RUN_SECONDS only keeps the K=32 pair from
-# starting late). `collect` flags a run on course to miss SECONDS. Each call sets its own environment: export
+# Pending after session AA: seeds.yaml's seeds 1-2 of the 8-head width-256 row at the top of the 131k band
+# (176,128), and main.yaml's K=32 pair at 44,032 (session Z's 1e-3 run was at 0.989 at step 3,500 when its deadline
+# cut it; 178 s with the card to itself). The 176,128 row's seed 0 took 377 s with the card to itself (session AA),
+# but side by side these runs gain nothing: three together were at step 1,500 after about 420 s, two together at
+# step 2,000-2,500 after 390-475 s, about 10.5 steps a second between them in every case (the card is the limit).
+# So run them one at a time, one run per call, each call whole in itself (install, start, wait, collect): a machine
+# left idle past 30 s between two calls goes back with its runs (sessions Z and AA lost three runs each so).
+#   call 1: SEEDS_ONLY='*-s1' SEEDS_PARALLEL=1 MAIN_PARALLEL=0 RUN_SECONDS=430 ... start 520; wait 515; collect
+#   call 2: the same with SEEDS_ONLY='*-s2' (and RAMNET_SESSION_DIR=/tmp/ramnet-session2 on a warm machine)
+#   call 3: SEEDS_PARALLEL=0 MAIN_PARALLEL=1 RUN_SECONDS=200 ... start 520 (the K=32 pair, one after the other)
+# Copy each call's summaries into benchmarks/results/ before the next call, so a fresh machine does not rerun them.
+# `collect` flags a run on course to miss SECONDS. Each call sets its own environment: export
 # PYTHONPATH to fla's wheels in every call that starts a sweep (session Z lost one so; `start` warns, `collect`
 # shows a failed sweep), and a second `start` on the same machine needs RAMNET_SESSION_DIR set to a new folder.
+# Earlier timings: the 88,064 8-head row's seeds took 463-465 s two side by side (session Z), 561 s beside two
+# others (session Y), and 8 heads at 21,504 143 s alone.
 # Session X's five 16k-band runs side by side were at step 2,500-3,000 after about 390 s; its three 8-head
 # 21,504 runs side by side took 376-377 s of training. Session W's three 8-head 44,032 runs took 511-515 s
 # (five side by side were at step 1,500 after 310 s); session V's four reached step 3,500 at 593-602 s, and its
@@ -48,9 +54,10 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# the 131k band-top 8-head row's seed 0 (its seeds 1-2 in seeds.yaml run beside it), then the rest (the K=32 pair:
-# level with K=16 at step 2,000)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-176k-w256-h8-*,*'}
+# main.yaml: the K=32 pair (level with K=16 at step 2,000), 1e-3 first (the one that reached step 3,500)
+MAIN_ONLY=${MAIN_ONLY-'*-k32-*-lr0.001-*,*'}
+# seeds.yaml: every pending run, in the spec's order; '*-s1' picks one seed, so one run fits in one call
+SEEDS_ONLY=${SEEDS_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
@@ -64,8 +71,9 @@ case "${1:-}" in
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
     # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml and probe.yaml
-    # are done; seeds.yaml holds the 176,128 row's seeds 1-2, main.yaml its seed 0 and the K=32 pair (session Z)
-    SEEDS_PARALLEL=${SEEDS_PARALLEL:-2} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
+    # are done; seeds.yaml holds the 176,128 row's seeds 1-2, main.yaml the K=32 pair (session AA): one worker each,
+    # since a 176,128 run keeps the card busy alone (above); the calls above pick one sweep at a time
+    SEEDS_PARALLEL=${SEEDS_PARALLEL:-1} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
@@ -92,7 +100,7 @@ case "${1:-}" in
       [ $(( 10#$1 )) -eq 0 ] && { echo "$3: left out (0 workers)"; return 0; }
       SWEEP_PARALLEL=$1 SWEEP_ONLY=$4 bash "$bg" start "$2" "$3" "$budget"
     }
-    start_sweep "$SEEDS_PARALLEL" benchmarks/mqar/seeds.yaml mqar_seeds ''
+    start_sweep "$SEEDS_PARALLEL" benchmarks/mqar/seeds.yaml mqar_seeds "$SEEDS_ONLY"
     start_sweep "$MAIN_PARALLEL" benchmarks/mqar/main.yaml mqar "$MAIN_ONLY"
     start_sweep "$ABL_PARALLEL" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
     start_sweep "$ARCH_PARALLEL" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
