@@ -2,6 +2,7 @@
 
     python benchmarks/mqar_tables.py                       # every table, from benchmarks/results/
     python benchmarks/mqar_tables.py --results DIR         # summaries elsewhere (mqar*.json, ablations*.json)
+    python benchmarks/mqar_tables.py --write docs/RESULTS.md   # replace the tables between the document's markers
 
 Reads NAME.json (one row per model at its best lr) and NAME_sweep.json (every run) for NAME in mqar,
 mqar_paper_arch, mqar_seeds and ablations; a missing file leaves its tables out. Accuracies are 7-setting means.
@@ -18,6 +19,9 @@ BASELINES = ("deltanet", "gated_deltanet", "gla")
 EQUAL_STATE = 1.35  # "equal state": sizes within this factor of each other
 MIN_BASELINE_LRS = 2  # learning rates a baseline must have run at before RAM-Net is judged against it
 LEARNED = 0.05  # a 7-setting mean below this is the loss plateau (chance is about 1 / 4,096 values)
+# the lines around the generated tables in a document (RESULTS.md), whose headings sit one level lower there
+BEGIN_MARKER = "<!-- mqar_tables.py: begin (generated from benchmarks/results/; rerun with --write, do not edit) -->"
+END_MARKER = "<!-- mqar_tables.py: end -->"
 SETTINGS = ("N4-T64", "N8-T64", "N16-T64", "N32-T128", "N64-T256", "N128-T512", "N256-T1024")
 
 
@@ -205,10 +209,28 @@ def ablation_tables(rows: list[dict], sweep: dict) -> str:
     return "\n\n".join(out)
 
 
+def write_into(doc: Path, tables: str) -> str | None:
+    """Replace the lines between ``doc``'s markers with ``tables`` (headings one level down); an error, or None.
+    The document is read and checked whole before it is written, so a bad one is left as it was."""
+    if not doc.is_file():
+        return f"--write {doc}: no such file"
+    lines = doc.read_text().split("\n")
+    begins = [i for i, line in enumerate(lines) if line == BEGIN_MARKER]
+    ends = [i for i, line in enumerate(lines) if line == END_MARKER]
+    if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
+        return (f"--write {doc}: needs one line {BEGIN_MARKER!r} before one line {END_MARKER!r} "
+                f"(found {len(begins)} and {len(ends)})")
+    shifted = [("#" + line) if line.startswith("### ") else line for line in tables.split("\n")]
+    doc.write_text("\n".join(lines[:begins[0] + 1] + [""] + shifted + [""] + lines[ends[0]:]))
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(Path(__file__).parent / "results"),
                         help="folder with the sweep summaries (default: benchmarks/results)")
+    parser.add_argument("--write", metavar="DOC", default=None,
+                        help="put the tables into DOC between its marker lines instead of printing them")
     args = parser.parse_args(argv)
     results = Path(args.results)
     if not results.is_dir():
@@ -241,7 +263,15 @@ def main(argv=None) -> int:
                      state_to_match(main_rows, main_sweep, seeds_sweep)]
     if abl_rows:
         sections += ["### Ablations (ablations.yaml)", ablation_tables(abl_rows, abl_sweep)]
-    print("\n\n".join(sections))
+    tables = "\n\n".join(sections)
+    if args.write is None:
+        print(tables)
+        return 0
+    error = write_into(Path(args.write), tables)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote the tables into {args.write}")
     return 0
 
 
