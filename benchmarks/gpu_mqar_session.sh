@@ -24,8 +24,8 @@
 # priority patterns below (override with SEEDS_ONLY, MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order). `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
-# After `collect`, commit $OUT's NAME_sweep.json and NAME.json to benchmarks/results/: the next session continues
-# from them.
+# After `collect`, `python benchmarks/mqar_take_session.py TGZ ...` copies the summaries in session.tgz (NAME_sweep.json,
+# NAME.json) into benchmarks/results/ when they add runs; commit them: the next session continues from them.
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
@@ -39,7 +39,7 @@ bg=benchmarks/gpu_sweep_background.sh
 #   call 1: SEEDS_ONLY='*-s1' SEEDS_PARALLEL=1 MAIN_PARALLEL=0 RUN_SECONDS=430 ... start 520; wait 515; collect
 #   call 2: the same with SEEDS_ONLY='*-s2' (and RAMNET_SESSION_DIR=/tmp/ramnet-session2 on a warm machine)
 #   call 3: SEEDS_PARALLEL=0 MAIN_PARALLEL=1 RUN_SECONDS=200 ... start 520 (the K=32 pair, one after the other)
-# Copy each call's summaries into benchmarks/results/ before the next call, so a fresh machine does not rerun them.
+# Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them.
 # `collect` flags a run on course to miss SECONDS. Each call sets its own environment: export
 # PYTHONPATH to fla's wheels in every call that starts a sweep (session Z lost one so; `start` warns, `collect`
 # shows a failed sweep), and a second `start` on the same machine needs RAMNET_SESSION_DIR set to a new folder.
