@@ -6,7 +6,7 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 2 / 1 / 0 / 0 / 0 between seeds.yaml, main.yaml,
+# (`unfinished`), not a result. The workers are split 1 / 1 / 0 / 0 / 0 between seeds.yaml, main.yaml,
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
@@ -24,21 +24,29 @@
 # priority patterns below (override with SEEDS_ONLY, MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
 # string runs the spec's own order). `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
-# After `collect`, `python benchmarks/mqar_take_session.py TGZ ...` copies the summaries in session.tgz (NAME_sweep.json,
-# NAME.json) into benchmarks/results/ when they add runs; commit them: the next session continues from them.
+# After `collect`, `python benchmarks/mqar_take_session.py TGZ ...` copies the summaries in session.tgz
+# (NAME_sweep.json, NAME.json) into benchmarks/results/ when they add runs; commit them: the next session continues
+# from them.
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # Pending after session AA: seeds.yaml's seeds 1-2 of the 8-head width-256 row at the top of the 131k band
 # (176,128), and main.yaml's K=32 pair at 44,032 (session Z's 1e-3 run was at 0.989 at step 3,500 when its deadline
-# cut it; 178 s with the card to itself). The 176,128 row's seed 0 took 377 s with the card to itself (session AA),
-# but side by side these runs gain nothing: three together were at step 1,500 after about 420 s, two together at
-# step 2,000-2,500 after 390-475 s, about 10.5 steps a second between them in every case (the card is the limit).
-# So run them one at a time, one run per call, each call whole in itself (install, start, wait, collect): a machine
-# left idle past 30 s between two calls goes back with its runs (sessions Z and AA lost three runs each so).
-#   call 1: SEEDS_ONLY='*-s1' SEEDS_PARALLEL=1 MAIN_PARALLEL=0 RUN_SECONDS=430 ... start 520; wait 515; collect
-#   call 2: the same with SEEDS_ONLY='*-s2' (and RAMNET_SESSION_DIR=/tmp/ramnet-session2 on a warm machine)
-#   call 3: SEEDS_PARALLEL=0 MAIN_PARALLEL=1 RUN_SECONDS=200 ... start 520 (the K=32 pair, one after the other)
+# cut it, 178 s of training with the card to itself: about 205 s for 4,000 steps, plus about 65 s of start-up). The
+# 176,128 row's seed 0 took 377 s with the card to itself (session AA), and side by side such runs gain nothing:
+# three together were at step 1,500 after about 420 s, two together at steps 2,000 and 2,500 after 389 and 475 s,
+# about 10.5 steps a second between them in every case (measured at 176,128 only). So run one at a time, one run
+# per call, each call whole in itself (install, PYTHONPATH, start, wait, collect), and a new RAMNET_SESSION_DIR in
+# each call (a warm machine refuses a second `start` in the same folder): a machine left idle past 30 s between
+# two calls goes back with its runs (sessions P, Z and AA among those that lost runs so).
+#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_ONLY='*-s1' SEEDS_PARALLEL=1 MAIN_PARALLEL=0 RUN_SECONDS=430
+#           ... start 520; ... wait 515; ... collect          (the 176,128 row's seed 1: about 450 s in all)
+#   call 2: the same with RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_ONLY='*-s2'
+#   call 3: RAMNET_SESSION_DIR=/tmp/ramnet-session3 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 MAIN_ONLY='*-k32-*-lr0.001-*'
+#           RUN_SECONDS=290 MIN_SWEEP_SECONDS=300 ... start 340; ... wait 335; ... collect   (about 270 s)
+#   call 4, if 340 s are left: the same with /tmp/ramnet-session4 and MAIN_ONLY='*-k32-*-lr0.0005-*'
+# The defaults (one worker for seeds.yaml and one for main.yaml) would run a 176,128 seed beside a K=32 run: the
+# calls above set the zeros.
 # Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them.
 # `collect` flags a run on course to miss SECONDS. Each call sets its own environment: export
 # PYTHONPATH to fla's wheels in every call that starts a sweep (session Z lost one so; `start` warns, `collect`

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ EQUAL_STATE = 1.35  # "equal state": sizes within this factor of each other
 MIN_BASELINE_LRS = 2  # learning rates a baseline must have run at before RAM-Net is judged against it
 LEARNED = 0.05  # a 7-setting mean below this is the loss plateau (chance is about 1 / 4,096 values)
 # the lines around the generated tables in a document (RESULTS.md), whose headings sit one level lower there
-BEGIN_MARKER = "<!-- mqar_tables.py: begin (generated from benchmarks/results/; rerun with --write, do not edit) -->"
+BEGIN_MARKER = "<!-- mqar_tables.py: begin (generated from the sweep summaries; rerun with --write, do not edit) -->"
 END_MARKER = "<!-- mqar_tables.py: end -->"
 SETTINGS = ("N4-T64", "N8-T64", "N16-T64", "N32-T128", "N64-T256", "N128-T512", "N256-T1024")
 
@@ -211,17 +212,31 @@ def ablation_tables(rows: list[dict], sweep: dict) -> str:
 
 def write_into(doc: Path, tables: str) -> str | None:
     """Replace the lines between ``doc``'s markers with ``tables`` (headings one level down); an error, or None.
-    The document is read and checked whole before it is written, so a bad one is left as it was."""
+    The document is read and checked whole first, and swapped in whole (its line endings kept), so a bad one is
+    left as it was."""
     if not doc.is_file():
         return f"--write {doc}: no such file"
-    lines = doc.read_text().split("\n")
-    begins = [i for i, line in enumerate(lines) if line == BEGIN_MARKER]
-    ends = [i for i, line in enumerate(lines) if line == END_MARKER]
+    try:
+        with open(doc, encoding="utf-8", newline="") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        return f"--write {doc}: cannot be read as UTF-8 text ({error})"
+    newline = "\r\n" if "\r\n" in text else "\n"
+    lines = text.split(newline)
+    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN_MARKER]
+    ends = [i for i, line in enumerate(lines) if line.strip() == END_MARKER]
     if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
         return (f"--write {doc}: needs one line {BEGIN_MARKER!r} before one line {END_MARKER!r} "
-                f"(found {len(begins)} and {len(ends)})")
+                f"(found {len(begins)} begin and {len(ends)} end marker line(s))")
     shifted = [("#" + line) if line.startswith("### ") else line for line in tables.split("\n")]
-    doc.write_text("\n".join(lines[:begins[0] + 1] + [""] + shifted + [""] + lines[ends[0]:]))
+    temporary = doc.with_name(f".{doc.name}.mqar_tables")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(newline.join(lines[:begins[0] + 1] + [""] + shifted + [""] + lines[ends[0]:]))
+        os.replace(temporary, doc)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        return f"--write {doc}: cannot be written ({error})"
     return None
 
 

@@ -4,74 +4,124 @@
     python benchmarks/mqar_take_session.py --dry-run TGZ ...     # say what would be copied, copy nothing
 
 For each sweep (mqar, ablations, mqar_seeds, mqar_paper_arch, mqar_probe), the tar whose NAME_sweep.json holds the
-most runs wins, and its NAME_sweep.json and NAME.json replace the committed ones, but only when it holds every
-committed run with the same fingerprint and more besides: a summary from a machine that restored an older commit
-would otherwise drop results. A sweep that no tar adds to is left alone. Everything is checked before the first
-copy, so a refusal copies nothing. Next: `python benchmarks/mqar_new_runs.py --since HEAD` lists the new runs and
+most runs wins, and its NAME_sweep.json and the NAME.json beside it replace the committed ones. It is refused when
+it lacks a committed run, or a run that another tar holds, or when any tar gives a run another fingerprint: taking
+it would lose results (e.g. two calls that each ran one seed on a fresh machine, taken in together: take each call
+in before the next). A tar that adds nothing to the committed summary (an older machine's) is skipped. Everything is
+checked before the first copy, and the files are swapped in only once all are written, so a refusal copies nothing.
+Next: `python benchmarks/mqar_new_runs.py --since HEAD` lists the new runs and
 `python benchmarks/mqar_tables.py --write docs/RESULTS.md` regenerates the tables.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import sys
 import tarfile
 import tempfile
-from pathlib import Path
+import zlib
+from pathlib import Path, PurePosixPath
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch", "mqar_probe")
 
 
-def _runs(summary: Path) -> dict[str, str]:
-    """{run id: fingerprint} of a sweep summary; an absent file has none"""
-    if not summary.is_file():
-        return {}
-    return {run["id"]: run.get("fingerprint") for run in json.loads(summary.read_text()).get("runs", [])}
+def _runs(text: str, where: str) -> dict[str, str | None]:
+    """{run id: fingerprint} of a sweep summary's text; a ValueError naming ``where`` if it is not one"""
+    try:
+        summary = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where} is not JSON ({error})") from None
+    runs = summary.get("runs") if isinstance(summary, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in runs):
+        raise ValueError(f"{where} is not a sweep summary (it needs a \"runs\" list of runs with an \"id\")")
+    return {run["id"]: run.get("fingerprint") for run in runs}
 
 
-def _member(tar: tarfile.TarFile, filename: str) -> tarfile.TarInfo | None:
-    """The tar's regular file with this name at any depth (collect writes them under mqar/), if one"""
-    found = [m for m in tar.getmembers() if m.isfile() and Path(m.name).name == filename]
-    return found[0] if len(found) == 1 else None
-
-
-def plan(tars: list[Path], results: Path, extracted: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """([(source, destination)] to copy, [what to say]); a ValueError names a tar or sweep that cannot be taken"""
-    copies, notes = [], []
-    for name in NAMES:
-        committed = _runs(results / f"{name}_sweep.json")
-        best = None  # (run count, folder)
-        for index, tar_path in enumerate(tars):
-            with tarfile.open(tar_path) as tar:
-                member = _member(tar, f"{name}_sweep.json")
-                if member is None:
+def read_tar(path: Path) -> dict[str, tuple[str, bytes | None]]:
+    """{sweep name: (its NAME_sweep.json text, the NAME.json beside it or None)} of one session tar"""
+    found: dict[str, tuple[str, bytes | None]] = {}
+    try:
+        with tarfile.open(path) as tar:
+            members = tar.getmembers()
+            by_path = {PurePosixPath(m.name): m for m in members}
+            for name in NAMES:
+                matches = [m for m in members if PurePosixPath(m.name).name == f"{name}_sweep.json"]
+                if not matches:
                     continue
-                folder = extracted / str(index) / name
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / f"{name}_sweep.json").write_bytes(tar.extractfile(member).read())
-                row_member = _member(tar, f"{name}.json")
-                if row_member is not None:
-                    (folder / f"{name}.json").write_bytes(tar.extractfile(row_member).read())
-            runs = _runs(folder / f"{name}_sweep.json")
-            changed = [r for r, fp in committed.items() if r in runs and runs[r] != fp]
-            dropped = [r for r in committed if r not in runs]
-            if changed or dropped:
-                raise ValueError(f"{tar_path}: its {name}_sweep.json lacks {len(dropped)} committed run(s) and changes "
-                                 f"the fingerprint of {len(changed)}, e.g. {(dropped + changed)[0]}")
-            if best is None or len(runs) > best[0]:
-                best = (len(runs), folder, tar_path)
-        if best is None or best[0] <= len(committed):
+                if len(matches) > 1 or not matches[0].isfile():
+                    where = ", ".join(m.name for m in matches)
+                    raise ValueError(f"{path}: {name}_sweep.json must be one plain file, found {where}")
+                rows = by_path.get(PurePosixPath(matches[0].name).with_name(f"{name}.json"))
+                found[name] = (tar.extractfile(matches[0]).read().decode(),
+                               tar.extractfile(rows).read() if rows is not None and rows.isfile() else None)
+    except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeDecodeError) as error:
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]  # tarfile lists every method it tried
+        raise ValueError(f"{path}: cannot be read as a session tar ({first_line})") from None
+    return found
+
+
+def plan(tars: list[Path], results: Path) -> tuple[dict[Path, bytes], list[str]]:
+    """({destination: content} to write, [what to say]); a ValueError names what cannot be taken and why"""
+    contents = {path: read_tar(path) for path in tars}
+    writes: dict[Path, bytes] = {}
+    notes = [f"{path}: no sweep summaries" for path, found in contents.items() if not found]
+    for name in NAMES:
+        committed_file = results / f"{name}_sweep.json"
+        committed = _runs(committed_file.read_text(), str(committed_file)) if committed_file.is_file() else {}
+        offers = {path: _runs(found[name][0], f"{path}: {name}_sweep.json")
+                  for path, found in contents.items() if name in found}
+        fingerprints = dict(committed)
+        for path, runs in offers.items():
+            for run, fingerprint in runs.items():
+                if fingerprints.setdefault(run, fingerprint) != fingerprint:
+                    raise ValueError(f"{path}: {name}_sweep.json gives run {run} another fingerprint than the "
+                                     "committed summary or another tar")
+        adding = {path: runs for path, runs in offers.items() if set(runs) - set(committed)}
+        if not adding:
             notes.append(f"{name}: nothing new ({len(committed)} runs committed)")
             continue
-        count, folder, tar_path = best
-        if not (folder / f"{name}.json").is_file():
-            raise ValueError(f"{tar_path}: has {name}_sweep.json with new runs but no {name}.json beside it")
-        copies += [(folder / f"{name}_sweep.json", results / f"{name}_sweep.json"),
-                   (folder / f"{name}.json", results / f"{name}.json")]
-        notes.append(f"{name}: {count - len(committed)} new run(s), {count} in all, from {tar_path}")
-    return copies, notes
+        winner = max(adding, key=lambda path: len(adding[path]))  # the first of equals
+        missing = sorted(set(fingerprints) - set(adding[winner]))
+        if missing:
+            raise ValueError(f"{winner}: {name}_sweep.json has the most runs but lacks {len(missing)} that the "
+                             f"committed summary or another tar holds, e.g. {missing[0]}: "
+                             "take the tars in one at a time")
+        rows = contents[winner][name][1]
+        if rows is None:
+            raise ValueError(f"{winner}: has {name}_sweep.json with new runs but no {name}.json beside it")
+        writes[committed_file] = contents[winner][name][0].encode()
+        writes[results / f"{name}.json"] = rows
+        notes.append(f"{name}: {len(adding[winner]) - len(committed)} new run(s), {len(adding[winner])} in all, "
+                     f"from {winner}")
+    return writes, notes
+
+
+def write_all(writes: dict[Path, bytes]) -> list[Path]:
+    """Write every file beside its destination first, then swap them in, so that a failure while writing replaces
+    none; returns the destinations replaced (all of them, unless a swap itself fails: an OSError's ``replaced``)"""
+    for destination in writes:
+        if destination.exists() and not destination.is_file():
+            raise OSError(f"{destination} is not a plain file")
+    staged, replaced = [], []
+    try:
+        for destination, content in writes.items():
+            handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+            staged.append((temporary, destination))
+            with os.fdopen(handle, "wb") as out:
+                out.write(content)
+        for temporary, destination in staged:
+            os.replace(temporary, destination)
+            replaced.append(destination)
+    except OSError as error:
+        error.replaced = replaced
+        raise
+    finally:
+        for temporary, _ in staged:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+    return replaced
 
 
 def main(argv=None) -> int:
@@ -81,23 +131,25 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="say what would be copied, copy nothing")
     args = parser.parse_args(argv)
     for tar_path in args.tars:
-        if not tar_path.is_file() or not tarfile.is_tarfile(tar_path):
-            print(f"error: TGZ {tar_path} is not a tar file", file=sys.stderr)
+        if not tar_path.is_file():
+            print(f"error: TGZ {tar_path}: no such file", file=sys.stderr)
             return 2
     if not args.results.is_dir():
         print(f"error: --results {args.results} is not a folder", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as extracted:
+    try:
+        writes, notes = plan(args.tars, args.results)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(notes))
+    if writes and not args.dry_run:
         try:
-            copies, notes = plan(args.tars, args.results, Path(extracted))
-        except (ValueError, KeyError, json.JSONDecodeError, tarfile.TarError) as error:
-            print(f"error: {error}", file=sys.stderr)
+            write_all(writes)
+        except OSError as error:
+            done = ", ".join(p.name for p in getattr(error, "replaced", [])) or "none"
+            print(f"error: writing into --results {args.results} failed ({error}); replaced: {done}", file=sys.stderr)
             return 2
-        print("\n".join(notes))
-        if not args.dry_run:
-            for source, destination in copies:
-                shutil.copyfile(source, destination)
-    if copies and not args.dry_run:
         print("next: python benchmarks/mqar_new_runs.py --since HEAD; "
               "python benchmarks/mqar_tables.py --write docs/RESULTS.md")
     return 0
