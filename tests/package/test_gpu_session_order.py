@@ -282,3 +282,13 @@ def test_collect_reports_a_sweep_that_failed_before_any_run(status, expected):
     else:
         assert expected in done.stdout, done.stdout
     assert (f"2 {error}" in done.stdout) == (status == "2"), done.stdout
+
+
+def test_each_priority_variable_reaches_its_sweep():
+    """Each *_ONLY variable must be what ``start`` passes to its sweep: a default that no sweep reads would leave the
+    checks above testing nothing (SEEDS_ONLY was once a literal '')."""
+    script = SCRIPT.read_text()
+    for variable, (spec_file, name) in SWEEPS.items():
+        workers = variable.split("_")[0] + "_PARALLEL"
+        line = f'start_sweep "${workers}" benchmarks/mqar/{spec_file} {name} "${variable}"'
+        assert line in script, f"{SCRIPT.name} does not start {name} with ${variable}"
