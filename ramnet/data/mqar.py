@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 IGNORE_INDEX = -100
+_DRAWS_PER_CHUNK = 1 << 23  # uniform draws made at a time when sampling without replacement (64 MiB of float64)
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,25 @@ class MQARSetting:
 def _sample_without_replacement(rng, population, num_rows: int, size: int, logp=None):
     """Row-wise sampling without replacement, vectorised with the Gumbel top-k trick (exactly the law of
     sequential sampling without replacement, as ``np.random.choice(replace=False, p=...)``)."""
+    if logp is None:
+        # Uniform weights: numpy makes each Gumbel score from one uniform draw u as -log(-log(1 - u)), a decreasing
+        # function of u, so the `size` largest scores are the `size` smallest draws, in the same order. Drawing u
+        # and taking torch's top-k gives the same sample and leaves rng where rng.gumbel would, about 20x faster
+        # (the protocol's 7 x 20,000 training rows took about 56 s on 2 cores, most of it here). The one exception,
+        # a draw of exactly 0 (which numpy's Gumbel redraws), has odds of 2 ** -53 a draw
+        # The draws go through one reused buffer of rows (numpy fills row after row, so the stream is the same):
+        # fresh pages for all of them at once cost more than drawing them
+        rows_per_chunk = max(1, min(num_rows, _DRAWS_PER_CHUNK // len(population)))
+        buffer = np.empty((rows_per_chunk, len(population)))
+        picked = np.empty((num_rows, size), dtype=np.int64)
+        for start in range(0, num_rows, rows_per_chunk):
+            draws = buffer[:min(rows_per_chunk, num_rows - start)]
+            rng.random(out=draws)
+            top = torch.topk(torch.from_numpy(draws), size, dim=1, largest=False, sorted=True)
+            picked[start:start + len(draws)] = top.indices.numpy()
+        return population[picked]
     scores = rng.gumbel(size=(num_rows, len(population)))
-    if logp is not None:
-        scores = scores + logp
+    scores = scores + logp
     # the `size` largest scores, in descending order: argpartition first (O(n) per row), then sort only those
     top = np.argpartition(-scores, size - 1, axis=1)[:, :size] if size < len(population) else \
         np.broadcast_to(np.arange(len(population)), scores.shape)
