@@ -38,12 +38,16 @@ class MQARSetting:
 def _sample_without_replacement(rng, population, num_rows: int, size: int, logp=None):
     """Row-wise sampling without replacement, vectorised with the Gumbel top-k trick (exactly the law of
     sequential sampling without replacement, as ``np.random.choice(replace=False, p=...)``)."""
+    if not 0 < size <= len(population):
+        raise ValueError(f"size must be in [1, {len(population)}] (the population), got {size}")
     if logp is None:
         # Uniform weights: numpy makes each Gumbel score from one uniform draw u as -log(-log(1 - u)), a decreasing
-        # function of u, so the `size` largest scores are the `size` smallest draws, in the same order. Drawing u
-        # and taking torch's top-k gives the same sample and leaves rng where rng.gumbel would, about 20x faster
-        # (the protocol's 7 x 20,000 training rows took about 56 s on 2 cores, most of it here). The one exception,
-        # a draw of exactly 0 (which numpy's Gumbel redraws), has odds of 2 ** -53 a draw
+        # function of u (distinct draws give distinct scores), so the `size` largest scores are the `size` smallest
+        # draws, in the same order. Drawing u and taking torch's top-k gives the same sample and leaves rng where
+        # rng.gumbel would, several times faster (the protocol's data took 63 s on 2 cores, most of it here, and
+        # now 12 s). Two events would make it differ: a draw of exactly 0, which numpy's Gumbel redraws (odds 2**-53
+        # a draw), and two equal draws among a row's `size` smallest, which the two top-k orders may break apart
+        # differently (about 1e-5 per protocol dataset); the committed results' data has neither (checked)
         # The draws go through one reused buffer of rows (numpy fills row after row, so the stream is the same):
         # fresh pages for all of them at once cost more than drawing them
         rows_per_chunk = max(1, min(num_rows, _DRAWS_PER_CHUNK // len(population)))

@@ -110,3 +110,10 @@ def test_uniform_sampling_takes_the_draws_the_gumbel_scores_would(population, si
     assert got.shape == (rows, size) and np.array_equal(got, want)
     assert all(len(set(row)) == size for row in got.tolist())
     assert fast.random() == reference.random()
+
+
+@pytest.mark.parametrize("population, size", [(5, 0), (5, 6), (0, 1)])
+def test_sampling_refuses_a_size_outside_the_population(population, size):
+    from ramnet.data.mqar import _sample_without_replacement
+    with pytest.raises(ValueError, match=r"size must be in \[1, "):
+        _sample_without_replacement(np.random.default_rng(0), np.arange(population), 3, size)
