@@ -2,13 +2,17 @@
 
     python benchmarks/mqar_take_session.py /work/.device/3/session.tgz /work/.device/4/session.tgz
     python benchmarks/mqar_take_session.py --dry-run TGZ ...     # say what would be copied, copy nothing
+    python benchmarks/mqar_take_session.py --merge TGZ ...       # tars that each hold runs the others lack
 
 For each sweep (mqar, ablations, mqar_seeds, mqar_paper_arch, mqar_probe), the tar whose NAME_sweep.json holds the
 most runs wins, and its NAME_sweep.json and the NAME.json beside it replace the committed ones. It is refused when
 it lacks a committed run, or a run that another tar holds, or when any tar gives a run another fingerprint: taking
 it would lose results (e.g. two calls that each ran one seed on a fresh machine, taken in together: take each call
-in before the next). A tar that adds nothing to the committed summary (an older machine's) is skipped. Everything is
+in before the next, or pass --merge). A tar that adds nothing to the committed summary (an older machine's) is skipped. Everything is
 checked before the first copy, and the files are swapped in only once all are written, so a refusal copies nothing.
+``--merge`` takes the union of the runs instead (a committed run's record wins over a tar's) and writes both files
+with the sweep's own summary writer (``ramnet.sweep.write_summaries``), exactly as one machine holding every run
+would have: it needs every summary of a sweep to carry the same spec (but for its ``out``), and refuses otherwise.
 Next: `python benchmarks/mqar_new_runs.py --since HEAD` lists the new runs and
 `python benchmarks/mqar_tables.py --write docs/RESULTS.md` regenerates the tables.
 """
@@ -62,8 +66,49 @@ def read_tar(path: Path) -> dict[str, tuple[str, bytes | None]]:
     return found
 
 
-def plan(tars: list[Path], results: Path) -> tuple[dict[Path, bytes], list[str]]:
-    """({destination: content} to write, [what to say]); a ValueError names what cannot be taken and why"""
+def _spec_of(text: str) -> dict:
+    summary = json.loads(text)
+    return summary.get("spec") if isinstance(summary.get("spec"), dict) else {}
+
+
+def merge(texts: list[str], where: str) -> tuple[bytes, bytes, int]:
+    """(NAME_sweep.json, NAME.json, runs) for the union of the runs of the summaries ``texts`` (the first's record
+    of a run wins), written by the sweep's own summary writer as one machine holding them all would have; a
+    ValueError when their specs differ or a run would not survive the writer"""
+    from ramnet.sweep import expand, restore_results, write_summaries  # torch: only when merging
+
+    summaries = [json.loads(text) for text in texts]
+    spec = _spec_of(texts[0])
+    if not spec.get("models") or any({**_spec_of(t), "out": None} != {**spec, "out": None} for t in texts[1:]):
+        raise ValueError(f"{where}: --merge needs the same sweep spec (but for its out) in every summary")
+    first: dict[str, dict] = {}
+    waiting: dict[str, dict] = {}
+    for summary in summaries:
+        for run in summary["runs"]:
+            first.setdefault(run["id"], run)
+        for record in summary.get("unfinished", []):
+            if isinstance(record, dict) and isinstance(record.get("id"), str):
+                waiting.setdefault(record["id"], record)
+    runs, done = list(first.values()), set(first)
+    waiting = [record for run_id, record in waiting.items() if run_id not in done]  # the writer orders both
+    with tempfile.TemporaryDirectory(prefix="mqar-merge-") as folder:
+        local = {**spec, "out": folder}
+        Path(folder, "mqar_sweep.json").write_text(json.dumps({"spec": local, "runs": runs, "unfinished": waiting}))
+        grid = expand(local)
+        restore_results(local, grid)
+        write_summaries(local, grid)
+        merged = json.loads(Path(folder, "mqar_sweep.json").read_text())
+        best = Path(folder, "mqar.json").read_bytes()
+    lost = sorted(done - {r["id"] for r in merged["runs"]})
+    if lost:
+        raise ValueError(f"{where}: merging would drop {len(lost)} run(s), e.g. {lost[0]}")
+    merged["spec"]["out"] = spec["out"]
+    return json.dumps(merged, indent=2).encode(), best, len(merged["runs"])
+
+
+def plan(tars: list[Path], results: Path, merging: bool = False) -> tuple[dict[Path, bytes], list[str]]:
+    """({destination: content} to write, [what to say]); a ValueError names what cannot be taken and why.
+    ``merging``: tars that each lack runs the others hold are merged (``merge``) instead of refused."""
     contents = {path: read_tar(path) for path in tars}
     writes: dict[Path, bytes] = {}
     notes = [f"{path}: no sweep summaries" for path, found in contents.items() if not found]
@@ -84,10 +129,18 @@ def plan(tars: list[Path], results: Path) -> tuple[dict[Path, bytes], list[str]]
             continue
         winner = max(adding, key=lambda path: len(adding[path]))  # the first of equals
         missing = sorted(set(fingerprints) - set(adding[winner]))
+        if missing and merging:
+            texts = ([committed_file.read_text()] if committed_file.is_file() else [])
+            texts += [contents[path][name][0] for path in offers]
+            sweep_json, rows, count = merge(texts, f"{name}_sweep.json")
+            writes[committed_file], writes[results / f"{name}.json"] = sweep_json, rows
+            notes.append(f"{name}: {count - len(committed)} new run(s), {count} in all, merged from "
+                         + ", ".join(str(path) for path in adding))
+            continue
         if missing:
             raise ValueError(f"{winner}: {name}_sweep.json has the most runs but lacks {len(missing)} that the "
                              f"committed summary or another tar holds, e.g. {missing[0]}: "
-                             "take the tars in one at a time")
+                             "take the tars in one at a time, or pass --merge")
         rows = contents[winner][name][1]
         if rows is None:
             raise ValueError(f"{winner}: has {name}_sweep.json with new runs but no {name}.json beside it")
@@ -129,6 +182,8 @@ def main(argv=None) -> int:
     parser.add_argument("tars", nargs="+", type=Path, metavar="TGZ", help="session.tgz files from `collect`")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the committed summaries are")
     parser.add_argument("--dry-run", action="store_true", help="say what would be copied, copy nothing")
+    parser.add_argument("--merge", action="store_true",
+                        help="merge tars that each hold runs the others lack (the sweep's own summary writer)")
     args = parser.parse_args(argv)
     for tar_path in args.tars:
         if not tar_path.is_file():
@@ -138,7 +193,7 @@ def main(argv=None) -> int:
         print(f"error: --results {args.results} is not a folder", file=sys.stderr)
         return 2
     try:
-        writes, notes = plan(args.tars, args.results)
+        writes, notes = plan(args.tars, args.results, args.merge)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

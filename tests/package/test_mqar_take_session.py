@@ -46,9 +46,10 @@ def _state(results: Path) -> dict:
     return {p.name: p.read_text() for p in results.iterdir()}
 
 
-def _take(results: Path, *tars, dry_run=False):
+def _take(results: Path, *tars, dry_run=False, merge=False):
     args = [sys.executable, str(SCRIPT), "--results", str(results), *map(str, tars)]
     args += ["--dry-run"] if dry_run else []
+    args += ["--merge"] if merge else []
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 
@@ -128,3 +129,47 @@ def test_unreadable_tars_and_files_that_cannot_be_replaced_get_one_line(tmp_path
     done = _take(results, whole)
     assert done.returncode == 2 and "replaced: none" in done.stderr and done.stderr.count("\n") == 1, done
     assert (results / "mqar_sweep.json").read_text() == before
+
+
+COMMITTED_SEEDS = SCRIPT.parent / "results" / "mqar_seeds_sweep.json"
+
+
+def _split_seeds_summary(tmp_path: Path):
+    """The committed seeds summary cut three ways: the results folder lacks its last two runs, and each of two
+    tars holds one of them (two calls on fresh machines); returns (results, tars, the whole summary's text)"""
+    whole_text = COMMITTED_SEEDS.read_text()
+    whole = json.loads(whole_text)
+    assert len(whole["runs"]) >= 3 and not whole["unfinished"]
+    part = lambda runs: {**whole, "runs": runs}
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "mqar_seeds_sweep.json").write_text(json.dumps(part(whole["runs"][:-2]), indent=2))
+    (results / "mqar_seeds.json").write_text("[]")
+    tars = [_tar(tmp_path / f"call{i}.tgz", {"mqar_seeds_sweep.json": part(whole["runs"][:-2] + [run]),
+                                              "mqar_seeds.json": []})
+            for i, run in enumerate(whole["runs"][-2:])]
+    return results, tars, whole_text
+
+
+def test_merge_rebuilds_both_summaries_as_one_machine_with_every_run_would_have(tmp_path):
+    results, tars, whole_text = _split_seeds_summary(tmp_path)
+    before = _state(results)
+    refused = _take(results, *tars)
+    assert refused.returncode == 2 and "--merge" in refused.stderr and _state(results) == before, refused
+    done = _take(results, *tars, merge=True)
+    assert done.returncode == 0 and "mqar_seeds: 2 new run(s)" in done.stdout and "merged from" in done.stdout, done
+    assert (results / "mqar_seeds_sweep.json").read_text() == whole_text  # byte for byte, spec and order
+    best = (SCRIPT.parent / "results" / "mqar_seeds.json").read_text()
+    assert (results / "mqar_seeds.json").read_text() == best  # the best-lr rows rebuilt, not the tars' empty ones
+
+
+def test_merge_refuses_summaries_of_different_specs_and_copies_nothing(tmp_path):
+    results, tars, _ = _split_seeds_summary(tmp_path)
+    other = json.loads(COMMITTED_SEEDS.read_text())
+    other["spec"]["steps"] += 1
+    other["runs"] = other["runs"][:-2] + other["runs"][-1:]
+    tars[1] = _tar(tmp_path / "other_spec.tgz", {"mqar_seeds_sweep.json": other, "mqar_seeds.json": []})
+    before = _state(results)
+    done = _take(results, *tars, merge=True)
+    assert done.returncode == 2 and "same sweep spec" in done.stderr and done.stderr.count("\n") == 1, done
+    assert _state(results) == before
