@@ -30,24 +30,21 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AA: seeds.yaml's seeds 1-2 of the 8-head width-256 row at the top of the 131k band
-# (176,128), and main.yaml's K=32 pair at 44,032 (session Z's 1e-3 run was at 0.989 at step 3,500 when its deadline
-# cut it, 178 s of training with the card to itself: about 205 s for 4,000 steps, plus about 65 s of start-up). The
-# 176,128 row's seed 0 took 377 s with the card to itself (session AA), and side by side such runs gain nothing:
-# three together were at step 1,500 after about 420 s, two together at steps 2,000 and 2,500 after 389 and 475 s,
-# about 10.5 steps a second between them in every case (measured at 176,128 only). So run one at a time, one run
+# Pending after session AB: main.yaml's 8-head K=32 rows, at 44,032 (lr 1e-3, then 5e-4) and at 88,064 (5e-4);
+# seeds.yaml is done. Alone on the card a 44,032 run takes about 200 s of training (session AB's 4-head K=32 pair:
+# 196 and 208 s) plus about 65 s of start-up; the 8-head 88,064 row has only run beside others (394-561 s), and
+# the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side, runs of this size gain nothing (three
+# 176,128 runs together made about 10.5 steps a second between them, session AA), so run one at a time, one run
 # per call, each call whole in itself (install, PYTHONPATH, start, wait, collect), and a new RAMNET_SESSION_DIR in
 # each call (a warm machine refuses a second `start` in the same folder): a machine left idle past 30 s between
 # two calls goes back with its runs (sessions P, Z and AA among those that lost runs so).
-#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_ONLY='*-s1' SEEDS_PARALLEL=1 MAIN_PARALLEL=0 RUN_SECONDS=430
-#           ... start 520; ... wait 515; ... collect          (the 176,128 row's seed 1: about 450 s in all)
-#   call 2: the same with RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_ONLY='*-s2'
-#   call 3: RAMNET_SESSION_DIR=/tmp/ramnet-session3 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 MAIN_ONLY='*-k32-*-lr0.001-*'
-#           RUN_SECONDS=290 MIN_SWEEP_SECONDS=300 ... start 340; ... wait 335; ... collect   (about 270 s)
-#   call 4, if 340 s are left: the same with /tmp/ramnet-session4 and MAIN_ONLY='*-k32-*-lr0.0005-*'
-# The defaults (one worker for seeds.yaml and one for main.yaml) would run a 176,128 seed beside a K=32 run: the
-# calls above set the zeros.
-# Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them.
+#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
+#           MAIN_ONLY='ramnet-44k-w256-h8-m64-k32-*-lr0.001-*' RUN_SECONDS=430 ... start 520; ... wait 515; ... collect
+#   call 2: the same with /tmp/ramnet-session2 and MAIN_ONLY='ramnet-44k-w256-h8-m64-k32-*-lr0.0005-*'
+#   call 3: the same with /tmp/ramnet-session3 and MAIN_ONLY='ramnet-88k-w256-h8-m64-k32-*'
+# (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
+# Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them
+# (session AB took call 1's in only after call 4, on another machine: `mqar_take_session.py --merge` joined them).
 # `collect` flags a run on course to miss SECONDS. Each call sets its own environment: export
 # PYTHONPATH to fla's wheels in every call that starts a sweep (session Z lost one so; `start` warns, `collect`
 # shows a failed sweep), and a second `start` on the same machine needs RAMNET_SESSION_DIR set to a new folder.
@@ -62,8 +59,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: the K=32 pair (level with K=16 at step 2,000), 1e-3 first (the one that reached step 3,500)
-MAIN_ONLY=${MAIN_ONLY-'*-k32-*-lr0.001-*,*'}
+# main.yaml: the 8-head K=32 rows (session AB), 44,032 at 1e-3 first, then at 5e-4, then 88,064
+MAIN_ONLY=${MAIN_ONLY-'ramnet-44k-w256-h8-m64-k32-*-lr0.001-*,ramnet-44k-w256-h8-m64-k32-*,*'}
 # seeds.yaml: every pending run, in the spec's order; '*-s1' picks one seed, so one run fits in one call
 SEEDS_ONLY=${SEEDS_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
@@ -79,8 +76,8 @@ case "${1:-}" in
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
     # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml and probe.yaml
-    # are done; seeds.yaml holds the 176,128 row's seeds 1-2, main.yaml the K=32 pair (session AA): one worker each,
-    # since a 176,128 run keeps the card busy alone (above); the calls above pick one sweep at a time
+    # and seeds.yaml are done (session AB); main.yaml holds the 8-head K=32 rows: one worker each, since one such
+    # run keeps the card busy alone (above)
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-1} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
