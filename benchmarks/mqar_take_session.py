@@ -8,11 +8,13 @@ For each sweep (mqar, ablations, mqar_seeds, mqar_paper_arch, mqar_probe), the t
 most runs wins, and its NAME_sweep.json and the NAME.json beside it replace the committed ones. It is refused when
 it lacks a committed run, or a run that another tar holds, or when any tar gives a run another fingerprint: taking
 it would lose results (e.g. two calls that each ran one seed on a fresh machine, taken in together: take each call
-in before the next, or pass --merge). A tar that adds nothing to the committed summary (an older machine's) is skipped. Everything is
-checked before the first copy, and the files are swapped in only once all are written, so a refusal copies nothing.
-``--merge`` takes the union of the runs instead (a committed run's record wins over a tar's) and writes both files
-with the sweep's own summary writer (``ramnet.sweep.write_summaries``), exactly as one machine holding every run
-would have: it needs every summary of a sweep to carry the same spec (but for its ``out``), and refuses otherwise.
+in before the next, or pass --merge). A tar that adds nothing to the committed summary (an older machine's) is
+skipped. Everything is checked before the first copy, and the files are swapped in only once all are written, so a
+refusal copies nothing.
+``--merge`` takes the union of the runs instead, of the committed summary and of the tars that add runs (a
+committed run's record wins, then the first tar's on the command line), and writes both files with the sweep's own
+summary writer (``ramnet.sweep.write_summaries``), exactly as one machine holding every run would have. Those tars
+must share one spec (but for its ``out``); the committed summary's may be older.
 Next: `python benchmarks/mqar_new_runs.py --since HEAD` lists the new runs and
 `python benchmarks/mqar_tables.py --write docs/RESULTS.md` regenerates the tables.
 """
@@ -66,43 +68,55 @@ def read_tar(path: Path) -> dict[str, tuple[str, bytes | None]]:
     return found
 
 
-def _spec_of(text: str) -> dict:
-    summary = json.loads(text)
-    return summary.get("spec") if isinstance(summary.get("spec"), dict) else {}
-
-
-def merge(texts: list[str], where: str) -> tuple[bytes, bytes, int]:
-    """(NAME_sweep.json, NAME.json, runs) for the union of the runs of the summaries ``texts`` (the first's record
-    of a run wins), written by the sweep's own summary writer as one machine holding them all would have; a
-    ValueError when their specs differ or a run would not survive the writer"""
-    from ramnet.sweep import expand, restore_results, write_summaries  # torch: only when merging
-
-    summaries = [json.loads(text) for text in texts]
-    spec = _spec_of(texts[0])
-    if not spec.get("models") or any({**_spec_of(t), "out": None} != {**spec, "out": None} for t in texts[1:]):
-        raise ValueError(f"{where}: --merge needs the same sweep spec (but for its out) in every summary")
+def merge(committed: str | None, offered: list[str], where: str) -> tuple[bytes, bytes, int]:
+    """(NAME_sweep.json, NAME.json, runs) for the union of the runs of the committed summary's text and the tars'
+    summaries ``offered``, written by the sweep's own summary writer as one machine holding them all would have.
+    A run's committed record wins, then the first tar's; a pending run's progress record is the first tar's that
+    has one (a tar started from the committed summary, so its record is the newer), else the committed one. The
+    grid is the tars' spec, which they must share (but for ``out``): the committed one may be older, and its runs
+    outside the grid are kept, as the sweep keeps them. A ValueError when the specs differ or are not sweep specs,
+    or when a run would not survive the writer (a committed run whose arguments the grid no longer gives)."""
+    try:
+        from ramnet.sweep import expand, restore_results, write_summaries  # torch: only when merging
+    except ImportError as error:
+        raise ValueError(f"--merge needs ramnet importable ({error})") from None
+    tars = [json.loads(text) for text in offered]
+    specs = [summary.get("spec") for summary in tars]
+    if not all(isinstance(spec, dict) and spec.get("models") and isinstance(spec.get("out"), str) for spec in specs):
+        raise ValueError(f"{where}: --merge needs each tar's summary to hold its sweep spec (with models and out)")
+    if any({**spec, "out": None} != {**specs[0], "out": None} for spec in specs[1:]):
+        raise ValueError(f"{where}: --merge needs the same sweep spec (but for its out) in every tar's summary")
+    summaries = ([json.loads(committed)] if committed is not None else []) + tars
+    for summary in summaries:
+        if not isinstance(summary.get("unfinished", []), list):
+            raise ValueError(f"{where}: a summary's \"unfinished\" is not a list")
     first: dict[str, dict] = {}
-    waiting: dict[str, dict] = {}
     for summary in summaries:
         for run in summary["runs"]:
             first.setdefault(run["id"], run)
+    waiting: dict[str, dict] = {}
+    for summary in tars + summaries[:len(summaries) - len(tars)]:
         for record in summary.get("unfinished", []):
             if isinstance(record, dict) and isinstance(record.get("id"), str):
                 waiting.setdefault(record["id"], record)
-    runs, done = list(first.values()), set(first)
-    waiting = [record for run_id, record in waiting.items() if run_id not in done]  # the writer orders both
-    with tempfile.TemporaryDirectory(prefix="mqar-merge-") as folder:
-        local = {**spec, "out": folder}
-        Path(folder, "mqar_sweep.json").write_text(json.dumps({"spec": local, "runs": runs, "unfinished": waiting}))
-        grid = expand(local)
-        restore_results(local, grid)
-        write_summaries(local, grid)
-        merged = json.loads(Path(folder, "mqar_sweep.json").read_text())
-        best = Path(folder, "mqar.json").read_bytes()
-    lost = sorted(done - {r["id"] for r in merged["runs"]})
+    runs = list(first.values())  # the writer puts both lists in the grid's order
+    try:
+        with tempfile.TemporaryDirectory(prefix="mqar-merge-") as folder:
+            local = {**specs[0], "out": folder}
+            Path(folder, "mqar_sweep.json").write_text(
+                json.dumps({"spec": local, "runs": runs, "unfinished": list(waiting.values())}))
+            grid = expand(local)
+            restore_results(local, grid)
+            write_summaries(local, grid)
+            merged = json.loads(Path(folder, "mqar_sweep.json").read_text())
+            best = Path(folder, "mqar.json").read_bytes()
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValueError(f"{where}: cannot be merged ({type(error).__name__}: {error})") from None
+    lost = sorted(set(first) - {r["id"] for r in merged["runs"]})
     if lost:
-        raise ValueError(f"{where}: merging would drop {len(lost)} run(s), e.g. {lost[0]}")
-    merged["spec"]["out"] = spec["out"]
+        raise ValueError(f"{where}: merging would drop {len(lost)} run(s), e.g. {lost[0]} (its arguments are not "
+                         "the grid's)")
+    merged["spec"]["out"] = specs[0]["out"]
     return json.dumps(merged, indent=2).encode(), best, len(merged["runs"])
 
 
@@ -130,9 +144,8 @@ def plan(tars: list[Path], results: Path, merging: bool = False) -> tuple[dict[P
         winner = max(adding, key=lambda path: len(adding[path]))  # the first of equals
         missing = sorted(set(fingerprints) - set(adding[winner]))
         if missing and merging:
-            texts = ([committed_file.read_text()] if committed_file.is_file() else [])
-            texts += [contents[path][name][0] for path in offers]
-            sweep_json, rows, count = merge(texts, f"{name}_sweep.json")
+            sweep_json, rows, count = merge(committed_file.read_text() if committed_file.is_file() else None,
+                                            [contents[path][name][0] for path in adding], f"{name}_sweep.json")
             writes[committed_file], writes[results / f"{name}.json"] = sweep_json, rows
             notes.append(f"{name}: {count - len(committed)} new run(s), {count} in all, merged from "
                          + ", ".join(str(path) for path in adding))

@@ -134,42 +134,114 @@ def test_unreadable_tars_and_files_that_cannot_be_replaced_get_one_line(tmp_path
 COMMITTED_SEEDS = SCRIPT.parent / "results" / "mqar_seeds_sweep.json"
 
 
-def _split_seeds_summary(tmp_path: Path):
-    """The committed seeds summary cut three ways: the results folder lacks its last two runs, and each of two
-    tars holds one of them (two calls on fresh machines); returns (results, tars, the whole summary's text)"""
+def _split_seeds_summary(tmp_path: Path, committed_extra=(), stale=(), tar_specs=(None, None)):
+    """The committed seeds summary cut three ways: the results folder lacks two runs from the middle of the grid,
+    and each of two tars (given in reverse) holds one of them, as two calls on fresh machines would; the second
+    tar also gives a committed run another accuracy (the committed record must win). ``committed_extra`` adds runs
+    to the committed file only, ``stale`` progress records to its ``unfinished``; ``tar_specs`` (one per tar) replace
+    a tar's spec. Returns (results, tars, the whole summary's text)"""
     whole_text = COMMITTED_SEEDS.read_text()
     whole = json.loads(whole_text)
-    assert len(whole["runs"]) >= 3 and not whole["unfinished"]
-    part = lambda runs: {**whole, "runs": runs}
+    assert len(whole["runs"]) >= 30 and not whole["unfinished"]
+    runs = whole["runs"]
+    cut = [runs[5], runs[20]]
+    kept = [r for r in runs if r not in cut]
+    part = lambda chosen, spec=None, **more: {**whole, "runs": chosen, "spec": whole["spec"] if spec is None else spec,
+                                          **more}
     results = tmp_path / "results"
     results.mkdir()
-    (results / "mqar_seeds_sweep.json").write_text(json.dumps(part(whole["runs"][:-2]), indent=2))
+    committed = part(kept + list(committed_extra), unfinished=list(stale))
+    (results / "mqar_seeds_sweep.json").write_text(json.dumps(committed, indent=2))
     (results / "mqar_seeds.json").write_text("[]")
-    tars = [_tar(tmp_path / f"call{i}.tgz", {"mqar_seeds_sweep.json": part(whole["runs"][:-2] + [run]),
-                                              "mqar_seeds.json": []})
-            for i, run in enumerate(whole["runs"][-2:])]
+    changed = dict(kept[0], accuracy=0.123)
+    tars = [_tar(tmp_path / "call1.tgz", {"mqar_seeds_sweep.json": part(kept + [cut[0]], tar_specs[0]),
+                                          "mqar_seeds.json": []}),
+            _tar(tmp_path / "call0.tgz", {"mqar_seeds_sweep.json": part([changed] + kept[1:] + [cut[1]], tar_specs[1]),
+                                          "mqar_seeds.json": []})]
     return results, tars, whole_text
 
 
 def test_merge_rebuilds_both_summaries_as_one_machine_with_every_run_would_have(tmp_path):
-    results, tars, whole_text = _split_seeds_summary(tmp_path)
+    whole = json.loads(COMMITTED_SEEDS.read_text())
+    stale = [{"id": whole["runs"][3]["id"], "fingerprint": whole["runs"][3]["fingerprint"], "step": 10}]
+    results, tars, whole_text = _split_seeds_summary(tmp_path, stale=stale)
     before = _state(results)
     refused = _take(results, *tars)
     assert refused.returncode == 2 and "--merge" in refused.stderr and _state(results) == before, refused
     done = _take(results, *tars, merge=True)
     assert done.returncode == 0 and "mqar_seeds: 2 new run(s)" in done.stdout and "merged from" in done.stdout, done
-    assert (results / "mqar_seeds_sweep.json").read_text() == whole_text  # byte for byte, spec and order
+    # byte for byte: the grid's order, the committed record of a run a tar changed, no stale progress record
+    assert (results / "mqar_seeds_sweep.json").read_text() == whole_text
     best = (SCRIPT.parent / "results" / "mqar_seeds.json").read_text()
     assert (results / "mqar_seeds.json").read_text() == best  # the best-lr rows rebuilt, not the tars' empty ones
 
 
-def test_merge_refuses_summaries_of_different_specs_and_copies_nothing(tmp_path):
-    results, tars, _ = _split_seeds_summary(tmp_path)
-    other = json.loads(COMMITTED_SEEDS.read_text())
-    other["spec"]["steps"] += 1
-    other["runs"] = other["runs"][:-2] + other["runs"][-1:]
-    tars[1] = _tar(tmp_path / "other_spec.tgz", {"mqar_seeds_sweep.json": other, "mqar_seeds.json": []})
+def test_merge_refuses_to_drop_a_committed_run_the_grid_no_longer_gives(tmp_path):
+    whole = json.loads(COMMITTED_SEEDS.read_text())
+    orphan = dict(whole["runs"][7], id=whole["runs"][7]["id"] + "-old", fingerprint="other")
+    orphan_in_grid = dict(whole["runs"][7])
+    orphan_in_grid["fingerprint"] = "other"  # the grid's id with arguments the grid no longer gives
+    results, tars, _ = _split_seeds_summary(tmp_path, committed_extra=[orphan])
+    done = _take(results, *tars, merge=True)  # a run outside the grid is kept, as the sweep keeps it
+    assert done.returncode == 0 and orphan["id"] in (results / "mqar_seeds_sweep.json").read_text(), done
+    results2 = tmp_path / "second"
+    results2.mkdir()
+    committed = json.loads(COMMITTED_SEEDS.read_text())
+    committed["runs"] = [r for r in committed["runs"] if r["id"] != orphan_in_grid["id"]] + [orphan_in_grid]
+    cut_ids = (whole["runs"][5]["id"], whole["runs"][20]["id"])
+    committed["runs"] = [r for r in committed["runs"] if r["id"] not in cut_ids]
+    (results2 / "mqar_seeds_sweep.json").write_text(json.dumps(committed))
+    base = [r for r in whole["runs"] if r["id"] not in (orphan_in_grid["id"], whole["runs"][5]["id"],
+                                                         whole["runs"][20]["id"])]
+    tars2 = [_tar(tmp_path / f"late{i}.tgz", {"mqar_seeds_sweep.json": {**whole, "runs": base + [whole["runs"][k]]},
+                                             "mqar_seeds.json": []}) for i, k in enumerate((5, 20))]
+    before = _state(results2)
+    done = _take(results2, *tars2, merge=True)
+    assert done.returncode == 2 and "would drop 1 run(s)" in done.stderr and done.stderr.count("\n") == 1, done
+    assert _state(results2) == before
+
+
+@pytest.mark.parametrize("change, both, message", [
+    (lambda spec: spec.update(steps=spec["steps"] + 1), False, "same sweep spec"),
+    (lambda spec: spec.pop("lrs"), True, "cannot be merged (KeyError"),
+    (lambda spec: spec.clear(), True, "needs each tar's summary to hold its sweep spec"),
+])
+def test_merge_refuses_tars_of_different_or_broken_specs_in_one_line_and_copies_nothing(tmp_path, change, both,
+                                                                                         message):
+    spec = json.loads(COMMITTED_SEEDS.read_text())["spec"]
+    change(spec)
+    results, tars, _ = _split_seeds_summary(tmp_path, tar_specs=(spec if both else None, spec))
     before = _state(results)
     done = _take(results, *tars, merge=True)
-    assert done.returncode == 2 and "same sweep spec" in done.stderr and done.stderr.count("\n") == 1, done
+    assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done
     assert _state(results) == before
+
+
+def test_merge_takes_the_tars_spec_when_the_committed_one_is_older(tmp_path):
+    results, tars, whole_text = _split_seeds_summary(tmp_path)
+    committed = json.loads((results / "mqar_seeds_sweep.json").read_text())
+    committed["spec"]["parallel"] += 1  # a field that does not change any run's arguments
+    (results / "mqar_seeds_sweep.json").write_text(json.dumps(committed))
+    done = _take(results, *tars, merge=True)
+    assert done.returncode == 0 and (results / "mqar_seeds_sweep.json").read_text() == whole_text, done
+
+
+def test_merge_keeps_the_newest_progress_record_of_a_run_still_pending(tmp_path):
+    """A run with no result anywhere: the tars started from the committed summary, so their progress is newer"""
+    whole = json.loads(COMMITTED_SEEDS.read_text())
+    pending = whole["runs"][30]
+    record = lambda step: {"id": pending["id"], "fingerprint": pending["fingerprint"], "step": step, "history": []}
+    results, tars, _ = _split_seeds_summary(tmp_path, stale=[record(10)])
+    for path in tars:  # the pending run leaves every summary; the first tar has its newer progress
+        with tarfile.open(path) as tar:
+            summary = json.load(tar.extractfile("./mqar/mqar_seeds_sweep.json"))
+        summary["runs"] = [r for r in summary["runs"] if r["id"] != pending["id"]]
+        summary["unfinished"] = [record(999)] if path == tars[0] else []
+        _tar(path, {"mqar_seeds_sweep.json": summary, "mqar_seeds.json": []})
+    committed = json.loads((results / "mqar_seeds_sweep.json").read_text())
+    committed["runs"] = [r for r in committed["runs"] if r["id"] != pending["id"]]
+    (results / "mqar_seeds_sweep.json").write_text(json.dumps(committed))
+    done = _take(results, *tars, merge=True)
+    assert done.returncode == 0, done
+    merged = json.loads((results / "mqar_seeds_sweep.json").read_text())
+    assert merged["unfinished"] == [record(999)] and len(merged["runs"]) == len(whole["runs"]) - 1
