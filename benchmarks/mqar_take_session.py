@@ -86,7 +86,8 @@ def merge(committed: str | None, offered: list[str], where: str) -> tuple[bytes,
         raise ValueError(f"{where}: --merge needs each tar's summary to hold its sweep spec (with models and out)")
     if any({**spec, "out": None} != {**specs[0], "out": None} for spec in specs[1:]):
         raise ValueError(f"{where}: --merge needs the same sweep spec (but for its out) in every tar's summary")
-    summaries = ([json.loads(committed)] if committed is not None else []) + tars
+    base = [json.loads(committed)] if committed is not None else []
+    summaries = base + tars  # runs: the committed record first
     for summary in summaries:
         if not isinstance(summary.get("unfinished", []), list):
             raise ValueError(f"{where}: a summary's \"unfinished\" is not a list")
@@ -95,7 +96,7 @@ def merge(committed: str | None, offered: list[str], where: str) -> tuple[bytes,
         for run in summary["runs"]:
             first.setdefault(run["id"], run)
     waiting: dict[str, dict] = {}
-    for summary in tars + summaries[:len(summaries) - len(tars)]:
+    for summary in tars + base:  # progress: the tars' records first (they are the newer)
         for record in summary.get("unfinished", []):
             if isinstance(record, dict) and isinstance(record.get("id"), str):
                 waiting.setdefault(record["id"], record)
