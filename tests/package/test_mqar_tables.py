@@ -156,3 +156,34 @@ def test_state_to_match_picks_the_smallest_ramnet_that_reaches_each_baseline(tmp
         "| dn-16k | 16,384 | 0.990 | (none) |  |  | best 0.9700 (ram-16k) | - | - | - | - | - |"
     assert "gla-4k" not in out
     assert _line(out, "| gla-2k |").startswith("| gla-2k | 2,048 | 0.010 | (baseline did not learn) |")
+
+
+def test_missing_seeds_that_cannot_change_the_verdict_give_it_with_the_bound(tmp_path):
+    """Two RAM-Net seeds at 0.9985 and 0.9957 against three baseline seeds with a mean of 0.9985: even a third seed
+    at 1.0 leaves RAM-Net at most 0.9981, so the verdict is "no" now. The mirror cases: a baseline's missing seeds
+    at 0 that still beat RAM-Net, RAM-Net's missing seeds at 0 that still tie, and a pair still open."""
+    def run(label, model, state, seed, accuracy):
+        return {"label": label, "model": model, "state_size": state, "lr": 0.001, "seed": seed, "accuracy": accuracy,
+                "accuracies": {"N4-T64": accuracy}, "config": {}}
+
+    seeds = {  # label: (model, state, accuracies by seed)
+        "ram-44k": ("ramnet", 44032, [0.99853, 0.99573]), "dn-33k": ("deltanet", 32768, [0.99912, 0.99768, 0.99863]),
+        "ram-8k": ("ramnet", 8192, [0.30, 0.30, 0.30]), "dn-8k": ("deltanet", 8192, [0.95, 0.95]),
+        "ram-3k": ("ramnet", 3072, [0.90, 0.90]), "dn-4k": ("deltanet", 4096, [0.60, 0.60, 0.00]),
+        "ram-16k": ("ramnet", 16384, [0.90, 0.80]), "dn-16k": ("deltanet", 16384, [0.88, 0.80, 0.84]),
+    }
+    _write(tmp_path, "mqar", [_row(label, model, state, accs[0]) for label, (model, state, accs) in seeds.items()])
+    runs = [run(label, model, state, seed, acc) for label, (model, state, accs) in seeds.items()
+            for seed, acc in enumerate(accs)]
+    (tmp_path / "mqar_sweep.json").write_text(json.dumps({"runs": [r for r in runs if r["seed"] == 0]}))
+    (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": [r for r in runs if r["seed"] > 0]}))
+    result = _run("--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("More seeds")[1]
+    assert _line(out, "| ram-44k | 0.001 | 0.9971 (2) |").endswith(
+        "| -0.0013 | no (RAM-Net at most 0.9981 over 3 seeds) |")
+    assert _line(out, "| ram-8k | 0.001 | 0.3000 (3) |").endswith(
+        "| -0.6500 | no (the baseline at least 0.6333 over 3 seeds) |")
+    assert _line(out, "| ram-3k | 0.001 | 0.9000 (2) |").endswith(
+        "| +0.5000 | yes (RAM-Net at least 0.6000 over 3 seeds) |")
+    assert _line(out, "| ram-16k | 0.001 | 0.8500 (2) |").endswith("| +0.0100 | not yet (2 against 3 seeds) |")
