@@ -30,18 +30,19 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AB: main.yaml's 8-head K=32 rows, at 44,032 (lr 1e-3, then 5e-4) and at 88,064 (5e-4);
-# seeds.yaml is done. Alone on the card a 44,032 run takes about 200 s of training (session AB's 4-head K=32 pair:
-# 196 and 208 s) plus about 65 s of start-up; the 8-head 88,064 row has only run beside others (394-561 s), and
-# the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side, runs of this size gain nothing (three
+# Pending after session AC: seeds.yaml's 8-head K=32 row at 44,032, seeds 1-2 at lr 1e-3 (first), then seed 2 at
+# 5e-4 (it cannot change that lr's verdict); main.yaml is done. Alone on the card an 8-head 44,032 run took 263-273
+# s of training (session AC) and an 88,064 one 338 s, plus 60-90 s of start-up and about 20 s of set-up; the
+# 176,128 row alone took 363-379 s (sessions AA and AB). Side by side, runs of this size gain nothing (three
 # 176,128 runs together made about 10.5 steps a second between them, session AA), so run one at a time, one run
 # per call, each call whole in itself (install, PYTHONPATH, start, wait, collect), and a new RAMNET_SESSION_DIR in
 # each call (a warm machine refuses a second `start` in the same folder): a machine left idle past 30 s between
 # two calls goes back with its runs (sessions P, Z and AA among those that lost runs so).
-#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
-#           MAIN_ONLY='ramnet-44k-w256-h8-m64-k32-*-lr0.001-*' RUN_SECONDS=430 ... start 520; ... wait 515; ... collect
-#   call 2: the same with /tmp/ramnet-session2 and MAIN_ONLY='ramnet-44k-w256-h8-m64-k32-*-lr0.0005-*'
-#   call 3: the same with /tmp/ramnet-session3 and MAIN_ONLY='ramnet-88k-w256-h8-m64-k32-*'
+#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
+#           SEEDS_ONLY='*-lr0.001-s1' RUN_SECONDS=400 ... start 480; ... wait 475; ... collect
+#   call 2: the same with /tmp/ramnet-session2 and SEEDS_ONLY='*-lr0.001-s2'
+#   call 3 (if the budget allows about 380 s more): the same with /tmp/ramnet-session3 and SEEDS_ONLY='*-lr0.0005-s2'
+# (`start` refuses a SECONDS below RUN_SECONDS + 60 + about 20 s of set-up unless MIN_SWEEP_SECONDS is lowered.)
 # (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
 # Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them
 # (session AB took call 1's in only after call 4, on another machine: `mqar_take_session.py --merge` joined them).
@@ -59,10 +60,11 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: the 8-head K=32 rows (session AB), 44,032 at 1e-3 first, then at 5e-4, then 88,064
-MAIN_ONLY=${MAIN_ONLY-'ramnet-44k-w256-h8-m64-k32-*-lr0.001-*,ramnet-44k-w256-h8-m64-k32-*,*'}
-# seeds.yaml: every pending run, in the spec's order; '*-s1' picks one seed, so one run fits in one call
-SEEDS_ONLY=${SEEDS_ONLY-'*'}
+# main.yaml: every run has finished (session AC ran the last three)
+MAIN_ONLY=${MAIN_ONLY-'*'}
+# seeds.yaml: the 8-head K=32 row's seeds at lr 1e-3 first (session AC), then every other pending run;
+# '*-lr0.001-s1' picks one run, so one run fits in one call
+SEEDS_ONLY=${SEEDS_ONLY-'*-lr0.001-*,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
