@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ PAPER_POINTS = ((7.7e3, 0.78), (1.4e4, 0.87), (2.6e4, 0.97))  # the paper's RAM-
 BASELINES = ("deltanet", "gated_deltanet", "gla")
 EQUAL_STATE = 1.35  # "equal state": sizes within this factor of each other
 MIN_BASELINE_LRS = 2  # learning rates a baseline must have run at before RAM-Net is judged against it
+SEEDS = 3  # seeds per equal-state row (seed 0 in main.yaml, 1 and 2 in seeds.yaml): the seed verdicts' count
 LEARNED = 0.05  # a 7-setting mean below this is the loss plateau (chance is about 1 / 4,096 values)
 # the lines around the generated tables in a document (RESULTS.md), whose headings sit one level lower there
 BEGIN_MARKER = "<!-- mqar_tables.py: begin (generated from the sweep summaries; rerun with --write, do not edit) -->"
@@ -118,23 +120,41 @@ def seed_runs(main_sweep: dict, seeds_sweep: dict) -> dict[tuple[str, float], di
     return runs
 
 
-def _seed_verdict(ramnet_accs: list[float], baseline_accs: list[float]) -> str:
-    """"yes" / "no" on the means at equal seed counts. At unequal counts the side with fewer seeds is filled up to
-    the other's count with seeds at 0 and at 1 (accuracy's bounds): if even the best filling leaves RAM-Net below,
-    or the worst leaves it at or above, the missing seeds cannot change the verdict, so it is given with the bound."""
-    n, m = len(ramnet_accs), len(baseline_accs)
-    if n == m:
-        return "yes" if sum(ramnet_accs) / n >= sum(baseline_accs) / m else "no"
-    k = max(n, m)
-    ram_low, ram_high = sum(ramnet_accs) / k, (sum(ramnet_accs) + k - n) / k
-    base_low, base_high = sum(baseline_accs) / k, (sum(baseline_accs) + k - m) / k
+def _mean_range(accs: list[float], seeds: int) -> tuple[float, float]:
+    """The lowest and highest mean over ``seeds`` seeds that ``accs`` can end at: the missing seeds at 0, then at 1
+    (an accuracy's bounds). Summed as one list, as the table's mean is, so a complete row gives its mean exactly."""
+    missing = seeds - len(accs)
+    return sum([*accs, *[0.0] * missing]) / seeds, sum([*accs, *[1.0] * missing]) / seeds
+
+
+def _round_out(value: float, up: bool) -> str:
+    """Five decimals, rounded away from the verdict's side, so a printed bound is never stronger than the true one."""
+    scaled = value * 1e5
+    return f"{(math.ceil(scaled) if up else math.floor(scaled)) / 1e5:.5f}"
+
+
+def _seed_verdict(ramnet_accs: list[float], baselines: list[list[float]]) -> str:
+    """Is RAM-Net's mean over seeds at or above the best baseline's (``baselines``: the accuracies per seed of
+    every baseline row in its band)? The verdict is on means over k = max(SEEDS, every row's count) seeds, each
+    row's missing seeds filled at 0 and at 1. With no seed missing that is "yes" / "no" on the means. With some
+    missing, the verdict is given only if no filling can change it (RAM-Net's highest mean below the best
+    baseline's lowest: "no"; its lowest at or above every baseline's highest: "yes"), with the two bounds that
+    decide it; otherwise "not yet"."""
+    k = max(SEEDS, len(ramnet_accs), *map(len, baselines))
+    ram_low, ram_high = _mean_range(ramnet_accs, k)
+    ranges = [_mean_range(accs, k) for accs in baselines]
+    base_low, base_high = max(low for low, _ in ranges), max(high for _, high in ranges)
+    complete = all(len(accs) == k for accs in (ramnet_accs, *baselines))
     if ram_high < base_low:
-        bound = f"RAM-Net at most {ram_high:.4f}" if n < m else f"the baseline at least {base_low:.4f}"
-        return f"no ({bound} over {k} seeds)"
+        return "no" if complete else (f"no (over {k} seeds RAM-Net at most {_round_out(ram_high, up=True)}, "
+                                      f"the best baseline at least {_round_out(base_low, up=False)})")
     if ram_low >= base_high:
-        bound = f"RAM-Net at least {ram_low:.4f}" if n < m else f"the baseline at most {base_high:.4f}"
-        return f"yes ({bound} over {k} seeds)"
-    return f"not yet ({n} against {m} seeds)"
+        return "yes" if complete else (f"yes (over {k} seeds RAM-Net at least {_round_out(ram_low, up=False)}, "
+                                       f"the best baseline at most {_round_out(base_high, up=True)})")
+    best = max(baselines, key=lambda accs: sum(accs) / len(accs))
+    if len(ramnet_accs) == len(best) == k:  # another baseline of the band could still overtake the best
+        return f"not yet (a baseline in the band has fewer than {k} seeds)"
+    return f"not yet ({len(ramnet_accs)} against {len(best)} seeds)"
 
 
 def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
@@ -163,7 +183,7 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
         if near:
             b = max(near, key=lambda b: b["mean"])
             n, m = len(r["accs"]), len(b["accs"])
-            verdict = _seed_verdict(list(r["accs"].values()), list(b["accs"].values()))
+            verdict = _seed_verdict(list(r["accs"].values()), [list(near_b["accs"].values()) for near_b in near])
             # four decimals: near the ceiling the pairs differ by 0.0001-0.0003, which three decimals print as
             # "1.000 ... -0.000"
             pairs.append([r["label"], f"{r['lr']:g}", f"{r['mean']:.4f} ({n})", b["label"], f"{b['lr']:g}",

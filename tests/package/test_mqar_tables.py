@@ -1,11 +1,15 @@
 """``benchmarks/mqar_tables.py`` prints RESULTS.md's MQAR tables from the sweep summaries. Its verdicts (the paper's
 points, RAM-Net against the best baseline at equal state) must follow the numbers, and a bad folder gets one line."""
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_tables.py"
+_spec = importlib.util.spec_from_file_location("mqar_tables", SCRIPT)  # a script, not a package: load it by path
+_tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_tables)
 
 
 def _row(label, model, state, accuracy, short_conv=True, tags=None, lrs=2):
@@ -158,20 +162,14 @@ def test_state_to_match_picks_the_smallest_ramnet_that_reaches_each_baseline(tmp
     assert _line(out, "| gla-2k |").startswith("| gla-2k | 2,048 | 0.010 | (baseline did not learn) |")
 
 
-def test_missing_seeds_that_cannot_change_the_verdict_give_it_with_the_bound(tmp_path):
-    """Two RAM-Net seeds at 0.9985 and 0.9957 against three baseline seeds with a mean of 0.9985: even a third seed
-    at 1.0 leaves RAM-Net at most 0.9981, so the verdict is "no" now. The mirror cases: a baseline's missing seeds
-    at 0 that still beat RAM-Net, RAM-Net's missing seeds at 0 that still tie, and a pair still open."""
+def test_missing_seeds_that_cannot_change_the_verdict_give_it_with_both_bounds(tmp_path):
+    """Two RAM-Net seeds at 0.99853 and 0.99573 against three baseline seeds with a mean of 0.99848: even a third
+    seed at 1.0 leaves RAM-Net at most 0.99809, so the table says "no" now, with both bounds."""
     def run(label, model, state, seed, accuracy):
         return {"label": label, "model": model, "state_size": state, "lr": 0.001, "seed": seed, "accuracy": accuracy,
                 "accuracies": {"N4-T64": accuracy}, "config": {}}
 
-    seeds = {  # label: (model, state, accuracies by seed)
-        "ram-44k": ("ramnet", 44032, [0.99853, 0.99573]), "dn-33k": ("deltanet", 32768, [0.99912, 0.99768, 0.99863]),
-        "ram-8k": ("ramnet", 8192, [0.30, 0.30, 0.30]), "dn-8k": ("deltanet", 8192, [0.95, 0.95]),
-        "ram-3k": ("ramnet", 3072, [0.90, 0.90]), "dn-4k": ("deltanet", 4096, [0.60, 0.60, 0.00]),
-        "ram-16k": ("ramnet", 16384, [0.90, 0.80]), "dn-16k": ("deltanet", 16384, [0.88, 0.80, 0.84]),
-    }
+    seeds = {"ram-44k": ("ramnet", 44032, [0.99853, 0.99573]), "dn-33k": ("deltanet", 32768, [0.99912, 0.99768, 0.99863])}
     _write(tmp_path, "mqar", [_row(label, model, state, accs[0]) for label, (model, state, accs) in seeds.items()])
     runs = [run(label, model, state, seed, acc) for label, (model, state, accs) in seeds.items()
             for seed, acc in enumerate(accs)]
@@ -179,11 +177,43 @@ def test_missing_seeds_that_cannot_change_the_verdict_give_it_with_the_bound(tmp
     (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": [r for r in runs if r["seed"] > 0]}))
     result = _run("--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    out = result.stdout.split("More seeds")[1]
-    assert _line(out, "| ram-44k | 0.001 | 0.9971 (2) |").endswith(
-        "| -0.0013 | no (RAM-Net at most 0.9981 over 3 seeds) |")
-    assert _line(out, "| ram-8k | 0.001 | 0.3000 (3) |").endswith(
-        "| -0.6500 | no (the baseline at least 0.6333 over 3 seeds) |")
-    assert _line(out, "| ram-3k | 0.001 | 0.9000 (2) |").endswith(
-        "| +0.5000 | yes (RAM-Net at least 0.6000 over 3 seeds) |")
-    assert _line(out, "| ram-16k | 0.001 | 0.8500 (2) |").endswith("| +0.0100 | not yet (2 against 3 seeds) |")
+    assert _line(result.stdout.split("More seeds")[1], "| ram-44k | 0.001 | 0.9971 (2) |").endswith(
+        "| -0.0013 | no (over 3 seeds RAM-Net at most 0.99809, the best baseline at least 0.99847) |")
+
+
+def test_seed_verdicts_decide_only_what_no_missing_seed_can_change():
+    """Dyadic accuracies, so that the ties are exact in floating point. The verdict is on means over three seeds
+    (or more, if a row has more); each row's missing seeds may land anywhere in [0, 1]."""
+    verdict = _tables._seed_verdict
+    # complete rows: the means decide, and a tie is "yes"
+    assert verdict([0.5] * 3, [[0.75, 0.25, 0.5]]) == "yes"
+    assert verdict([0.5, 0.5, 0.25], [[0.75, 0.25, 0.5]]) == "no"
+    # RAM-Net short of seeds: its lowest mean ties the baseline's (yes), or its highest only ties it (open)
+    assert verdict([0.75, 0.75], [[0.5] * 3]) == \
+        "yes (over 3 seeds RAM-Net at least 0.50000, the best baseline at most 0.50000)"
+    assert verdict([0.75, 0.75], [[1.0, 1.0, 0.5]]) == "not yet (2 against 3 seeds)"
+    assert verdict([0.25, 0.25], [[0.75] * 3]) == \
+        "no (over 3 seeds RAM-Net at most 0.50000, the best baseline at least 0.75000)"
+    # the baseline short of seeds
+    assert verdict([0.875] * 3, [[0.75, 0.25]]) == \
+        "yes (over 3 seeds RAM-Net at least 0.87500, the best baseline at most 0.66667)"
+    assert verdict([0.25] * 3, [[0.5, 0.5]]) == \
+        "no (over 3 seeds RAM-Net at most 0.25000, the best baseline at least 0.33333)"
+    assert verdict([0.75] * 3, [[0.75, 0.75]]) == "not yet (3 against 2 seeds)"
+    # equal but short counts are still open: three seeds are the protocol
+    assert verdict([0.75, 0.75], [[0.5, 0.5]]) == "not yet (2 against 2 seeds)"
+    # a second baseline with fewer seeds could still overtake the best one now
+    assert verdict([0.875] * 3, [[0.75] * 3, [0.75]]) == "not yet (a baseline in the band has fewer than 3 seeds)"
+    assert verdict([0.875] * 3, [[0.75] * 3, [0.25]]) == \
+        "yes (over 3 seeds RAM-Net at least 0.87500, the best baseline at most 0.75000)"
+    assert verdict([0.25] * 3, [[0.75] * 3, [0.0]]) == \
+        "no (over 3 seeds RAM-Net at most 0.25000, the best baseline at least 0.75000)"
+    # a row with more seeds than three sets the count
+    assert verdict([0.5] * 4, [[0.75] * 3]) == \
+        "no (over 4 seeds RAM-Net at most 0.50000, the best baseline at least 0.56250)"
+
+
+def test_printed_bounds_round_away_from_the_verdict():
+    """A bound of 0.998413 prints as "at most 0.99842", never 0.99841 (which would claim more than is known)."""
+    assert _tables._round_out(0.998413, up=True) == "0.99842"
+    assert _tables._round_out(0.998477, up=False) == "0.99847"
