@@ -10,7 +10,7 @@
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
-# run of ablations.yaml has run (M1024-U1 at 3e-3 last, session N); seeds.yaml and main.yaml hold the runs below
+# run of ablations.yaml and main.yaml has run (session AC ran main.yaml's last); seeds.yaml holds the runs below
 # (main.yaml's lr grid was cut to the runs made, see its header; session U's six runs took 239-851 s side by side
 # and its four seeds 151-325 s).
 # Session R ran nine side by side: each ran about 7x slower than alone and the machine went back before any
@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # Pending after session AC: seeds.yaml's 8-head K=32 row at 44,032, seeds 1-2 at lr 1e-3 (first), then seed 2 at
 # 5e-4 (it cannot change that lr's verdict); main.yaml is done. Alone on the card an 8-head 44,032 run took 263-273
-# s of training (session AC) and an 88,064 one 338 s, plus 60-90 s of start-up and about 20 s of set-up; the
+# s of training (session AC) and an 88,064 one 338 s, plus 58-83 s of install, set-up and start-up per call; the
 # 176,128 row alone took 363-379 s (sessions AA and AB). Side by side, runs of this size gain nothing (three
 # 176,128 runs together made about 10.5 steps a second between them, session AA), so run one at a time, one run
 # per call, each call whole in itself (install, PYTHONPATH, start, wait, collect), and a new RAMNET_SESSION_DIR in
@@ -77,9 +77,9 @@ case "${1:-}" in
     case "$budget" in ''|*[!0-9]*) echo "SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2;; esac
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
-    # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml and probe.yaml
-    # and seeds.yaml are done (session AB); main.yaml holds the 8-head K=32 rows: one worker each, since one such
-    # run keeps the card busy alone (above)
+    # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml, probe.yaml
+    # and main.yaml are done (session AC); seeds.yaml holds the 8-head K=32 row's seeds: one worker each, since one
+    # such run keeps the card busy alone (above)
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-1} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
