@@ -159,8 +159,8 @@ def _seed_verdict(ramnet_accs: list[float], baselines: list[list[float]]) -> str
 
 def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
     """Every (label, lr) of seeds.yaml with its accuracy per seed, the mean and the spread, and each RAM-Net row
-    against the best baseline within EQUAL_STATE by the mean over seeds (a verdict at equal seed counts, or where
-    the missing seeds cannot change it: see _seed_verdict)."""
+    against the best baseline within EQUAL_STATE by the mean over seeds (a verdict once no missing seed can change
+    it: see _seed_verdict)."""
     runs = seed_runs(main_sweep, seeds_sweep)
     seeds = sorted({seed for group in runs.values() for seed in group})
     rows = []
@@ -203,7 +203,7 @@ def state_to_match(rows: list[dict], main_sweep: dict, seeds_sweep: dict) -> str
     ratio."""
     means = {}
     for (label, lr), by_seed in seed_runs(main_sweep, seeds_sweep).items():
-        if len(by_seed) >= 3:
+        if len(by_seed) >= SEEDS:
             first = next(iter(by_seed.values()))
             mean = sum(run["accuracy"] for run in by_seed.values()) / len(by_seed)
             if mean > means.get(label, {}).get("mean", -1):
