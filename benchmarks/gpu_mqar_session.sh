@@ -38,10 +38,13 @@ bg=benchmarks/gpu_sweep_background.sh
 # per call, each call whole in itself (install, PYTHONPATH, start, wait, collect), and a new RAMNET_SESSION_DIR in
 # each call (a warm machine refuses a second `start` in the same folder): a machine left idle past 30 s between
 # two calls goes back with its runs (sessions P, Z and AA among those that lost runs so).
-#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
-#           SEEDS_ONLY='*-lr0.001-s1' RUN_SECONDS=400 ... start 480; ... wait 475; ... collect
-#   call 2: the same with /tmp/ramnet-session2 and SEEDS_ONLY='*-lr0.001-s2'
-#   call 3 (if the budget allows about 380 s more): the same with /tmp/ramnet-session3 and SEEDS_ONLY='*-lr0.0005-s2'
+# At 44,032, unlike 176,128, runs side by side do gain: session W's three 8-head K=16 runs took 511-515 s together
+# (23 steps a second between them, against 15 for one K=32 run alone in session AC), so two fit in one call:
+#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=2 MAIN_PARALLEL=0 \
+#           SEEDS_ONLY='*-lr0.001-*' RUN_SECONDS=470 ... start 550; ... wait 545; ... collect
+#   call 2 (if the budget allows about 380 s more): the same with /tmp/ramnet-session2, SEEDS_PARALLEL=1,
+#           SEEDS_ONLY='*-lr0.0005-s2' and RUN_SECONDS=400 ... start 480; ... wait 475
+# (If call 1 is to be one run, SEEDS_ONLY='*-lr0.001-s1' with SEEDS_PARALLEL=1 as in call 2, then '*-lr0.001-s2'.)
 # (`start` refuses a SECONDS below RUN_SECONDS + 60 + about 20 s of set-up unless MIN_SWEEP_SECONDS is lowered.)
 # (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
 # Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them
