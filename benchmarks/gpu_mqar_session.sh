@@ -33,8 +33,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # Pending after session AC: seeds.yaml's 8-head K=32 row at 44,032, seeds 1-2 at lr 1e-3 (first), then seed 2 at
 # 5e-4 (it cannot change that lr's verdict); main.yaml is done. Alone on the card an 8-head 44,032 run took 263-273
 # s of training (session AC) and an 88,064 one 338 s, plus 58-83 s of install, set-up and start-up per call; the
-# 176,128 row alone took 363-379 s (sessions AA and AB). Side by side, runs of this size gain nothing (three
-# 176,128 runs together made about 10.5 steps a second between them, session AA), so run one at a time, one run
+# 176,128 row alone took 363-379 s (sessions AA and AB). Side by side, 176,128 runs gain nothing (three
+# together made about 10.5 steps a second between them, session AA), so run those one at a time, one run
 # per call, each call whole in itself (install, PYTHONPATH, start, wait, collect), and a new RAMNET_SESSION_DIR in
 # each call (a warm machine refuses a second `start` in the same folder): a machine left idle past 30 s between
 # two calls goes back with its runs (sessions P, Z and AA among those that lost runs so).
@@ -81,8 +81,8 @@ case "${1:-}" in
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
     # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml, probe.yaml
-    # and main.yaml are done (session AC); seeds.yaml holds the 8-head K=32 row's seeds: one worker each, since one
-    # such run keeps the card busy alone (above)
+    # and main.yaml are done (session AC); seeds.yaml holds the 8-head K=32 row's seeds: one worker each by default
+    # (the plan above sets SEEDS_PARALLEL=2 for the two 44,032 runs, which do gain side by side)
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-1} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
