@@ -10,7 +10,7 @@
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
-# run of ablations.yaml and main.yaml has run (session AC ran main.yaml's last); seeds.yaml holds the runs below
+# run of ablations.yaml has run, and of main.yaml all but the one that session AD added; seeds.yaml holds one more (below)
 # (main.yaml's lr grid was cut to the runs made, see its header; session U's six runs took 239-851 s side by side
 # and its four seeds 151-325 s).
 # Session R ran nine side by side: each ran about 7x slower than alone and the machine went back before any
@@ -30,21 +30,20 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AC: seeds.yaml's 8-head K=32 row at 44,032, seeds 1-2 at lr 1e-3 (first), then seed 2 at
-# 5e-4 (it cannot change that lr's verdict); main.yaml is done. Alone on the card an 8-head 44,032 run took 263-273
-# s of training (session AC) and an 88,064 one 338 s, plus 58-83 s of install, set-up and start-up per call; the
-# 176,128 row alone took 363-379 s (sessions AA and AB). Side by side, 176,128 runs gain nothing (three
-# together made about 10.5 steps a second between them, session AA), so run those one at a time, one run
-# per call, each call whole in itself (install, PYTHONPATH, start, wait, collect), and a new RAMNET_SESSION_DIR in
-# each call (a warm machine refuses a second `start` in the same folder): a machine left idle past 30 s between
-# two calls goes back with its runs (sessions P, Z and AA among those that lost runs so).
-# At 44,032, unlike 176,128, runs side by side do gain: session W's three 8-head K=16 runs took 511-515 s together
-# (23 steps a second between them, against 15 for one K=32 run alone in session AC), so two fit in one call:
-#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=2 MAIN_PARALLEL=0 \
-#           SEEDS_ONLY='*-lr0.001-*' RUN_SECONDS=470 ... start 550; ... wait 545; ... collect
-#   call 2 (if the budget allows about 380 s more): the same with /tmp/ramnet-session2, SEEDS_PARALLEL=1,
-#           SEEDS_ONLY='*-lr0.0005-s2' and RUN_SECONDS=400 ... start 480; ... wait 475
-# (If call 1 is to be one run, SEEDS_ONLY='*-lr0.001-s1' with SEEDS_PARALLEL=1 as in call 2, then '*-lr0.001-s2'.)
+# Pending after session AD: main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (first), then seeds.yaml's 8-head K=32
+# row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict). Alone on the card an 8-head 44,032 K=32 run
+# took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
+# start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
+# nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
+# about 7.3 each, 14.6 between them, against 15.3 for one alone (session AD, whose two were cut off at step 3,500).
+# So run them one at a time, one run per call, each call whole in itself (install, PYTHONPATH, start, wait,
+# collect), and a new RAMNET_SESSION_DIR in each call (a warm machine refuses a second `start` in the same folder):
+# a machine left idle past 30 s between two calls goes back with its runs (sessions P, Z and AA among those that
+# lost runs so).
+#   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
+#           MAIN_ONLY='*-lr0.001-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
+#   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
+#           SEEDS_ONLY='*-lr0.0005-s2' RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415; ... collect
 # (`start` refuses a SECONDS below RUN_SECONDS + 60 + about 20 s of set-up unless MIN_SWEEP_SECONDS is lowered.)
 # (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
 # Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them
@@ -63,11 +62,10 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: every run has finished (session AC ran the last three)
+# main.yaml: one run pending, the 8-head K=32 row at 88,064 at lr 1e-3 (added in session AD)
 MAIN_ONLY=${MAIN_ONLY-'*'}
-# seeds.yaml: the 8-head K=32 row's seeds at lr 1e-3 first (session AC), then every other pending run;
-# '*-lr0.001-s1' picks one run, so one run fits in one call
-SEEDS_ONLY=${SEEDS_ONLY-'*-lr0.001-*,*'}
+# seeds.yaml: one run pending, the 8-head K=32 row at 44,032, seed 2 at 5e-4
+SEEDS_ONLY=${SEEDS_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
@@ -81,8 +79,8 @@ case "${1:-}" in
     # the workers per sweep: seeds.yaml, main.yaml, ablations.yaml, paper_arch.yaml (defaults set once, here)
     # 15 in all in sessions E, F and H-K (15-23 small runs each); wide runs want few at once (session
     # R's nine side by side ran about 7x slower each than one alone). ablations.yaml, paper_arch.yaml, probe.yaml
-    # and main.yaml are done (session AC); seeds.yaml holds the 8-head K=32 row's seeds: one worker each by default
-    # (the plan above sets SEEDS_PARALLEL=2 for the two 44,032 runs, which do gain side by side)
+    # are done; main.yaml and seeds.yaml hold one run each (session AD): one worker each by default, and the
+    # plan above runs them one per call
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-1} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
