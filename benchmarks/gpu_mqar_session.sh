@@ -35,7 +35,7 @@ bg=benchmarks/gpu_sweep_background.sh
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
 # start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
 # nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
-# about 7.3 each, 14.6 between them, against 15.3 for one alone (session AD, whose two were cut off at step 3,500).
+# about 7.3 each, 14.5 between them, against 15.3 for one alone (session AD, whose two were cut off at step 3,500).
 # So run them one at a time, one run per call, each call whole in itself (install, PYTHONPATH, start, wait,
 # collect), and a new RAMNET_SESSION_DIR in each call (a warm machine refuses a second `start` in the same folder):
 # a machine left idle past 30 s between two calls goes back with its runs (sessions P, Z and AA among those that
