@@ -195,6 +195,60 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
     return "\n\n".join(out)
 
 
+def _seeded_rows(main_sweep: dict, seeds_sweep: dict) -> list[dict]:
+    """The (label, lr) rows of the seeds sweep that have at least SEEDS seeds, each with its accuracies and mean."""
+    rows = []
+    for (label, lr), by_seed in seed_runs(main_sweep, seeds_sweep).items():
+        if len(by_seed) >= SEEDS:
+            first, accs = next(iter(by_seed.values())), [run["accuracy"] for run in by_seed.values()]
+            rows.append({"label": label, "lr": lr, "model": first["model"], "state_size": first["state_size"],
+                         "accs": accs, "mean": sum(accs) / len(accs)})
+    return rows
+
+
+def _seeds_apart(ramnet_accs: list[float], baseline_accs: list[float]) -> str:
+    if min(ramnet_accs) > max(baseline_accs):
+        return "every RAM-Net seed above every baseline seed"
+    if max(ramnet_accs) < min(baseline_accs):
+        return "every baseline seed above every RAM-Net seed"
+    return "ranges overlap"
+
+
+def band_table(main_sweep: dict, seeds_sweep: dict) -> str:
+    """The goal "RAM-Net >= the best fla baseline at equal state", one line per state size of a baseline with SEEDS
+    seeds: that size's best baseline and the best RAM-Net row within EQUAL_STATE of it, each by its mean over seeds
+    (rows with fewer seeds are left out), with the seed ranges. The verdict is _seed_verdict's against every
+    seeded baseline within EQUAL_STATE of the RAM-Net row's own state (named when it is not the band's)."""
+    rows = _seeded_rows(main_sweep, seeds_sweep)
+    baselines = [r for r in rows if r["model"] in BASELINES]
+
+    def within(row: dict, state: int) -> bool:
+        return 1 / EQUAL_STATE <= row["state_size"] / state <= EQUAL_STATE
+
+    def seeds(row: dict) -> str:
+        return f"{row['mean']:.5f} ({min(row['accs']):.5f}-{max(row['accs']):.5f})"
+
+    body = []
+    for state in sorted({b["state_size"] for b in baselines}):
+        b = max((x for x in baselines if x["state_size"] == state), key=lambda x: x["mean"])
+        line = [f"{state:,}", f"{b['label']} ({b['lr']:g})", seeds(b)]
+        near = [r for r in rows if r["model"] == "ramnet" and within(r, state)]
+        if not near:
+            body.append([*line, f"(no RAM-Net row with {SEEDS} seeds)", *[""] * 5])
+            continue
+        r = max(near, key=lambda x: x["mean"])
+        rivals = [x for x in baselines if within(x, r["state_size"])]
+        verdict = _seed_verdict(r["accs"], [x["accs"] for x in rivals])
+        best_rival = max(rivals, key=lambda x: x["mean"])
+        if best_rival is not b:
+            verdict += f" (against {best_rival['label']})"
+        body.append([*line, f"{r['label']} ({r['lr']:g})", f"{r['state_size'] / state:.2f}x", seeds(r),
+                     f"{r['mean'] - b['mean']:+.5f}", _seeds_apart(r["accs"], b["accs"]), verdict])
+    return table(["fla state", "best fla baseline (lr)", f"mean over {SEEDS} seeds (range)",
+                  f"best RAM-Net within {EQUAL_STATE}x (lr)", "its state", f"mean over {SEEDS} seeds (range)",
+                  "difference", "seeds", "RAM-Net >="], body)
+
+
 def state_to_match(rows: list[dict], main_sweep: dict, seeds_sweep: dict) -> str:
     """For each state size of the fla baselines, its best baseline and the smallest RAM-Net row that reaches it:
     first by single runs (every row at its best lr, seed 0), then by the mean over three seeds where both have them.
@@ -311,6 +365,8 @@ def main(argv=None) -> int:
     seeds_file = results / "mqar_seeds_sweep.json"  # its runs are enough; mqar_seeds.json is not needed
     seeds_sweep = json.loads(seeds_file.read_text()) if seeds_file.is_file() else {}
     if seeds_sweep.get("runs"):
+        sections += ["### RAM-Net against the best fla baseline, band by band (means over seeds)",
+                     band_table(main_sweep, seeds_sweep)]
         sections += ["### More seeds for the equal-state pairs (seeds.yaml, seed 0 from main.yaml)",
                      seeds_table(main_sweep, seeds_sweep)]
     if main_rows:

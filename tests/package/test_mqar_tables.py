@@ -217,3 +217,38 @@ def test_printed_bounds_round_away_from_the_verdict():
     """A bound of 0.998413 prints as "at most 0.99842", never 0.99841 (which would claim more than is known)."""
     assert _tables._round_out(0.998413, up=True) == "0.99842"
     assert _tables._round_out(0.998477, up=False) == "0.99847"
+
+
+def test_band_table_puts_each_baselines_best_seeded_rival_beside_it(tmp_path):
+    """One line per seeded baseline state: the best RAM-Net row within 1.35x by its mean (a row short of seeds is
+    left out however high its mean), with both seed ranges, and the verdict against every seeded baseline near the
+    RAM-Net row (named when it is not the band's own)."""
+    def run(label, model, state, seed, accuracy, lr=0.001):
+        return {"label": label, "model": model, "state_size": state, "lr": lr, "seed": seed, "accuracy": accuracy,
+                "accuracies": {"N4-T64": accuracy}, "config": {}}
+
+    def seeded(label, model, state, accs, lr=0.001):
+        return [run(label, model, state, seed, acc, lr) for seed, acc in enumerate(accs)]
+
+    _write(tmp_path, "mqar", [_row("dn-4k", "deltanet", 4096, 0.5)])
+    runs = [*seeded("dn-4k", "deltanet", 4096, [0.5, 0.5, 0.5]),
+            *seeded("ram-5k", "ramnet", 5120, [0.75, 0.625, 0.625]),           # every seed above: yes
+            *seeded("ram-5k", "ramnet", 5120, [0.25, 0.25, 0.25], lr=0.003),    # the same label's lower lr
+            *seeded("ram-4k", "ramnet", 4096, [1.0, 1.0]),                      # two seeds only: left out
+            *seeded("dn-16k", "deltanet", 16384, [0.75, 0.5, 0.5]),
+            *seeded("dn-20k", "deltanet", 20480, [0.875, 0.875, 0.875]),        # near ram-22k, not in 16k's band
+            *seeded("ram-22k", "ramnet", 22016, [0.75, 0.5, 0.75]),             # above dn-16k, below dn-20k
+            *seeded("dn-66k", "deltanet", 65536, [1.0, 1.0, 1.0])]              # no seeded RAM-Net near it
+    (tmp_path / "mqar_sweep.json").write_text(json.dumps({"runs": [r for r in runs if r["seed"] == 0]}))
+    (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": [r for r in runs if r["seed"] > 0]}))
+    result = _run("--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("band by band")[1].split("More seeds")[0]
+    assert _line(out, "| 4,096 |") == ("| 4,096 | dn-4k (0.001) | 0.50000 (0.50000-0.50000) | ram-5k (0.001) | 1.25x "
+                                       "| 0.66667 (0.62500-0.75000) | +0.16667 | every RAM-Net seed above every "
+                                       "baseline seed | yes |")
+    assert _line(out, "| 16,384 |").endswith("| ram-22k (0.001) | 1.34x | 0.66667 (0.50000-0.75000) | +0.08333 "
+                                             "| ranges overlap | no (against dn-20k) |")
+    assert _line(out, "| 20,480 |").endswith("| ram-22k (0.001) | 1.07x | 0.66667 (0.50000-0.75000) | -0.20833 "
+                                             "| every baseline seed above every RAM-Net seed | no |")
+    assert "(no RAM-Net row with 3 seeds)" in _line(out, "| 65,536 |")
