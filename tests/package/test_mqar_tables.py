@@ -220,25 +220,32 @@ def test_printed_bounds_round_away_from_the_verdict():
 
 
 def test_band_table_puts_each_baselines_best_seeded_rival_beside_it(tmp_path):
-    """One line per seeded baseline state: the best RAM-Net row within 1.35x by its mean (a row short of seeds is
-    left out however high its mean), with both seed ranges, and the verdict against every seeded baseline near the
-    RAM-Net row (named when it is not the band's own)."""
-    def run(label, model, state, seed, accuracy, lr=0.001):
-        return {"label": label, "model": model, "state_size": state, "lr": lr, "seed": seed, "accuracy": accuracy,
-                "accuracies": {"N4-T64": accuracy}, "config": {}}
-
+    """One line per baseline state with three seeds: its best baseline, and the RAM-Net row within 1.35x that
+    answers the goal best (a "yes" before a higher mean; a row short of seeds left out however high its mean), with
+    both seed ranges. The verdict is against every seeded baseline near the RAM-Net row's own state, one short of
+    seeds included, and names that baseline when it is not the band's own. Decoys come first in the files, so that
+    a "take the first" bug shows."""
     def seeded(label, model, state, accs, lr=0.001):
-        return [run(label, model, state, seed, acc, lr) for seed, acc in enumerate(accs)]
+        return [{"label": label, "model": model, "state_size": state, "lr": lr, "seed": seed, "accuracy": acc,
+                 "accuracies": {"N4-T64": acc}, "config": {}} for seed, acc in enumerate(accs)]
 
     _write(tmp_path, "mqar", [_row("dn-4k", "deltanet", 4096, 0.5)])
-    runs = [*seeded("dn-4k", "deltanet", 4096, [0.5, 0.5, 0.5]),
-            *seeded("ram-5k", "ramnet", 5120, [0.75, 0.625, 0.625]),           # every seed above: yes
-            *seeded("ram-5k", "ramnet", 5120, [0.25, 0.25, 0.25], lr=0.003),    # the same label's lower lr
-            *seeded("ram-4k", "ramnet", 4096, [1.0, 1.0]),                      # two seeds only: left out
+    runs = [*seeded("dn-4k-low", "deltanet", 4096, [0.25] * 3, lr=0.01),  # the same state, lower: not the band's
+            *seeded("dn-4k", "deltanet", 4096, [0.5] * 3),
+            *seeded("ram-5k", "ramnet", 5120, [0.25] * 3, lr=0.003),         # the same label's lower lr
+            *seeded("ram-5k", "ramnet", 5120, [0.75, 0.625, 0.625]),         # every seed above: yes
+            *seeded("ram-4k", "ramnet", 4096, [1.0, 1.0]),                   # two seeds only: left out
             *seeded("dn-16k", "deltanet", 16384, [0.75, 0.5, 0.5]),
-            *seeded("dn-20k", "deltanet", 20480, [0.875, 0.875, 0.875]),        # near ram-22k, not in 16k's band
-            *seeded("ram-22k", "ramnet", 22016, [0.75, 0.5, 0.75]),             # above dn-16k, below dn-20k
-            *seeded("dn-66k", "deltanet", 65536, [1.0, 1.0, 1.0])]              # no seeded RAM-Net near it
+            *seeded("ram-22k", "ramnet", 22016, [0.75, 0.5, 0.75]),          # the higher mean, but a "no" ...
+            *seeded("ram-17k", "ramnet", 17408, [0.625] * 3),                # ... and this one a "yes"
+            *seeded("dn-28k", "deltanet", 28000, [0.875] * 3),               # near ram-22k (1.27x), not dn-16k
+            *seeded("dn-66k", "deltanet", 65536, [0.5] * 3),
+            *seeded("ram-80k", "ramnet", 80000, [0.75] * 3),                 # above dn-66k, below dn-100k
+            *seeded("dn-100k", "deltanet", 100000, [0.875] * 3),             # near ram-80k, not near 65,536
+            *seeded("dn-131k", "deltanet", 131072, [0.5] * 3),
+            *seeded("ram-140k", "ramnet", 140000, [0.625] * 3),
+            *seeded("dn-150k", "deltanet", 150000, [0.875] * 2),             # two seeds: no band, but a rival
+            *seeded("dn-1m", "deltanet", 1000000, [1.0] * 3)]                # no RAM-Net row near it
     (tmp_path / "mqar_sweep.json").write_text(json.dumps({"runs": [r for r in runs if r["seed"] == 0]}))
     (tmp_path / "mqar_seeds_sweep.json").write_text(json.dumps({"runs": [r for r in runs if r["seed"] > 0]}))
     result = _run("--results", str(tmp_path))
@@ -247,8 +254,12 @@ def test_band_table_puts_each_baselines_best_seeded_rival_beside_it(tmp_path):
     assert _line(out, "| 4,096 |") == ("| 4,096 | dn-4k (0.001) | 0.50000 (0.50000-0.50000) | ram-5k (0.001) | 1.25x "
                                        "| 0.66667 (0.62500-0.75000) | +0.16667 | every RAM-Net seed above every "
                                        "baseline seed | yes |")
-    assert _line(out, "| 16,384 |").endswith("| ram-22k (0.001) | 1.34x | 0.66667 (0.50000-0.75000) | +0.08333 "
-                                             "| ranges overlap | no (against dn-20k) |")
-    assert _line(out, "| 20,480 |").endswith("| ram-22k (0.001) | 1.07x | 0.66667 (0.50000-0.75000) | -0.20833 "
+    assert _line(out, "| 16,384 |").endswith("| ram-17k (0.001) | 1.06x | 0.62500 (0.62500-0.62500) | +0.04167 "
+                                             "| ranges overlap | yes |")
+    assert _line(out, "| 28,000 |").endswith("| ram-22k (0.001) | 0.79x | 0.66667 (0.50000-0.75000) | -0.20833 "
                                              "| every baseline seed above every RAM-Net seed | no |")
-    assert "(no RAM-Net row with 3 seeds)" in _line(out, "| 65,536 |")
+    assert _line(out, "| 65,536 |").endswith("| ram-80k (0.001) | 1.22x | 0.75000 (0.75000-0.75000) | +0.25000 "
+                                             "| every RAM-Net seed above every baseline seed | no (against dn-100k) |")
+    assert _line(out, "| 131,072 |").endswith("| +0.12500 | every RAM-Net seed above every baseline seed "
+                                              "| not yet (3 against 2 seeds) (against dn-150k) |")
+    assert "| 150,000 |" not in out and "(no RAM-Net row with 3 seeds)" in _line(out, "| 1,000,000 |")

@@ -74,17 +74,20 @@ def test_write_refuses_a_document_without_one_pair_of_markers_and_leaves_it_alon
 
 
 def test_the_band_summary_at_the_top_quotes_the_generated_band_table():
-    """The at-a-glance copy of the band-by-band table must say what the generated one says: each of its rows' state,
-    labels, lr, state ratio, means and difference stand on one line of the printed table."""
+    """The at-a-glance copy of the band-by-band table must say what the generated one says: one row per generated
+    band, each with the same state, baseline (DeltaNet), RAM-Net row, lr, state ratio, means, difference and seed
+    ranges' relation."""
     doc = (ROOT / "docs" / "RESULTS.md").read_text()
     summary = doc.split("The equal-state goal, band by band")[1].split("## Status")[0]
     generated = _printed_tables().split("band by band (means over seeds)")[1].split("####")[0].splitlines()
+    generated = [line for line in generated if line.startswith("| ") and line[2].isdigit()]
     rows = [line for line in summary.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert len(rows) >= 6
+    assert len(rows) == len(generated) >= 6
     for row in rows:
-        state, dn_mean, ram, ratio, ram_mean, difference, _ = [c.strip() for c in row.strip("|").split("|")]
+        state, dn_mean, ram, ratio, ram_mean, difference, seeds = [c.strip() for c in row.strip("|").split("|")]
         label, lr = ram.strip("`").split("`, lr ")
         match = [g for g in generated if g.startswith(f"| {state} |")]
         assert len(match) == 1, f"no generated band line for {state}"
-        expected = ("| deltanet-", f"{dn_mean} (", f"| {label} ({float(lr):g}) | {ratio} | {ram_mean} (", f"| {difference} |")
+        expected = ("| deltanet-", f"{dn_mean} (", f"| {label} ({float(lr):g}) | {ratio} | {ram_mean} (",
+                    f"| {difference} | {seeds.replace('DeltaNet', 'baseline')} |")
         assert all(piece in match[0] for piece in expected), f"the band summary's {state} row: {row} != {match[0]}"
