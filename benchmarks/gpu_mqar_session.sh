@@ -30,8 +30,8 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AD: main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (first), then seeds.yaml's 8-head K=32
-# row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict). Alone on the card an 8-head 44,032 K=32 run
+# Pending after session AD (session AE was lent no GPU): main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (first),
+# then seeds.yaml's 8-head K=32 row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
 # start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
 # nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
