@@ -10,7 +10,7 @@
 # ablations.yaml, paper_arch.yaml and probe.yaml
 # (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
-# run of ablations.yaml has run, and of main.yaml all but the one that session AD added; seeds.yaml holds one more (below)
+# run of ablations.yaml has run, and of main.yaml all but the two that sessions AD and AE added; seeds.yaml holds one more (below)
 # (main.yaml's lr grid was cut to the runs made, see its header; session U's six runs took 239-851 s side by side
 # and its four seeds 151-325 s).
 # Session R ran nine side by side: each ran about 7x slower than alone and the machine went back before any
@@ -30,8 +30,8 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AD (session AE was lent no GPU): main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (first),
-# then seeds.yaml's 8-head K=32 row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict). Alone on the card an 8-head 44,032 K=32 run
+# Pending after session AE (which was lent no GPU): main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (first), and its
+# 8-head K=8 row at 88,064, lr 5e-4 (added in session AE), then seeds.yaml's 8-head K=32 row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
 # start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
 # nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
@@ -42,7 +42,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # lost runs so).
 #   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-lr0.001-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
-#   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
+#   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
+#           MAIN_ONLY='*-k8-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
+#   call 3: RAMNET_SESSION_DIR=/tmp/ramnet-session3 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
 #           SEEDS_ONLY='*-lr0.0005-s2' RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415; ... collect
 # (`start` refuses a SECONDS below RUN_SECONDS + 60 + about 20 s of set-up unless MIN_SWEEP_SECONDS is lowered.)
 # (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
@@ -62,7 +64,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: one run pending, the 8-head K=32 row at 88,064 at lr 1e-3 (added in session AD)
+# main.yaml: two runs pending, the 8-head K=32 row at 88,064 at lr 1e-3 (added in session AD) and the 8-head K=8
+# row at 88,064 at 5e-4 (added in session AE)
 MAIN_ONLY=${MAIN_ONLY-'*'}
 # seeds.yaml: one run pending, the 8-head K=32 row at 44,032, seed 2 at 5e-4
 SEEDS_ONLY=${SEEDS_ONLY-'*'}
