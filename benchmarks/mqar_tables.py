@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, not a package
+from mqar_doc_io import BEGIN_MARKER, END_MARKER, SummaryError, load, read_json, write_into  # noqa: E402,F401
 
 PAPER_POINTS = ((7.7e3, 0.78), (1.4e4, 0.87), (2.6e4, 0.97))  # the paper's RAM-Net MQAR points (state, accuracy)
 BASELINES = ("deltanet", "gated_deltanet", "gla")
@@ -22,18 +24,7 @@ EQUAL_STATE = 1.35  # "equal state": sizes within this factor of each other
 MIN_BASELINE_LRS = 2  # learning rates a baseline must have run at before RAM-Net is judged against it
 SEEDS = 3  # seeds per equal-state row (seed 0 in main.yaml, 1 and 2 in seeds.yaml): the seed verdicts' count
 LEARNED = 0.05  # a 7-setting mean below this is the loss plateau (chance is about 1 / 4,096 values)
-# the lines around the generated tables in a document (RESULTS.md), whose headings sit one level lower there
-BEGIN_MARKER = "<!-- mqar_tables.py: begin (generated from the sweep summaries; rerun with --write, do not edit) -->"
-END_MARKER = "<!-- mqar_tables.py: end -->"
 SETTINGS = ("N4-T64", "N8-T64", "N16-T64", "N32-T128", "N64-T256", "N128-T512", "N256-T1024")
-
-
-def load(results: Path, name: str) -> tuple[list[dict], dict]:
-    """(best-lr rows, the whole sweep) of one summary, or ([], {}) when it was not run."""
-    best, sweep = results / f"{name}.json", results / f"{name}_sweep.json"
-    if not best.is_file():
-        return [], {}
-    return json.loads(best.read_text()), (json.loads(sweep.read_text()) if sweep.is_file() else {})
 
 
 def per_setting(sweep: dict, row: dict) -> list[str]:
@@ -312,34 +303,37 @@ def ablation_tables(rows: list[dict], sweep: dict) -> str:
     return "\n\n".join(out)
 
 
-def write_into(doc: Path, tables: str) -> str | None:
-    """Replace the lines between ``doc``'s markers with ``tables`` (headings one level down); an error, or None.
-    The document is read and checked whole first, and swapped in whole (its line endings kept), so a bad one is
-    left as it was."""
-    if not doc.is_file():
-        return f"--write {doc}: no such file"
-    try:
-        with open(doc, encoding="utf-8", newline="") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as error:
-        return f"--write {doc}: cannot be read as UTF-8 text ({error})"
-    newline = "\r\n" if "\r\n" in text else "\n"
-    lines = text.split(newline)
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN_MARKER]
-    ends = [i for i, line in enumerate(lines) if line.strip() == END_MARKER]
-    if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
-        return (f"--write {doc}: needs one line {BEGIN_MARKER!r} before one line {END_MARKER!r} "
-                f"(found {len(begins)} begin and {len(ends)} end marker line(s))")
-    shifted = [("#" + line) if line.startswith("### ") else line for line in tables.split("\n")]
-    temporary = doc.with_name(f".{doc.name}.mqar_tables")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            handle.write(newline.join(lines[:begins[0] + 1] + [""] + shifted + [""] + lines[ends[0]:]))
-        os.replace(temporary, doc)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        return f"--write {doc}: cannot be written ({error})"
-    return None
+def _tables(results: Path) -> str | None:
+    """Every table from the summaries in ``results``, or None when it holds none."""
+    main_rows, main_sweep = load(results, "mqar")
+    arch_rows, arch_sweep = load(results, "mqar_paper_arch")
+    abl_rows, abl_sweep = load(results, "ablations")
+    if not (main_rows or arch_rows or abl_rows):
+        return None
+    sections = []
+    if main_rows:
+        sections += ["### Every model at its best learning rate (main.yaml)", model_table(main_rows, main_sweep)]
+    if arch_rows:
+        sections += ["### The paper's architecture and its candidate fixes (paper_arch.yaml)",
+                     model_table(arch_rows, arch_sweep)]
+    if main_rows or arch_rows:
+        sections += ["### The paper's points", paper_points(main_rows + arch_rows)]
+    if main_rows:
+        sections += ["### RAM-Net against the fla baselines at equal state", against_baselines(main_rows)]
+    seeds_file = results / "mqar_seeds_sweep.json"  # its runs are enough; mqar_seeds.json is not needed
+    seeds_sweep = read_json(seeds_file, dict) if seeds_file.is_file() else {}
+    if seeds_sweep.get("runs"):
+        sections += ["### RAM-Net against the best fla baseline, band by band (means over seeds)",
+                     band_table(main_sweep, seeds_sweep)]
+        sections += ["### More seeds for the equal-state pairs (seeds.yaml, seed 0 from main.yaml)",
+                     seeds_table(main_sweep, seeds_sweep)]
+    if main_rows:
+        sections += ["### How much state RAM-Net needs to reach each fla baseline",
+                     state_to_match(main_rows, main_sweep, seeds_sweep)]
+    if abl_rows:
+        sections += ["### Ablations (ablations.yaml)", ablation_tables(abl_rows, abl_sweep)]
+    return "\n\n".join(sections)
+
 
 
 def main(argv=None) -> int:
@@ -353,36 +347,19 @@ def main(argv=None) -> int:
     if not results.is_dir():
         print(f"error: --results {results} is not a folder", file=sys.stderr)
         return 2
-    main_rows, main_sweep = load(results, "mqar")
-    arch_rows, arch_sweep = load(results, "mqar_paper_arch")
-    abl_rows, abl_sweep = load(results, "ablations")
-    if not (main_rows or arch_rows or abl_rows):
+    try:
+        tables = _tables(results)
+    except SummaryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, AttributeError) as error:  # a row or run without a field the tables need
+        print(f"error: a summary in {results} is not what a sweep writes ({type(error).__name__}: {error})",
+              file=sys.stderr)
+        return 2
+    if tables is None:
         print(f"error: no sweep summary (mqar.json, mqar_paper_arch.json, ablations.json) in {results}",
               file=sys.stderr)
         return 2
-    sections = []
-    if main_rows:
-        sections += ["### Every model at its best learning rate (main.yaml)", model_table(main_rows, main_sweep)]
-    if arch_rows:
-        sections += ["### The paper's architecture and its candidate fixes (paper_arch.yaml)",
-                     model_table(arch_rows, arch_sweep)]
-    if main_rows or arch_rows:
-        sections += ["### The paper's points", paper_points(main_rows + arch_rows)]
-    if main_rows:
-        sections += ["### RAM-Net against the fla baselines at equal state", against_baselines(main_rows)]
-    seeds_file = results / "mqar_seeds_sweep.json"  # its runs are enough; mqar_seeds.json is not needed
-    seeds_sweep = json.loads(seeds_file.read_text()) if seeds_file.is_file() else {}
-    if seeds_sweep.get("runs"):
-        sections += ["### RAM-Net against the best fla baseline, band by band (means over seeds)",
-                     band_table(main_sweep, seeds_sweep)]
-        sections += ["### More seeds for the equal-state pairs (seeds.yaml, seed 0 from main.yaml)",
-                     seeds_table(main_sweep, seeds_sweep)]
-    if main_rows:
-        sections += ["### How much state RAM-Net needs to reach each fla baseline",
-                     state_to_match(main_rows, main_sweep, seeds_sweep)]
-    if abl_rows:
-        sections += ["### Ablations (ablations.yaml)", ablation_tables(abl_rows, abl_sweep)]
-    tables = "\n\n".join(sections)
     if args.write is None:
         print(tables)
         return 0

@@ -77,6 +77,26 @@ def test_a_folder_without_summaries_gets_one_line(tmp_path):
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:")
 
 
+def test_a_summary_that_is_not_what_a_sweep_writes_gets_one_line_naming_it(tmp_path):
+    """A corrupt file, a JSON of the wrong kind, or a row without a field the tables need: one line on stderr and
+    exit 2, never a traceback."""
+    cases = [("mqar.json", "{not json", "mqar.json cannot be read as JSON"),
+             ("mqar.json", '{"runs": []}', "mqar.json holds a JSON dict, not the list a sweep writes"),
+             ("mqar.json", '[{"label": "x"}]', "is not what a sweep writes (KeyError: "),
+             ("mqar_sweep.json", "[]", "mqar_sweep.json holds a JSON list, not the dict a sweep writes"),
+             ("mqar_seeds_sweep.json", b"\xff\xfe", "mqar_seeds_sweep.json cannot be read as JSON")]
+    for name, content, message in cases:
+        folder = tmp_path / name.replace(".", "_") / str(len(content))
+        folder.mkdir(parents=True)
+        _write(folder, "mqar", [_row("ram-8k", "ramnet", 8192, 0.7)])
+        target = folder / name
+        target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+        result = _run("--results", str(folder))
+        assert result.returncode == 2 and result.stdout == "", (name, result)
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and message in result.stderr, \
+            (name, result.stderr)
+
+
 def test_seeds_come_together_from_both_summaries_and_decide_by_the_mean(tmp_path):
     """seed 0 from mqar_sweep.json (same label, lr and model config), seeds 1 and 2 from mqar_seeds_sweep.json; the
     verdict uses the means, and only at equal seed counts."""
