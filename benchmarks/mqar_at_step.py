@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, not a package
+from mqar_doc_io import SummaryError, read_json  # noqa: E402
 
 SWEEPS = ("mqar_sweep.json", "mqar_seeds_sweep.json", "ablations_sweep.json", "mqar_paper_arch_sweep.json")
 
@@ -33,7 +35,7 @@ def runs_at_step(results: Path, patterns: list[str], step: int) -> list[dict]:
         path = results / name
         if not path.is_file():
             continue
-        sweep = json.loads(path.read_text())
+        sweep = read_json(path, dict)
         for finished, key in ((True, "runs"), (False, "unfinished")):
             for run in sweep.get(key, []):
                 if not any(fnmatch.fnmatchcase(run["id"], p) for p in patterns):
@@ -75,7 +77,13 @@ def main(argv=None) -> int:
         parser.error(f"--step must be a positive step number, got {args.step}")
     if not args.results.is_dir():
         parser.error(f"--results: no folder {args.results}")
-    rows = runs_at_step(args.results, args.patterns, args.step)
+    try:
+        rows = runs_at_step(args.results, args.patterns, args.step)
+    except SummaryError as error:
+        parser.error(f"--results: {error}")
+    except (KeyError, TypeError, AttributeError) as error:  # a run without a field this reads
+        parser.error(f"--results: a sweep file in {args.results} is not what a sweep writes "
+                     f"({type(error).__name__}: {error})")
     if not rows:
         print(f"no run matching {args.patterns} was evaluated at step {args.step}", file=sys.stderr)
         return 1

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, not a package
+from mqar_doc_io import SummaryError, read_json  # noqa: E402
 
 SWEEPS = ("mqar_sweep.json", "mqar_seeds_sweep.json", "ablations_sweep.json", "mqar_paper_arch_sweep.json")
 
@@ -27,7 +29,7 @@ def pace_rows(results: Path, patterns: list[str]) -> list[list]:
         path = results / name
         if not path.is_file():
             continue
-        for run in json.loads(path.read_text()).get("runs", []):
+        for run in read_json(path, dict).get("runs", []):
             history = run.get("history") or []
             if not history or not any(fnmatch.fnmatchcase(run["id"], p) for p in patterns):
                 continue
@@ -46,7 +48,13 @@ def main(argv=None) -> int:
     results = Path(args.results)
     if not results.is_dir():
         parser.error(f"--results {results} is not a folder")
-    rows = pace_rows(results, args.patterns)
+    try:
+        rows = pace_rows(results, args.patterns)
+    except SummaryError as error:
+        parser.error(f"--results: {error}")
+    except (KeyError, TypeError, AttributeError, ZeroDivisionError) as error:  # a run without a field this reads
+        parser.error(f"--results: a sweep file in {results} is not what a sweep writes "
+                     f"({type(error).__name__}: {error})")
     if not rows:
         parser.error(f"no finished run in {results} matches {' '.join(args.patterns)}")
     print("| run | state | first evaluation at step | s per 500 steps there | s in all |")

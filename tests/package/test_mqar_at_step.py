@@ -55,3 +55,13 @@ def test_bad_step_folder_or_pattern_is_one_line(tmp_path):
                                 (["gla-*", "--step", "500", "--results", str(tmp_path)], 1, "was evaluated")):
         out = _run(*args)
         assert out.returncode == code and message in out.stderr.strip().splitlines()[-1], out.stderr
+
+
+def test_a_sweep_file_that_is_not_json_or_lacks_a_field_is_one_line(tmp_path):
+    for content, message in (("{not json", "mqar_sweep.json cannot be read as JSON"),
+                             ('"runs"', "holds a JSON str, not the dict a sweep writes"),
+                             ('{"runs": [{"label": "a"}]}', "KeyError: 'id'")):
+        (tmp_path / "mqar_sweep.json").write_text(content)
+        result = _run("--step", "500", "--results", str(tmp_path), "*")
+        assert result.returncode == 2 and result.stdout == "" and message in result.stderr, result
+        assert result.stderr.splitlines()[-1].startswith("mqar_at_step.py: error: --results: "), result.stderr

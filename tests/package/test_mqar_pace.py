@@ -34,3 +34,13 @@ def test_no_match_or_no_folder_is_one_line(tmp_path):
                           (["x", "--results", str(tmp_path / "nope")], "is not a folder")):
         out = _run(*args)
         assert out.returncode == 2 and message in out.stderr.strip().splitlines()[-1]
+
+
+def test_a_sweep_file_that_is_not_json_or_lacks_a_field_is_one_line(tmp_path):
+    for content, message in (("{not json", "mqar_sweep.json cannot be read as JSON"),
+                             ("[]", "holds a JSON list, not the dict a sweep writes"),
+                             ('{"runs": [{"id": "a", "history": [{"step": 500}]}]}', "KeyError: 'state_size'")):
+        (tmp_path / "mqar_sweep.json").write_text(content)
+        result = _run("--results", str(tmp_path), "*")
+        assert result.returncode == 2 and result.stdout == "" and message in result.stderr, result
+        assert result.stderr.splitlines()[-1].startswith("mqar_pace.py: error: --results: "), result.stderr
