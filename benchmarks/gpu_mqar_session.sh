@@ -6,9 +6,9 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 1 / 1 / 0 / 0 / 0 between seeds.yaml, main.yaml,
-# ablations.yaml, paper_arch.yaml and probe.yaml
-# (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL, ARCH_PARALLEL, PROBE_PARALLEL; 0 leaves a sweep out): workers held
+# (`unfinished`), not a result. The workers are split 1 / 1 / 0 / 0 / 0 / 0 between seeds.yaml, main.yaml,
+# ablations.yaml, paper_arch.yaml, probe.yaml and profile.yaml (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL,
+# ARCH_PARALLEL, PROBE_PARALLEL, PROFILE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
 # run of ablations.yaml has run, and of main.yaml all but the two that sessions AD and AE added; seeds.yaml holds one more (below)
 # (main.yaml's lr grid was cut to the runs made, see its header; session U's six runs took 239-851 s side by side
@@ -21,7 +21,7 @@
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
 # NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
 # pending runs in the order of its
-# priority patterns below (override with SEEDS_ONLY, MAIN_ONLY, ABL_ONLY, ARCH_ONLY; the empty
+# priority patterns below (override with SEEDS_ONLY, MAIN_ONLY, ABL_ONLY, ARCH_ONLY, PROFILE_ONLY; the empty
 # string runs the spec's own order). `--mps` first tries CUDA MPS
 # (gpu_sweep_background.sh mps-start; it stops itself when a CUDA process cannot join it).
 # After `collect`, `python benchmarks/mqar_take_session.py TGZ ...` copies the summaries in session.tgz
@@ -30,8 +30,11 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AE (which was lent no GPU): main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (first), and its
-# 8-head K=8 row at 88,064, lr 5e-4 (added in session AE), then seeds.yaml's 8-head K=32 row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict). Alone on the card an 8-head 44,032 K=32 run
+# Pending after session AF (which, as AE, was lent no GPU): main.yaml's 8-head K=8 row at 88,064, lr 5e-4 (added in
+# session AE), profile.yaml's two reruns (added in session AF: where the 66k band's errors at 256 pairs sit, for
+# DeltaNet and RAM-Net), main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (added in session AD; K=32 at 5e-4 had
+# 488 errors at 256 pairs against K=16's 144, and lr 1e-3 doubled K=16's, so it comes after the profiles), then
+# seeds.yaml's 8-head K=32 row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
 # start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
 # nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
@@ -41,11 +44,15 @@ bg=benchmarks/gpu_sweep_background.sh
 # a machine left idle past 30 s between two calls goes back with its runs (sessions P, Z and AA among those that
 # lost runs so).
 #   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
-#           MAIN_ONLY='*-lr0.001-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
-#   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-k8-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
-#   call 3: RAMNET_SESSION_DIR=/tmp/ramnet-session3 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
+#   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=0 MAIN_PARALLEL=0 PROFILE_PARALLEL=1 \
+#           PROFILE_ONLY='deltanet-*' RUN_SECONDS=300 MIN_SWEEP_SECONDS=330 ... start 400; ... wait 395; ... collect
+#   call 3: the same with PROFILE_ONLY='ramnet-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515
+#   call 4: RAMNET_SESSION_DIR=/tmp/ramnet-session4 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
+#           MAIN_ONLY='*-lr0.001-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
+#   call 5: RAMNET_SESSION_DIR=/tmp/ramnet-session5 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
 #           SEEDS_ONLY='*-lr0.0005-s2' RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415; ... collect
+# (deltanet-66k's seeds took 188-189 s two side by side; fla's kernels are tuned from gpu_cache, see below.)
 # (`start` refuses a SECONDS below RUN_SECONDS + 60 + about 20 s of set-up unless MIN_SWEEP_SECONDS is lowered.)
 # (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
 # Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them
@@ -64,8 +71,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: two runs pending, the 8-head K=32 row at 88,064 at lr 1e-3 (added in session AD) and the 8-head K=8
-# row at 88,064 at 5e-4 (added in session AE)
+# main.yaml: two runs pending, the 8-head K=8 row at 88,064 at 5e-4 (added in session AE) and the 8-head K=32 row
+# at 88,064 at lr 1e-3 (added in session AD); MAIN_ONLY picks one a call (the plan above)
 MAIN_ONLY=${MAIN_ONLY-'*'}
 # seeds.yaml: one run pending, the 8-head K=32 row at 44,032, seed 2 at 5e-4
 SEEDS_ONLY=${SEEDS_ONLY-'*'}
@@ -75,6 +82,9 @@ ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
 # paper_arch.yaml (no workers by default): every variant ran (the alpha-lr pair in session L); the 3e-3 copy of
 # paper-m64-k16-saved is left out (that lr did not learn)
 ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
+# profile.yaml (no workers by default; added in session AF): main.yaml's two seed-0 runs of the 66k band made again
+# to record where their errors sit, DeltaNet's first (the shorter run)
+PROFILE_ONLY=${PROFILE_ONLY-'deltanet-*,*'}
 case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
@@ -85,8 +95,9 @@ case "${1:-}" in
     # are done; main.yaml and seeds.yaml hold one run each (session AD): one worker each by default, and the
     # plan above runs them one per call
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-1} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
-    ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0}
-    for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL"; do
+    ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0} PROFILE_PARALLEL=${PROFILE_PARALLEL:-0}
+    for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL" \
+        "$PROFILE_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
     done
@@ -100,9 +111,9 @@ case "${1:-}" in
     fi
     # seeds.yaml and main.yaml name fla models, and a sweep checks every entry before its first run: without fla
     # on the path they end at once (session Z lost a call so: PYTHONPATH is set per call, not per machine)
-    if [ $(( 10#$SEEDS_PARALLEL + 10#$MAIN_PARALLEL )) -gt 0 ] &&  # find_spec: no torch import, no time lost
+    if [ $(( 10#$SEEDS_PARALLEL + 10#$MAIN_PARALLEL + 10#$PROFILE_PARALLEL )) -gt 0 ] &&  # find_spec: no torch import, no time lost
         ! python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('fla') is None)" 2>/dev/null; then
-      echo "WARNING: fla is not on the path (is PYTHONPATH set to the wheels' folder in this call?): seeds.yaml and main.yaml name fla models and will fail" >&2
+      echo "WARNING: fla is not on the path (is PYTHONPATH set to the wheels' folder in this call?): seeds.yaml, main.yaml and profile.yaml name fla models and will fail" >&2
     fi
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -116,6 +127,7 @@ case "${1:-}" in
     start_sweep "$ABL_PARALLEL" benchmarks/mqar/ablations.yaml ablations "$ABL_ONLY"
     start_sweep "$ARCH_PARALLEL" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
     start_sweep "$PROBE_PARALLEL" benchmarks/mqar/probe.yaml mqar_probe ''
+    start_sweep "$PROFILE_PARALLEL" benchmarks/mqar/profile.yaml mqar_profile "$PROFILE_ONLY"
     echo "no run starts after ${SWEEP_STOP_STARTING_AFTER} s" ;;
   wait)
     # block until no sweep holds its work folder's lock, or SECONDS pass: a tool call's own limit bounds its wait.
@@ -134,6 +146,6 @@ case "${1:-}" in
       sleep 5
     done ;;
   collect)
-    bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch mqar_probe ;;
+    bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch mqar_probe mqar_profile ;;
   *) echo "usage: $0 start SECONDS [--mps] | wait SECONDS | collect" >&2; exit 2 ;;
 esac

@@ -4,7 +4,7 @@
     python benchmarks/mqar_take_session.py --dry-run TGZ ...     # say what would be copied, copy nothing
     python benchmarks/mqar_take_session.py --merge TGZ ...       # tars that each hold runs the others lack
 
-For each sweep (mqar, ablations, mqar_seeds, mqar_paper_arch, mqar_probe), the tar whose NAME_sweep.json holds the
+For each sweep (mqar, ablations, mqar_seeds, mqar_paper_arch, mqar_probe, mqar_profile), the tar whose NAME_sweep.json holds the
 most runs wins, and its NAME_sweep.json and the NAME.json beside it replace the committed ones. It is refused when
 it lacks a committed run, or a run that another tar holds, or when any tar gives a run another fingerprint: taking
 it would lose results (e.g. two calls that each ran one seed on a fresh machine, taken in together: take each call
@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch", "mqar_probe")
+NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch", "mqar_probe", "mqar_profile")
 
 
 def _runs(text: str, where: str) -> dict[str, str | None]:

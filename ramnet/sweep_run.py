@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .baselines import build_model
 from .checkpoint import save_model_atomic
 from .data.mqar_protocol import ProtocolData, protocol_settings, setting_name, setting_schedule
+from .mqar_errors import final_profile
 from .precision import autocast, grad_scaler, resolve_device
 from .train import TrainArgs, evaluate, labelled_logits, make_optimizer, optimizer_step
 
@@ -123,14 +124,24 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
     if run.get("save_model") and out_dir is not None:
         save_model_atomic(model, Path(out_dir) / MODEL_DIR)
     last = history[-1]
+    diverged = not math.isfinite(last["loss"])
+    # where the final model's errors sit, and its fp32 score (not part of the fingerprint: training is unchanged).
+    # A diagnostic must not cost a trained run its result (an fla kernel may refuse fp32, say): its failure is
+    # recorded in its place, whatever it is
+    profile = None
+    if not diverged:
+        try:
+            profile = final_profile(model, data, args.precision)
+        except Exception as error:  # noqa: BLE001
+            profile = {"error": f"{type(error).__name__}: {error}"[:500]}
     spec = run["spec"]
     return {"id": run["id"], "fingerprint": run["fingerprint"], "label": run["label"], "model": spec["model"],
             "state_size": state_size,
             "lr": args.lr, "seed": args.seed, "steps": last["step"], "accuracy": last["accuracy"],
             "accuracies": last["accuracies"], "seconds": time.perf_counter() - start, "config": config,
             "short_conv": bool(config.get("short_conv", False)),
-            "device": str(device), "precision": args.precision, "diverged": not math.isfinite(last["loss"]),
-            "peak_mib": peak_mib(device), "history": history,
+            "device": str(device), "precision": args.precision, "diverged": diverged,
+            "peak_mib": peak_mib(device), "history": history, "final_profile": profile,
             **({"alpha_lr_mult": args.alpha_lr_mult} if "alpha_lr_mult" in run else {})}
 
 

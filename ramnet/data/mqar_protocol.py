@@ -37,6 +37,12 @@ def protocol_settings(pairs_and_lengths=PROTOCOL_SETTINGS, vocab_size: int = PRO
     return settings
 
 
+def eval_set(setting: MQARSetting, index: int, num_eval: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation ``inputs, labels [num_eval, T]`` of the ``index``-th setting of a run with ``seed``: what
+    ``ProtocolData.make`` scores it on, made again without the training data (to locate a run's errors)."""
+    return multiquery_ar(setting, num_eval, seed=seed + 1000 * index + 500_000)
+
+
 @dataclass
 class ProtocolData:
     """Per setting: training ``inputs [n, T]`` with the labelled ``positions [n, N]`` and ``targets [n, N]``,
@@ -57,7 +63,7 @@ class ProtocolData:
             x, y = multiquery_ar(setting, num_train, seed=seed + 1000 * i)
             pos = labelled_positions(y)
             train.append((x, pos, y.gather(1, pos)))
-            evals.append(multiquery_ar(setting, num_eval, seed=seed + 1000 * i + 500_000))
+            evals.append(eval_set(setting, i, num_eval, seed))
         return ProtocolData(list(settings), train, evals)
 
     def to(self, device) -> "ProtocolData":

@@ -128,6 +128,11 @@ def test_sweep_runs_the_grid_then_skips_it(tmp_path, capsys):
     sweep = json.loads((out / "mqar_sweep.json").read_text())
     assert len(sweep["runs"]) == 4 and set(sweep["runs"][0]["accuracies"]) == {"N2-T16", "N4-T32"}
     assert [h["step"] for h in sweep["runs"][0]["history"]] == [2, 4]
+    profile = sweep["runs"][0]["final_profile"]  # fp32 runs: no second score in fp32
+    assert profile["precision"] == "fp32" and "fp32_accuracies" not in profile
+    for name, accuracy in sweep["runs"][0]["accuracies"].items():
+        assert 1 - profile["settings"][name]["errors"] / profile["settings"][name]["queries"] == \
+            pytest.approx(accuracy)
 
 
 def test_a_sweep_continues_from_its_summary_file_alone(tmp_path, capsys):
@@ -290,3 +295,17 @@ def test_an_entrys_own_lrs_replace_the_specs_and_keep_the_runs_fingerprints(tmp_
     plain = check_spec(json.loads(_spec(tmp_path, lrs=[3e-3], models=[{**ATTN, "label": "other"}]).read_text()))
     with_lrs = {r["id"]: r["fingerprint"] for r in expand(spec)}
     assert all(with_lrs[r["id"]] == r["fingerprint"] for r in expand(plain))
+
+
+def test_a_failing_error_profile_keeps_the_runs_result(tmp_path, monkeypatch, capsys):
+    import ramnet.sweep_run as sweep_run
+
+    def refuse(*args):
+        raise RuntimeError("this kernel refuses fp32")
+
+    monkeypatch.setattr(sweep_run, "final_profile", refuse)
+    spec = _spec(tmp_path, lrs=[1e-3], models=[RAM])
+    assert main(["sweep", str(spec), "--quiet"]) == 0
+    assert "1 ran, 0 skipped" in capsys.readouterr().out
+    run = json.loads((tmp_path / "out" / "mqar_sweep.json").read_text())["runs"][0]
+    assert run["final_profile"] == {"error": "RuntimeError: this kernel refuses fp32"} and run["steps"] == 4

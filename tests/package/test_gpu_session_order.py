@@ -87,7 +87,7 @@ def test_a_sweeps_only_session_refuses_seconds_that_cannot_start_the_sweeps(seco
 
 
 @pytest.mark.parametrize("variable, value", [("MAIN_PARALLEL", "-1"), ("SEEDS_PARALLEL", "x"), ("ABL_PARALLEL", "2.5"),
-                                             ("PROBE_PARALLEL", "three")])
+                                             ("PROBE_PARALLEL", "three"), ("PROFILE_PARALLEL", "1x")])
 def test_the_sweep_session_refuses_bad_worker_counts_before_starting(variable, value):
     """``gpu_mqar_session.sh start`` checks every worker count before it starts any sweep."""
     import os

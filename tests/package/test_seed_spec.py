@@ -45,3 +45,14 @@ def test_every_probe_run_is_a_main_run_that_keeps_its_model():
     for run in probe_runs:
         key = (run["label"], run["lr"])
         assert main_runs.get(key) == run["fingerprint"], f"{key}: not main.yaml's seed-0 run"
+
+
+def test_every_profile_run_is_a_main_seed_0_run():
+    """``profile.yaml`` reruns main.yaml's seed-0 runs to record where their errors sit: same fingerprints."""
+    main, profile = _spec("main.yaml"), _spec("profile.yaml")
+    main_runs = {(r["label"], r["lr"]): r["fingerprint"] for r in expand(main)}
+    profile_runs = expand(profile)
+    assert len(profile_runs) == 2 and profile["seeds"] == [0]
+    for run in profile_runs:
+        key = (run["label"], run["lr"])
+        assert main_runs.get(key) == run["fingerprint"], f"{key}: not main.yaml's seed-0 run"

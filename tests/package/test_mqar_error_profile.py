@@ -1,0 +1,65 @@
+"""``benchmarks/mqar_error_profile.py``: one setting's errors of each matching run, by quarter, in fp32 and after
+their own key, made again from the run's evaluation data; runs without a profile and bad input are named."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ramnet.data.mqar_protocol import eval_set, protocol_settings
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_error_profile.py"
+SPEC = {"settings": [[2, 16], [4, 32]], "vocab_size": 64, "num_eval": 8}
+SEED = 2  # its N4-T32 evaluation set holds two queries right after a random token equal to their key: (0, 10), (0, 12)
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+
+
+def _record(label, profile=None):
+    run = {"id": f"{label}-lr0.001-s{SEED}", "label": label, "lr": 0.001, "seed": SEED, "state_size": 4352,
+           "precision": "bf16", "accuracies": {"N2-T16": 1.0, "N4-T32": 0.90625}}
+    return {**run, "final_profile": profile} if profile is not None else run
+
+
+def _write(folder: Path, wrong):
+    profile = {"precision": "bf16", "fp32_accuracies": {"N4-T32": 0.9375},
+               "settings": {"N4-T32": {"queries": 32, "errors": len(wrong), "by_pair_quarter": [0.75, 1.0, 1.0, 1.0],
+                                       "by_query_quarter": [1.0, 0.875, None, 1.0], "error_queries": wrong}}}
+    runs = [_record("ramnet-a", profile), _record("ramnet-old"), _record("ramnet-bad", {"error": "RuntimeError: no"})]
+    (folder / "mqar_sweep.json").write_text(json.dumps({"spec": SPEC, "runs": runs}))
+
+
+def test_the_seed_holds_the_queries_the_tests_name():
+    x, y = eval_set(protocol_settings(SPEC["settings"], 64)[1], 1, 8, SEED)
+    queries = (y != -100).nonzero().tolist()
+    assert [q for q in queries if x[q[0], q[1] - 1] == x[q[0], q[1]]] == [[0, 10], [0, 12]]
+
+
+def test_each_run_gets_its_quarters_fp32_score_and_errors_after_their_own_key(tmp_path):
+    x, y = eval_set(protocol_settings(SPEC["settings"], 64)[1], 1, 8, SEED)
+    other = next(q for q in (y != -100).nonzero().tolist() if x[q[0], q[1] - 1] != x[q[0], q[1]])
+    _write(tmp_path, [[0, 10], other, [0, 12]])
+    out = _run("ramnet-*", "--setting", "N4-T32", "--results", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[4] == (f"| ramnet-a-lr0.001-s{SEED} | 4,352 | 0.90625 (bf16) | 0.93750 | 3 of 32 | "
+                        "0.7500 / 1.0000 / 1.0000 / 1.0000 | 1.0000 / 0.8750 / - / 1.0000 | 2 of 2 |")
+    assert lines[5] == f"| ramnet-old-lr0.001-s{SEED} | 4,352 | 0.90625 (bf16) | - | no profile | - | - | - |"
+    assert lines[6] == (f"| ramnet-bad-lr0.001-s{SEED} | 4,352 | 0.90625 (bf16) | - | profile failed: "
+                        "RuntimeError: no | - | - | - |")
+
+
+def test_bad_input_gets_one_line(tmp_path):
+    _write(tmp_path, [[0, 10]])
+    for args, code, text in [(("nothing-*", "--results", str(tmp_path)), 1, "no finished run matches"),
+                             (("ramnet-*", "--setting", "N9-T9", "--results", str(tmp_path)), 2, "--setting"),
+                             (("ramnet-*", "--results", str(tmp_path / "missing")), 2, "no folder")]:
+        out = _run(*args)
+        assert out.returncode == code and text in out.stderr and "Traceback" not in out.stderr, out.stderr
+    _write(tmp_path, [[99, 10]])  # a wrong query outside the evaluation set
+    out = _run("ramnet-*", "--setting", "N4-T32", "--results", str(tmp_path))
+    assert out.returncode == 2 and "not what a sweep writes" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "mqar_sweep.json").write_text("{not json")
+    out = _run("ramnet-*", "--results", str(tmp_path))
+    assert out.returncode == 2 and "cannot be read as JSON" in out.stderr and "Traceback" not in out.stderr
