@@ -46,13 +46,16 @@ bg=benchmarks/gpu_sweep_background.sh
 #   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-k8-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=0 MAIN_PARALLEL=0 PROFILE_PARALLEL=1 \
-#           PROFILE_ONLY='deltanet-*' RUN_SECONDS=300 MIN_SWEEP_SECONDS=330 ... start 400; ... wait 395; ... collect
-#   call 3: the same with PROFILE_ONLY='ramnet-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515
+#           PROFILE_ONLY='deltanet-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
+#   call 3: RAMNET_SESSION_DIR=/tmp/ramnet-session3 SEEDS_PARALLEL=0 MAIN_PARALLEL=0 PROFILE_PARALLEL=1 \
+#           PROFILE_ONLY='ramnet-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
+#   (the profile at a run's end adds an fp32 pass, which may autotune fla's kernels anew for fp32: hence the
+#   margin of call 2; the result is written before the profile, so a cut profile costs only itself)
 #   call 4: RAMNET_SESSION_DIR=/tmp/ramnet-session4 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-lr0.001-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   call 5: RAMNET_SESSION_DIR=/tmp/ramnet-session5 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
 #           SEEDS_ONLY='*-lr0.0005-s2' RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415; ... collect
-# (deltanet-66k's seeds took 188-189 s two side by side; fla's kernels are tuned from gpu_cache, see below.)
+# (deltanet-66k's seeds took 188-189 s two side by side; fla's bf16 kernels are tuned from gpu_cache, see below.)
 # (`start` refuses a SECONDS below RUN_SECONDS + 60 + about 20 s of set-up unless MIN_SWEEP_SECONDS is lowered.)
 # (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
 # Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them

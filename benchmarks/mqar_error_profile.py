@@ -11,8 +11,12 @@ query is followed by a random token, which a model can bind as a new pair).
 
 A run that listed its wrong queries also gets how many of them follow a random token equal to their own key
 ("after the same key"), beside how many such queries its evaluation set holds (its data is made again from the
-run's seed). In the evaluation sets of 256 pairs there are 30-37 such queries a seed, as many as
+run's seed). In the evaluation sets of 256 pairs there are 30-37 such queries a seed, about as many as
 ``deltanet-66k``'s errors there (36-38 at lr 3e-3); the column tells whether those are where the errors are.
+
+Each run is listed once per sweep file that holds it, with the file: ``profile.yaml``'s reruns have the ids of
+``main.yaml``'s runs, and a rerun on a GPU is a new sample (runs are not bit-reproducible there), so its errors
+are set beside the original's count rather than in its place.
 """
 from __future__ import annotations
 
@@ -26,52 +30,75 @@ from mqar_at_step import SWEEPS  # noqa: E402
 from mqar_doc_io import SummaryError, read_json  # noqa: E402
 
 from ramnet.data.mqar_protocol import eval_set, protocol_settings, setting_name  # noqa: E402
+from ramnet.mqar_errors import parse_error_queries  # noqa: E402
 
-# the reruns made to profile finished runs come first: a run id in two files is read from the first
-SWEEPS_WITH_PROFILES = ("mqar_profile_sweep.json",) + SWEEPS
+SWEEPS_WITH_PROFILES = SWEEPS + ("mqar_profile_sweep.json",)
 
 
-def after_same_key(spec: dict, run: dict, setting: str, wrong: list[list[int]]) -> tuple[int, int]:
-    """(wrong queries whose previous token is their own key, such queries in the evaluation set) for ``run``'s
-    ``setting``; its evaluation data is made again from the sweep's ``spec`` and the run's seed."""
+def after_same_key(spec: dict, seed: int, setting: str, wrong: list[tuple[int, int]]) -> tuple[int, int]:
+    """(wrong queries whose previous token is their own key, such queries in the evaluation set) for a run of
+    ``seed`` on ``setting``; its evaluation data is made again from the sweep's ``spec``. A listed query that is
+    not a query of that data is a ValueError (the data or the list is not the run's)."""
     settings = protocol_settings([tuple(pair) for pair in spec["settings"]], spec["vocab_size"])
-    index = [setting_name(s) for s in settings].index(setting)
-    inputs, labels = eval_set(settings[index], index, spec["num_eval"], run["seed"])
+    names = [setting_name(s) for s in settings]
+    if setting not in names:
+        raise ValueError(f"the sweep's settings {names} do not include {setting}")
+    index = names.index(setting)
+    inputs, labels = eval_set(settings[index], index, spec["num_eval"], seed)
+    for b, t in wrong:
+        if not (0 <= b < len(inputs) and 1 <= t < inputs.shape[1]) or labels[b, t] == -100:
+            raise ValueError(f"{b}:{t} is not a query of {setting}'s evaluation set ({len(inputs)} sequences)")
     queries = (labels != -100).nonzero()
     trapped = inputs[queries[:, 0], queries[:, 1] - 1] == inputs[queries[:, 0], queries[:, 1]]
     return sum(int(inputs[b, t - 1] == inputs[b, t]) for b, t in wrong), int(trapped.sum())
 
 
-def profile_rows(results: Path, patterns: list[str], setting: str) -> list[dict]:
-    """One row per finished run whose id matches a pattern (files' order, a run id once): ``{id, state_size,
-    precision, accuracy, fp32, queries, errors, by_pair, by_query, same_key, failed}``; ``fp32`` to ``same_key``
-    are None without a profile, ``same_key`` (see ``after_same_key``) also when the run did not list its errors;
-    ``failed`` is the profile's error when it failed, else None."""
-    rows, seen = [], set()
+def _quarters(values) -> str:
+    return "-" if values is None else " / ".join("-" if v is None else f"{v:.4f}" for v in values)
+
+
+def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
+    """One run's line of the table, or None when it was not scored on ``setting``."""
+    accuracy = run["accuracies"].get(setting)
+    if accuracy is None:
+        return None
+    profile = run.get("final_profile") or {}
+    counts = profile.get("settings", {}).get(setting, {})
+    fp32 = profile.get("fp32_accuracies", {}).get(setting)
+    if "error" in profile:
+        errors = f"profile failed: {profile['error']}"
+    else:
+        errors = "no profile" if not counts else f"{counts['errors']:,} of {counts['queries']:,}"
+    wrong = counts.get("error_queries")
+    same_key = "-"
+    if wrong is not None:
+        caught, held = after_same_key(spec, run["seed"], setting, parse_error_queries(wrong))
+        same_key = f"{caught:,} of {held:,}"
+    return (f"| {run['id']} | {file} | {run['state_size']:,} | {accuracy:.5f} ({run['precision']}) | "
+            f"{'-' if fp32 is None else f'{fp32:.5f}'} | {errors} | {_quarters(counts.get('by_pair_quarter'))} | "
+            f"{_quarters(counts.get('by_query_quarter'))} | {same_key} |")
+
+
+def table_rows(results: Path, patterns: list[str], setting: str) -> tuple[int, list[str]]:
+    """(finished runs matching ``patterns``, the lines of those scored on ``setting``), in the files' order. A
+    file whose runs lack a field or hold one of the wrong kind is a SummaryError naming it."""
+    matched, lines = 0, []
     for name in SWEEPS_WITH_PROFILES:
         path = results / name
         if not path.is_file():
             continue
         sweep = read_json(path, dict)
-        for run in sweep.get("runs", []):
-            if run["id"] in seen or not any(fnmatch.fnmatchcase(run["id"], p) for p in patterns):
-                continue
-            seen.add(run["id"])
-            profile = run.get("final_profile") or {}
-            counts = profile.get("settings", {}).get(setting, {})
-            wrong = counts.get("error_queries")
-            rows.append({"same_key": None if wrong is None else after_same_key(sweep["spec"], run, setting, wrong),
-                         "failed": "profile failed: " + profile["error"] if "error" in profile else None,
-                         "id": run["id"], "state_size": run["state_size"], "precision": run["precision"],
-                         "accuracy": run["accuracies"].get(setting),
-                         "fp32": profile.get("fp32_accuracies", {}).get(setting),
-                         "queries": counts.get("queries"), "errors": counts.get("errors"),
-                         "by_pair": counts.get("by_pair_quarter"), "by_query": counts.get("by_query_quarter")})
-    return rows
-
-
-def _quarters(values) -> str:
-    return "-" if values is None else " / ".join("-" if v is None else f"{v:.4f}" for v in values)
+        try:
+            for run in sweep.get("runs", []):
+                if not any(fnmatch.fnmatchcase(run["id"], p) for p in patterns):
+                    continue
+                matched += 1
+                line = table_row(name, sweep.get("spec", {}), run, setting)
+                if line is not None:
+                    lines.append(line)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:
+            raise SummaryError(f"{path} is not what a sweep writes ({type(error).__name__}: {error})") from None
+    return matched, lines
 
 
 def main(argv=None) -> int:
@@ -82,33 +109,27 @@ def main(argv=None) -> int:
                         help="folder with the sweep files (default: benchmarks/results)")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
-        parser.error(f"--results: no folder {args.results}")
+        print(f"mqar_error_profile.py: --results: no folder {args.results}", file=sys.stderr)
+        return 2
     try:
-        rows = profile_rows(args.results, args.patterns, args.setting)
+        matched, lines = table_rows(args.results, args.patterns, args.setting)
     except SummaryError as error:
-        parser.error(f"--results: {error}")
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:  # a field missing or out of range
-        parser.error(f"--results: a sweep file in {args.results} is not what a sweep writes "
-                     f"({type(error).__name__}: {error})")
-    if not rows:
+        print(f"mqar_error_profile.py: --results: {error}", file=sys.stderr)
+        return 2
+    if not matched:
         print(f"no finished run matches {args.patterns}", file=sys.stderr)
         return 1
-    if all(row["accuracy"] is None for row in rows):
-        parser.error(f"--setting: no matching run was scored on {args.setting!r} (names look like N256-T1024)")
+    if not lines:
+        print(f"mqar_error_profile.py: --setting: no matching run was scored on {args.setting!r} (names look like "
+              "N256-T1024)", file=sys.stderr)
+        return 2
     print(f"{args.setting}: accuracy by quarter of the pairs (first written first) and of each sequence's queries "
           "(first asked first)")
     print()
-    print("| run | state | accuracy | in fp32 | errors of queries | by pair quarter | by query quarter "
+    print("| run | file | state | accuracy | in fp32 | errors of queries | by pair quarter | by query quarter "
           "| errors after the same key, of such queries |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.5f} ({row['precision']})"
-        fp32 = "-" if row["fp32"] is None else f"{row['fp32']:.5f}"
-        errors = row["failed"] or ("no profile" if row["queries"] is None else
-                                   f"{row['errors']:,} of {row['queries']:,}")
-        same_key = "-" if row["same_key"] is None else f"{row['same_key'][0]:,} of {row['same_key'][1]:,}"
-        print(f"| {row['id']} | {row['state_size']:,} | {accuracy} | {fp32} | {errors} | "
-              f"{_quarters(row['by_pair'])} | {_quarters(row['by_query'])} | {same_key} |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(lines))
     return 0
 
 

@@ -1,6 +1,6 @@
 """The MQAR runs that a GPU session added: every run in the sweep summaries that a git commit did not have.
 
-    python benchmarks/mqar_new_runs.py --since 24489fb          # mqar, ablations, mqar_seeds, mqar_paper_arch
+    python benchmarks/mqar_new_runs.py --since 24489fb          # mqar, ablations, mqar_seeds, mqar_paper_arch, mqar_profile
     python benchmarks/mqar_new_runs.py --since HEAD --names mqar  # e.g. after copying a session's summaries in
 
 For each new run: its 7-setting mean, the two longest settings (where the equal-state gaps sit), the step at
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch")
+NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch", "mqar_profile")
 LONGEST = ("N128-T512", "N256-T1024")
 
 

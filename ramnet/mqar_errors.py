@@ -16,8 +16,9 @@ from .precision import autocast
 from .train import evaluate, labelled_logits, labelled_positions
 
 QUARTERS = 4
-# the most wrong queries a setting lists: a converged protocol model has tens to hundreds at 256 pairs (a few KiB of
-# JSON); one that has not learned a setting would list thousands, and its errors need no locating
+# the most wrong queries a setting lists: a converged protocol model has tens to hundreds at 256 pairs (one string
+# of about 10 bytes a query); one that has not learned a setting would list thousands, and its errors need no
+# locating
 MAX_LISTED_ERRORS = 1000
 
 
@@ -50,7 +51,7 @@ def query_outcomes(model, inputs: torch.Tensor, labels: torch.Tensor, num_kv_pai
             if not bool((matches.sum(-1) == 1).all()):
                 raise ValueError(f"not MQAR sequences of {num_kv_pairs} pairs: every query must hold exactly one "
                                  "of its sequence's keys")
-            pair.append(matches.int().argmax(-1).flatten())
+            pair.append(matches.byte().argmax(-1).flatten())
     per_row = positions.shape[1]
     return {"correct": torch.cat(correct), "pair": torch.cat(pair), "rank": torch.arange(per_row).repeat(len(inputs)),
             "sequence": torch.arange(len(inputs)).repeat_interleave(per_row), "position": positions.flatten()}
@@ -68,18 +69,32 @@ def error_profile(model, inputs: torch.Tensor, labels: torch.Tensor, num_kv_pair
     """``{"queries", "errors", "by_pair_quarter", "by_query_quarter", "error_queries"}`` for one setting's
     evaluation set: the accuracy over the queries on the first, second... quarter of the pairs (by when they were
     written) and over the first, second... quarter of each sequence's queries (by when they are asked), and the
-    wrong queries as ``[sequence, position]`` when there are at most ``MAX_LISTED_ERRORS`` (None otherwise): the
-    evaluation data is regenerated from the run's seed (``ProtocolData.make``), so any other split of the errors
-    can be made afterwards."""
+    wrong queries as one string of ``"sequence:position"`` items split by spaces, when there are at most
+    ``MAX_LISTED_ERRORS`` (None otherwise; one string keeps the summaries' indented JSON short): the evaluation
+    data is made again from the run's seed (``mqar_protocol.eval_set``), so any other split of the errors can be
+    made afterwards."""
     out = query_outcomes(model, inputs, labels, num_kv_pairs, precision, batch_size)
     per_row = len(out["correct"]) // len(inputs)
     wrong = ~out["correct"]
     errors = int(wrong.sum())
-    listed = torch.stack([out["sequence"][wrong], out["position"][wrong]], 1).tolist() \
+    listed = " ".join(f"{b}:{t}" for b, t in zip(out["sequence"][wrong].tolist(), out["position"][wrong].tolist())) \
         if errors <= MAX_LISTED_ERRORS else None
     return {"queries": len(out["correct"]), "errors": errors,
             "by_pair_quarter": _by_quarter(out["correct"], out["pair"], num_kv_pairs),
             "by_query_quarter": _by_quarter(out["correct"], out["rank"], per_row), "error_queries": listed}
+
+
+def parse_error_queries(text: str) -> list[tuple[int, int]]:
+    """``error_profile``'s ``"sequence:position ..."`` string back as ``[(sequence, position), ...]``."""
+    if not isinstance(text, str):
+        raise ValueError(f"error_queries must be a string of 'sequence:position' items, got {type(text).__name__}")
+    items = []
+    for item in text.split():
+        parts = item.split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"error_queries: {item!r} is not 'sequence:position' (two whole numbers)")
+        items.append((int(parts[0]), int(parts[1])))
+    return items
 
 
 def final_profile(model, data: ProtocolData, precision: str) -> dict:

@@ -1,8 +1,9 @@
 """One run of an MQAR sweep: a model (RAM-Net or a baseline) trained on the protocol's settings
 (``ramnet.data.mqar_protocol``) and scored on each. ``python -m ramnet.sweep_run RUN_DIR`` runs the
-``run.json`` in ``RUN_DIR`` and writes ``result.json`` there (atomically: a result file is always whole). After
-every evaluation it rewrites ``progress.json`` there (the history so far): a run cut off by a time budget leaves
-its curve up to its last evaluation."""
+``run.json`` in ``RUN_DIR`` and writes ``result.json`` there (atomically: a result file is always whole), once
+when training ends and again with the final model's error profile (``ramnet.mqar_errors``). After every
+evaluation it rewrites ``progress.json`` there (the history so far): a run cut off by a time budget leaves its
+curve up to its last evaluation."""
 from __future__ import annotations
 
 import json
@@ -125,24 +126,31 @@ def run(run: dict, progress: bool = False, out_dir: Path | None = None) -> dict:
         save_model_atomic(model, Path(out_dir) / MODEL_DIR)
     last = history[-1]
     diverged = not math.isfinite(last["loss"])
-    # where the final model's errors sit, and its fp32 score (not part of the fingerprint: training is unchanged).
-    # A diagnostic must not cost a trained run its result (an fla kernel may refuse fp32, say): its failure is
-    # recorded in its place, whatever it is
-    profile = None
-    if not diverged:
-        try:
-            profile = final_profile(model, data, args.precision)
-        except Exception as error:  # noqa: BLE001
-            profile = {"error": f"{type(error).__name__}: {error}"[:500]}
     spec = run["spec"]
-    return {"id": run["id"], "fingerprint": run["fingerprint"], "label": run["label"], "model": spec["model"],
-            "state_size": state_size,
-            "lr": args.lr, "seed": args.seed, "steps": last["step"], "accuracy": last["accuracy"],
-            "accuracies": last["accuracies"], "seconds": time.perf_counter() - start, "config": config,
-            "short_conv": bool(config.get("short_conv", False)),
-            "device": str(device), "precision": args.precision, "diverged": diverged,
-            "peak_mib": peak_mib(device), "history": history, "final_profile": profile,
-            **({"alpha_lr_mult": args.alpha_lr_mult} if "alpha_lr_mult" in run else {})}
+    result = {"id": run["id"], "fingerprint": run["fingerprint"], "label": run["label"], "model": spec["model"],
+              "state_size": state_size,
+              "lr": args.lr, "seed": args.seed, "steps": last["step"], "accuracy": last["accuracy"],
+              "accuracies": last["accuracies"], "seconds": time.perf_counter() - start, "config": config,
+              "short_conv": bool(config.get("short_conv", False)),
+              "device": str(device), "precision": args.precision, "diverged": diverged,
+              "peak_mib": peak_mib(device), "history": history, "final_profile": None,
+              **({"alpha_lr_mult": args.alpha_lr_mult} if "alpha_lr_mult" in run else {})}
+    if diverged:
+        return result
+    # Where the final model's errors sit, and its fp32 score (ramnet.mqar_errors; not in the fingerprint: training
+    # is unchanged). A diagnostic must never cost a trained run its result: the result is written first, so a
+    # deadline's interrupt during the profile leaves it whole (with final_profile null), and a profile that fails
+    # (an fla kernel refusing fp32, say) is recorded as its error, whatever it is
+    if out_dir is not None:
+        write_json_atomic(Path(out_dir) / RESULT_FILE, result)
+    profile_start = time.perf_counter()
+    try:
+        profile = final_profile(model, data, args.precision)
+    except Exception as error:  # noqa: BLE001
+        profile = {"error": f"{type(error).__name__}: {error}"[:500]}
+    # its own time, and the run's peak memory with the profile's evaluations counted (the run's own is above)
+    profile.update(seconds=round(time.perf_counter() - profile_start, 1), peak_mib=peak_mib(device))
+    return {**result, "final_profile": profile}
 
 
 def write_json_atomic(path: Path, data) -> None:

@@ -5,31 +5,30 @@ from torch import nn
 
 from ramnet.data.mqar import MQARSetting, multiquery_ar
 from ramnet.data.mqar_protocol import ProtocolData, protocol_settings
-from ramnet.mqar_errors import error_profile, final_profile, query_outcomes
+from ramnet.mqar_errors import error_profile, final_profile, parse_error_queries, query_outcomes
 from ramnet.baselines import build_model
 
-VOCAB, PAIRS, T = 64, 8, 32
+VOCAB, PAIRS, T = 128, 8, 64  # T > 4 * PAIRS: the queries sit at gaps, not at every other position
 
 
 class Oracle(nn.Module):
     """Answers every query with its pair's value, except the queries ``wrong(pair, rank)`` picks."""
 
-    def __init__(self, wrong):
+    def __init__(self, wrong, inputs, labels):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(()))
-        self.wrong = wrong
-        self.answers = None
+        self.wrong, self.inputs, self.labels = wrong, inputs, labels
 
     def features(self, inputs):
         keys, values = inputs[:, 0:2 * PAIRS:2], inputs[:, 1:2 * PAIRS:2]
         hidden = torch.zeros(*inputs.shape, VOCAB)
         for b in range(inputs.shape[0]):
+            row = next(i for i, x in enumerate(self.inputs) if torch.equal(x, inputs[b]))  # found by content
+            asked = set((self.labels[row] != -100).nonzero().flatten().tolist())
             rank = 0
             for t in range(2 * PAIRS, inputs.shape[1]):
                 hits = (keys[b] == inputs[b, t]).nonzero().flatten()
-                # a key-range token after the pairs is a query only at a labelled position; the stub answers any
-                # such token, and only the labelled ones are read
-                if len(hits) == 1 and t in self.answers[b]:
+                if len(hits) == 1 and t in asked:  # a query: a labelled position (a filler may hold a key too)
                     pair = int(hits[0])
                     answer = values[b, pair] if not self.wrong(pair, rank) else (values[b, pair] + 1) % VOCAB
                     hidden[b, t, answer] = 1.0
@@ -45,15 +44,13 @@ def _data(n=6, seed=0):
     return x, y
 
 
-def _oracle(wrong, labels):
-    model = Oracle(wrong)
-    model.answers = [set((row != -100).nonzero().flatten().tolist()) for row in labels]
-    return model
+def _oracle(wrong, inputs, labels):
+    return Oracle(wrong, inputs, labels)
 
 
 def test_outcomes_name_each_querys_pair_and_rank():
     x, y = _data()
-    out = query_outcomes(_oracle(lambda pair, rank: False, y), x, y, PAIRS, batch_size=4)
+    out = query_outcomes(_oracle(lambda pair, rank: False, x, y), x, y, PAIRS, batch_size=4)
     assert bool(out["correct"].all()) and len(out["correct"]) == 6 * PAIRS
     assert out["rank"].tolist() == list(range(PAIRS)) * 6
     for b in range(6):  # every pair is asked once per sequence
@@ -69,12 +66,13 @@ def test_outcomes_name_each_querys_pair_and_rank():
 ])
 def test_profile_puts_the_errors_in_their_quarter(wrong, by_pair, by_query):
     x, y = _data()
-    profile = error_profile(_oracle(wrong, y), x, y, PAIRS)
+    profile = error_profile(_oracle(wrong, x, y), x, y, PAIRS)
     expected_errors = sum(wrong(p, r) for p, r in zip(*[t.tolist() for t in
-                          (query_outcomes(_oracle(wrong, y), x, y, PAIRS)[k] for k in ("pair", "rank"))]))
+                          (query_outcomes(_oracle(wrong, x, y), x, y, PAIRS)[k] for k in ("pair", "rank"))]))
     assert profile["queries"] == 6 * PAIRS and profile["errors"] == expected_errors > 0
-    assert len(profile["error_queries"]) == expected_errors
-    for b, t in profile["error_queries"]:  # each listed query is labelled and asks for a pair the rule makes wrong
+    listed = parse_error_queries(profile["error_queries"])
+    assert len(listed) == expected_errors
+    for b, t in listed:  # each listed query is labelled and asks for a pair the rule makes wrong
         pair = int((x[b, 0:2 * PAIRS:2] == x[b, t]).nonzero())
         rank = int((y[b, :t] != -100).sum())
         assert y[b, t] != -100 and wrong(pair, rank)
@@ -89,14 +87,22 @@ def test_errors_are_listed_up_to_the_cap(monkeypatch, cap, listed):
     import ramnet.mqar_errors as mqar_errors
     monkeypatch.setattr(mqar_errors, "MAX_LISTED_ERRORS", cap)
     x, y = _data()
-    profile = error_profile(_oracle(lambda pair, rank: rank == 0, y), x, y, PAIRS)  # one error per sequence
-    first = [[b, int((y[b] != -100).nonzero()[0])] for b in range(6)]
+    profile = error_profile(_oracle(lambda pair, rank: rank == 0, x, y), x, y, PAIRS)  # one error per sequence
+    first = " ".join(f"{b}:{int((y[b] != -100).nonzero()[0])}" for b in range(6))
     assert profile["errors"] == 6 and profile["error_queries"] == (first if listed else None)
+    if listed:
+        assert parse_error_queries(first) == [(b, int((y[b] != -100).nonzero()[0])) for b in range(6)]
+
+
+@pytest.mark.parametrize("text", ["1:2 3", "1:2:3", "a:1", "-1:4", None])
+def test_a_bad_error_list_is_named(text):
+    with pytest.raises(ValueError, match="error_queries"):
+        parse_error_queries(text)
 
 
 def test_bad_arguments_are_named():
     x, y = _data(2)
-    model = _oracle(lambda pair, rank: False, y)
+    model = _oracle(lambda pair, rank: False, x, y)
     with pytest.raises(ValueError, match="num_kv_pairs"):
         query_outcomes(model, x, y, 0)
     with pytest.raises(ValueError, match="num_kv_pairs"):

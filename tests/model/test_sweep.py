@@ -308,4 +308,24 @@ def test_a_failing_error_profile_keeps_the_runs_result(tmp_path, monkeypatch, ca
     assert main(["sweep", str(spec), "--quiet"]) == 0
     assert "1 ran, 0 skipped" in capsys.readouterr().out
     run = json.loads((tmp_path / "out" / "mqar_sweep.json").read_text())["runs"][0]
-    assert run["final_profile"] == {"error": "RuntimeError: this kernel refuses fp32"} and run["steps"] == 4
+    assert run["final_profile"]["error"] == "RuntimeError: this kernel refuses fp32" and run["steps"] == 4
+    assert set(run["final_profile"]) == {"error", "seconds", "peak_mib"}
+
+
+def test_the_result_is_written_before_the_profile_starts(tmp_path, monkeypatch):
+    """A deadline's interrupt during the profile must leave the trained run's result whole."""
+    import ramnet.sweep_run as sweep_run
+    from ramnet.sweep import load_spec
+
+    seen = {}
+
+    def profile_that_looks(model, data, precision):
+        seen.update(json.loads((tmp_path / "run" / "result.json").read_text()))
+        return {"precision": precision, "settings": {}}
+
+    monkeypatch.setattr(sweep_run, "final_profile", profile_that_looks)
+    (tmp_path / "run").mkdir()
+    run = expand(load_spec(_spec(tmp_path, lrs=[1e-3], models=[RAM])))[0]
+    result = sweep_run.run(run, out_dir=tmp_path / "run")
+    assert seen["final_profile"] is None and seen["steps"] == 4 and seen["fingerprint"] == run["fingerprint"]
+    assert result["final_profile"]["precision"] == "fp32" and {**result, "final_profile": None} == seen

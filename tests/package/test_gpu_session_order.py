@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_mqar_session.sh"
 SWEEPS = {"SEEDS_ONLY": ("seeds.yaml", "mqar_seeds"), "MAIN_ONLY": ("main.yaml", "mqar"),
           "ABL_ONLY": ("ablations.yaml", "ablations"),
-          "ARCH_ONLY": ("paper_arch.yaml", "mqar_paper_arch")}
+          "ARCH_ONLY": ("paper_arch.yaml", "mqar_paper_arch"), "PROFILE_ONLY": ("profile.yaml", "mqar_profile")}
 # left out on purpose: the kept-model copy of paper-m64-k16 at lr 3e-3 (that lr did not learn, 0.004)
 LEFT_OUT = {"ARCH_ONLY": {"paper-m64-k16-saved-lr0.003-s0"}}
 
@@ -33,7 +33,8 @@ def _queue(variable: str, patterns: str | None = None, nothing_done: bool = Fals
     spec_file, name = SWEEPS[variable]
     spec = {**DEFAULTS, **yaml.safe_load((ROOT / "benchmarks" / "mqar" / spec_file).read_text())}
     runs = expand(spec)
-    summary = json.loads((ROOT / "benchmarks" / "results" / f"{name}_sweep.json").read_text())
+    summary_file = ROOT / "benchmarks" / "results" / f"{name}_sweep.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {"runs": []}  # none run yet
     done = {} if nothing_done else {r["id"]: r["fingerprint"] for r in summary["runs"]}
     pending = [r["id"] for r in runs if done.get(r["id"]) != r["fingerprint"]]
     order = [r["id"] for r in select_runs(runs, patterns or _patterns(variable)) if r["id"] in pending]

@@ -25,7 +25,8 @@ def _record(label, profile=None):
 def _write(folder: Path, wrong):
     profile = {"precision": "bf16", "fp32_accuracies": {"N4-T32": 0.9375},
                "settings": {"N4-T32": {"queries": 32, "errors": len(wrong), "by_pair_quarter": [0.75, 1.0, 1.0, 1.0],
-                                       "by_query_quarter": [1.0, 0.875, None, 1.0], "error_queries": wrong}}}
+                                       "by_query_quarter": [1.0, 0.875, None, 1.0],
+                                       "error_queries": " ".join(f"{b}:{t}" for b, t in wrong)}}}
     runs = [_record("ramnet-a", profile), _record("ramnet-old"), _record("ramnet-bad", {"error": "RuntimeError: no"})]
     (folder / "mqar_sweep.json").write_text(json.dumps({"spec": SPEC, "runs": runs}))
 
@@ -43,11 +44,13 @@ def test_each_run_gets_its_quarters_fp32_score_and_errors_after_their_own_key(tm
     out = _run("ramnet-*", "--setting", "N4-T32", "--results", str(tmp_path))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert lines[4] == (f"| ramnet-a-lr0.001-s{SEED} | 4,352 | 0.90625 (bf16) | 0.93750 | 3 of 32 | "
+    assert lines[4] == (f"| ramnet-a-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | 0.93750 | 3 of 32 | "
                         "0.7500 / 1.0000 / 1.0000 / 1.0000 | 1.0000 / 0.8750 / - / 1.0000 | 2 of 2 |")
-    assert lines[5] == f"| ramnet-old-lr0.001-s{SEED} | 4,352 | 0.90625 (bf16) | - | no profile | - | - | - |"
-    assert lines[6] == (f"| ramnet-bad-lr0.001-s{SEED} | 4,352 | 0.90625 (bf16) | - | profile failed: "
-                        "RuntimeError: no | - | - | - |")
+    assert lines[5] == (f"| ramnet-old-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | - | no profile "
+                        "| - | - | - |")
+    assert lines[6] == (f"| ramnet-bad-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | - | profile "
+                        "failed: RuntimeError: no | - | - | - |")
+    assert len(lines) == 7
 
 
 def test_bad_input_gets_one_line(tmp_path):
@@ -57,9 +60,16 @@ def test_bad_input_gets_one_line(tmp_path):
                              (("ramnet-*", "--results", str(tmp_path / "missing")), 2, "no folder")]:
         out = _run(*args)
         assert out.returncode == code and text in out.stderr and "Traceback" not in out.stderr, out.stderr
-    _write(tmp_path, [[99, 10]])  # a wrong query outside the evaluation set
+    for wrong in ([[99, 10]], [[0, 0]], [[0, 11]]):  # outside the set, at the start, an unlabelled position
+        _write(tmp_path, wrong)
+        out = _run("ramnet-*", "--setting", "N4-T32", "--results", str(tmp_path))
+        assert out.returncode == 2 and "is not a query of N4-T32" in out.stderr, out.stderr
+        assert out.stderr.count("\n") == 1 and "mqar_sweep.json" in out.stderr
+    sweep = json.loads((tmp_path / "mqar_sweep.json").read_text())
+    sweep["runs"][0]["accuracies"]["N4-T32"] = "high"  # a field of the wrong kind
+    (tmp_path / "mqar_sweep.json").write_text(json.dumps(sweep))
     out = _run("ramnet-*", "--setting", "N4-T32", "--results", str(tmp_path))
-    assert out.returncode == 2 and "not what a sweep writes" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not what a sweep writes" in out.stderr
     (tmp_path / "mqar_sweep.json").write_text("{not json")
     out = _run("ramnet-*", "--results", str(tmp_path))
     assert out.returncode == 2 and "cannot be read as JSON" in out.stderr and "Traceback" not in out.stderr
