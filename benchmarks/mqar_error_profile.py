@@ -11,8 +11,12 @@ query is followed by a random token, which a model can bind as a new pair).
 
 A run that listed its wrong queries also gets how many of them follow a random token equal to their own key
 ("after the same key"), beside how many such queries its evaluation set holds (its data is made again from the
-run's seed). In the evaluation sets of 256 pairs there are 30-37 such queries a seed, about as many as
+run's seed); a run that did not list them gets "-" of that count, and its error count is the one its accuracy
+implies. In the evaluation sets of 256 pairs there are 30-37 such queries a seed, about as many as
 ``deltanet-66k``'s errors there (36-38 at lr 3e-3); the column tells whether those are where the errors are.
+The counts for the 66k band, before any run of it had a profile::
+
+    python benchmarks/mqar_error_profile.py 'ramnet-88k-w256-h8-m64-k16-gate-lr0.0005-*' 'deltanet-66k-lr0.003-*'
 
 Each run is listed once per sweep file that holds it, with the file: ``profile.yaml``'s reruns have the ids of
 ``main.yaml``'s runs, and a rerun on a GPU is a new sample (runs are not bit-reproducible there), so its errors
@@ -35,22 +39,27 @@ from ramnet.mqar_errors import parse_error_queries  # noqa: E402
 SWEEPS_WITH_PROFILES = SWEEPS + ("mqar_profile_sweep.json",)
 
 
-def after_same_key(spec: dict, seed: int, setting: str, wrong: list[tuple[int, int]]) -> tuple[int, int]:
-    """(wrong queries whose previous token is their own key, such queries in the evaluation set) for a run of
-    ``seed`` on ``setting``; its evaluation data is made again from the sweep's ``spec``. A listed query that is
-    not a query of that data is a ValueError (the data or the list is not the run's)."""
+def evaluation_data(spec: dict, seed: int, setting: str):
+    """``(inputs, labels)`` of ``setting``'s evaluation set for a run of ``seed`` in the sweep of ``spec``."""
     settings = protocol_settings([tuple(pair) for pair in spec["settings"]], spec["vocab_size"])
     names = [setting_name(s) for s in settings]
     if setting not in names:
         raise ValueError(f"the sweep's settings {names} do not include {setting}")
     index = names.index(setting)
-    inputs, labels = eval_set(settings[index], index, spec["num_eval"], seed)
-    for b, t in wrong:
+    return eval_set(settings[index], index, spec["num_eval"], seed)
+
+
+def after_same_key(inputs, labels, setting: str, wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
+    """(wrong queries whose previous token is their own key, or None when the run listed none; such queries in the
+    evaluation set ``inputs, labels``). A listed query that is not a query of that data is a ValueError (the data
+    or the list is not the run's)."""
+    for b, t in wrong or []:
         if not (0 <= b < len(inputs) and 1 <= t < inputs.shape[1]) or labels[b, t] == -100:
             raise ValueError(f"{b}:{t} is not a query of {setting}'s evaluation set ({len(inputs)} sequences)")
     queries = (labels != -100).nonzero()
     trapped = inputs[queries[:, 0], queries[:, 1] - 1] == inputs[queries[:, 0], queries[:, 1]]
-    return sum(int(inputs[b, t - 1] == inputs[b, t]) for b, t in wrong), int(trapped.sum())
+    caught = None if wrong is None else sum(int(inputs[b, t - 1] == inputs[b, t]) for b, t in wrong)
+    return caught, int(trapped.sum())
 
 
 def _quarters(values) -> str:
@@ -65,15 +74,16 @@ def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
     profile = run.get("final_profile") or {}
     counts = profile.get("settings", {}).get(setting, {})
     fp32 = profile.get("fp32_accuracies", {}).get(setting)
-    if "error" in profile:
-        errors = f"profile failed: {profile['error']}"
-    else:
-        errors = "no profile" if not counts else f"{counts['errors']:,} of {counts['queries']:,}"
+    inputs, labels = evaluation_data(spec, run["seed"], setting)
+    if counts:
+        errors = f"{counts['errors']:,} of {counts['queries']:,}"
+    else:  # no profile: the count the accuracy implies (the accuracy is a fraction of the labelled positions)
+        queries = int((labels != -100).sum())
+        errors = f"{round((1 - accuracy) * queries):,} of {queries:,} (from the accuracy; " + \
+            (f"profile failed: {profile['error']})" if "error" in profile else "no profile)")
     wrong = counts.get("error_queries")
-    same_key = "-"
-    if wrong is not None:
-        caught, held = after_same_key(spec, run["seed"], setting, parse_error_queries(wrong))
-        same_key = f"{caught:,} of {held:,}"
+    caught, held = after_same_key(inputs, labels, setting, None if wrong is None else parse_error_queries(wrong))
+    same_key = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
     return (f"| {run['id']} | {file} | {run['state_size']:,} | {accuracy:.5f} ({run['precision']}) | "
             f"{'-' if fp32 is None else f'{fp32:.5f}'} | {errors} | {_quarters(counts.get('by_pair_quarter'))} | "
             f"{_quarters(counts.get('by_query_quarter'))} | {same_key} |")
