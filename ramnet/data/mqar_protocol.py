@@ -40,6 +40,11 @@ def protocol_settings(pairs_and_lengths=PROTOCOL_SETTINGS, vocab_size: int = PRO
 def eval_set(setting: MQARSetting, index: int, num_eval: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The evaluation ``inputs, labels [num_eval, T]`` of the ``index``-th setting of a run with ``seed``: what
     ``ProtocolData.make`` scores it on, made again without the training data (to locate a run's errors)."""
+    for name, value in (("index", index), ("num_eval", num_eval), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an int, got {value!r}")
+    if index < 0 or num_eval < 1:
+        raise ValueError(f"index must be >= 0 and num_eval >= 1, got index={index}, num_eval={num_eval}")
     return multiquery_ar(setting, num_eval, seed=seed + 1000 * index + 500_000)
 
 

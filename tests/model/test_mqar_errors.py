@@ -125,3 +125,19 @@ def test_final_profile_scores_a_bf16_model_in_fp32_too_and_leaves_its_mode():
     assert set(out["settings"]) == set(out["fp32_accuracies"]) == {"N2-T16", "N4-T32"}
     assert [out["settings"][n]["queries"] for n in ("N2-T16", "N4-T32")] == [3 * 2, 3 * 4]
     assert "fp32_accuracies" not in final_profile(model, data, "fp32")
+
+
+@pytest.mark.parametrize("index, num_eval, seed, name", [(-1, 4, 0, "index"), (0, 0, 0, "num_eval"),
+                                                         (0, 4, 1.5, "seed"), (True, 4, 0, "index")])
+def test_eval_set_names_a_bad_argument(index, num_eval, seed, name):
+    from ramnet.data.mqar_protocol import eval_set
+    with pytest.raises(ValueError, match=name):
+        eval_set(MQARSetting(vocab_size=VOCAB, seq_len=T, num_kv_pairs=PAIRS), index, num_eval, seed)
+
+
+def test_eval_set_is_what_the_protocol_scores():
+    from ramnet.data.mqar_protocol import eval_set
+    settings = protocol_settings([(2, 16), (4, 32)], VOCAB)
+    data = ProtocolData.make(settings, num_train=2, num_eval=3, seed=5)
+    for i, setting in enumerate(settings):
+        assert all(torch.equal(a, b) for a, b in zip(eval_set(setting, i, 3, 5), data.eval[i]))
