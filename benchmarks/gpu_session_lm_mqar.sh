@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu_session_lm_mqar.sh start SECONDS   # returns at once; everything must end SECONDS from now
 #   bash benchmarks/gpu_session_lm_mqar.sh wait SECONDS    # until the sweeps have stopped, at most SECONDS
 #   bash benchmarks/gpu_session_lm_mqar.sh collect         # the log's tail, sweep progress; all results in one
-#                                                          # tar, $OUT/session.tgz (the tool returns 8 files at most)
+#                                                          # tar, $OUT/session.tgz (the tool returns 8 files at most),
+#                                                          # and kept models beside it (NAME_models.tar[.partNN])
 # Steps, in order, each with the card to itself until the sweeps:
 #   0. det: the deterministic mode's cost (bench_scan_ab.py, segment against segment in that mode) and its GPU
 #      bit-repeat test (tests/ops/test_gpu.py -k deterministic), about a minute;
@@ -151,6 +152,12 @@ case "${1:-}" in
       (cd "$cache" && find . -name '*.autotune.json' | tar -czf "$S/triton_autotune.tgz" -T -) &&
       echo "autotuning results: $(tar -tzf "$S/triton_autotune.tgz" | grep -c autotune.json) (triton_autotune.tgz)"
     [ -n "${OUT:-}" ] && tar -czf "$OUT/session.tgz" -C "$S" --exclude='small_lm/corpus' --exclude='small_lm/runs/*/checkpoint*' \
-      --exclude='*.safetensors' --exclude='*.pt' . && ls -la "$OUT/session.tgz" ;;
+      --exclude='*.safetensors' --exclude='*.pt' --exclude='*_models.tar' --exclude='*_models.tar.part*' . &&
+      ls -la "$OUT/session.tgz"
+    # the kept models beside session.tgz, not in it: a 256-wide model would take it past the 16 MiB a file that
+    # comes back, and the summaries with it (the sweep's collect split larger tars into 15 MiB pieces)
+    if [ -n "${OUT:-}" ] && compgen -G "$S/mqar/*_models.tar*" > /dev/null; then
+      cp "$S"/mqar/*_models.tar* "$OUT"/ && ls -la "$OUT"/*_models.tar*
+    fi ;;
   *) echo "usage: $0 start SECONDS | wait SECONDS | collect" >&2; exit 2 ;;
 esac

@@ -6,7 +6,7 @@
 # `start` detaches gpu_mqar_sweep.sh with setsid, so it outlives the call that started it (the machine keeps it
 # until it is given back); SWEEP_PARALLEL and SWEEP_ONLY pass through to it. The summaries are rewritten after
 # every run, so `collect` can run at any time; it copies NAME_sweep.json, NAME.json (and NAME_models.tar, the
-# models of save_model entries) into $OUT, and lists the
+# models of save_model entries, in 15 MiB pieces when larger) into $OUT, and lists the
 # runs in flight (or cut off) with their last evaluation from their progress.json, and when each should end at
 # its last interval's pace (flagged when that is after, or within 60 s of, the sweep's deadline), and the runs that
 # finished on this machine with their accuracy and seconds. Other work (tests, timings)
@@ -125,9 +125,19 @@ PY
       if [ -f "$work/mqar.json" ]; then cp "$work/mqar.json" "$OUT/${name}.json"; fi
       # the sweep's own log (short: --quiet), so that a sweep that ends oddly can be read after the machine is gone
       if [ -f "/tmp/sweep-$name.log" ]; then cp "/tmp/sweep-$name.log" "$OUT/${name}_sweep.log"; fi
-      # models kept by save_model entries, one tar per sweep (for ramnet plot --slots here)
+      # models kept by save_model entries, one tar per sweep (for ramnet plot --slots and the interference probe
+      # here). The device tool brings back files of 16 MiB at most, and one fp32 256-wide model is 21 MiB, so a
+      # larger tar is left in pieces of 15 MiB, NAME_models.tar.part00, .part01, ... (here: cat them in order)
       models=$(cd "$work" && ls -d runs/*/model 2>/dev/null)
-      if [ -n "$models" ]; then (cd "$work" && tar -cf "$OUT/${name}_models.tar" $models) && echo "  models: $models"; fi
+      if [ -n "$models" ]; then
+        tarfile="$OUT/${name}_models.tar"
+        rm -f "$tarfile" "$tarfile".part*  # pieces of an earlier, larger tar would be joined to this one
+        (cd "$work" && tar -cf "$tarfile" $models) && echo "  models: $models"
+        if [ -f "$tarfile" ] && [ "$(stat -c %s "$tarfile")" -gt $((15 * 1024 * 1024)) ]; then
+          split -b 15M -d -a 2 "$tarfile" "$tarfile.part" && rm "$tarfile" &&
+            echo "  in $(ls "$tarfile".part* | wc -l) pieces: cat ${name}_models.tar.part* > ${name}_models.tar"
+        fi
+      fi
     done ;;
   mps-start)
     mps=$(mps_control) || {

@@ -15,7 +15,8 @@ refusal copies nothing.
 committed run's record wins, then the first tar's on the command line), and writes both files with the sweep's own
 summary writer (``ramnet.sweep.write_summaries``), exactly as one machine holding every run would have. Those tars
 must share one spec (but for its ``out``); the committed summary's may be older.
-Next: `python benchmarks/mqar_new_runs.py --since HEAD` lists the new runs and
+Kept models that came back beside a tar (NAME_models.tar, or its 15 MiB pieces) are named with the command that
+unpacks them; they are not committed. Next: `python benchmarks/mqar_new_runs.py --since HEAD` lists the new runs and
 `python benchmarks/mqar_tables.py --write docs/RESULTS.md` regenerates the tables.
 """
 from __future__ import annotations
@@ -191,6 +192,27 @@ def write_all(writes: dict[Path, bytes]) -> list[Path]:
     return replaced
 
 
+def models_beside(tar_path: Path) -> list[str]:
+    """How to unpack the models that came back beside ``tar_path`` (``collect`` leaves a sweep's kept models as
+    NAME_models.tar, or in 15 MiB pieces NAME_models.tar.part00, .part01, ... when larger): one line per sweep,
+    or a warning when a piece is missing. Models are not committed, so nothing is copied."""
+    lines, folder = [], tar_path.parent
+    for whole in sorted(folder.glob("*_models.tar")):
+        lines.append(f"models: {whole} (tar -xf {whole} -C DIR)")
+    pieces: dict[str, list[Path]] = {}
+    for piece in sorted(folder.glob("*_models.tar.part*")):
+        pieces.setdefault(piece.name.split(".part")[0], []).append(piece)
+    for name, parts in sorted(pieces.items()):
+        numbers = [p.name.rsplit(".part", 1)[1] for p in parts]
+        if numbers != [f"{i:02d}" for i in range(len(parts))]:
+            lines.append(f"models: WARNING {folder}/{name}.part*: pieces {', '.join(numbers)} are not 00 to "
+                         f"{len(parts) - 1:02d} in order, so the tar is incomplete")
+        else:
+            lines.append(f"models: {folder}/{name} in {len(parts)} pieces "
+                         f"(cat {folder}/{name}.part* | tar -x -C DIR)")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tars", nargs="+", type=Path, metavar="TGZ", help="session.tgz files from `collect`")
@@ -211,7 +233,7 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print("\n".join(notes))
+    print("\n".join(notes + [line for tar_path in args.tars for line in models_beside(tar_path)]))
     if writes and not args.dry_run:
         try:
             write_all(writes)

@@ -293,3 +293,62 @@ def test_each_priority_variable_reaches_its_sweep():
         workers = variable.split("_")[0] + "_PARALLEL"
         line = f'start_sweep "${workers}" benchmarks/mqar/{spec_file} {name} "${variable}"'
         assert line in script, f"{SCRIPT.name} does not start {name} with ${variable}"
+
+
+@pytest.mark.parametrize("model_bytes, pieces", [(1000, None), (20 * 2**20, 2)])
+def test_collect_returns_kept_models_beside_session_tgz_in_pieces_the_tool_brings_back(tmp_path, model_bytes, pieces):
+    """The device tool brings back files of 16 MiB at most, and a 256-wide model is 21 MiB: ``collect`` must leave a
+    larger models tar in pieces of at most 15 MiB that join into it, and the session's collect must put them beside
+    session.tgz, not in it (a session.tgz past 16 MiB would lose the summaries with it)."""
+    import os
+    import subprocess
+    import tarfile
+    import uuid
+    name = f"pytest-models-{uuid.uuid4().hex[:8]}"
+    work, out = Path(f"/tmp/ramnet-sweep-{name}"), tmp_path / "out"
+    out.mkdir()
+    try:
+        model = work / "runs" / "r-lr0.001-s0" / "model"
+        model.mkdir(parents=True)
+        (model / "model.safetensors").write_bytes(os.urandom(model_bytes))
+        (out / f"{name}_models.tar.part05").write_bytes(b"stale")  # an earlier collect's piece: must go
+        done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_sweep_background.sh"), "collect", name],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "OUT": str(out)})
+        assert done.returncode == 0, done
+        whole = out / f"{name}_models.tar"
+        found = sorted(p.name for p in out.iterdir() if "_models.tar" in p.name)
+        if pieces is None:
+            assert found == [whole.name], found
+        else:
+            assert found == [f"{whole.name}.part{i:02d}" for i in range(pieces)], found
+            assert all((out / f).stat().st_size <= 15 * 2**20 for f in found)
+            whole.write_bytes(b"".join((out / f).read_bytes() for f in found))
+        with tarfile.open(whole) as tar:
+            member = tar.extractfile("runs/r-lr0.001-s0/model/model.safetensors").read()
+        assert member == (model / "model.safetensors").read_bytes()
+    finally:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_session_collect_puts_kept_models_beside_session_tgz(tmp_path):
+    """``gpu_session_lm_mqar.sh collect`` copies the sweeps' model tars and pieces into $OUT and leaves them out of
+    session.tgz, which must stay under the 16 MiB that a file of $OUT may be to come back."""
+    import os
+    import subprocess
+    import tarfile
+    session, out = tmp_path / "session", tmp_path / "out"
+    (session / "mqar").mkdir(parents=True)
+    out.mkdir()
+    (session / "session.log").write_text("step log\n")
+    (session / "mqar" / "mqar_profile_models.tar.part00").write_bytes(b"piece")
+    (session / "mqar" / "mqar_probe_models.tar").write_bytes(b"tar")
+    env = {**os.environ, "OUT": str(out), "RAMNET_SESSION_DIR": str(session)}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session_lm_mqar.sh"), "collect"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done
+    assert (out / "mqar_profile_models.tar.part00").read_bytes() == b"piece"
+    assert (out / "mqar_probe_models.tar").read_bytes() == b"tar"
+    with tarfile.open(out / "session.tgz") as tar:
+        names = tar.getnames()
+    assert "./session.log" in names and not [n for n in names if "_models.tar" in n], names

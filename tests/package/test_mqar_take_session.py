@@ -245,3 +245,22 @@ def test_merge_keeps_the_newest_progress_record_of_a_run_still_pending(tmp_path)
     assert done.returncode == 0, done
     merged = json.loads((results / "mqar_seeds_sweep.json").read_text())
     assert merged["unfinished"] == [record(999)] and len(merged["runs"]) == len(whole["runs"]) - 1
+
+
+def test_models_that_came_back_beside_the_tar_are_named_with_how_to_unpack_them(tmp_path):
+    """``collect`` leaves a sweep's kept models beside session.tgz, whole or in 15 MiB pieces; the take names each
+    with the command that unpacks it, and warns when a piece is missing (the tar would be cut short)"""
+    results = _results(tmp_path)
+    call = tmp_path / "call"
+    call.mkdir()
+    session = _tar(call / "session.tgz", {"mqar_sweep.json": _summary("a", "b", "c"), "mqar.json": []})
+    (call / "mqar_probe_models.tar").write_bytes(b"x")
+    for piece in ("00", "01"):
+        (call / f"mqar_profile_models.tar.part{piece}").write_bytes(b"x")
+    (call / "ablations_models.tar.part01").write_bytes(b"x")  # its part00 did not come back
+    done = _take(results, session, dry_run=True)
+    assert done.returncode == 0, done
+    assert f"models: {call}/mqar_probe_models.tar (tar -xf {call}/mqar_probe_models.tar -C DIR)" in done.stdout
+    assert (f"models: {call}/mqar_profile_models.tar in 2 pieces "
+            f"(cat {call}/mqar_profile_models.tar.part* | tar -x -C DIR)") in done.stdout
+    assert f"WARNING {call}/ablations_models.tar.part*: pieces 01 are not 00 to 00 in order" in done.stdout
