@@ -19,7 +19,7 @@
 # paper_arch.yaml is done but for the one run left out on purpose (its two alpha-lr variants ran in session L).
 # probe.yaml is done (session L): it reran three main.yaml runs keeping their models,
 # for the interference probe (benchmarks/mqar_interference.py); `collect` brings such models back as
-# NAME_models.tar (split it in $OUT: the tool brings back 16 MiB a file). Each sweep runs its
+# NAME_models.tar beside session.tgz (in 15 MiB pieces when larger: the tool brings back 16 MiB a file). Each sweep runs its
 # pending runs in the order of its
 # priority patterns below (override with SEEDS_ONLY, MAIN_ONLY, ABL_ONLY, ARCH_ONLY, PROFILE_ONLY; the empty
 # string runs the spec's own order). `--mps` first tries CUDA MPS
@@ -50,7 +50,8 @@ bg=benchmarks/gpu_sweep_background.sh
 #   call 3: RAMNET_SESSION_DIR=/tmp/ramnet-session3 SEEDS_PARALLEL=0 MAIN_PARALLEL=0 PROFILE_PARALLEL=1 \
 #           PROFILE_ONLY='ramnet-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   (the profile at a run's end adds an fp32 pass, which may autotune fla's kernels anew for fp32: hence the
-#   margin of call 2; the result is written before the profile, so a cut profile costs only itself)
+#   margin of call 2; the result is written before the profile, so a cut profile costs only itself; call 3's
+#   run keeps its model, 21 MiB, which comes back beside session.tgz as mqar_profile_models.tar.part00 and .part01)
 #   call 4: RAMNET_SESSION_DIR=/tmp/ramnet-session4 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-lr0.001-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   call 5: RAMNET_SESSION_DIR=/tmp/ramnet-session5 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
