@@ -30,7 +30,7 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AF (which, as AE, was lent no GPU): main.yaml's 8-head K=8 row at 88,064, lr 5e-4 (added in
+# Pending after session AG (which, as AE and AF, was lent no GPU): main.yaml's 8-head K=8 row at 88,064, lr 5e-4 (added in
 # session AE), profile.yaml's two reruns (added in session AF: where the 66k band's errors at 256 pairs sit, for
 # DeltaNet and RAM-Net), main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (added in session AD; K=32 at 5e-4 had
 # 488 errors at 256 pairs against K=16's 144, and lr 1e-3 doubled K=16's, so it comes after the profiles), then
@@ -57,6 +57,8 @@ bg=benchmarks/gpu_sweep_background.sh
 #   call 5: RAMNET_SESSION_DIR=/tmp/ramnet-session5 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
 #           SEEDS_ONLY='*-lr0.0005-s2' RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415; ... collect
 # (deltanet-66k's seeds took 188-189 s two side by side; fla's bf16 kernels are tuned from gpu_cache, see below.)
+# A session's 1,800 s of device time holds three such calls, not five (session AC's three took 1,601 s with the
+# idle time between them): calls 4 and 5 fall to the session after, unless call 2 ends early and leaves time.
 # (`start` refuses a SECONDS below RUN_SECONDS + 60 + about 20 s of set-up unless MIN_SWEEP_SECONDS is lowered.)
 # (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
 # Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them
