@@ -10,7 +10,7 @@ written before it, and this probe takes each pair's weight in it. For each check
 prints, at the write offset where the head gives the own pair the largest lead (the short conv lets a head bind a
 pair up to kernel - 2 tokens after its value): the read's weight on the own pair, on the heaviest other pair, the
 share of queries whose own pair is the heaviest, and the row's whole weight, each for the right and the wrong
-answers. Then, per checkpoint and setting, the head whose own pair is most often the heaviest. The MQAR sequences
+answers, and the share of the wrong answers that are the value of the other pair the head weighs most. Then, per checkpoint and setting, the head whose own pair is most often the heaviest. The MQAR sequences
 are the generator's at --seed (default 123, as the interference probe's), not the training data's. On this CPU a
 256-pair sequence of the 256-wide 8-head model takes several seconds.
 """
@@ -99,12 +99,14 @@ def main(argv=None) -> int:
                                  "seq_len": length, "layer": layer, "head": head, "write_offset": offset,
                                  "accuracy": entry["right"] / (entry["right"] + entry["wrong"]), **entry})
     print("| checkpoint | setting | layer.head | offset | accuracy (wrong) | own: right / wrong | "
-          "heaviest other: right / wrong | own heaviest: right / wrong | whole row: right / wrong |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "heaviest other: right / wrong | own heaviest: right / wrong | whole row: right / wrong | "
+          "wrong answers: the heaviest other's value |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['checkpoint']} | {r['pairs']},{r['seq_len']} | {r['layer'] + 1}.{r['head']} | "
               f"{r['write_offset']} | {r['accuracy']:.4f} ({r['wrong']}) | {_pair(r, 'own')} | "
-              f"{_pair(r, 'max_other')} | {_pair(r, 'own_top', 3)} | {_pair(r, 'total', 3)} |")
+              f"{_pair(r, 'max_other')} | {_pair(r, 'own_top', 3)} | {_pair(r, 'total', 3)} | "
+              f"{_fmt(r['took_other_wrong'], 3)} |")
     print("\nThe head whose own pair is most often the heaviest, per checkpoint and setting:\n")
     groups: dict = {}
     for r in rows:
@@ -114,7 +116,9 @@ def main(argv=None) -> int:
         top["binding"] = True
         print(f"- {top['checkpoint']} at {top['pairs']},{top['seq_len']}: head {top['layer'] + 1}.{top['head']} "
               f"(offset {top['write_offset']}); own pair heaviest for {_fmt(top['own_top_right'], 3)} of the right "
-              f"answers and {_fmt(top['own_top_wrong'], 3)} of the {top['wrong']} wrong ones")
+              f"answers and {_fmt(top['own_top_wrong'], 3)} of the {top['wrong']} wrong ones; of the wrong answers "
+              f"{_fmt(top['took_other_wrong'], 3)} are the value of the pair this head weighs most, and "
+              f"{_fmt(top['other_value_wrong'], 3)} some other pair's value")
     if args.out:
         clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
         args.out.write_text(json.dumps({"seed": args.seed, "num_examples": args.num_examples, "rows": clean},

@@ -113,8 +113,10 @@ def pair_read_mass(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: to
     Returns ``{offset: [layer][head] dicts}``, each with ``right`` and ``wrong`` (how many queries the model
     answers right and wrong) and, per group, the means ``own_<group>`` (the read's weight on the own pair's
     write), ``max_other_<group>`` (on the heaviest other pair's), ``total_<group>`` (the whole row, at most 1) and
-    ``own_top_<group>`` (the share of queries whose own pair weighs most; ties count as not). NaN for an empty
-    group. ``progress`` shows a bar over the sequences (a 256-pair sequence of a 256-wide model takes seconds)."""
+    ``own_top_<group>`` (the share of queries whose own pair weighs most; ties count as not), ``took_other_<group>``
+    (the share whose answer is the heaviest other pair's value: the read took the wrong pair) and
+    ``other_value_<group>`` (the share whose answer is some other pair's value, whatever the head). NaN for an
+    empty group. ``progress`` shows a bar over the sequences (a 256-pair sequence of a 256-wide model takes seconds)."""
     _check(model, input_ids, "pair_read_mass")
     if not isinstance(labels, torch.Tensor) or labels.shape != input_ids.shape:
         raise ValueError(f"labels must match input_ids [B, T] = {tuple(input_ids.shape)}")
@@ -135,7 +137,7 @@ def pair_read_mass(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: to
         raise ValueError("labels hold no query (every label is -100)")
     device = next(model.parameters()).device
     with eval_mode(model), torch.no_grad():
-        correct = model(input_ids.to(device)).argmax(-1).cpu() == labels
+        answers = model(input_ids.to(device)).argmax(-1).cpu()
     c = model.config
     sums: dict = {}
     with tqdm(total=len(bindings), desc="read weights", disable=not progress) as bar:
@@ -143,12 +145,13 @@ def pair_read_mass(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: to
             layers = layer_addresses(model, input_ids[first:first + CHUNK])
             for row in range(first, min(first + CHUNK, len(bindings))):
                 queries, bound = bindings[row]
+                values = input_ids[row, 1:2 * num_kv_pairs:2].cpu()
                 for layer, addresses in enumerate(layers if queries else []):
                     # at the queries' reads alone: [Q, H, T]
                     weights = dense_read_weights(*(t[row - first] for t in addresses), c.num_slots, c.gamma, c.eps,
                                                  queries)
                     for offset in offsets:
-                        mass = read_mass(weights, bound, correct[row, queries], num_kv_pairs, offset)
+                        mass = read_mass(weights, bound, answers[row, queries], values, offset)
                         for head, entry in enumerate(mass):
                             total = sums.setdefault((offset, layer, head), {})
                             for key, value in entry.items():
@@ -162,21 +165,24 @@ def pair_read_mass(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: to
     return result
 
 
-def read_mass(weights: torch.Tensor, bound: list[int], correct: torch.Tensor, num_kv_pairs: int,
-              offset: int) -> list[dict]:
-    """For one sequence's read weights at its Q queries ``[Q, H, T]``: per head, the sums over its right and wrong
-    queries of the own pair's weight, the heaviest other pair's, the row's total, the count of queries whose own
-    pair weighs most, and the counts (``bound[i]`` is query ``i``'s value position ``2 * pair + 1``; ``correct``
-    bool ``[Q]``)."""
+def read_mass(weights: torch.Tensor, bound: list[int], answers: torch.Tensor, values: torch.Tensor, offset: int
+              ) -> list[dict]:
+    """For one sequence's read weights at its Q queries ``[Q, H, T]``: per head, sums over its right and wrong
+    queries (see :func:`pair_read_mass`) and their counts. ``bound[i]`` is query ``i``'s value position
+    ``2 * pair + 1``, ``answers`` the model's tokens at the queries ``[Q]``, ``values`` the pairs' value tokens
+    ``[P]`` (a query is right when its answer is its own pair's value)."""
     queries = torch.arange(len(bound))
-    writes = torch.arange(num_kv_pairs) * 2 + 1 + offset                       # [P] each pair's write position
+    writes = torch.arange(len(values)) * 2 + 1 + offset                        # [P] each pair's write position
     mass = weights[:, :, writes]                                               # [Q, H, P]
     own_pair = torch.tensor(bound) // 2
     own = mass[queries, :, own_pair]                                           # [Q, H]
     others = mass.clone()
     others[queries, :, own_pair] = float("-inf")
-    max_other = others.max(-1).values                                          # [Q, H]
+    max_other, heaviest_other = others.max(-1)                                 # [Q, H]
     total = weights.sum(-1)                                                    # [Q, H]
+    correct = answers == values[own_pair]
+    took_other = answers.unsqueeze(-1) == values[heaviest_other]               # [Q, H]
+    other_value = (answers.unsqueeze(-1) == values).any(-1) & ~correct         # [Q]
     entries = []
     for head in range(weights.shape[1]):
         entry = {}
@@ -186,6 +192,8 @@ def read_mass(weights: torch.Tensor, bound: list[int], correct: torch.Tensor, nu
             entry[f"max_other_{group}"] = float(max_other[mask, head].sum())
             entry[f"total_{group}"] = float(total[mask, head].sum())
             entry[f"own_top_{group}"] = float((own[mask, head] > max_other[mask, head]).sum())
+            entry[f"took_other_{group}"] = float(took_other[mask, head].sum())
+            entry[f"other_value_{group}"] = float(other_value[mask].sum())
         entries.append(entry)
     return entries
 
@@ -195,7 +203,7 @@ def _means(sums: dict) -> dict:
     for group in GROUPS:
         n = int(sums.get(group, 0))
         out[group] = n
-        for key in ("own", "max_other", "total", "own_top"):
+        for key in ("own", "max_other", "total", "own_top", "took_other", "other_value"):
             out[f"{key}_{group}"] = sums[f"{key}_{group}"] / n if n else float("nan")
     return out
 

@@ -48,24 +48,30 @@ def test_read_weights_times_the_values_are_the_memory_output(preset, overrides):
 
 
 def test_read_mass_on_planted_weights():
-    """Three pairs (values at 1, 3, 5), queries at 8 (pair 0) and 9 (pair 2), two heads, offset 0 and 1."""
+    """Three pairs (values at 1, 3, 5: tokens 10, 11, 12), queries at 8 (pair 0, answered right) and 9 (pair 2,
+    answered 11, pair 1's value), two heads, offsets 0 and 1."""
     T, H = 10, 2
     weights = torch.zeros(T, H, T)
     weights[8, 0, [1, 3, 5]] = torch.tensor([0.5, 0.2, 0.1])   # query 8, head 0: own pair heaviest
     weights[8, 0, 7] = 0.1                                     # a filler token: in the total only
-    weights[9, 0, [1, 3, 5]] = torch.tensor([0.3, 0.3, 0.2])   # query 9, head 0: own pair (2) lighter
+    weights[9, 0, [1, 3, 5]] = torch.tensor([0.25, 0.35, 0.2])  # query 9, head 0: pair 1 heaviest, and answered
     weights[8, 1, [2, 4]] = torch.tensor([0.4, 0.4])           # head 1 at offset 1: own pair 0 ties pair 1
-    correct = torch.tensor([True, False])
-    head0, head1 = read_mass(weights[[8, 9]], [1, 5], correct, 3, 0)
+    weights[9, 1, 1] = 0.5                                     # query 9, head 1: pair 0 heaviest, not answered
+    answers, values = torch.tensor([10, 11]), torch.tensor([10, 11, 12])
+    head0, head1 = read_mass(weights[[8, 9]], [1, 5], answers, values, 0)
     assert (head0["right"], head0["wrong"]) == (1, 1)
     assert head0["own_right"] == pytest.approx(0.5) and head0["max_other_right"] == pytest.approx(0.2)
     assert head0["total_right"] == pytest.approx(0.9) and head0["own_top_right"] == 1
-    assert head0["own_wrong"] == pytest.approx(0.2) and head0["max_other_wrong"] == pytest.approx(0.3)
-    assert head0["own_top_wrong"] == 0
+    assert head0["own_wrong"] == pytest.approx(0.2) and head0["max_other_wrong"] == pytest.approx(0.35)
+    assert head0["own_top_wrong"] == 0 and head0["took_other_wrong"] == 1 and head0["took_other_right"] == 0
+    assert head1["took_other_wrong"] == 0
+    assert head0["other_value_wrong"] == head1["other_value_wrong"] == 1 and head0["other_value_right"] == 0
     assert head1["own_right"] == 0 and head1["total_right"] == pytest.approx(0.8)
-    shifted = read_mass(weights[[8, 9]], [1, 5], correct, 3, 1)[1]
+    shifted = read_mass(weights[[8, 9]], [1, 5], answers, values, 1)[1]
     assert shifted["own_right"] == pytest.approx(0.4) and shifted["max_other_right"] == pytest.approx(0.4)
     assert shifted["own_top_right"] == 0  # a tie is not a win
+    garbage = read_mass(weights[[8, 9]], [1, 5], torch.tensor([10, 99]), values, 0)[0]
+    assert garbage["other_value_wrong"] == 0 and garbage["took_other_wrong"] == 0
 
 
 def test_pair_read_mass_groups_follow_the_models_answers_and_average_the_counts():
