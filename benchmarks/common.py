@@ -135,6 +135,30 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def load_probe_checkpoints(parser: argparse.ArgumentParser, paths: list[str], settings: list[tuple[int, int]]
+                           ) -> list[tuple[str, "torch.nn.Module"]]:
+    """``[(path, model)]`` of the RAM-Net checkpoints a probe of MQAR pairs is given, each checked with every
+    setting (at least 2 pairs, sizes the generator accepts for its vocabulary) before the first (slow) measurement;
+    a bad one exits with one line (status 2)."""
+    from ramnet.checkpoint import load_checkpoint
+    from ramnet.data.mqar import MQARSetting
+    checkpoints = []
+    for path in paths:
+        try:
+            model = load_checkpoint(path)
+        except (FileNotFoundError, ValueError) as error:
+            parser.exit(2, f"{path}: {error}\n")
+        for pairs, length in settings:
+            try:
+                if pairs < 2:
+                    raise ValueError(f"the probe needs at least 2 pairs, got {pairs}")
+                MQARSetting(vocab_size=model.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
+            except ValueError as error:
+                parser.exit(2, f"--settings {pairs},{length} for {path}: {error}\n")
+        checkpoints.append((path, model))
+    return checkpoints
+
+
 def setting_pair(text: str) -> tuple[int, int]:
     """argparse type of an MQAR setting: ``"64,256"`` -> ``(64, 256)`` (pairs, sequence length)."""
     try:

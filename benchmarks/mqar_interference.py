@@ -30,9 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import setting_pair  # noqa: E402
+from common import load_probe_checkpoints, setting_pair  # noqa: E402
 from ramnet.analysis import pair_interference_by_offset  # noqa: E402
-from ramnet.checkpoint import load_checkpoint  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 from ramnet.model import RamNetForCausalLM  # noqa: E402
 
@@ -107,20 +106,7 @@ def main(argv=None) -> int:
     print("| checkpoint | trained | setting | layer.head | offset | accuracy | write shared / chance | "
           "other hits: right / wrong | own hits: right / wrong |")
     print("|---|---|---|---|---|---|---|---|---|")
-    checkpoints = []
-    for path in args.checkpoints:  # every checkpoint and setting checked before the first measurement
-        try:
-            trained = load_checkpoint(path)
-        except (FileNotFoundError, ValueError) as error:
-            parser.exit(2, f"{path}: {error}\n")
-        for pairs, length in args.settings:
-            try:
-                if pairs < 2:
-                    raise ValueError(f"the probe needs at least 2 pairs, got {pairs}")
-                MQARSetting(vocab_size=trained.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
-            except ValueError as error:
-                parser.exit(2, f"--settings {pairs},{length} for {path}: {error}\n")
-        checkpoints.append((path, trained))
+    checkpoints = load_probe_checkpoints(parser, args.checkpoints, args.settings)
     for path, trained in checkpoints:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)

@@ -25,9 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import setting_pair  # noqa: E402
+from common import load_probe_checkpoints, setting_pair  # noqa: E402
 from ramnet.analysis_reads import pair_read_mass  # noqa: E402
-from ramnet.checkpoint import load_checkpoint  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 
 GROUPS = ("right", "wrong")
@@ -67,20 +66,7 @@ def main(argv=None) -> int:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     if args.out and not args.out.parent.is_dir():
         parser.error(f"--out: the folder {args.out.parent} does not exist")
-    checkpoints = []
-    for path in args.checkpoints:  # every checkpoint and setting checked before the first (slow) measurement
-        try:
-            model = load_checkpoint(path)
-        except (FileNotFoundError, ValueError) as error:
-            parser.exit(2, f"{path}: {error}\n")
-        for pairs, length in args.settings:
-            try:
-                if pairs < 2:
-                    raise ValueError(f"the probe needs at least 2 pairs, got {pairs}")
-                MQARSetting(vocab_size=model.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
-            except ValueError as error:
-                parser.exit(2, f"--settings {pairs},{length} for {path}: {error}\n")
-        checkpoints.append((path, model))
+    checkpoints = load_probe_checkpoints(parser, args.checkpoints, args.settings)
     rows = []
     for path, model in checkpoints:
         name = Path(path).parent.name if Path(path).name == "model" else Path(path).name

@@ -40,9 +40,16 @@ def _slot_sets(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[dict]:
             for layer in _batch_slot_sets(model, input_ids[:1])]
 
 
-@torch.no_grad()
 def _batch_slot_sets(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[dict]:
     """:func:`_slot_sets` for every sequence: ``write`` and ``read`` int64 ``[B, T, H, K]``."""
+    return [{"write": write_idx, "read": read_idx, "cape": block.mixer.cape.tolist()}
+            for (write_idx, _, read_idx, _), block in zip(layer_addresses(model, input_ids), model.blocks)]
+
+
+@torch.no_grad()
+def layer_addresses(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Per layer, ``(write_idx, write_w, read_idx, read_w)`` ``[B, T, H, K]`` on the CPU, as the memory sees them:
+    CAPE-shifted, and the write weights scaled by the write gate. One pass of the model's blocks."""
     c = model.config
     device = next(model.parameters()).device
     ids = input_ids.to(device)
@@ -52,13 +59,16 @@ def _batch_slot_sets(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[
         x = model.embed(ids)
         for block in model.blocks:
             mixer = block.mixer
-            q, k, _, _ = mixer._qkv(block.mixer_norm(x))
+            normed = block.mixer_norm(x)
+            q, k, _, _ = mixer._qkv(normed)
             cape = mixer.cape if mixer.any_cape else None
-            per_direction = {}
-            for name, t in (("write", k), ("read", q)):
-                idx, _ = address(t, num_factors=c.num_factors, top_k=c.top_k, tau=c.tau)
-                per_direction[name] = cape_shift(idx, positions, cape, c.num_slots).cpu()
-            layers.append({**per_direction, "cape": mixer.cape.tolist()})
+            (write_idx, write_w), (read_idx, read_w) = (address(t, num_factors=c.num_factors, top_k=c.top_k,
+                                                                tau=c.tau) for t in (k, q))
+            gate = mixer._gate(normed)
+            if gate is not None:
+                write_w = write_w * gate.unsqueeze(-1).to(write_w.dtype)
+            layers.append(tuple(t.cpu() for t in (cape_shift(write_idx, positions, cape, c.num_slots), write_w,
+                                                  cape_shift(read_idx, positions, cape, c.num_slots), read_w)))
             x, _ = block(x)
     return layers
 

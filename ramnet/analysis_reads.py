@@ -23,10 +23,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ramnet.ops import address
-from ramnet.ops.common import cape_shift
 
-from .analysis import _check
+from .analysis import _check, layer_addresses
 from .data.mqar import query_bindings
 from .model import RamNetForCausalLM
 from .modes import eval_mode
@@ -46,33 +44,6 @@ def read_weights(model: RamNetForCausalLM, input_ids: torch.Tensor, rows=None) -
     return [torch.stack([dense_read_weights(*(t[b] for t in addresses), c.num_slots, c.gamma, c.eps, rows)
                          for b in range(input_ids.shape[0])])
             for addresses in layer_addresses(model, input_ids)]
-
-
-@torch.no_grad()
-def layer_addresses(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-    """Per layer, ``(write_idx, write_w, read_idx, read_w)`` ``[B, T, H, K]`` on the CPU, as the memory sees them:
-    CAPE-shifted, and the write weights scaled by the write gate. One pass of the model's blocks."""
-    c = model.config
-    device = next(model.parameters()).device
-    ids = input_ids.to(device)
-    positions = torch.arange(ids.shape[1], device=device).view(1, -1).expand(ids.shape[0], -1)
-    layers = []
-    with eval_mode(model):
-        x = model.embed(ids)
-        for block in model.blocks:
-            mixer = block.mixer
-            normed = block.mixer_norm(x)
-            q, k, _, _ = mixer._qkv(normed)
-            cape = mixer.cape if mixer.any_cape else None
-            (write_idx, write_w), (read_idx, read_w) = (address(t, num_factors=c.num_factors, top_k=c.top_k,
-                                                                tau=c.tau) for t in (k, q))
-            gate = mixer._gate(normed)
-            if gate is not None:
-                write_w = write_w * gate.unsqueeze(-1).to(write_w.dtype)
-            layers.append(tuple(t.cpu() for t in (cape_shift(write_idx, positions, cape, c.num_slots), write_w,
-                                                  cape_shift(read_idx, positions, cape, c.num_slots), read_w)))
-            x, _ = block(x)
-    return layers
 
 
 def dense_read_weights(write_idx: torch.Tensor, write_w: torch.Tensor, read_idx: torch.Tensor, read_w: torch.Tensor,
