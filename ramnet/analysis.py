@@ -144,16 +144,14 @@ def pair_interference(model: RamNetForCausalLM, input_ids: torch.Tensor, labels:
     return pair_interference_by_offset(model, input_ids, labels, num_kv_pairs, [write_offset])[write_offset]
 
 
-@torch.no_grad()
-def pair_interference_by_offset(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: torch.Tensor,
-                                num_kv_pairs: int, write_offsets) -> dict[int, list[list[dict]]]:
-    """:func:`pair_interference` at each of ``write_offsets`` from one pass of the model (the pass costs more
-    than the counting): ``{offset: [layer][head] dicts}``."""
-    _check(model, input_ids, "pair_interference")
+def check_pair_probe(model, input_ids, labels, num_kv_pairs, write_offsets, caller: str) -> list[int]:
+    """The checks of a probe of MQAR pairs (:func:`pair_interference_by_offset`,
+    :func:`ramnet.analysis_reads.pair_read_mass`); returns the write offsets as a list."""
+    _check(model, input_ids, caller)
     if not isinstance(labels, torch.Tensor) or labels.shape != input_ids.shape:
         raise ValueError(f"labels must match input_ids [B, T] = {tuple(input_ids.shape)}")
     if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or num_kv_pairs < 2:
-        raise ValueError(f"num_kv_pairs must be an int >= 2 (interference needs another pair), got {num_kv_pairs!r}")
+        raise ValueError(f"num_kv_pairs must be an int >= 2 (the probe needs another pair), got {num_kv_pairs!r}")
     last = input_ids.shape[1] - 2 * num_kv_pairs  # the last pair's value sits at 2 * num_kv_pairs - 1
     if last < 0:
         raise ValueError(f"num_kv_pairs={num_kv_pairs} pairs do not fit in seq_len={input_ids.shape[1]}")
@@ -165,6 +163,15 @@ def pair_interference_by_offset(model: RamNetForCausalLM, input_ids: torch.Tenso
     if not offsets or not all(not isinstance(o, bool) and isinstance(o, int) and 0 <= o <= last for o in offsets):
         raise ValueError(f"write_offset must be an int in [0, {last}] (seq_len - 2 * num_kv_pairs), got "
                          f"{offsets[0] if len(offsets) == 1 else offsets!r}")
+    return offsets
+
+
+@torch.no_grad()
+def pair_interference_by_offset(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: torch.Tensor,
+                                num_kv_pairs: int, write_offsets) -> dict[int, list[list[dict]]]:
+    """:func:`pair_interference` at each of ``write_offsets`` from one pass of the model (the pass costs more
+    than the counting): ``{offset: [layer][head] dicts}``."""
+    offsets = check_pair_probe(model, input_ids, labels, num_kv_pairs, write_offsets, "pair_interference")
     device = next(model.parameters()).device
     labels = labels.cpu()
     with eval_mode(model):

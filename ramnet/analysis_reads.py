@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 
-from .analysis import _check, layer_addresses
+from .analysis import _check, check_pair_probe, layer_addresses
 from .data.mqar import query_bindings
 from .model import RamNetForCausalLM
 from .modes import eval_mode
@@ -88,24 +88,9 @@ def pair_read_mass(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: to
     (the share whose answer is the heaviest other pair's value: the read took the wrong pair) and
     ``other_value_<group>`` (the share whose answer is some other pair's value, whatever the head). NaN for an
     empty group. ``progress`` shows a bar over the sequences (a 256-pair sequence of a 256-wide model takes seconds)."""
-    _check(model, input_ids, "pair_read_mass")
-    if not isinstance(labels, torch.Tensor) or labels.shape != input_ids.shape:
-        raise ValueError(f"labels must match input_ids [B, T] = {tuple(input_ids.shape)}")
-    if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or num_kv_pairs < 2:
-        raise ValueError(f"num_kv_pairs must be an int >= 2 (a heaviest other pair needs one), got {num_kv_pairs!r}")
-    last = input_ids.shape[1] - 2 * num_kv_pairs
-    if last < 0:
-        raise ValueError(f"num_kv_pairs={num_kv_pairs} pairs do not fit in seq_len={input_ids.shape[1]}")
-    if isinstance(write_offsets, (int, str, bytes)) or not hasattr(write_offsets, "__iter__"):
-        raise ValueError(f"write_offsets must be a list of ints, got {write_offsets!r}")
-    offsets = list(write_offsets)
-    if not offsets or not all(not isinstance(o, bool) and isinstance(o, int) and 0 <= o <= last for o in offsets):
-        raise ValueError(f"write_offsets must be ints in [0, {last}] (seq_len - 2 * num_kv_pairs), got "
-                         f"{write_offsets!r}")
+    offsets = check_pair_probe(model, input_ids, labels, num_kv_pairs, write_offsets, "pair_read_mass")
     labels = labels.cpu()
     bindings = [query_bindings(input_ids[row].cpu(), labels[row], num_kv_pairs) for row in range(len(labels))]
-    if not any(queries for queries, _ in bindings):
-        raise ValueError("labels hold no query (every label is -100)")
     device = next(model.parameters()).device
     with eval_mode(model), torch.no_grad():
         answers = model(input_ids.to(device)).argmax(-1).cpu()

@@ -120,7 +120,7 @@ def test_pair_read_mass_refuses_bad_input():
     with pytest.raises(ValueError, match="not an MQAR sequence with 5 pairs"):
         pair_read_mass(model, ids, labels, 5, [0])
     for bad in ([-1], [25], [1.0], [True], []):
-        with pytest.raises(ValueError, match=r"write_offsets must be ints in \[0, 24\]"):
+        with pytest.raises(ValueError, match=r"write_offset must be an int in \[0, 24\]"):
             pair_read_mass(model, ids, labels, 4, bad)
     with pytest.raises(ValueError, match="write_offsets must be a list of ints, got 3"):
         pair_read_mass(model, ids, labels, 4, 3)
