@@ -1,0 +1,22 @@
+"""Shared by the tests of the MQAR probe scripts (benchmarks/mqar_interference.py, benchmarks/mqar_read_mass.py):
+a small untrained checkpoint, and running a script as a user would."""
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ramnet import RamNetConfig, RamNetForCausalLM
+from ramnet.checkpoint import write_model
+
+
+def run_script(script: Path, *args):
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+
+
+def small_checkpoint(tmp_path: Path, **overrides) -> Path:
+    """An ``mqar-tiny`` model (seed 1) written as ``tmp_path/run/model``."""
+    torch.manual_seed(1)
+    model = RamNetForCausalLM(RamNetConfig.from_name("mqar-tiny", max_seq_len=32, **overrides))
+    write_model(model, tmp_path / "run" / "model")
+    return tmp_path / "run" / "model"
