@@ -135,6 +135,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_probe_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The shared arguments of the MQAR probe scripts: ``--num-examples`` >= 1 and an ``--out`` file (not a
+    folder) in a folder that exists; a bad one exits with one line (status 2)."""
+    if args.num_examples < 1:
+        parser.error(f"--num-examples must be >= 1, got {args.num_examples}")
+    if args.out and not args.out.parent.is_dir():
+        parser.error(f"--out: the folder {args.out.parent} does not exist")
+    if args.out and args.out.is_dir():
+        parser.error(f"--out: {args.out} is a folder; give a file name")
+
+
 def load_probe_checkpoints(parser: argparse.ArgumentParser, paths: list[str], settings: list[tuple[int, int]]
                            ) -> list[tuple[str, "torch.nn.Module"]]:
     """``[(path, model)]`` of the RAM-Net checkpoints a probe of MQAR pairs is given, each checked with every

@@ -51,7 +51,8 @@ bg=benchmarks/gpu_sweep_background.sh
 #           PROFILE_ONLY='ramnet-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   (the profile at a run's end adds an fp32 pass, which may autotune fla's kernels anew for fp32: hence the
 #   margin of call 2; the result is written before the profile, so a cut profile costs only itself; call 3's
-#   run keeps its model, 21 MiB, which comes back beside session.tgz as mqar_profile_models.tar.part00 and .part01)
+#   run keeps its model, 21 MiB, which comes back beside session.tgz as mqar_profile_models.tar.part00-of-02 and
+#   .part01-of-02; a later call on the same warm machine brings it back again, since the sweep's folder stays)
 #   call 4: RAMNET_SESSION_DIR=/tmp/ramnet-session4 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-lr0.001-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   call 5: RAMNET_SESSION_DIR=/tmp/ramnet-session5 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \

@@ -127,15 +127,23 @@ PY
       if [ -f "/tmp/sweep-$name.log" ]; then cp "/tmp/sweep-$name.log" "$OUT/${name}_sweep.log"; fi
       # models kept by save_model entries, one tar per sweep (for ramnet plot --slots and the interference probe
       # here). The device tool brings back files of 16 MiB at most, and one fp32 256-wide model is 21 MiB, so a
-      # larger tar is left in pieces of 15 MiB, NAME_models.tar.part00, .part01, ... (here: cat them in order)
+      # larger tar is left in pieces of 15 MiB, NAME_models.tar.part00-of-NN, ... (here: cat them in order)
       models=$(cd "$work" && ls -d runs/*/model 2>/dev/null)
       if [ -n "$models" ]; then
         tarfile="$OUT/${name}_models.tar"
         rm -f "$tarfile" "$tarfile".part*  # pieces of an earlier, larger tar would be joined to this one
         (cd "$work" && tar -cf "$tarfile" $models) && echo "  models: $models"
         if [ -f "$tarfile" ] && [ "$(stat -c %s "$tarfile")" -gt $((15 * 1024 * 1024)) ]; then
-          split -b 15M -d -a 2 "$tarfile" "$tarfile.part" && rm "$tarfile" &&
-            echo "  in $(ls "$tarfile".part* | wc -l) pieces: cat ${name}_models.tar.part* > ${name}_models.tar"
+          # each piece's name carries the count (NAME_models.tar.part00-of-02), so a piece that did not come
+          # back shows; a failed split leaves the whole tar and no pieces
+          if split -b 15M -d -a 2 "$tarfile" "$tarfile.part"; then
+            count=$(ls "$tarfile".part* | wc -l)
+            for piece in "$tarfile".part*; do mv "$piece" "$piece-of-$(printf %02d "$count")"; done
+            rm "$tarfile"
+            echo "  in $count pieces: cat ${name}_models.tar.part* > ${name}_models.tar"
+          else
+            rm -f "$tarfile".part*
+          fi
         fi
       fi
     done ;;

@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import load_probe_checkpoints, setting_pair  # noqa: E402
+from common import check_probe_args, load_probe_checkpoints, setting_pair  # noqa: E402
 from ramnet.analysis import pair_interference_by_offset  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 from ramnet.model import RamNetForCausalLM  # noqa: E402
@@ -98,10 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num-examples", type=int, default=64, help="sequences per setting (default 64)")
     parser.add_argument("--out", type=Path, help="write every figure here as JSON")
     args = parser.parse_args(argv)
-    if args.num_examples < 1:
-        parser.error(f"--num-examples must be >= 1, got {args.num_examples}")
-    if args.out and not args.out.parent.is_dir():
-        parser.error(f"--out: the folder {args.out.parent} does not exist")
+    check_probe_args(parser, args)
     rows = []
     print("| checkpoint | trained | setting | layer.head | offset | accuracy | write shared / chance | "
           "other hits: right / wrong | own hits: right / wrong |")

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import load_probe_checkpoints, setting_pair  # noqa: E402
+from common import check_probe_args, load_probe_checkpoints, setting_pair  # noqa: E402
 from ramnet.analysis_reads import pair_read_mass  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 
@@ -61,12 +61,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=123, help="the MQAR generator's seed (default 123)")
     parser.add_argument("--out", type=Path, help="write every figure here as JSON")
     args = parser.parse_args(argv)
-    if args.num_examples < 1:
-        parser.error(f"--num-examples must be >= 1, got {args.num_examples}")
+    check_probe_args(parser, args)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
-    if args.out and not args.out.parent.is_dir():
-        parser.error(f"--out: the folder {args.out.parent} does not exist")
     checkpoints = load_probe_checkpoints(parser, args.checkpoints, args.settings)
     rows = []
     for path, model in checkpoints:

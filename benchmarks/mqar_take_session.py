@@ -15,7 +15,7 @@ refusal copies nothing.
 committed run's record wins, then the first tar's on the command line), and writes both files with the sweep's own
 summary writer (``ramnet.sweep.write_summaries``), exactly as one machine holding every run would have. Those tars
 must share one spec (but for its ``out``); the committed summary's may be older.
-Kept models that came back beside a tar (NAME_models.tar, or its 15 MiB pieces) are named with the command that
+Kept models that came back beside a tar (NAME_models.tar, or its 15 MiB pieces .partNN-of-MM) are named with the command that
 unpacks them; they are not committed. Next: `python benchmarks/mqar_new_runs.py --since HEAD` lists the new runs and
 `python benchmarks/mqar_tables.py --write docs/RESULTS.md` regenerates the tables.
 """
@@ -194,21 +194,23 @@ def write_all(writes: dict[Path, bytes]) -> list[Path]:
 
 def models_beside(tar_path: Path) -> list[str]:
     """How to unpack the models that came back beside ``tar_path`` (``collect`` leaves a sweep's kept models as
-    NAME_models.tar, or in 15 MiB pieces NAME_models.tar.part00, .part01, ... when larger): one line per sweep,
-    or a warning when a piece is missing. Models are not committed, so nothing is copied."""
+    NAME_models.tar, or in 15 MiB pieces NAME_models.tar.part00-of-NN, ... when larger): one line per sweep, or
+    a warning when a piece is missing. Models are not committed, so nothing is copied."""
     lines, folder = [], tar_path.parent
     for whole in sorted(folder.glob("*_models.tar")):
         lines.append(f"models: {whole} (tar -xf {whole} -C DIR)")
-    pieces: dict[str, list[Path]] = {}
+    pieces: dict[str, list[str]] = {}
     for piece in sorted(folder.glob("*_models.tar.part*")):
-        pieces.setdefault(piece.name.split(".part")[0], []).append(piece)
-    for name, parts in sorted(pieces.items()):
-        numbers = [p.name.rsplit(".part", 1)[1] for p in parts]
-        if numbers != [f"{i:02d}" for i in range(len(parts))]:
-            lines.append(f"models: WARNING {folder}/{name}.part*: pieces {', '.join(numbers)} are not 00 to "
-                         f"{len(parts) - 1:02d} in order, so the tar is incomplete")
+        name, _, suffix = piece.name.rpartition(".part")
+        pieces.setdefault(name, []).append(suffix)
+    for name, suffixes in sorted(pieces.items()):
+        count = suffixes[0].rpartition("-of-")[2]
+        expected = [f"{i:02d}-of-{count}" for i in range(int(count))] if count.isdigit() else None
+        if suffixes != expected:
+            lines.append(f"models: WARNING {folder}/{name}.part*: pieces {', '.join(suffixes)} came back, not "
+                         f"all of part00 to the count each name gives, so the tar is incomplete")
         else:
-            lines.append(f"models: {folder}/{name} in {len(parts)} pieces "
+            lines.append(f"models: {folder}/{name} in {len(suffixes)} pieces "
                          f"(cat {folder}/{name}.part* | tar -x -C DIR)")
     return lines
 
@@ -233,7 +235,10 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print("\n".join(notes + [line for tar_path in args.tars for line in models_beside(tar_path)]))
+    folders = {}  # one listing per folder, however many of its tars are given
+    for tar_path in args.tars:
+        folders.setdefault(tar_path.resolve().parent, tar_path)
+    print("\n".join(notes + [line for tar_path in folders.values() for line in models_beside(tar_path)]))
     if writes and not args.dry_run:
         try:
             write_all(writes)

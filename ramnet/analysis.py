@@ -163,6 +163,8 @@ def check_pair_probe(model, input_ids, labels, num_kv_pairs, write_offsets, call
     if not offsets or not all(not isinstance(o, bool) and isinstance(o, int) and 0 <= o <= last for o in offsets):
         raise ValueError(f"write_offset must be an int in [0, {last}] (seq_len - 2 * num_kv_pairs), got "
                          f"{offsets[0] if len(offsets) == 1 else offsets!r}")
+    if len(set(offsets)) != len(offsets):  # a repeated offset would count its queries twice
+        raise ValueError(f"write_offsets must be distinct, got {offsets!r}")
     return offsets
 
 

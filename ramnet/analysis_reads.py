@@ -38,7 +38,8 @@ def read_weights(model: RamNetForCausalLM, input_ids: torch.Tensor, rows=None) -
     (positions, the same for every sequence; None: all ``T``): ``A[b, i, h, s]`` is the weight of the value at
     ``s`` (after the short conv) in head ``h``'s read at ``rows[i]``, so the memory's output there is
     ``sum_s A[b, i, h, s] v[b, s, h]``. Zero for ``s > rows[i]``. Built from the layer's addresses (no initial
-    state), one head at a time: ``R * K * T`` doubles a head (1024 x 16 x 1024 is 128 MiB)."""
+    state), one head at a time: a few ``R * K * T`` float64 temporaries a head (1024 x 16 x 1024 is 128 MiB
+    each), and the result holds ``B * R * H * T`` float64 a layer (4 GiB at 64 x 1024 x 8 x 1024)."""
     _check(model, input_ids, "read_weights")
     c = model.config
     return [torch.stack([dense_read_weights(*(t[b] for t in addresses), c.num_slots, c.gamma, c.eps, rows)
@@ -58,9 +59,11 @@ def dense_read_weights(write_idx: torch.Tensor, write_w: torch.Tensor, read_idx:
     in the ``k``-th slot read at ``t``. The decay products come from cumulative sums of ``log a`` (``a`` floored at
     1e-300: a slot written with weight exactly 1 keeps 1e-300 of its past, not 0)."""
     T, H, _ = write_idx.shape
+    if rows is not None:
+        rows = _check_rows(rows, T)
     W = torch.zeros(T, H, num_slots, dtype=torch.float64).scatter_(2, write_idx, write_w.double())
     log_decay = ((1.0 - W) ** gamma).clamp_min(1e-300).log().cumsum(0)           # [T, H, M]: sum over u <= t
-    rows = torch.arange(T) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+    rows = torch.arange(T) if rows is None else rows
     causal = torch.arange(T).unsqueeze(0) <= rows.unsqueeze(1)                    # [R, T]: s <= t
     heads = []
     for h in range(H):
@@ -92,13 +95,14 @@ def pair_read_mass(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: to
     labels = labels.cpu()
     bindings = [query_bindings(input_ids[row].cpu(), labels[row], num_kv_pairs) for row in range(len(labels))]
     device = next(model.parameters()).device
-    with eval_mode(model), torch.no_grad():
-        answers = model(input_ids.to(device)).argmax(-1).cpu()
     c = model.config
     sums: dict = {}
     with tqdm(total=len(bindings), desc="read weights", disable=not progress) as bar:
         for first in range(0, len(bindings), CHUNK):  # the blocks run on a chunk at once
-            layers = layer_addresses(model, input_ids[first:first + CHUNK])
+            chunk = input_ids[first:first + CHUNK]
+            layers = layer_addresses(model, chunk)
+            with eval_mode(model), torch.no_grad():  # per chunk: one 256-wide model's pass holds ~290 MiB a sequence
+                answers = model(chunk.to(device)).argmax(-1).cpu()
             for row in range(first, min(first + CHUNK, len(bindings))):
                 queries, bound = bindings[row]
                 values = input_ids[row, 1:2 * num_kv_pairs:2].cpu()
@@ -107,7 +111,8 @@ def pair_read_mass(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: to
                     weights = dense_read_weights(*(t[row - first] for t in addresses), c.num_slots, c.gamma, c.eps,
                                                  queries)
                     for offset in offsets:
-                        mass = read_mass(weights, bound, answers[row, queries], values, offset)
+                        mass = read_mass(weights, bound, answers[row - first, queries], labels[row, queries], values,
+                                         offset)
                         for head, entry in enumerate(mass):
                             total = sums.setdefault((offset, layer, head), {})
                             for key, value in entry.items():
@@ -121,12 +126,13 @@ def pair_read_mass(model: RamNetForCausalLM, input_ids: torch.Tensor, labels: to
     return result
 
 
-def read_mass(weights: torch.Tensor, bound: list[int], answers: torch.Tensor, values: torch.Tensor, offset: int
-              ) -> list[dict]:
+def read_mass(weights: torch.Tensor, bound: list[int], answers: torch.Tensor, labels: torch.Tensor,
+              values: torch.Tensor, offset: int) -> list[dict]:
     """For one sequence's read weights at its Q queries ``[Q, H, T]``: per head, sums over its right and wrong
     queries (see :func:`pair_read_mass`) and their counts. ``bound[i]`` is query ``i``'s value position
-    ``2 * pair + 1``, ``answers`` the model's tokens at the queries ``[Q]``, ``values`` the pairs' value tokens
-    ``[P]`` (a query is right when its answer is its own pair's value)."""
+    ``2 * pair + 1``; ``answers`` and ``labels`` the model's and the data's tokens at the queries ``[Q]``
+    (right where they agree); ``values`` the pairs' value tokens ``[P]``. A read "took" the heaviest other pair
+    only where that pair is the one heaviest and has some weight (a tie, or no weight at all, names no pair)."""
     queries = torch.arange(len(bound))
     writes = torch.arange(len(values)) * 2 + 1 + offset                        # [P] each pair's write position
     mass = weights[:, :, writes]                                               # [Q, H, P]
@@ -135,9 +141,10 @@ def read_mass(weights: torch.Tensor, bound: list[int], answers: torch.Tensor, va
     others = mass.clone()
     others[queries, :, own_pair] = float("-inf")
     max_other, heaviest_other = others.max(-1)                                 # [Q, H]
+    named = (max_other > 0) & ((others == max_other.unsqueeze(-1)).sum(-1) == 1)  # one heaviest, with weight
     total = weights.sum(-1)                                                    # [Q, H]
-    correct = answers == values[own_pair]
-    took_other = answers.unsqueeze(-1) == values[heaviest_other]               # [Q, H]
+    correct = answers == labels
+    took_other = (answers.unsqueeze(-1) == values[heaviest_other]) & named     # [Q, H]
     other_value = (answers.unsqueeze(-1) == values).any(-1) & ~correct         # [Q]
     entries = []
     for head in range(weights.shape[1]):
@@ -152,6 +159,19 @@ def read_mass(weights: torch.Tensor, bound: list[int], answers: torch.Tensor, va
             entry[f"other_value_{group}"] = float(other_value[mask].sum())
         entries.append(entry)
     return entries
+
+
+def _check_rows(rows, T: int) -> torch.Tensor:
+    """``rows`` as int64 positions, each a whole number in ``[0, T)``; a ValueError naming the range otherwise."""
+    values = rows.tolist() if isinstance(rows, torch.Tensor) else rows
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"rows must be a list of positions in [0, {T}), got {rows!r}") from None
+    if not values or not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < T for r in values):
+        raise ValueError(f"rows must be a non-empty list of int positions in [0, {T}) (the sequence length), "
+                         f"got {rows!r}")
+    return torch.tensor(values, dtype=torch.long)
 
 
 def _means(sums: dict) -> dict:

@@ -40,7 +40,7 @@ def test_read_weights_times_the_values_are_the_memory_output(preset, overrides):
             q, k, v, _ = mixer._qkv(normed)
             o, _ = ram_attention(q, k, v, write_gate=mixer._gate(normed), **mixer._op_kwargs())
             assert A.shape == (3, 32, model.config.n_heads, 32)
-            torch.testing.assert_close(torch.einsum("bths,bshd->bthd", A.double(), v), o, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(torch.einsum("bths,bshd->bthd", A.double(), v), o, rtol=1e-10, atol=1e-12)
             later = torch.ones(32, 32, dtype=torch.bool).triu(1)  # [t, s]: s after t
             assert (A.permute(0, 2, 1, 3)[:, :, later] == 0).all()
             assert A.sum(-1).max() <= 1 + 1e-6 and A.min() >= 0
@@ -58,7 +58,8 @@ def test_read_mass_on_planted_weights():
     weights[8, 1, [2, 4]] = torch.tensor([0.4, 0.4])           # head 1 at offset 1: own pair 0 ties pair 1
     weights[9, 1, 1] = 0.5                                     # query 9, head 1: pair 0 heaviest, not answered
     answers, values = torch.tensor([10, 11]), torch.tensor([10, 11, 12])
-    head0, head1 = read_mass(weights[[8, 9]], [1, 5], answers, values, 0)
+    labels = torch.tensor([10, 12])
+    head0, head1 = read_mass(weights[[8, 9]], [1, 5], answers, labels, values, 0)
     assert (head0["right"], head0["wrong"]) == (1, 1)
     assert head0["own_right"] == pytest.approx(0.5) and head0["max_other_right"] == pytest.approx(0.2)
     assert head0["total_right"] == pytest.approx(0.9) and head0["own_top_right"] == 1
@@ -67,21 +68,34 @@ def test_read_mass_on_planted_weights():
     assert head1["took_other_wrong"] == 0
     assert head0["other_value_wrong"] == head1["other_value_wrong"] == 1 and head0["other_value_right"] == 0
     assert head1["own_right"] == 0 and head1["total_right"] == pytest.approx(0.8)
-    shifted = read_mass(weights[[8, 9]], [1, 5], answers, values, 1)[1]
+    shifted = read_mass(weights[[8, 9]], [1, 5], answers, labels, values, 1)[1]
     assert shifted["own_right"] == pytest.approx(0.4) and shifted["max_other_right"] == pytest.approx(0.4)
     assert shifted["own_top_right"] == 0  # a tie is not a win
-    garbage = read_mass(weights[[8, 9]], [1, 5], torch.tensor([10, 99]), values, 0)[0]
+    garbage = read_mass(weights[[8, 9]], [1, 5], torch.tensor([10, 99]), labels, values, 0)[0]
     assert garbage["other_value_wrong"] == 0 and garbage["took_other_wrong"] == 0
+    # no weight on any other pair, or two pairs tied heaviest: no pair was taken, whatever the answer
+    nothing = read_mass(torch.zeros(2, 2, T), [1, 5], torch.tensor([10, 10]), labels, values, 0)[0]
+    assert nothing["took_other_wrong"] == 0 and nothing["other_value_wrong"] == 1
+    tied = torch.zeros(2, 1, T)
+    tied[1, 0, [1, 3]] = 0.3
+    assert read_mass(tied, [1, 5], torch.tensor([10, 10]), labels, values, 0)[0]["took_other_wrong"] == 0
+    tied[1, 0, 1] = 0.31  # pair 0 alone heaviest, and answered
+    assert read_mass(tied, [1, 5], torch.tensor([10, 10]), labels, values, 0)[0]["took_other_wrong"] == 1
 
 
-def test_pair_read_mass_groups_follow_the_models_answers_and_average_the_counts():
+def test_pair_read_mass_recounted_by_hand():
+    """Every figure recounted query by query from the read weights: every other query answered right, the rest
+    with the next pair's value (so ``took_other`` and ``other_value`` are exercised), at two offsets."""
     model = _model()
     ids, labels = _mqar_batch(model)
     weights = read_weights(model, ids)
-    queries = (labels != -100).nonzero()
     answers = torch.zeros_like(labels)
-    keep = queries[::2]  # every other query answered right
-    answers[keep[:, 0], keep[:, 1]] = labels[keep[:, 0], keep[:, 1]]
+    found = []
+    for row in range(ids.shape[0]):
+        for i, (q, b) in enumerate(zip(*query_bindings(ids[row], labels[row], 4))):
+            next_value = ids[row, (b + 2) % 8]  # the next pair's value: pairs' values sit at 1, 3, 5, 7
+            answers[row, q] = labels[row, q] if i % 2 == 0 else next_value
+            found.append((row, q, b))
     V = model.config.vocab_size
     model.forward = lambda input_ids, *args, **kwargs: torch.nn.functional.one_hot(answers, V).float()
     result = pair_read_mass(model, ids, labels, 4, [0, 2])
@@ -89,16 +103,26 @@ def test_pair_read_mass_groups_follow_the_models_answers_and_average_the_counts(
     for offset in (0, 2):
         for layer in range(2):
             for head in range(model.config.n_heads):
+                groups = {"right": [], "wrong": []}
+                for row, q, b in found:
+                    w = weights[layer][row, q, head]
+                    pair_weights = [float(w[2 * p + 1 + offset]) for p in range(4)]
+                    own = pair_weights[b // 2]
+                    others = {p: x for p, x in enumerate(pair_weights) if p != b // 2}
+                    heaviest = max(others.values())
+                    tops = [p for p, x in others.items() if x == heaviest]
+                    values = [int(ids[row, 2 * p + 1]) for p in range(4)]
+                    answer = int(answers[row, q])
+                    right = answer == int(labels[row, q])
+                    took = len(tops) == 1 and heaviest > 0 and answer == values[tops[0]]
+                    groups["right" if right else "wrong"].append(
+                        (own, heaviest, float(w.sum()), own > heaviest, took, answer in values and not right))
                 e = result[offset][layer][head]
-                assert (e["right"], e["wrong"]) == (len(keep), len(queries) - len(keep))
-                own = {"right": [], "wrong": []}
-                for row in range(ids.shape[0]):
-                    for q, b in zip(*query_bindings(ids[row], labels[row], 4)):
-                        group = "right" if answers[row, q] == labels[row, q] else "wrong"
-                        own[group].append(float(weights[layer][row, q, head, b + offset]))
-                for group, found in own.items():
-                    assert e[f"own_{group}"] == pytest.approx(sum(found) / len(found))
-                    assert 0 <= e[f"own_top_{group}"] <= 1 and e[f"total_{group}"] <= 1 + 1e-6
+                assert (e["right"], e["wrong"]) == (len(groups["right"]), len(groups["wrong"])) == (6, 6)
+                for group, rows in groups.items():
+                    for i, key in enumerate(("own", "max_other", "total", "own_top", "took_other", "other_value")):
+                        assert e[f"{key}_{group}"] == pytest.approx(sum(r[i] for r in rows) / len(rows)), (group, key)
+                assert e["other_value_wrong"] == 1 and e["other_value_right"] == 0
 
 
 def test_an_empty_group_is_nan():
@@ -128,5 +152,10 @@ def test_pair_read_mass_refuses_bad_input():
         pair_read_mass(model, ids, torch.full_like(labels, -100), 4, [0])
     with pytest.raises(ValueError, match="do not fit in seq_len=4"):
         pair_read_mass(model, ids[:, :4], labels[:, :4], 3, [0])
+    with pytest.raises(ValueError, match="write_offsets must be distinct"):
+        pair_read_mass(model, ids, labels, 4, [0, 0])
+    for bad in ([-1], [32], [2.7], [True], [], 3):
+        with pytest.raises(ValueError, match=r"rows must be a .*\[0, 32\)"):
+            read_weights(model, ids, rows=bad)
     with pytest.raises(TypeError, match="needs a RamNetForCausalLM"):
         read_weights(torch.nn.Linear(2, 2), ids)

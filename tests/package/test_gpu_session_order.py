@@ -320,7 +320,7 @@ def test_collect_returns_kept_models_beside_session_tgz_in_pieces_the_tool_bring
         if pieces is None:
             assert found == [whole.name], found
         else:
-            assert found == [f"{whole.name}.part{i:02d}" for i in range(pieces)], found
+            assert found == [f"{whole.name}.part{i:02d}-of-{pieces:02d}" for i in range(pieces)], found
             assert all((out / f).stat().st_size <= 15 * 2**20 for f in found)
             whole.write_bytes(b"".join((out / f).read_bytes() for f in found))
         with tarfile.open(whole) as tar:
@@ -341,13 +341,13 @@ def test_the_session_collect_puts_kept_models_beside_session_tgz(tmp_path):
     (session / "mqar").mkdir(parents=True)
     out.mkdir()
     (session / "session.log").write_text("step log\n")
-    (session / "mqar" / "mqar_profile_models.tar.part00").write_bytes(b"piece")
+    (session / "mqar" / "mqar_profile_models.tar.part00-of-01").write_bytes(b"piece")
     (session / "mqar" / "mqar_probe_models.tar").write_bytes(b"tar")
     env = {**os.environ, "OUT": str(out), "RAMNET_SESSION_DIR": str(session)}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session_lm_mqar.sh"), "collect"],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done
-    assert (out / "mqar_profile_models.tar.part00").read_bytes() == b"piece"
+    assert (out / "mqar_profile_models.tar.part00-of-01").read_bytes() == b"piece"
     assert (out / "mqar_probe_models.tar").read_bytes() == b"tar"
     with tarfile.open(out / "session.tgz") as tar:
         names = tar.getnames()

@@ -256,11 +256,14 @@ def test_models_that_came_back_beside_the_tar_are_named_with_how_to_unpack_them(
     session = _tar(call / "session.tgz", {"mqar_sweep.json": _summary("a", "b", "c"), "mqar.json": []})
     (call / "mqar_probe_models.tar").write_bytes(b"x")
     for piece in ("00", "01"):
-        (call / f"mqar_profile_models.tar.part{piece}").write_bytes(b"x")
-    (call / "ablations_models.tar.part01").write_bytes(b"x")  # its part00 did not come back
+        (call / f"mqar_profile_models.tar.part{piece}-of-02").write_bytes(b"x")
+    (call / "ablations_models.tar.part01-of-02").write_bytes(b"x")  # its part00 did not come back
+    (call / "mqar_seeds_models.tar.part00-of-02").write_bytes(b"x")  # nor its last piece
     done = _take(results, session, dry_run=True)
     assert done.returncode == 0, done
     assert f"models: {call}/mqar_probe_models.tar (tar -xf {call}/mqar_probe_models.tar -C DIR)" in done.stdout
     assert (f"models: {call}/mqar_profile_models.tar in 2 pieces "
             f"(cat {call}/mqar_profile_models.tar.part* | tar -x -C DIR)") in done.stdout
-    assert f"WARNING {call}/ablations_models.tar.part*: pieces 01 are not 00 to 00 in order" in done.stdout
+    assert f"WARNING {call}/ablations_models.tar.part*: pieces 01-of-02 came back" in done.stdout
+    assert f"WARNING {call}/mqar_seeds_models.tar.part*: pieces 00-of-02 came back" in done.stdout
+    assert done.stdout.count("models: ") == 4

@@ -33,3 +33,5 @@ def test_bad_arguments_get_one_line(script, tmp_path):
     assert done.returncode == 2 and "missing" in done.stderr and "Traceback" not in done.stderr
     done = run_script(script, str(small_checkpoint(tmp_path)), "--out", str(tmp_path / "no" / "such" / "probe.json"))
     assert done.returncode == 2 and "--out: the folder" in done.stderr and "Traceback" not in done.stderr
+    done = run_script(script, str(small_checkpoint(tmp_path)), "--out", str(tmp_path))
+    assert done.returncode == 2 and "is a folder" in done.stderr and "Traceback" not in done.stderr
