@@ -184,4 +184,4 @@ def _means(sums: dict) -> dict:
     return out
 
 
-__all__ = ["read_weights", "pair_read_mass", "read_mass"]
+__all__ = ["read_weights", "pair_read_mass"]  # dense_read_weights and read_mass are their unchecked parts
