@@ -30,7 +30,7 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AH (which, as AE to AG, made no GPU run): main.yaml's 8-head K=8 row at 88,064, lr 5e-4 (added in
+# Pending after session AI (which, as AE to AH, made no GPU run): main.yaml's 8-head K=8 row at 88,064, lr 5e-4 (added in
 # session AE), profile.yaml's two reruns (added in session AF: where the 66k band's errors at 256 pairs sit, for
 # DeltaNet and RAM-Net), main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (added in session AD; K=32 at 5e-4 had
 # 488 errors at 256 pairs against K=16's 144, and lr 1e-3 doubled K=16's, so it comes after the profiles), then
