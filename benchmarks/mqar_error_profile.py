@@ -73,7 +73,7 @@ def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
         return None
     profile = run.get("final_profile") or {}
     counts = profile.get("settings", {}).get(setting, {})
-    fp32 = profile.get("fp32_accuracies", {}).get(setting)
+    fp32 = (profile.get("fp32_accuracies") or {}).get(setting)  # None: trained in fp32, or refused it
     inputs, labels = evaluation_data(spec, run["seed"], setting)
     if counts:
         errors = f"{counts['errors']:,} of {counts['queries']:,}"

@@ -127,6 +127,24 @@ def test_final_profile_scores_a_bf16_model_in_fp32_too_and_leaves_its_mode():
     assert "fp32_accuracies" not in final_profile(model, data, "fp32")
 
 
+def test_a_model_that_refuses_fp32_keeps_its_profile(monkeypatch):
+    """fla's chunked DeltaNet asserts bf16 inputs: the fp32 score is then missing, with why, and the rest stays."""
+    import ramnet.mqar_errors as mqar_errors
+
+    def bf16_only(model, x, y, precision):
+        if precision == "fp32":
+            raise AssertionError("ChunkDeltaRuleFunction does not support float32")
+        return 1.0
+
+    monkeypatch.setattr(mqar_errors, "evaluate", bf16_only)
+    torch.manual_seed(0)
+    model, _, _ = build_model({"model": "ramnet", "preset": "tiny"}, vocab_size=VOCAB, max_seq_len=32)
+    data = ProtocolData.make(protocol_settings([(2, 16)], VOCAB), num_train=2, num_eval=3, seed=0)
+    out = final_profile(model, data, "bf16")
+    assert out["settings"]["N2-T16"]["queries"] == 3 * 2 and out["fp32_accuracies"] is None
+    assert out["fp32_error"] == "AssertionError: ChunkDeltaRuleFunction does not support float32"
+
+
 @pytest.mark.parametrize("index, num_eval, seed, name", [(-1, 4, 0, "index"), (0, 0, 0, "num_eval"),
                                                          (0, 4, 1.5, "seed"), (True, 4, 0, "index")])
 def test_eval_set_names_a_bad_argument(index, num_eval, seed, name):
