@@ -1,0 +1,84 @@
+"""How open a gated RAM-Net model's write gate is at each kind of MQAR token.
+
+With ``write_gate`` each token's write is scaled per head by ``sigmoid(x W_g + offset)`` (``ramnet.layers``). In
+the protocol's largest settings the query phase is full: every other token is a query key and every token after
+one is random. A token after a query can bind, through the short conv, the queried key to a random value, and that
+write lands in slots that other pairs share. DeltaNet's delta rule replaces what a key held; RAM-Net's
+moving-average write adds to every pair in those slots. So the gate's value at those positions says how much
+the query phase crowds the memory that later queries read.
+"""
+from __future__ import annotations
+
+import torch
+
+from .data.mqar import IGNORE_INDEX
+from .model import RamNetForCausalLM
+from .modes import eval_mode
+
+ROLES = ("key", "value", "query", "after_query")
+
+
+@torch.no_grad()
+def write_gates(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer, the write gate ``[B, T, H]`` (fp32, on the CPU) of ``input_ids [B, T]``, from one pass of the
+    model's blocks in eval mode (the model's mode is restored). Raises ValueError for a model without
+    ``write_gate``."""
+    if not isinstance(model, RamNetForCausalLM):
+        raise TypeError(f"write_gates needs a RamNetForCausalLM, got {type(model).__name__}")
+    if not model.config.write_gate:
+        raise ValueError("write_gates needs a model with config.write_gate = True; this one has no write gate")
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] < 1 or \
+            input_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError("input_ids must be an int64 tensor [B, T] with T >= 1")
+    device = next(model.parameters()).device
+    gates = []
+    with eval_mode(model):
+        x = model.embed(input_ids.to(device))
+        for block in model.blocks:
+            gates.append(block.mixer._gate(block.mixer_norm(x)).float().cpu())
+            x, _ = block(x)
+    return gates
+
+
+def token_roles(inputs: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int) -> dict[str, torch.Tensor]:
+    """Bool masks ``[B, T]`` of each MQAR token's role in ``inputs, labels [B, T]`` (``multiquery_ar``'s layout):
+    ``key`` and ``value`` (the pairs, positions ``2i`` and ``2i + 1``), ``query`` (a labelled position) and
+    ``after_query`` (the token right after a query). Other positions of the query phase are in none."""
+    if inputs.dim() != 2 or inputs.shape != labels.shape:
+        raise ValueError(f"inputs and labels must both be [B, T]; got {tuple(inputs.shape)} and "
+                         f"{tuple(labels.shape)}")
+    length = inputs.shape[1]
+    if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or not 1 <= num_kv_pairs <= length // 2:
+        raise ValueError(f"num_kv_pairs must be an int in [1, T/2={length // 2}], got {num_kv_pairs!r}")
+    position = torch.arange(length).expand_as(inputs)
+    pairs = position < 2 * num_kv_pairs
+    query = labels != IGNORE_INDEX
+    if bool((query & pairs).any()):
+        raise ValueError(f"not MQAR sequences of {num_kv_pairs} pairs: a labelled position lies among the pairs")
+    after_query = torch.zeros_like(query)
+    after_query[:, 1:] = query[:, :-1]
+    return {"key": pairs & (position % 2 == 0), "value": pairs & (position % 2 == 1), "query": query,
+            "after_query": after_query}
+
+
+def gate_by_role(model: RamNetForCausalLM, inputs: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int,
+                 batch_size: int = 16) -> list[list[dict[str, float]]]:
+    """``[layer][head] -> {role: mean gate}`` over the tokens of each role (``token_roles``), and
+    ``"after_query_late"``: the mean over the tokens after the last quarter of each sequence's queries."""
+    roles = token_roles(inputs, labels, num_kv_pairs)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    query_rank = roles["query"].long().cumsum(1) - 1  # each query's order in its sequence
+    per_row = roles["query"].sum(1, keepdim=True)
+    late_query = roles["query"] & (query_rank * 4 >= 3 * per_row)
+    roles["after_query_late"] = torch.zeros_like(late_query)
+    roles["after_query_late"][:, 1:] = late_query[:, :-1]
+    sums = None
+    for i in range(0, len(inputs), batch_size):
+        gates = write_gates(model, inputs[i:i + batch_size])
+        part = [{role: (g * mask[i:i + batch_size].unsqueeze(-1)).sum((0, 1)) for role, mask in roles.items()}
+                for g in gates]
+        sums = part if sums is None else [{r: s[r] + p[r] for r in s} for s, p in zip(sums, part)]
+    counts = {role: int(mask.sum()) for role, mask in roles.items()}
+    return [[{role: (layer[role][h] / counts[role]).item() if counts[role] else float("nan") for role in layer}
+             for h in range(model.config.n_heads)] for layer in sums]

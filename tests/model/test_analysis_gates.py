@@ -1,0 +1,88 @@
+"""``ramnet.analysis_gates``: the write gate per MQAR token role, checked against the gate that scales the
+memory's write weights (``ramnet.analysis.layer_addresses``) and against hand-made role layouts."""
+import pytest
+import torch
+
+from ramnet import RamNetConfig, RamNetForCausalLM
+from ramnet.analysis import layer_addresses
+from ramnet.analysis_gates import gate_by_role, token_roles, write_gates
+from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, multiquery_ar
+
+PAIRS, LENGTH = 4, 32
+
+
+def _model(**overrides):
+    torch.manual_seed(3)
+    config = {"write_gate": True, "max_seq_len": LENGTH, **overrides}
+    return RamNetForCausalLM(RamNetConfig.from_name("mqar-tiny", **config))
+
+
+def _data(n=3):
+    return multiquery_ar(MQARSetting(vocab_size=128, seq_len=LENGTH, num_kv_pairs=PAIRS), n, seed=0)
+
+
+def test_the_gates_scale_the_write_weights_and_match_the_models_own_pass(monkeypatch):
+    model = _model()
+    model.train()
+    x, _ = _data()
+    gates = write_gates(model, x)
+    assert model.training and len(gates) == 2 and gates[0].shape == (3, LENGTH, 2)
+    # the gate each mixer computes from its normed input in an ordinary forward pass
+    seen = []
+    hooks = [block.mixer_norm.register_forward_hook(lambda mod, inp, out, mixer=block.mixer:
+                                                    seen.append(mixer._gate(out).float()))
+             for block in model.blocks]
+    with torch.no_grad():
+        model.eval()
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    for g, own in zip(gates, seen):
+        torch.testing.assert_close(g, own)
+    # the first layer's input does not depend on the gate: there the gated write weights are the plain ones times it
+    gated = layer_addresses(model, x)[0][1]
+    monkeypatch.setattr(type(model.blocks[0].mixer), "_gate", lambda self, x: None)
+    torch.testing.assert_close(gated, layer_addresses(model, x)[0][1] * gates[0].unsqueeze(-1))
+    assert not torch.allclose(gates[0], gates[1])  # each layer its own
+
+
+def test_roles_follow_the_mqar_layout():
+    x, y = _data(2)
+    roles = token_roles(x, y, PAIRS)
+    assert [int(roles[r][0, :8].sum()) for r in ("key", "value")] == [PAIRS, PAIRS]
+    assert roles["key"][0, 0] and roles["value"][0, 1] and not roles["key"][:, 2 * PAIRS:].any()
+    assert torch.equal(roles["query"], y != IGNORE_INDEX) and int(roles["query"].sum()) == 2 * PAIRS
+    assert torch.equal(roles["after_query"][:, 1:], roles["query"][:, :-1]) and not roles["after_query"][:, 0].any()
+    assert not (roles["query"] & roles["after_query"]).any()  # gaps are whole (query, token) pairs
+
+
+def test_gate_by_role_averages_each_role_per_head():
+    model = _model()
+    x, y = _data(3)
+    out = gate_by_role(model, x, y, PAIRS, batch_size=2)  # batches of 2 and 1 add up as one of 3
+    gates, roles = write_gates(model, x), token_roles(x, y, PAIRS)
+    assert len(out) == 2 and len(out[0]) == 2
+    for layer, g in enumerate(gates):
+        for head in range(2):
+            for role in ("key", "value", "query", "after_query"):
+                assert out[layer][head][role] == pytest.approx(g[..., head][roles[role]].mean().item(), rel=1e-5)
+    late = out[0][0]["after_query_late"]
+    assert 0 < late < 1 and late != out[0][0]["after_query"]
+
+
+def test_bad_input_is_named():
+    x, y = _data(2)
+    with pytest.raises(ValueError, match="write_gate"):
+        write_gates(_model(write_gate=False), x)
+    with pytest.raises(TypeError, match="RamNetForCausalLM"):
+        write_gates(torch.nn.Linear(2, 2), x)
+    with pytest.raises(ValueError, match="input_ids"):
+        write_gates(_model(), x.float())
+    with pytest.raises(ValueError, match="num_kv_pairs"):
+        token_roles(x, y, 0)
+    with pytest.raises(ValueError, match=r"\[B, T\]"):
+        token_roles(x[0], y[0], PAIRS)
+    with pytest.raises(ValueError, match="among the pairs"):
+        token_roles(x, y, PAIRS + 4)  # more pairs than the data has: queries fall among them
+    with pytest.raises(ValueError, match="batch_size"):
+        gate_by_role(_model(), x, y, PAIRS, batch_size=0)

@@ -1,0 +1,28 @@
+"""``benchmarks/mqar_gate_profile.py`` prints the write gate per layer, head and token role. Checked on a small
+untrained gated checkpoint; the figures themselves are tested in tests/model/test_analysis_gates.py."""
+import json
+from pathlib import Path
+
+from .probe_cases import run_script, small_checkpoint
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_gate_profile.py"
+
+
+def test_one_row_per_layer_and_head_and_setting(tmp_path):
+    out = tmp_path / "gates.json"
+    done = run_script(SCRIPT, str(small_checkpoint(tmp_path, write_gate=True)), "--settings", "4,32", "8,32",
+                      "--num-examples", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    saved = json.loads(out.read_text())
+    assert saved["seed"] == 123 and saved["num_examples"] == 3
+    rows = saved["rows"]
+    assert len(rows) == 2 * 2 * 2  # 2 settings, 2 layers, 2 heads
+    assert all(0 < r[c] < 1 for r in rows for c in ("key", "value", "query", "after_query", "after_query_late"))
+    assert done.stdout.count("| run | 4,32 |") == 4 and "after query late" in done.stdout
+
+
+def test_an_ungated_checkpoint_is_refused_in_one_line(tmp_path):
+    done = run_script(SCRIPT, str(small_checkpoint(tmp_path)), "--settings", "4,32")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no write gate" in done.stderr
+    done = run_script(SCRIPT, str(small_checkpoint(tmp_path, write_gate=True)), "--num-examples", "0")
+    assert done.returncode == 2 and "--num-examples" in done.stderr
