@@ -9,6 +9,8 @@ the query phase crowds the memory that later queries read.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .data.mqar import IGNORE_INDEX
@@ -82,3 +84,37 @@ def gate_by_role(model: RamNetForCausalLM, inputs: torch.Tensor, labels: torch.T
     counts = {role: int(mask.sum()) for role, mask in roles.items()}
     return [[{role: (layer[role][h] / counts[role]).item() if counts[role] else float("nan") for role in layer}
              for h in range(model.config.n_heads)] for layer in sums]
+
+
+@contextlib.contextmanager
+def writes_closed_from(model: RamNetForCausalLM, start: int, layers=None):
+    """Within the block, the write gate of ``layers`` (indices; default every layer) is 0 at every position
+    ``>= start`` of a full-sequence forward pass: an intervention, so that a query phase writes nothing and what
+    its writes cost later queries can be measured. The model's own gates come back on leaving the block."""
+    if not isinstance(model, RamNetForCausalLM):
+        raise TypeError(f"writes_closed_from needs a RamNetForCausalLM, got {type(model).__name__}")
+    if not model.config.write_gate:
+        raise ValueError("writes_closed_from needs a model with config.write_gate = True; this one has no write gate")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an int >= 0, got {start!r}")
+    chosen = list(range(len(model.blocks))) if layers is None else list(layers)
+    if not chosen or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(model.blocks)
+                         for i in chosen):
+        raise ValueError(f"layers must be indices in [0, {len(model.blocks) - 1}], got {layers!r}")
+
+    def closed(gate_of):
+        def gate(x):
+            g = gate_of(x)
+            if g.dim() != 3:
+                raise RuntimeError("writes_closed_from works on full-sequence passes ([B, T, D]), not decode steps")
+            return g * (torch.arange(g.shape[1], device=g.device) < start).to(g.dtype).view(1, -1, 1)
+        return gate
+
+    mixers = [model.blocks[i].mixer for i in dict.fromkeys(chosen)]
+    try:
+        for mixer in mixers:
+            mixer._gate = closed(mixer._gate)  # an instance attribute shadows the method
+        yield model
+    finally:
+        for mixer in mixers:
+            mixer.__dict__.pop("_gate", None)

@@ -5,7 +5,7 @@ import torch
 
 from ramnet import RamNetConfig, RamNetForCausalLM
 from ramnet.analysis import layer_addresses
-from ramnet.analysis_gates import gate_by_role, token_roles, write_gates
+from ramnet.analysis_gates import gate_by_role, token_roles, write_gates, writes_closed_from
 from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, multiquery_ar
 
 PAIRS, LENGTH = 4, 32
@@ -86,3 +86,39 @@ def test_bad_input_is_named():
         token_roles(x, y, PAIRS + 4)  # more pairs than the data has: queries fall among them
     with pytest.raises(ValueError, match="batch_size"):
         gate_by_role(_model(), x, y, PAIRS, batch_size=0)
+
+
+def test_writes_closed_from_zeroes_the_chosen_layers_gates_from_start_and_gives_them_back():
+    model = _model()
+    x, _ = _data()
+    start = 2 * PAIRS
+    before = write_gates(model, x)
+    with writes_closed_from(model, start, layers=[0]):
+        closed = write_gates(model, x)
+        logits = model(x)
+    assert not closed[0][:, start:].any() and torch.equal(closed[0][:, :start], before[0][:, :start])
+    torch.testing.assert_close(closed[1][:, :start], before[1][:, :start])  # causal: earlier tokens unchanged
+    assert not torch.allclose(closed[1][:, start:], before[1][:, start:])  # later ones see the closed layer
+    plain = model(x)
+    torch.testing.assert_close(logits[:, :start], plain[:, :start])
+    assert not torch.allclose(logits[:, start:], plain[:, start:])
+    assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)
+    for g, b in zip(write_gates(model, x), before):
+        torch.testing.assert_close(g, b)
+
+
+def test_writes_closed_from_gives_the_gates_back_after_an_error_and_checks_its_arguments():
+    model = _model()
+    x, _ = _data()
+    with pytest.raises(KeyError):
+        with writes_closed_from(model, 4):
+            raise KeyError("inside")
+    assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)
+    for bad, match in [({"start": -1}, "start"), ({"start": 1.5}, "start"), ({"start": 0, "layers": [2]}, "layers"),
+                       ({"start": 0, "layers": []}, "layers"), ({"start": 0, "layers": [True]}, "layers")]:
+        with pytest.raises(ValueError, match=match):
+            with writes_closed_from(model, **bad):
+                pass
+    with pytest.raises(ValueError, match="write gate"):
+        with writes_closed_from(_model(write_gate=False), 0):
+            pass

@@ -26,3 +26,20 @@ def test_an_ungated_checkpoint_is_refused_in_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no write gate" in done.stderr
     done = run_script(SCRIPT, str(small_checkpoint(tmp_path, write_gate=True)), "--num-examples", "0")
     assert done.returncode == 2 and "--num-examples" in done.stderr
+
+
+INTERVENTION = Path(__file__).parents[2] / "benchmarks" / "mqar_gate_intervention.py"
+
+
+def test_the_intervention_lists_each_variant_with_its_errors(tmp_path):
+    out = tmp_path / "closed.json"
+    done = run_script(INTERVENTION, str(small_checkpoint(tmp_path, write_gate=True)), "--settings", "4,32",
+                      "--num-examples", "5", "--batch-size", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["as trained", "closed in layer 1", "closed in layer 2",
+                                            "closed in every layer"]
+    assert [r["closed_layers"] for r in rows] == [None, [0], [1], [0, 1]]
+    assert all(r["queries"] == 5 * 4 and sum(r["by_query_quarter"]) == r["errors"] for r in rows)
+    done = run_script(INTERVENTION, str(small_checkpoint(tmp_path)), "--settings", "4,32")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no write gate" in done.stderr
