@@ -30,11 +30,10 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AI (which, as AE to AH, made no GPU run): main.yaml's 8-head K=8 row at 88,064, lr 5e-4 (added in
-# session AE), profile.yaml's two reruns (added in session AF: where the 66k band's errors at 256 pairs sit, for
-# DeltaNet and RAM-Net), main.yaml's 8-head K=32 row at 88,064, lr 1e-3 (added in session AD; K=32 at 5e-4 had
-# 488 errors at 256 pairs against K=16's 144, and lr 1e-3 doubled K=16's, so it comes after the profiles), then
-# seeds.yaml's 8-head K=32 row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict). Alone on the card an 8-head 44,032 K=32 run
+# Pending after session AJ (which ran the K=8 and K=32 rows at 88,064 and profile.yaml's two reruns, on H100s):
+# only seeds.yaml's 8-head K=32 row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict; call 5 below).
+# No new row is queued: K=8 and K=32 at 88,064 both did worse than K=16 at 256 pairs, and the CPU probes of the
+# returned model (docs/MQAR_PROBES.md, session AJ) have not yet pointed at a change to try. Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
 # start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
 # nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
@@ -43,6 +42,7 @@ bg=benchmarks/gpu_sweep_background.sh
 # collect), and a new RAMNET_SESSION_DIR in each call (a warm machine refuses a second `start` in the same folder):
 # a machine left idle past 30 s between two calls goes back with its runs (sessions P, Z and AA among those that
 # lost runs so).
+# (calls 1-4 ran in session AJ; they stay as the commands it used, and only call 5 is left)
 #   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-k8-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=0 MAIN_PARALLEL=0 PROFILE_PARALLEL=1 \
