@@ -71,11 +71,17 @@ def main(argv=None) -> int:
                              "seq_len": length, "variant": label, "closed_layers": layers, **counts})
                 print(f"| {name} | {pairs},{length} | {label} | {counts['errors']:,} of {counts['queries']:,} | "
                       f"{' / '.join(str(c) for c in counts['by_query_quarter'])} |", flush=True)
+                if args.out:  # after every variant: each takes minutes on a CPU, and a stopped run keeps the rest
+                    _write(args.out, {"seed": args.seed, "num_examples": args.num_examples, "rows": rows})
     if args.out:
-        args.out.write_text(json.dumps({"seed": args.seed, "num_examples": args.num_examples, "rows": rows},
-                                       indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
+
+
+def _write(path: Path, data: dict) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(data, indent=1) + "\n")
+    part.replace(path)
 
 
 if __name__ == "__main__":
