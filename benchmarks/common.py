@@ -177,3 +177,38 @@ def setting_pair(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"a setting is NUM_KV_PAIRS,SEQ_LEN (e.g. 64,256), got {text!r}") from None
     return pairs, length
+
+
+def probe_parser(description: str, num_examples: int, checkpoints_help: str = "model checkpoint directories "
+                 "(a sweep's RUN/model)") -> argparse.ArgumentParser:
+    """The arguments the MQAR probe scripts share: checkpoints, ``--settings`` (default 256,1024),
+    ``--num-examples``, ``--seed`` (of the MQAR generator, default 123) and ``--out``; scripts add their own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("checkpoints", nargs="+", help=checkpoints_help)
+    parser.add_argument("--settings", nargs="+", type=setting_pair, default=[(256, 1024)],
+                        help="NUM_KV_PAIRS,SEQ_LEN settings to probe (default: 256,1024)")
+    parser.add_argument("--num-examples", type=int, default=num_examples,
+                        help=f"sequences per setting (default {num_examples})")
+    parser.add_argument("--seed", type=int, default=123, help="the MQAR generator's seed (default 123)")
+    parser.add_argument("--out", type=Path, help="write every figure here as JSON")
+    return parser
+
+
+def parse_probe_args(parser: argparse.ArgumentParser, argv, gated: bool = False):
+    """``(args, [(path, model)])`` from a :func:`probe_parser`: every argument checked and every checkpoint loaded
+    before the first (slow) measurement; with ``gated``, each model must have the write gate. A bad one exits
+    with one line (status 2)."""
+    args = parser.parse_args(argv)
+    check_probe_args(parser, args)
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    checkpoints = load_probe_checkpoints(parser, args.checkpoints, args.settings)
+    for path, model in checkpoints if gated else []:
+        if not model.config.write_gate:
+            parser.exit(2, f"{path}: this model has no write gate (config.write_gate is false)\n")
+    return args, checkpoints
+
+
+def checkpoint_name(path: str) -> str:
+    """A checkpoint's name in the probes' tables: its run's folder for a sweep's ``RUN/model``, else its own."""
+    return Path(path).parent.name if Path(path).name == "model" else Path(path).name

@@ -10,13 +10,12 @@ the queries asked last, are what those writes cost. fp32 on the CPU, one forward
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling module, not a package
-from common import check_probe_args, load_probe_checkpoints, setting_pair  # noqa: E402
+from common import checkpoint_name, parse_probe_args, probe_parser  # noqa: E402
 from ramnet.analysis_gates import writes_closed_from  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 from ramnet.mqar_errors import QUARTERS, query_outcomes  # noqa: E402
@@ -32,29 +31,16 @@ def _errors(model, ids, labels, pairs, batch_size) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", help="gated model checkpoint directories (a sweep's RUN/model)")
-    parser.add_argument("--settings", nargs="+", type=setting_pair, default=[(256, 1024)],
-                        help="NUM_KV_PAIRS,SEQ_LEN settings to probe (default: 256,1024)")
-    parser.add_argument("--num-examples", type=int, default=64, help="sequences per setting (default 64)")
-    parser.add_argument("--seed", type=int, default=123, help="the MQAR generator's seed (default 123)")
+    parser = probe_parser(__doc__.split("\n\n")[0], 64, "gated model checkpoint directories (a sweep's RUN/model)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
-    parser.add_argument("--out", type=Path, help="write every figure here as JSON")
-    args = parser.parse_args(argv)
-    check_probe_args(parser, args)
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
+    args, checkpoints = parse_probe_args(parser, argv, gated=True)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    checkpoints = load_probe_checkpoints(parser, args.checkpoints, args.settings)
-    for path, model in checkpoints:
-        if not model.config.write_gate:
-            parser.exit(2, f"{path}: this model has no write gate (config.write_gate is false)\n")
     rows = []
     print("| checkpoint | setting | query-phase writes | errors of queries | by query quarter (first asked first) |")
     print("|---|---|---|---|---|")
     for path, model in checkpoints:
-        name = Path(path).parent.name if Path(path).name == "model" else Path(path).name
+        name = checkpoint_name(path)
         n_layers = len(model.blocks)
         variants = [("as trained", None)] + [(f"closed in layer {i + 1}", [i]) for i in range(n_layers)]
         variants += [("closed in every layer", list(range(n_layers)))] if n_layers > 1 else []

@@ -10,13 +10,12 @@ sequences of 1,024 tokens of the 66k band's 8-head model on 2 cores.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling module, not a package
-from common import check_probe_args, load_probe_checkpoints, setting_pair  # noqa: E402
+from common import checkpoint_name, parse_probe_args, probe_parser  # noqa: E402
 from ramnet.analysis_gates import gate_by_role  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 
@@ -24,24 +23,11 @@ COLUMNS = ("key", "value", "query", "after_query", "after_query_late")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", help="gated model checkpoint directories (a sweep's RUN/model)")
-    parser.add_argument("--settings", nargs="+", type=setting_pair, default=[(256, 1024)],
-                        help="NUM_KV_PAIRS,SEQ_LEN settings to probe (default: 256,1024)")
-    parser.add_argument("--num-examples", type=int, default=16, help="sequences per setting (default 16)")
-    parser.add_argument("--seed", type=int, default=123, help="the MQAR generator's seed (default 123)")
-    parser.add_argument("--out", type=Path, help="write every figure here as JSON")
-    args = parser.parse_args(argv)
-    check_probe_args(parser, args)
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
-    checkpoints = load_probe_checkpoints(parser, args.checkpoints, args.settings)
-    for path, model in checkpoints:
-        if not model.config.write_gate:
-            parser.exit(2, f"{path}: this model has no write gate (config.write_gate is false)\n")
+    parser = probe_parser(__doc__.split("\n\n")[0], 16, "gated model checkpoint directories (a sweep's RUN/model)")
+    args, checkpoints = parse_probe_args(parser, argv, gated=True)
     rows = []
     for path, model in checkpoints:
-        name = Path(path).parent.name if Path(path).name == "model" else Path(path).name
+        name = checkpoint_name(path)
         for pairs, length in args.settings:
             setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
             ids, labels = multiquery_ar(setting, args.num_examples, seed=args.seed)

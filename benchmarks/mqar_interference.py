@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import check_probe_args, load_probe_checkpoints, setting_pair  # noqa: E402
+from common import check_probe_args, checkpoint_name, load_probe_checkpoints, setting_pair  # noqa: E402
 from ramnet.analysis import pair_interference_by_offset  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 from ramnet.model import RamNetForCausalLM  # noqa: E402
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             untrained = RamNetForCausalLM(trained.config)
-        name = Path(path).parent.name if Path(path).name == "model" else Path(path).name
+        name = checkpoint_name(path)
         for pairs, length in args.settings:
             by_model = {False: measure(untrained, pairs, length, args.num_examples),
                         True: measure(trained, pairs, length, args.num_examples)}

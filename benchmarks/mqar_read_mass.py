@@ -17,7 +17,6 @@ setting, the head whose own pair is most often the heaviest. The MQAR sequences 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import check_probe_args, load_probe_checkpoints, setting_pair  # noqa: E402
+from common import checkpoint_name, parse_probe_args, probe_parser  # noqa: E402
 from ramnet.analysis_reads import pair_read_mass  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 
@@ -53,21 +52,10 @@ def _pair(entry: dict, key: str, digits: int = 4) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", help="model checkpoint directories (a sweep's RUN/model)")
-    parser.add_argument("--settings", nargs="+", type=setting_pair, default=[(256, 1024)],
-                        help="NUM_KV_PAIRS,SEQ_LEN settings to probe (default: 256,1024)")
-    parser.add_argument("--num-examples", type=int, default=64, help="sequences per setting (default 64)")
-    parser.add_argument("--seed", type=int, default=123, help="the MQAR generator's seed (default 123)")
-    parser.add_argument("--out", type=Path, help="write every figure here as JSON")
-    args = parser.parse_args(argv)
-    check_probe_args(parser, args)
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
-    checkpoints = load_probe_checkpoints(parser, args.checkpoints, args.settings)
+    args, checkpoints = parse_probe_args(probe_parser(__doc__.split("\n\n")[0], 64), argv)
     rows = []
     for path, model in checkpoints:
-        name = Path(path).parent.name if Path(path).name == "model" else Path(path).name
+        name = checkpoint_name(path)
         c = model.config
         for pairs, length in args.settings:
             setting = MQARSetting(vocab_size=c.vocab_size, seq_len=length, num_kv_pairs=pairs)
