@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -212,3 +213,12 @@ def parse_probe_args(parser: argparse.ArgumentParser, argv, gated: bool = False)
 def checkpoint_name(path: str) -> str:
     """A checkpoint's name in the probes' tables: its run's folder for a sweep's ``RUN/model``, else its own."""
     return Path(path).parent.name if Path(path).name == "model" else Path(path).name
+
+
+def write_probe_json(args: argparse.Namespace, rows: list[dict]) -> None:
+    """A probe's ``--out`` file: ``{"seed", "num_examples", "rows"}`` with NaN as null, written whole (through a
+    ``.part`` file), so that a probe may call it after every row of a long run."""
+    clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+    part = args.out.with_name(args.out.name + ".part")
+    part.write_text(json.dumps({"seed": args.seed, "num_examples": args.num_examples, "rows": clean}, indent=1) + "\n")
+    part.replace(args.out)

@@ -10,12 +10,11 @@ the queries asked last, are what those writes cost. fp32 on the CPU, one forward
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling module, not a package
-from common import checkpoint_name, parse_probe_args, probe_parser  # noqa: E402
+from common import checkpoint_name, parse_probe_args, probe_parser, write_probe_json  # noqa: E402
 from ramnet.analysis_gates import writes_closed_from  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 from ramnet.mqar_errors import QUARTERS, query_outcomes  # noqa: E402
@@ -58,16 +57,10 @@ def main(argv=None) -> int:
                 print(f"| {name} | {pairs},{length} | {label} | {counts['errors']:,} of {counts['queries']:,} | "
                       f"{' / '.join(str(c) for c in counts['by_query_quarter'])} |", flush=True)
                 if args.out:  # after every variant: each takes minutes on a CPU, and a stopped run keeps the rest
-                    _write(args.out, {"seed": args.seed, "num_examples": args.num_examples, "rows": rows})
+                    write_probe_json(args, rows)
     if args.out:
         print(f"wrote {args.out}")
     return 0
-
-
-def _write(path: Path, data: dict) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(data, indent=1) + "\n")
-    part.replace(path)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ sequences of 1,024 tokens of the 66k band's 8-head model on 2 cores.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling module, not a package
-from common import checkpoint_name, parse_probe_args, probe_parser  # noqa: E402
+from common import checkpoint_name, parse_probe_args, probe_parser, write_probe_json  # noqa: E402
 from ramnet.analysis_gates import gate_by_role  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 
@@ -40,8 +39,7 @@ def main(argv=None) -> int:
         print(f"| {r['checkpoint']} | {r['pairs']},{r['seq_len']} | {r['layer'] + 1}.{r['head']} | "
               + " | ".join(f"{r[c]:.3f}" for c in COLUMNS) + " |")
     if args.out:
-        args.out.write_text(json.dumps({"seed": args.seed, "num_examples": args.num_examples, "rows": rows},
-                                       indent=1) + "\n")
+        write_probe_json(args, rows)
         print(f"wrote {args.out}")
     return 0
 

@@ -17,7 +17,6 @@ setting, the head whose own pair is most often the heaviest. The MQAR sequences 
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import checkpoint_name, parse_probe_args, probe_parser  # noqa: E402
+from common import checkpoint_name, parse_probe_args, probe_parser, write_probe_json  # noqa: E402
 from ramnet.analysis_reads import pair_read_mass  # noqa: E402
 from ramnet.data.mqar import MQARSetting, multiquery_ar  # noqa: E402
 
@@ -92,9 +91,7 @@ def main(argv=None) -> int:
               f"{_fmt(top['took_other_wrong'], 3)} are the value of the pair this head weighs most, and "
               f"{_fmt(top['other_value_wrong'], 3)} some other pair's value")
     if args.out:
-        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
-        args.out.write_text(json.dumps({"seed": args.seed, "num_examples": args.num_examples, "rows": clean},
-                                       indent=1) + "\n")
+        write_probe_json(args, rows)
         print(f"wrote {args.out}")
     return 0
 
