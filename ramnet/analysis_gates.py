@@ -1,11 +1,12 @@
 """How open a gated RAM-Net model's write gate is at each kind of MQAR token.
 
 With ``write_gate`` each token's write is scaled per head by ``sigmoid(x W_g + offset)`` (``ramnet.layers``). In
-the protocol's largest settings the query phase is full: every other token is a query key and every token after
-one is random. A token after a query can bind, through the short conv, the queried key to a random value, and that
+every protocol setting with ``seq_len = 4 * num_kv_pairs`` (16 to 256 pairs) the query phase is full: every other
+token is a query key and every token after one is random. A token after a query can bind, through the short conv, the queried key to a random value, and that
 write lands in slots that other pairs share. DeltaNet's delta rule replaces what a key held; RAM-Net's
 moving-average write adds to every pair in those slots. So the gate's value at those positions says how much
-the query phase crowds the memory that later queries read.
+the query phase crowds the memory that later queries read. The gate is computed from the mixer's input before
+the short conv, so in the first layer it depends on the token alone; from the second layer on it can see context.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ ROLES = ("key", "value", "query", "after_query")
 
 @torch.no_grad()
 def write_gates(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[torch.Tensor]:
-    """Per layer, the write gate ``[B, T, H]`` (fp32, on the CPU) of ``input_ids [B, T]``, from one pass of the
+    """Per layer, the write gate ``[B, T, H]`` (fp32, on the CPU) of ``input_ids [B, T]`` (int64 or int32), from one pass of the
     model's blocks in eval mode (the model's mode is restored). Raises ValueError for a model without
     ``write_gate``."""
     if not isinstance(model, RamNetForCausalLM):
@@ -31,7 +32,7 @@ def write_gates(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[torch
         raise ValueError("write_gates needs a model with config.write_gate = True; this one has no write gate")
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] < 1 or \
             input_ids.dtype not in (torch.int64, torch.int32):
-        raise ValueError("input_ids must be an int64 tensor [B, T] with T >= 1")
+        raise ValueError("input_ids must be an int64 or int32 tensor [B, T] with T >= 1")
     device = next(model.parameters()).device
     gates = []
     with eval_mode(model):
@@ -46,30 +47,34 @@ def token_roles(inputs: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int) -
     """Bool masks ``[B, T]`` of each MQAR token's role in ``inputs, labels [B, T]`` (``multiquery_ar``'s layout):
     ``key`` and ``value`` (the pairs, positions ``2i`` and ``2i + 1``), ``query`` (a labelled position) and
     ``after_query`` (the token right after a query). Other positions of the query phase are in none."""
-    if inputs.dim() != 2 or inputs.shape != labels.shape:
-        raise ValueError(f"inputs and labels must both be [B, T]; got {tuple(inputs.shape)} and "
+    if not isinstance(inputs, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise ValueError("inputs and labels must both be tensors [B, T]")
+    if inputs.dim() != 2 or inputs.shape != labels.shape or inputs.shape[0] < 1:
+        raise ValueError(f"inputs and labels must both be [B, T] with B >= 1; got {tuple(inputs.shape)} and "
                          f"{tuple(labels.shape)}")
     length = inputs.shape[1]
     if isinstance(num_kv_pairs, bool) or not isinstance(num_kv_pairs, int) or not 1 <= num_kv_pairs <= length // 2:
         raise ValueError(f"num_kv_pairs must be an int in [1, T/2={length // 2}], got {num_kv_pairs!r}")
-    position = torch.arange(length).expand_as(inputs)
+    position = torch.arange(length, device=inputs.device).expand_as(inputs)
     pairs = position < 2 * num_kv_pairs
     query = labels != IGNORE_INDEX
     if bool((query & pairs).any()):
         raise ValueError(f"not MQAR sequences of {num_kv_pairs} pairs: a labelled position lies among the pairs")
     after_query = torch.zeros_like(query)
     after_query[:, 1:] = query[:, :-1]
-    return {"key": pairs & (position % 2 == 0), "value": pairs & (position % 2 == 1), "query": query,
-            "after_query": after_query}
+    roles = {"key": pairs & (position % 2 == 0), "value": pairs & (position % 2 == 1), "query": query,
+             "after_query": after_query}
+    return {role: mask.cpu() for role, mask in roles.items()}
 
 
 def gate_by_role(model: RamNetForCausalLM, inputs: torch.Tensor, labels: torch.Tensor, num_kv_pairs: int,
                  batch_size: int = 16) -> list[list[dict[str, float]]]:
     """``[layer][head] -> {role: mean gate}`` over the tokens of each role (``token_roles``), and
-    ``"after_query_late"``: the mean over the tokens after the last quarter of each sequence's queries."""
+    ``"after_query_late"``: the mean over the tokens right after each query in the last quarter of its sequence's
+    queries (by the order they are asked)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     roles = token_roles(inputs, labels, num_kv_pairs)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     query_rank = roles["query"].long().cumsum(1) - 1  # each query's order in its sequence
     per_row = roles["query"].sum(1, keepdim=True)
     late_query = roles["query"] & (query_rank * 4 >= 3 * per_row)
@@ -97,6 +102,8 @@ def writes_closed_from(model: RamNetForCausalLM, start: int, layers=None):
         raise ValueError("writes_closed_from needs a model with config.write_gate = True; this one has no write gate")
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be an int >= 0, got {start!r}")
+    if layers is not None and not isinstance(layers, (list, tuple, range)):
+        raise ValueError(f"layers must be a list of layer indices, got {layers!r}")
     chosen = list(range(len(model.blocks))) if layers is None else list(layers)
     if not chosen or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(model.blocks)
                          for i in chosen):
@@ -111,10 +118,15 @@ def writes_closed_from(model: RamNetForCausalLM, start: int, layers=None):
         return gate
 
     mixers = [model.blocks[i].mixer for i in dict.fromkeys(chosen)]
+    missing = object()
+    previous = [mixer.__dict__.get("_gate", missing) for mixer in mixers]  # an enclosing block's, when nested
     try:
         for mixer in mixers:
             mixer._gate = closed(mixer._gate)  # an instance attribute shadows the method
         yield model
     finally:
-        for mixer in mixers:
-            mixer.__dict__.pop("_gate", None)
+        for mixer, before in zip(mixers, previous):
+            if before is missing:
+                mixer.__dict__.pop("_gate", None)
+            else:
+                mixer._gate = before

@@ -99,8 +99,9 @@ def parse_error_queries(text: str) -> list[tuple[int, int]]:
 
 def final_profile(model, data: ProtocolData, precision: str) -> dict:
     """What a sweep run records after its last step: ``{"precision", "settings": {name: error_profile}}``, and
-    ``"fp32_accuracies": {name: accuracy}`` when ``precision`` is not fp32. A model that cannot run in fp32 keeps
-    its profile: ``fp32_accuracies`` is then None and ``fp32_error`` says why."""
+    ``"fp32_accuracies": {name: accuracy}`` when ``precision`` is not fp32. A model whose kernels refuse fp32
+    (an AssertionError or NotImplementedError) keeps its profile: ``fp32_accuracies`` is then None and
+    ``fp32_error`` says why."""
     settings = {setting_name(s): error_profile(model, x, y, s.num_kv_pairs, precision)
                 for s, (x, y) in zip(data.settings, data.eval)}
     out = {"precision": precision, "settings": settings}
@@ -108,7 +109,8 @@ def final_profile(model, data: ProtocolData, precision: str) -> dict:
         try:
             out["fp32_accuracies"] = {setting_name(s): evaluate(model, x, y, precision="fp32")
                                       for s, (x, y) in zip(data.settings, data.eval)}
-        except Exception as error:  # noqa: BLE001 - fla's chunked DeltaNet asserts bf16 inputs; the fp32 score
-            # is a side check, and its failure must not take the profile (what the run is for) down with it
+        except (AssertionError, NotImplementedError) as error:  # a kernel that refuses fp32: fla's chunked
+            # DeltaNet asserts bf16 inputs. The fp32 score is a side check, and its refusal must not take the profile
+            # (what the run is for) down with it; any other failure is a real one and still fails the profile
             out.update(fp32_accuracies=None, fp32_error=f"{type(error).__name__}: {error}"[:500])
     return out

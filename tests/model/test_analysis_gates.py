@@ -66,8 +66,10 @@ def test_gate_by_role_averages_each_role_per_head():
         for head in range(2):
             for role in ("key", "value", "query", "after_query"):
                 assert out[layer][head][role] == pytest.approx(g[..., head][roles[role]].mean().item(), rel=1e-5)
-    late = out[0][0]["after_query_late"]
-    assert 0 < late < 1 and late != out[0][0]["after_query"]
+    # 4 queries a row: the last quarter is each row's last-asked query, and the late gate is the one right after it
+    last_query = torch.stack([(y[b] != IGNORE_INDEX).nonzero().max() for b in range(3)])
+    after_last = g[torch.arange(3), last_query + 1, 1]
+    assert out[1][1]["after_query_late"] == pytest.approx(after_last.mean().item(), rel=1e-5)
 
 
 def test_bad_input_is_named():
@@ -86,6 +88,12 @@ def test_bad_input_is_named():
         token_roles(x, y, PAIRS + 4)  # more pairs than the data has: queries fall among them
     with pytest.raises(ValueError, match="batch_size"):
         gate_by_role(_model(), x, y, PAIRS, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        gate_by_role(_model(), x, y, PAIRS, batch_size=2.0)
+    with pytest.raises(ValueError, match="B >= 1"):
+        gate_by_role(_model(), x[:0], y[:0], PAIRS)
+    with pytest.raises(ValueError, match="tensors"):
+        token_roles(x.tolist(), y, PAIRS)
 
 
 def test_writes_closed_from_zeroes_the_chosen_layers_gates_from_start_and_gives_them_back():
@@ -115,10 +123,24 @@ def test_writes_closed_from_gives_the_gates_back_after_an_error_and_checks_its_a
             raise KeyError("inside")
     assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)
     for bad, match in [({"start": -1}, "start"), ({"start": 1.5}, "start"), ({"start": 0, "layers": [2]}, "layers"),
-                       ({"start": 0, "layers": []}, "layers"), ({"start": 0, "layers": [True]}, "layers")]:
+                       ({"start": 0, "layers": []}, "layers"), ({"start": 0, "layers": [True]}, "layers"),
+                       ({"start": 0, "layers": 1}, "layers")]:
         with pytest.raises(ValueError, match=match):
             with writes_closed_from(model, **bad):
                 pass
     with pytest.raises(ValueError, match="write gate"):
         with writes_closed_from(_model(write_gate=False), 0):
             pass
+
+
+def test_nested_interventions_give_back_the_enclosing_ones():
+    model = _model()
+    x, _ = _data()
+    with writes_closed_from(model, 8, layers=[0]):
+        outer = write_gates(model, x)
+        with writes_closed_from(model, 16, layers=[0, 1]):
+            inner = write_gates(model, x)
+            assert not inner[0][:, 8:].any() and not inner[1][:, 16:].any()
+        torch.testing.assert_close(write_gates(model, x)[0], outer[0])  # layer 0 is still closed from 8
+        assert not outer[0][:, 8:].any()
+    assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)

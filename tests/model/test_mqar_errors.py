@@ -159,3 +159,20 @@ def test_eval_set_is_what_the_protocol_scores():
     data = ProtocolData.make(settings, num_train=2, num_eval=3, seed=5)
     for i, setting in enumerate(settings):
         assert all(torch.equal(a, b) for a, b in zip(eval_set(setting, i, 3, 5), data.eval[i]))
+
+
+def test_any_other_fp32_failure_still_fails_the_profile(monkeypatch):
+    """Only a kernel's refusal of fp32 is recorded as fp32_error; a real failure there is not hidden."""
+    import ramnet.mqar_errors as mqar_errors
+
+    def broken(model, x, y, precision):
+        if precision == "fp32":
+            raise RuntimeError("CUDA out of memory")
+        return 1.0
+
+    monkeypatch.setattr(mqar_errors, "evaluate", broken)
+    torch.manual_seed(0)
+    model, _, _ = build_model({"model": "ramnet", "preset": "tiny"}, vocab_size=VOCAB, max_seq_len=32)
+    data = ProtocolData.make(protocol_settings([(2, 16)], VOCAB), num_train=2, num_eval=3, seed=0)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        final_profile(model, data, "bf16")
