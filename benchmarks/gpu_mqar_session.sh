@@ -10,7 +10,7 @@
 # ablations.yaml, paper_arch.yaml, probe.yaml and profile.yaml (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL,
 # ARCH_PARALLEL, PROBE_PARALLEL, PROFILE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
-# run of ablations.yaml has run, and of main.yaml all but the two that sessions AD and AE added; seeds.yaml holds one more (below)
+# run of ablations.yaml and main.yaml has run (main.yaml's last two in session AJ); seeds.yaml holds one more (below)
 # (main.yaml's lr grid was cut to the runs made, see its header; session U's six runs took 239-851 s side by side
 # and its four seeds 151-325 s).
 # Session R ran nine side by side: each ran about 7x slower than alone and the machine went back before any
@@ -58,8 +58,8 @@ bg=benchmarks/gpu_sweep_background.sh
 #   call 5: RAMNET_SESSION_DIR=/tmp/ramnet-session5 SEEDS_PARALLEL=1 MAIN_PARALLEL=0 \
 #           SEEDS_ONLY='*-lr0.0005-s2' RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415; ... collect
 # (deltanet-66k's seeds took 188-189 s two side by side; fla's bf16 kernels are tuned from gpu_cache, see below.)
-# A session's 1,800 s of device time holds three such calls, not five (session AC's three took 1,601 s with the
-# idle time between them): calls 4 and 5 fall to the session after, unless call 2 ends early and leaves time.
+# A session's 1,800 s of device time held three such calls in session AC (1,601 s with the idle time between them)
+# and four in session AJ (1,299 s on one H100, whose profile runs were short).
 # (`start` refuses a SECONDS below RUN_SECONDS + 60 + about 20 s of set-up unless MIN_SWEEP_SECONDS is lowered.)
 # (`wait` returns as soon as the run has stopped, so the generous RUN_SECONDS costs nothing.)
 # Take each call's summaries in (mqar_take_session.py) before the next call, so a fresh machine does not rerun them
