@@ -127,22 +127,33 @@ def test_final_profile_scores_a_bf16_model_in_fp32_too_and_leaves_its_mode():
     assert "fp32_accuracies" not in final_profile(model, data, "fp32")
 
 
-def test_a_model_that_refuses_fp32_keeps_its_profile(monkeypatch):
-    """fla's chunked DeltaNet asserts bf16 inputs: the fp32 score is then missing, with why, and the rest stays."""
+def _profile_with_fp32_failing(monkeypatch, error: Exception) -> dict:
+    """``final_profile`` of a bf16 tiny model whose fp32 evaluation raises ``error``."""
     import ramnet.mqar_errors as mqar_errors
 
     def bf16_only(model, x, y, precision):
         if precision == "fp32":
-            raise AssertionError("ChunkDeltaRuleFunction does not support float32")
+            raise error
         return 1.0
 
     monkeypatch.setattr(mqar_errors, "evaluate", bf16_only)
     torch.manual_seed(0)
     model, _, _ = build_model({"model": "ramnet", "preset": "tiny"}, vocab_size=VOCAB, max_seq_len=32)
     data = ProtocolData.make(protocol_settings([(2, 16)], VOCAB), num_train=2, num_eval=3, seed=0)
-    out = final_profile(model, data, "bf16")
+    return final_profile(model, data, "bf16")
+
+
+def test_a_model_that_refuses_fp32_keeps_its_profile(monkeypatch):
+    """fla's chunked DeltaNet asserts bf16 inputs: the fp32 score is then missing, with why, and the rest stays."""
+    out = _profile_with_fp32_failing(monkeypatch, AssertionError("ChunkDeltaRuleFunction does not support float32"))
     assert out["settings"]["N2-T16"]["queries"] == 3 * 2 and out["fp32_accuracies"] is None
     assert out["fp32_error"] == "AssertionError: ChunkDeltaRuleFunction does not support float32"
+
+
+def test_any_other_fp32_failure_still_fails_the_profile(monkeypatch):
+    """Only a kernel's refusal of fp32 is recorded as fp32_error; a real failure there is not hidden."""
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _profile_with_fp32_failing(monkeypatch, RuntimeError("CUDA out of memory"))
 
 
 @pytest.mark.parametrize("index, num_eval, seed, name", [(-1, 4, 0, "index"), (0, 0, 0, "num_eval"),
@@ -160,19 +171,3 @@ def test_eval_set_is_what_the_protocol_scores():
     for i, setting in enumerate(settings):
         assert all(torch.equal(a, b) for a, b in zip(eval_set(setting, i, 3, 5), data.eval[i]))
 
-
-def test_any_other_fp32_failure_still_fails_the_profile(monkeypatch):
-    """Only a kernel's refusal of fp32 is recorded as fp32_error; a real failure there is not hidden."""
-    import ramnet.mqar_errors as mqar_errors
-
-    def broken(model, x, y, precision):
-        if precision == "fp32":
-            raise RuntimeError("CUDA out of memory")
-        return 1.0
-
-    monkeypatch.setattr(mqar_errors, "evaluate", broken)
-    torch.manual_seed(0)
-    model, _, _ = build_model({"model": "ramnet", "preset": "tiny"}, vocab_size=VOCAB, max_seq_len=32)
-    data = ProtocolData.make(protocol_settings([(2, 16)], VOCAB), num_train=2, num_eval=3, seed=0)
-    with pytest.raises(RuntimeError, match="out of memory"):
-        final_profile(model, data, "bf16")
