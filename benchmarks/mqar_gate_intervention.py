@@ -10,6 +10,7 @@ the queries asked last, are what those writes cost. fp32 on the CPU, one forward
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -29,12 +30,21 @@ def _errors(model, ids, labels, pairs, batch_size) -> dict:
             "by_query_quarter": [int((wrong & (quarter == q)).sum()) for q in range(QUARTERS)]}
 
 
+def _batch_size(text: str) -> int:
+    """argparse type of ``--batch-size``: checked as it is parsed, before any checkpoint is loaded."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = probe_parser(__doc__.split("\n\n")[0], 64, "gated model checkpoint directories (a sweep's RUN/model)")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
+    parser.add_argument("--batch-size", type=_batch_size, default=16, help="sequences per forward pass (default 16)")
     args, checkpoints = parse_probe_args(parser, argv, gated=True)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     rows = []
     print("| checkpoint | setting | query-phase writes | errors of queries | by query quarter (first asked first) |")
     print("|---|---|---|---|---|")

@@ -43,3 +43,8 @@ def test_the_intervention_lists_each_variant_with_its_errors(tmp_path):
     assert all(r["queries"] == 5 * 4 and sum(r["by_query_quarter"]) == r["errors"] for r in rows)
     done = run_script(INTERVENTION, str(small_checkpoint(tmp_path)), "--settings", "4,32")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no write gate" in done.stderr
+
+
+def test_a_bad_batch_size_is_refused_before_any_checkpoint_loads(tmp_path):
+    done = run_script(INTERVENTION, str(tmp_path / "missing"), "--batch-size", "0")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--batch-size" in done.stderr
