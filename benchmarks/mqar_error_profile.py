@@ -14,6 +14,10 @@ A run that listed its wrong queries also gets how many of them follow a random t
 run's seed); a run that did not list them gets "-" of that count, and its error count is the one its accuracy
 implies. In the evaluation sets of 256 pairs there are 30-37 such queries a seed, about as many as
 ``deltanet-66k``'s errors there (36-38 at lr 3e-3); the column tells whether those are where the errors are.
+The next column widens the trap: the queries whose key stood anywhere earlier in the query phase, as a random
+token, so that a model binding each token to the next may have bound the key to a random token since its pair
+(3,847-3,909 of 256,000 queries at 256 pairs a seed). Session AK's count: 3 of them among RAM-Net's 160 errors
+there and 1 among DeltaNet's 36, so neither trap is where the errors are.
 The counts for the 66k band, before any run of it had a profile::
 
     python benchmarks/mqar_error_profile.py 'ramnet-88k-w256-h8-m64-k16-gate-lr0.0005-*' 'deltanet-66k-lr0.003-*'
@@ -29,6 +33,8 @@ import fnmatch
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, not a package
 from mqar_at_step import SWEEPS  # noqa: E402
 from mqar_doc_io import SummaryError, read_json  # noqa: E402
@@ -40,13 +46,14 @@ SWEEPS_WITH_PROFILES = SWEEPS + ("mqar_profile_sweep.json",)
 
 
 def evaluation_data(spec: dict, seed: int, setting: str):
-    """``(inputs, labels)`` of ``setting``'s evaluation set for a run of ``seed`` in the sweep of ``spec``."""
+    """``(inputs, labels, num_kv_pairs)`` of ``setting``'s evaluation set for a run of ``seed`` in the sweep of
+    ``spec``."""
     settings = protocol_settings([tuple(pair) for pair in spec["settings"]], spec["vocab_size"])
     names = [setting_name(s) for s in settings]
     if setting not in names:
         raise ValueError(f"the sweep's settings {names} do not include {setting}")
     index = names.index(setting)
-    return eval_set(settings[index], index, spec["num_eval"], seed)
+    return (*eval_set(settings[index], index, spec["num_eval"], seed), settings[index].num_kv_pairs)
 
 
 def after_same_key(inputs, labels, setting: str, wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
@@ -62,6 +69,31 @@ def after_same_key(inputs, labels, setting: str, wrong: list[tuple[int, int]] | 
     return caught, int(trapped.sum())
 
 
+def earlier_copy_mask(inputs, labels, num_kv_pairs: int):
+    """``[B, T]`` bool: the queries whose key token already stood at an earlier position of the query phase (the
+    positions from ``2 * num_kv_pairs`` on), as a random token. A model that binds each token to the one after it
+    may by then have bound the key to a random token."""
+    rows, length = inputs.shape
+    start = 2 * num_kv_pairs
+    phase = inputs[:, start:]
+    positions = torch.arange(start, length).expand(rows, -1)
+    # one id per (row, token), so a single scatter finds each token's first position in each row
+    ids = phase + torch.arange(rows).unsqueeze(1) * (int(inputs.max()) + 1)
+    first = torch.full((int(ids.max()) + 1,), length, dtype=torch.long)
+    first.scatter_reduce_(0, ids.flatten(), positions.flatten(), reduce="amin")
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, start:] = first[ids] < positions
+    return mask & (labels != -100)
+
+
+def after_earlier_copy(inputs, labels, num_kv_pairs: int, wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
+    """(wrong queries whose key stood earlier in the query phase, or None when the run listed none; such queries in
+    the evaluation set). ``wrong`` is checked by ``after_same_key`` first."""
+    mask = earlier_copy_mask(inputs, labels, num_kv_pairs)
+    caught = None if wrong is None else sum(int(mask[b, t]) for b, t in wrong)
+    return caught, int(mask.sum())
+
+
 def _quarters(values) -> str:
     return "-" if values is None else " / ".join("-" if v is None else f"{v:.4f}" for v in values)
 
@@ -74,7 +106,7 @@ def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
     profile = run.get("final_profile") or {}
     counts = profile.get("settings", {}).get(setting, {})
     fp32 = (profile.get("fp32_accuracies") or {}).get(setting)  # None: trained in fp32, or refused it
-    inputs, labels = evaluation_data(spec, run["seed"], setting)
+    inputs, labels, pairs = evaluation_data(spec, run["seed"], setting)
     if counts:
         errors = f"{counts['errors']:,} of {counts['queries']:,}"
     else:  # no profile: the count the accuracy implies (the accuracy is a fraction of the labelled positions)
@@ -84,9 +116,11 @@ def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
     wrong = counts.get("error_queries")
     caught, held = after_same_key(inputs, labels, setting, None if wrong is None else parse_error_queries(wrong))
     same_key = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
+    caught, held = after_earlier_copy(inputs, labels, pairs, None if wrong is None else parse_error_queries(wrong))
+    earlier = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
     return (f"| {run['id']} | {file} | {run['state_size']:,} | {accuracy:.5f} ({run['precision']}) | "
             f"{'-' if fp32 is None else f'{fp32:.5f}'} | {errors} | {_quarters(counts.get('by_pair_quarter'))} | "
-            f"{_quarters(counts.get('by_query_quarter'))} | {same_key} |")
+            f"{_quarters(counts.get('by_query_quarter'))} | {same_key} | {earlier} |")
 
 
 def table_rows(results: Path, patterns: list[str], setting: str) -> tuple[int, list[str]]:
@@ -137,8 +171,8 @@ def main(argv=None) -> int:
           "(first asked first)")
     print()
     print("| run | file | state | accuracy | in fp32 | errors of queries | by pair quarter | by query quarter "
-          "| errors after the same key, of such queries |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| errors after the same key, of such queries | errors after an earlier copy of the key, of such queries |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(lines))
     return 0
 

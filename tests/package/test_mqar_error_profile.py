@@ -37,20 +37,31 @@ def test_the_seed_holds_the_queries_the_tests_name():
     assert [q for q in queries if x[q[0], q[1] - 1] == x[q[0], q[1]]] == [[0, 10], [0, 12]]
 
 
+def _earlier_copies(x, y, pairs=4):
+    """The queries whose key stood earlier in the query phase (positions from 2 * pairs on), one by one."""
+    return [[b, t] for b, t in (y != -100).nonzero().tolist() if (x[b, 2 * pairs:t] == x[b, t]).any()]
+
+
 def test_each_run_gets_its_quarters_fp32_score_and_errors_after_their_own_key(tmp_path):
     x, y = eval_set(protocol_settings(SPEC["settings"], 64)[1], 1, 8, SEED)
     other = next(q for q in (y != -100).nonzero().tolist() if x[q[0], q[1] - 1] != x[q[0], q[1]])
+    earlier = _earlier_copies(x, y)
+    # a small vocabulary makes such queries common; the right-after ones are among them, `other` is not
+    assert [0, 10] in earlier and [0, 12] in earlier and other not in earlier and len(earlier) > 2
     _write(tmp_path, [[0, 10], other, [0, 12]])
     out = _run("ramnet-*", "--setting", "N4-T32", "--results", str(tmp_path))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[4] == (f"| ramnet-a-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | 0.93750 | 3 of 32 | "
-                        "0.7500 / 1.0000 / 1.0000 / 1.0000 | 1.0000 / 0.8750 / - / 1.0000 | 2 of 2 |")
+                        "0.7500 / 1.0000 / 1.0000 / 1.0000 | 1.0000 / 0.8750 / - / 1.0000 | 2 of 2 | "
+                        f"2 of {len(earlier)} |")
     # without a profile: the error count the accuracy implies (0.90625 of 8 x 4 queries), and the set's own count
     assert lines[5] == (f"| ramnet-old-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | - | 3 of 32 (from "
-                        "the accuracy; no profile) | - | - | - of 2 |")
+                        "the accuracy; no profile) | - | - | - of 2 | "
+                        f"- of {len(earlier)} |")
     assert lines[6] == (f"| ramnet-bad-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | - | 3 of 32 (from "
-                        "the accuracy; profile failed: RuntimeError: no) | - | - | - of 2 |")
+                        "the accuracy; profile failed: RuntimeError: no) | - | - | - of 2 | "
+                        f"- of {len(earlier)} |")
     assert len(lines) == 7
 
 
