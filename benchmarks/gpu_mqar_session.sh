@@ -10,7 +10,7 @@
 # ablations.yaml, paper_arch.yaml, probe.yaml and profile.yaml (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL,
 # ARCH_PARALLEL, PROBE_PARALLEL, PROFILE_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
-# run of ablations.yaml and main.yaml has run (main.yaml's last two in session AJ); seeds.yaml holds one more (below)
+# run of ablations.yaml, main.yaml and seeds.yaml has run (the last ones in session AK)
 # (main.yaml's lr grid was cut to the runs made, see its header; session U's six runs took 239-851 s side by side
 # and its four seeds 151-325 s).
 # Session R ran nine side by side: each ran about 7x slower than alone and the machine went back before any
@@ -30,10 +30,10 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AJ (which ran the K=8 and K=32 rows at 88,064 and profile.yaml's two reruns, on H100s):
-# only seeds.yaml's 8-head K=32 row at 44,032, seed 2 at 5e-4 (it cannot change that lr's verdict; call 5 below).
-# No new row is queued: K=8 and K=32 at 88,064 both did worse than K=16 at 256 pairs, and the CPU probes of the
-# returned model (docs/MQAR_PROBES.md, session AJ) have not yet pointed at a change to try. Alone on the card an 8-head 44,032 K=32 run
+# Pending after session AK (which ran the M=256 and 16-head rows at 88,064 and seeds.yaml's last run, on H100s):
+# nothing but paper_arch.yaml's duplicate, left out on purpose. No new row is queued: at 88,064 K (8, 16, 32), heads
+# (4, 8, 16), M (64, 256) and lr have all been tried, and none lifts 256 pairs to DeltaNet-66k (docs/MQAR_SESSIONS.md,
+# session AK). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
 # start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
 # nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
@@ -42,7 +42,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # collect), and a new RAMNET_SESSION_DIR in each call (a warm machine refuses a second `start` in the same folder):
 # a machine left idle past 30 s between two calls goes back with its runs (sessions P, Z and AA among those that
 # lost runs so).
-# (calls 1-4 ran in session AJ; they stay as the commands it used, and only call 5 is left)
+# (calls 1-5 ran in sessions AJ (1-4) and AK (5); they stay as the commands used. Session AK's new rows ran the
+# same way: MAIN_ONLY='ramnet-86k-*', then 'ramnet-88k-w256-h4-m256-*', then 'ramnet-88k-w256-h16-*' with
+# RUN_SECONDS=450 MIN_SWEEP_SECONDS=470 ... start 540; ... wait 535; 133-334 s a run alone on an H100)
 #   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-k8-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=0 MAIN_PARALLEL=0 PROFILE_PARALLEL=1 \
