@@ -91,42 +91,77 @@ def gate_by_role(model: RamNetForCausalLM, inputs: torch.Tensor, labels: torch.T
              for h in range(model.config.n_heads)] for layer in sums]
 
 
-@contextlib.contextmanager
-def writes_closed_from(model: RamNetForCausalLM, start: int, layers=None):
-    """Within the block, the write gate of ``layers`` (indices; default every layer) is 0 at every position
-    ``>= start`` of a full-sequence forward pass: an intervention, so that a query phase writes nothing and what
-    its writes cost later queries can be measured. The model's own gates come back on leaving the block."""
+def _chosen_mixers(model: RamNetForCausalLM, layers, name: str) -> list:
+    """The mixers of ``layers`` (indices; None: every layer), after checking the model and the indices."""
     if not isinstance(model, RamNetForCausalLM):
-        raise TypeError(f"writes_closed_from needs a RamNetForCausalLM, got {type(model).__name__}")
+        raise TypeError(f"{name} needs a RamNetForCausalLM, got {type(model).__name__}")
     if not model.config.write_gate:
-        raise ValueError("writes_closed_from needs a model with config.write_gate = True; this one has no write gate")
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be an int >= 0, got {start!r}")
+        raise ValueError(f"{name} needs a model with config.write_gate = True; this one has no write gate")
     if layers is not None and not isinstance(layers, (list, tuple, range)):
         raise ValueError(f"layers must be a list of layer indices, got {layers!r}")
     chosen = list(range(len(model.blocks))) if layers is None else list(layers)
     if not chosen or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(model.blocks)
                          for i in chosen):
         raise ValueError(f"layers must be indices in [0, {len(model.blocks) - 1}], got {layers!r}")
+    return [model.blocks[i].mixer for i in dict.fromkeys(chosen)]
 
+
+@contextlib.contextmanager
+def _gates_scaled(mixers: list, keep):
+    """Within the block each mixer's gate ``g [B, T, H]`` of a full-sequence pass is ``g * keep(g)``, where
+    ``keep(g)`` is a 0/1 tensor that broadcasts to ``[B, T, 1]``. Nested blocks compose; on leaving, each mixer gets
+    back the gate it had on entering (the enclosing block's, when nested)."""
     def closed(gate_of):
         def gate(x):
             g = gate_of(x)
             if g.dim() != 3:
-                raise RuntimeError("writes_closed_from works on full-sequence passes ([B, T, D]), not decode steps")
-            return g * (torch.arange(g.shape[1], device=g.device) < start).to(g.dtype).view(1, -1, 1)
+                raise RuntimeError("a gate intervention works on full-sequence passes ([B, T, D]), not decode steps")
+            return g * keep(g)
         return gate
 
-    mixers = [model.blocks[i].mixer for i in dict.fromkeys(chosen)]
     missing = object()
-    previous = [mixer.__dict__.get("_gate", missing) for mixer in mixers]  # an enclosing block's, when nested
+    previous = [mixer.__dict__.get("_gate", missing) for mixer in mixers]
     try:
         for mixer in mixers:
             mixer._gate = closed(mixer._gate)  # an instance attribute shadows the method
-        yield model
+        yield
     finally:
         for mixer, before in zip(mixers, previous):
             if before is missing:
                 mixer.__dict__.pop("_gate", None)
             else:
                 mixer._gate = before
+
+
+@contextlib.contextmanager
+def writes_closed_from(model: RamNetForCausalLM, start: int, layers=None):
+    """Within the block, the write gate of ``layers`` (indices; default every layer) is 0 at every position
+    ``>= start`` of a full-sequence forward pass: an intervention, so that a query phase writes nothing and what
+    its writes cost later queries can be measured. The model's own gates come back on leaving the block."""
+    mixers = _chosen_mixers(model, layers, "writes_closed_from")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an int >= 0, got {start!r}")
+    with _gates_scaled(mixers, lambda g: (torch.arange(g.shape[1], device=g.device) < start).to(g.dtype)
+                       .view(1, -1, 1)):
+        yield model
+
+
+@contextlib.contextmanager
+def writes_closed_where(model: RamNetForCausalLM, closed: torch.Tensor, layers=None):
+    """Within the block, the write gate of ``layers`` (default every layer) is 0 wherever ``closed [B, T]`` (bool)
+    is True, in every head, for full-sequence passes over exactly ``B`` sequences of ``T`` tokens (another shape is
+    a RuntimeError at the pass). An oracle that can shut chosen tokens' writes, e.g. a query phase's random tokens
+    but not its queries; ``writes_closed_from`` is the special case of a mask that is True from a position on."""
+    mixers = _chosen_mixers(model, layers, "writes_closed_where")
+    if not isinstance(closed, torch.Tensor) or closed.dtype != torch.bool or closed.dim() != 2:
+        raise ValueError(f"closed must be a bool tensor [B, T], got {getattr(closed, 'dtype', type(closed))} "
+                         f"of shape {tuple(getattr(closed, 'shape', ()))}")
+
+    def keep(g):
+        if tuple(g.shape[:2]) != tuple(closed.shape):
+            raise RuntimeError(f"writes_closed_where: the mask is {tuple(closed.shape)}, the pass is "
+                               f"{tuple(g.shape[:2])} (run it over the same sequences)")
+        return (~closed).to(device=g.device, dtype=g.dtype).unsqueeze(-1)
+
+    with _gates_scaled(mixers, keep):
+        yield model

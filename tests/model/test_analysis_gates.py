@@ -5,7 +5,7 @@ import torch
 
 from ramnet import RamNetConfig, RamNetForCausalLM
 from ramnet.analysis import layer_addresses
-from ramnet.analysis_gates import gate_by_role, token_roles, write_gates, writes_closed_from
+from ramnet.analysis_gates import gate_by_role, token_roles, write_gates, writes_closed_from, writes_closed_where
 from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, multiquery_ar
 
 PAIRS, LENGTH = 4, 32
@@ -144,3 +144,44 @@ def test_nested_interventions_give_back_the_enclosing_ones():
         torch.testing.assert_close(write_gates(model, x)[0], outer[0])  # layer 0 is still closed from 8
         assert not outer[0][:, 8:].any()
     assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)
+
+
+def test_writes_closed_where_closes_each_rows_own_positions():
+    model = _model()
+    x, _ = _data()
+    plain, before = model(x), write_gates(model, x)
+    closed = torch.zeros(x.shape, dtype=torch.bool)
+    closed[0, [9, 20]] = True  # row 0 only, two positions; rows 1 and 2 keep every write
+    with writes_closed_where(model, closed, layers=[1]):
+        gates, logits = write_gates(model, x), model(x)
+    assert not gates[1][0, [9, 20]].any() and gates[1][0, [8, 10]].all()
+    torch.testing.assert_close(gates[0], before[0])  # layer 0 untouched
+    keep = ~closed.unsqueeze(-1)
+    torch.testing.assert_close(gates[1] * keep, before[1] * keep)  # the same layer's other positions too
+    torch.testing.assert_close(logits[1:], plain[1:])
+    torch.testing.assert_close(logits[0, :9], plain[0, :9])  # causal: before the first closed write
+    assert not torch.allclose(logits[0, 9:], plain[0, 9:])
+    # a mask true from a position on is writes_closed_from
+    from_start = torch.zeros(x.shape, dtype=torch.bool)
+    from_start[:, 2 * PAIRS:] = True
+    with writes_closed_where(model, from_start):
+        masked = model(x)
+    with writes_closed_from(model, 2 * PAIRS):
+        torch.testing.assert_close(masked, model(x))
+    assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)
+
+
+def test_writes_closed_where_refuses_a_bad_mask_and_a_pass_of_another_shape():
+    model = _model()
+    x, _ = _data()
+    for bad in (torch.zeros(x.shape, dtype=torch.long), torch.zeros(x.shape[1], dtype=torch.bool), x.tolist()):
+        with pytest.raises(ValueError, match="closed must be a bool tensor"):
+            with writes_closed_where(model, bad):
+                pass
+    with pytest.raises(RuntimeError, match="the mask is"):
+        with writes_closed_where(model, torch.zeros(x.shape, dtype=torch.bool)):
+            model(x[:2])
+    assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)
+    with pytest.raises(ValueError, match="write gate"):
+        with writes_closed_where(_model(write_gate=False), torch.zeros(x.shape, dtype=torch.bool)):
+            pass

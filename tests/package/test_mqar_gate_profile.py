@@ -50,3 +50,33 @@ def test_a_bad_batch_size_is_refused_before_any_checkpoint_loads(tmp_path):
     last = done.stderr.strip().splitlines()[-1]  # argparse's usage, then one error line, and no traceback
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert last == "mqar_gate_intervention.py: error: argument --batch-size: must be an int >= 1, got '0'"
+
+
+def test_by_role_adds_the_random_tokens_and_the_queries_apart(tmp_path):
+    out = tmp_path / "roles.json"
+    done = run_script(INTERVENTION, str(small_checkpoint(tmp_path, write_gate=True)), "--settings", "4,32",
+                      "--num-examples", "3", "--by-role", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["closed_tokens"], r["closed_layers"]) for r in rows] == [(None, None)] + [
+        (role, layers) for role in ("all", "random", "queries") for layers in ([0], [1], [0, 1])]
+    assert rows[4]["variant"] == "random tokens' closed in layer 1"
+    assert rows[9]["variant"] == "queries' closed in every layer"
+
+
+def test_the_role_masks_split_the_query_phase():
+    import importlib.util
+
+    import torch
+
+    from ramnet.data.mqar import MQARSetting, multiquery_ar
+
+    spec = importlib.util.spec_from_file_location("mqar_gate_intervention", INTERVENTION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x, y = multiquery_ar(MQARSetting(vocab_size=128, seq_len=32, num_kv_pairs=4), 5, seed=1)
+    every, random, queries = (module._closed_mask(y, 4, role) for role in ("all", "random", "queries"))
+    assert not every[:, :8].any() and every[:, 8:].all()
+    assert torch.equal(random | queries, every) and not (random & queries).any()
+    assert torch.equal(queries.sum(1), torch.full((5,), 4))  # one per pair
+    assert torch.equal(x[queries].view(5, 4).sort(1).values, x[:, 0:8:2].sort(1).values)  # the keys come back
