@@ -43,8 +43,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # a machine left idle past 30 s between two calls goes back with its runs (sessions P, Z and AA among those that
 # lost runs so).
 # (calls 1-5 ran in sessions AJ (1-4) and AK (5); they stay as the commands used. Session AK's new rows ran the
-# same way: MAIN_ONLY='ramnet-86k-*', then 'ramnet-88k-w256-h4-m256-*', then 'ramnet-88k-w256-h16-*' with
-# RUN_SECONDS=450 MIN_SWEEP_SECONDS=470 ... start 540; ... wait 535; 133-334 s a run alone on an H100)
+# same way as call 1: MAIN_ONLY='ramnet-86k-*', then 'ramnet-88k-w256-h4-m256-*' (RUN_SECONDS=420
+# MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515), then 'ramnet-88k-w256-h16-*' (RUN_SECONDS=450
+# MIN_SWEEP_SECONDS=470 ... start 540; ... wait 535); 133-334 s a run alone on an H100)
 #   call 1: RAMNET_SESSION_DIR=/tmp/ramnet-session1 SEEDS_PARALLEL=0 MAIN_PARALLEL=1 \
 #           MAIN_ONLY='*-k8-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; ... collect
 #   call 2: RAMNET_SESSION_DIR=/tmp/ramnet-session2 SEEDS_PARALLEL=0 MAIN_PARALLEL=0 PROFILE_PARALLEL=1 \
@@ -80,10 +81,9 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: two runs pending, the 8-head K=8 row at 88,064 at 5e-4 (added in session AE) and the 8-head K=32 row
-# at 88,064 at lr 1e-3 (added in session AD); MAIN_ONLY picks one a call (the plan above)
+# main.yaml: nothing pending after session AK; a new row runs one a call, picked with MAIN_ONLY (the plan above)
 MAIN_ONLY=${MAIN_ONLY-'*'}
-# seeds.yaml: one run pending, the 8-head K=32 row at 44,032, seed 2 at 5e-4
+# seeds.yaml: nothing pending after session AK (its last run, the 8-head K=32 row's seed 2 at 5e-4)
 SEEDS_ONLY=${SEEDS_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)

@@ -17,7 +17,8 @@ implies. In the evaluation sets of 256 pairs there are 30-37 such queries a seed
 The next column widens the trap: the queries whose key stood anywhere earlier in the query phase, as a random
 token, so that a model binding each token to the next may have bound the key to a random token since its pair
 (3,847-3,909 of 256,000 queries at 256 pairs a seed). Session AK's count: 3 of them among RAM-Net's 160 errors
-there and 1 among DeltaNet's 36, so neither trap is where the errors are.
+there and 1 among DeltaNet's 36, so these queries are not where most errors are (too few errors fall on them to
+compare their rate with the others').
 The counts for the 66k band, before any run of it had a profile::
 
     python benchmarks/mqar_error_profile.py 'ramnet-88k-w256-h8-m64-k16-gate-lr0.0005-*' 'deltanet-66k-lr0.003-*'
@@ -56,13 +57,18 @@ def evaluation_data(spec: dict, seed: int, setting: str):
     return (*eval_set(settings[index], index, spec["num_eval"], seed), settings[index].num_kv_pairs)
 
 
-def after_same_key(inputs, labels, setting: str, wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
-    """(wrong queries whose previous token is their own key, or None when the run listed none; such queries in the
-    evaluation set ``inputs, labels``). A listed query that is not a query of that data is a ValueError (the data
+def check_listed(inputs, labels, setting: str, wrong: list[tuple[int, int]] | None) -> None:
+    """A listed wrong query that is not a query of the evaluation set ``inputs, labels`` is a ValueError (the data
     or the list is not the run's)."""
     for b, t in wrong or []:
         if not (0 <= b < len(inputs) and 1 <= t < inputs.shape[1]) or labels[b, t] == -100:
             raise ValueError(f"{b}:{t} is not a query of {setting}'s evaluation set ({len(inputs)} sequences)")
+
+
+def after_same_key(inputs, labels, setting: str, wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
+    """(wrong queries whose previous token is their own key, or None when the run listed none; such queries in the
+    evaluation set ``inputs, labels``); ``wrong`` is checked first (``check_listed``)."""
+    check_listed(inputs, labels, setting, wrong)
     queries = (labels != -100).nonzero()
     trapped = inputs[queries[:, 0], queries[:, 1] - 1] == inputs[queries[:, 0], queries[:, 1]]
     caught = None if wrong is None else sum(int(inputs[b, t - 1] == inputs[b, t]) for b, t in wrong)
@@ -76,19 +82,21 @@ def earlier_copy_mask(inputs, labels, num_kv_pairs: int):
     rows, length = inputs.shape
     start = 2 * num_kv_pairs
     phase = inputs[:, start:]
-    positions = torch.arange(start, length).expand(rows, -1)
+    positions = torch.arange(start, length, device=inputs.device).expand(rows, -1)
     # one id per (row, token), so a single scatter finds each token's first position in each row
-    ids = phase + torch.arange(rows).unsqueeze(1) * (int(inputs.max()) + 1)
-    first = torch.full((int(ids.max()) + 1,), length, dtype=torch.long)
+    ids = phase + torch.arange(rows, device=inputs.device).unsqueeze(1) * (int(inputs.max()) + 1)
+    first = torch.full((int(ids.max()) + 1,), length, dtype=torch.long, device=inputs.device)
     first.scatter_reduce_(0, ids.flatten(), positions.flatten(), reduce="amin")
     mask = torch.zeros_like(labels, dtype=torch.bool)
     mask[:, start:] = first[ids] < positions
     return mask & (labels != -100)
 
 
-def after_earlier_copy(inputs, labels, num_kv_pairs: int, wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
+def after_earlier_copy(inputs, labels, setting: str, num_kv_pairs: int,
+                       wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
     """(wrong queries whose key stood earlier in the query phase, or None when the run listed none; such queries in
-    the evaluation set). ``wrong`` is checked by ``after_same_key`` first."""
+    the evaluation set); ``wrong`` is checked first (``check_listed``)."""
+    check_listed(inputs, labels, setting, wrong)
     mask = earlier_copy_mask(inputs, labels, num_kv_pairs)
     caught = None if wrong is None else sum(int(mask[b, t]) for b, t in wrong)
     return caught, int(mask.sum())
@@ -114,9 +122,10 @@ def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
         errors = f"{round((1 - accuracy) * queries):,} of {queries:,} (from the accuracy; " + \
             (f"profile failed: {profile['error']})" if "error" in profile else "no profile)")
     wrong = counts.get("error_queries")
-    caught, held = after_same_key(inputs, labels, setting, None if wrong is None else parse_error_queries(wrong))
+    wrong = None if wrong is None else parse_error_queries(wrong)
+    caught, held = after_same_key(inputs, labels, setting, wrong)
     same_key = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
-    caught, held = after_earlier_copy(inputs, labels, pairs, None if wrong is None else parse_error_queries(wrong))
+    caught, held = after_earlier_copy(inputs, labels, setting, pairs, wrong)
     earlier = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
     return (f"| {run['id']} | {file} | {run['state_size']:,} | {accuracy:.5f} ({run['precision']}) | "
             f"{'-' if fp32 is None else f'{fp32:.5f}'} | {errors} | {_quarters(counts.get('by_pair_quarter'))} | "

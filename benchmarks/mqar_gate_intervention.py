@@ -9,9 +9,9 @@ yet seen without reading the memory. Closing them is an oracle, not a model: the
 the queries asked last, are what those writes cost. fp32 on the CPU, one forward pass per variant.
 
 ``--by-role`` adds variants that shut only the query phase's random tokens' writes, or only its queries'
-(``ramnet.analysis_gates.writes_closed_where``), in each layer alone and in all: closing the whole query phase
-also shuts each query's own write, which its read sees, so it takes the model further from what it was trained
-on than closing the random tokens' writes alone, which are the ones that can bind a key to a random value.
+(``ramnet.analysis_gates.writes_closed_where``), in each layer alone and in all. Closing the whole query phase
+also shuts each query's own write, which its read sees; the split asks which of the two the errors come from,
+since only the random tokens' writes can bind a queried key to a random value.
 """
 from __future__ import annotations
 

@@ -149,13 +149,15 @@ def writes_closed_from(model: RamNetForCausalLM, start: int, layers=None):
 @contextlib.contextmanager
 def writes_closed_where(model: RamNetForCausalLM, closed: torch.Tensor, layers=None):
     """Within the block, the write gate of ``layers`` (default every layer) is 0 wherever ``closed [B, T]`` (bool)
-    is True, in every head, for full-sequence passes over exactly ``B`` sequences of ``T`` tokens (another shape is
-    a RuntimeError at the pass). An oracle that can shut chosen tokens' writes, e.g. a query phase's random tokens
-    but not its queries; ``writes_closed_from`` is the special case of a mask that is True from a position on."""
+    is True, in every head, for full-sequence passes from position 0 over exactly ``B`` sequences of ``T`` tokens
+    (another shape is a RuntimeError at the pass). An oracle that can shut chosen tokens' writes, e.g. a query
+    phase's random tokens but not its queries; ``writes_closed_from`` is the special case of a mask that is True
+    from a position on. The mask is copied on entry, so changing ``closed`` inside the block changes nothing."""
     mixers = _chosen_mixers(model, layers, "writes_closed_where")
     if not isinstance(closed, torch.Tensor) or closed.dtype != torch.bool or closed.dim() != 2:
         raise ValueError(f"closed must be a bool tensor [B, T], got {getattr(closed, 'dtype', type(closed))} "
                          f"of shape {tuple(getattr(closed, 'shape', ()))}")
+    closed = closed.clone()
 
     def keep(g):
         if tuple(g.shape[:2]) != tuple(closed.shape):

@@ -85,3 +85,16 @@ def test_bad_input_gets_one_line(tmp_path):
     (tmp_path / "mqar_sweep.json").write_text("{not json")
     out = _run("ramnet-*", "--results", str(tmp_path))
     assert out.returncode == 2 and "cannot be read as JSON" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_earlier_copy_mask_is_the_one_by_one_list():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mqar_error_profile", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for pairs, length, vocab, seed in [(4, 32, 64, SEED), (8, 64, 96, 5), (16, 64, 128, 7)]:
+        x, y = eval_set(protocol_settings([[pairs, length]], vocab)[0], 0, 12, seed)
+        expected = _earlier_copies(x, y, pairs)
+        assert expected  # small vocabularies: the case occurs
+        assert module.earlier_copy_mask(x, y, pairs).nonzero().tolist() == expected

@@ -64,16 +64,54 @@ def test_by_role_adds_the_random_tokens_and_the_queries_apart(tmp_path):
     assert rows[9]["variant"] == "queries' closed in every layer"
 
 
-def test_the_role_masks_split_the_query_phase():
+def _intervention_module():
     import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mqar_gate_intervention", INTERVENTION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_batch_gets_its_own_sequences_mask(monkeypatch):
+    import contextlib
 
     import torch
 
     from ramnet.data.mqar import MQARSetting, multiquery_ar
 
-    spec = importlib.util.spec_from_file_location("mqar_gate_intervention", INTERVENTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _intervention_module()
+    x, y = multiquery_ar(MQARSetting(vocab_size=128, seq_len=32, num_kv_pairs=4), 5, seed=1)
+    closed = module._closed_mask(y, 4, "random")
+    closed[3, 9] = False  # one row unlike the others, so a mask sliced from the wrong rows shows
+    seen = []
+
+    @contextlib.contextmanager
+    def record(model, mask, layers):
+        seen.append(("mask", mask.clone(), layers))
+        yield model
+
+    def outcomes(model, ids, labels, pairs, batch_size):
+        seen.append(("ids", ids.clone(), None))
+        return {"correct": torch.ones(len(ids) * pairs, dtype=torch.bool), "rank": torch.arange(pairs).repeat(len(ids))}
+
+    monkeypatch.setattr(module, "writes_closed_where", record)
+    monkeypatch.setattr(module, "query_outcomes", outcomes)
+    counts = module._errors(None, x, y, 4, 2, closed, [1])
+    assert counts == {"queries": 20, "errors": 0, "by_query_quarter": [0, 0, 0, 0]}
+    masks, batches = [m for kind, m, _ in seen if kind == "mask"], [i for kind, i, _ in seen if kind == "ids"]
+    assert [len(b) for b in batches] == [2, 2, 1] and all(layers == [1] for kind, _, layers in seen if kind == "mask")
+    for mask, ids in zip(masks, batches):
+        rows = [int((x == row).all(1).nonzero()) for row in ids]
+        assert torch.equal(mask, closed[rows])
+
+
+def test_the_role_masks_split_the_query_phase():
+    import torch
+
+    from ramnet.data.mqar import MQARSetting, multiquery_ar
+
+    module = _intervention_module()
     x, y = multiquery_ar(MQARSetting(vocab_size=128, seq_len=32, num_kv_pairs=4), 5, seed=1)
     every, random, queries = (module._closed_mask(y, 4, role) for role in ("all", "random", "queries"))
     assert not every[:, :8].any() and every[:, 8:].all()
