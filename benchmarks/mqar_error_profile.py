@@ -23,6 +23,12 @@ The counts for the 66k band, before any run of it had a profile::
 
     python benchmarks/mqar_error_profile.py 'ramnet-88k-w256-h8-m64-k16-gate-lr0.0005-*' 'deltanet-66k-lr0.003-*'
 
+``--overlap`` then lists, for each two runs that listed their wrong queries on the same seed's data, how many
+they share against how many two random lists of those sizes would: whether the errors are queries hard for every
+model or each run's own (session AK, at 256 pairs on seed 0: 0-5 shared where chance gives 0.02-0.66)::
+
+    python benchmarks/mqar_error_profile.py 'ramnet-88k-w256-h*' 'deltanet-66k-lr0.003-*' --overlap
+
 Each run is listed once per sweep file that holds it, with the file: ``profile.yaml``'s reruns have the ids of
 ``main.yaml``'s runs, and a rerun on a GPU is a new sample (runs are not bit-reproducible there), so its errors
 are set beside the original's count rather than in its place.
@@ -132,10 +138,11 @@ def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
             f"{_quarters(counts.get('by_query_quarter'))} | {same_key} | {earlier} |")
 
 
-def table_rows(results: Path, patterns: list[str], setting: str) -> tuple[int, list[str]]:
-    """(finished runs matching ``patterns``, the lines of those scored on ``setting``), in the files' order. A
-    file whose runs lack a field or hold one of the wrong kind is a SummaryError naming it."""
-    matched, lines = 0, []
+def table_rows(results: Path, patterns: list[str], setting: str) -> tuple[int, list[str], list[tuple]]:
+    """(finished runs matching ``patterns``, the lines of those scored on ``setting``, and ``(id, file, seed,
+    queries, wrong queries)`` of those that listed theirs there), in the files' order. A file whose runs lack a
+    field or hold one of the wrong kind is a SummaryError naming it."""
+    matched, lines, listed = 0, [], []
     for name in SWEEPS_WITH_PROFILES:
         path = results / name
         if not path.is_file():
@@ -149,9 +156,27 @@ def table_rows(results: Path, patterns: list[str], setting: str) -> tuple[int, l
                 line = table_row(name, sweep.get("spec", {}), run, setting)
                 if line is not None:
                     lines.append(line)
+                counts = (run.get("final_profile") or {}).get("settings", {}).get(setting, {})
+                if line is not None and counts.get("error_queries") is not None:
+                    listed.append((run["id"], name, run["seed"], counts["queries"],
+                                   set(parse_error_queries(counts["error_queries"]))))
         except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:
             raise SummaryError(f"{path} is not what a sweep writes ({type(error).__name__}: {error})") from None
-    return matched, lines
+    return matched, lines, listed
+
+
+def overlap_lines(listed: list[tuple]) -> list[str]:
+    """For each two runs that listed their wrong queries on the same seed's data: how many they share, beside how
+    many two lists of those sizes drawn at random from the set's queries would share on average (a * b / queries).
+    Far more than that: the errors sit on queries that are hard for both; about that: each run errs on its own."""
+    lines = []
+    for i, (id_a, file_a, seed_a, queries, wrong_a) in enumerate(listed):
+        for id_b, file_b, seed_b, _, wrong_b in listed[i + 1:]:
+            if seed_a == seed_b:
+                chance = len(wrong_a) * len(wrong_b) / queries
+                lines.append(f"| {id_a} ({file_a}) | {id_b} ({file_b}) | {len(wrong_a):,} | {len(wrong_b):,} | "
+                             f"{len(wrong_a & wrong_b):,} | {chance:.2f} |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -160,12 +185,14 @@ def main(argv=None) -> int:
     parser.add_argument("--setting", default="N256-T1024", help="the setting's name (default: N256-T1024)")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results",
                         help="folder with the sweep files (default: benchmarks/results)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="also list how many wrong queries each two runs on the same seed's data share")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         print(f"mqar_error_profile.py: --results: no folder {args.results}", file=sys.stderr)
         return 2
     try:
-        matched, lines = table_rows(args.results, args.patterns, args.setting)
+        matched, lines, listed = table_rows(args.results, args.patterns, args.setting)
     except SummaryError as error:
         print(f"mqar_error_profile.py: --results: {error}", file=sys.stderr)
         return 2
@@ -183,6 +210,16 @@ def main(argv=None) -> int:
           "| errors after the same key, of such queries | errors after an earlier copy of the key, of such queries |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(lines))
+    pairs = overlap_lines(listed) if args.overlap else []
+    if args.overlap:
+        print()
+        print("wrong queries two runs share (runs that listed theirs, on the same seed's data):" if pairs else
+              "no two matching runs listed their wrong queries on the same seed's data")
+    if pairs:
+        print()
+        print("| run | other run | its errors | the other's | shared | shared by chance |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(pairs))
     return 0
 
 

@@ -98,3 +98,29 @@ def test_the_earlier_copy_mask_is_the_one_by_one_list():
         expected = _earlier_copies(x, y, pairs)
         assert expected  # small vocabularies: the case occurs
         assert module.earlier_copy_mask(x, y, pairs).nonzero().tolist() == expected
+
+
+def test_overlap_counts_the_wrong_queries_two_runs_share(tmp_path):
+    x, y = eval_set(protocol_settings(SPEC["settings"], 64)[1], 1, 8, SEED)
+    queries = (y != -100).nonzero().tolist()
+    profile = {"precision": "bf16", "settings": {"N4-T32": {"queries": 32, "errors": 3, "by_pair_quarter": None,
+                                                            "by_query_quarter": None}}}
+
+    def run(label, wrong, seed=SEED):
+        listed = {**profile["settings"]["N4-T32"], "error_queries": " ".join(f"{b}:{t}" for b, t in wrong)}
+        return {**_record(label, {**profile, "settings": {"N4-T32": listed}}), "seed": seed,
+                "id": f"{label}-lr0.001-s{seed}"}
+
+    _, y_other = eval_set(protocol_settings(SPEC["settings"], 64)[1], 1, 8, SEED + 1)
+    others = (y_other != -100).nonzero().tolist()
+    runs = [run("ramnet-a", queries[:3]), run("ramnet-b", queries[1:5]), run("ramnet-c", others[:2], seed=SEED + 1)]
+    (tmp_path / "mqar_sweep.json").write_text(json.dumps({"spec": SPEC, "runs": runs}))
+    out = _run("ramnet-*", "--setting", "N4-T32", "--results", str(tmp_path), "--overlap")
+    assert out.returncode == 0, out.stderr
+    shared = [line for line in out.stdout.splitlines() if line.startswith("| ramnet-a-")]
+    # a and b share queries 1 and 2; c ran on another seed's data, so it is set beside neither
+    assert shared[-1] == (f"| ramnet-a-lr0.001-s{SEED} (mqar_sweep.json) | ramnet-b-lr0.001-s{SEED} "
+                          f"(mqar_sweep.json) | 3 | 4 | 2 | {3 * 4 / 32:.2f} |")
+    assert sum("ramnet-c-" in line for line in out.stdout.splitlines() if "shared" not in line) == 1  # its own row
+    out = _run("ramnet-a*", "--setting", "N4-T32", "--results", str(tmp_path), "--overlap")
+    assert out.returncode == 0 and "no two matching runs listed" in out.stdout
