@@ -6,9 +6,9 @@
 # `start` gives each sweep SECONDS of budget and starts no run after SECONDS - RUN_SECONDS (default 700: most 2-head
 # RAM-Net runs with the card shared by 13-16 workers took 394-1,068 s (the U=1 ablations up to 1,457 s), the 4- and
 # 8-head ones 1,018-1,411 s, and fla's 815-1,411 s), so the budget cuts few runs; a cut run keeps its curve
-# (`unfinished`), not a result. The workers are split 1 / 1 / 0 / 0 / 0 / 0 between seeds.yaml, main.yaml,
-# ablations.yaml, paper_arch.yaml, probe.yaml and profile.yaml (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL,
-# ARCH_PARALLEL, PROBE_PARALLEL, PROFILE_PARALLEL; 0 leaves a sweep out): workers held
+# (`unfinished`), not a result. The workers are split 1 / 1 / 0 / 0 / 0 / 0 / 0 between seeds.yaml, main.yaml,
+# ablations.yaml, paper_arch.yaml, probe.yaml, profile.yaml and long.yaml (SEEDS_PARALLEL, MAIN_PARALLEL, ABL_PARALLEL,
+# ARCH_PARALLEL, PROBE_PARALLEL, PROFILE_PARALLEL, LONG_PARALLEL; 0 leaves a sweep out): workers held
 # 6,036-10,762 MiB each (peak_mib, sessions D and E; 15 of them filled 132,626 of the H200's 143,771 MiB). Every
 # run of ablations.yaml, main.yaml and seeds.yaml has run (the last ones in session AK)
 # (main.yaml's lr grid was cut to the runs made, see its header; session U's six runs took 239-851 s side by side
@@ -94,6 +94,8 @@ ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
 # profile.yaml (no workers by default; added in session AF): main.yaml's two seed-0 runs of the 66k band made again
 # to record where their errors sit, DeltaNet's first (the shorter run)
 PROFILE_ONLY=${PROFILE_ONLY-'deltanet-*,*'}
+# long.yaml (no workers by default; added in session AL): the 66k pair at twice the step budget, RAM-Net first
+LONG_ONLY=${LONG_ONLY-'ramnet-*,*'}
 case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
@@ -105,8 +107,9 @@ case "${1:-}" in
     # plan above runs them one per call
     SEEDS_PARALLEL=${SEEDS_PARALLEL:-1} MAIN_PARALLEL=${MAIN_PARALLEL:-1} ABL_PARALLEL=${ABL_PARALLEL:-0}
     ARCH_PARALLEL=${ARCH_PARALLEL:-0} PROBE_PARALLEL=${PROBE_PARALLEL:-0} PROFILE_PARALLEL=${PROFILE_PARALLEL:-0}
+    LONG_PARALLEL=${LONG_PARALLEL:-0}
     for workers in "$SEEDS_PARALLEL" "$MAIN_PARALLEL" "$ABL_PARALLEL" "$ARCH_PARALLEL" "$PROBE_PARALLEL" \
-        "$PROFILE_PARALLEL"; do
+        "$PROFILE_PARALLEL" "$LONG_PARALLEL"; do
       case "$workers" in ''|*[!0-9]*)
         echo "*_PARALLEL must be a whole number of workers (0 leaves a sweep out), got '$workers'" >&2; exit 2;; esac
     done
@@ -120,9 +123,9 @@ case "${1:-}" in
     fi
     # seeds.yaml and main.yaml name fla models, and a sweep checks every entry before its first run: without fla
     # on the path they end at once (session Z lost a call so: PYTHONPATH is set per call, not per machine)
-    if [ $(( 10#$SEEDS_PARALLEL + 10#$MAIN_PARALLEL + 10#$PROFILE_PARALLEL )) -gt 0 ] &&  # find_spec: no torch import, no time lost
+    if [ $(( 10#$SEEDS_PARALLEL + 10#$MAIN_PARALLEL + 10#$PROFILE_PARALLEL + 10#$LONG_PARALLEL )) -gt 0 ] &&  # find_spec: no torch import, no time lost
         ! python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('fla') is None)" 2>/dev/null; then
-      echo "WARNING: fla is not on the path (is PYTHONPATH set to the wheels' folder in this call?): seeds.yaml, main.yaml and profile.yaml name fla models and will fail" >&2
+      echo "WARNING: fla is not on the path (is PYTHONPATH set to the wheels' folder in this call?): seeds.yaml, main.yaml, profile.yaml and long.yaml name fla models and will fail" >&2
     fi
     [ "${3:-}" = --mps ] && bash "$bg" mps-start
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -137,6 +140,7 @@ case "${1:-}" in
     start_sweep "$ARCH_PARALLEL" benchmarks/mqar/paper_arch.yaml mqar_paper_arch "$ARCH_ONLY"
     start_sweep "$PROBE_PARALLEL" benchmarks/mqar/probe.yaml mqar_probe ''
     start_sweep "$PROFILE_PARALLEL" benchmarks/mqar/profile.yaml mqar_profile "$PROFILE_ONLY"
+    start_sweep "$LONG_PARALLEL" benchmarks/mqar/long.yaml mqar_long "$LONG_ONLY"
     echo "no run starts after ${SWEEP_STOP_STARTING_AFTER} s" ;;
   wait)
     # block until no sweep holds its work folder's lock, or SECONDS pass: a tool call's own limit bounds its wait.
@@ -155,6 +159,6 @@ case "${1:-}" in
       sleep 5
     done ;;
   collect)
-    bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch mqar_probe mqar_profile ;;
+    bash "$bg" collect mqar_seeds mqar ablations mqar_paper_arch mqar_probe mqar_profile mqar_long ;;
   *) echo "usage: $0 start SECONDS [--mps] | wait SECONDS | collect" >&2; exit 2 ;;
 esac

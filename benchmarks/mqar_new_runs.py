@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch", "mqar_profile")
+NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch", "mqar_profile", "mqar_long")
 LONGEST = ("N128-T512", "N256-T1024")
 
 

@@ -31,7 +31,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch", "mqar_probe", "mqar_profile")
+NAMES = ("mqar", "ablations", "mqar_seeds", "mqar_paper_arch", "mqar_probe", "mqar_profile", "mqar_long")
 
 
 def _runs(text: str, where: str) -> dict[str, str | None]:
