@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, not a package
 from mqar_doc_io import SummaryError, read_json  # noqa: E402
 
-SWEEPS = ("mqar_sweep.json", "mqar_seeds_sweep.json", "ablations_sweep.json", "mqar_paper_arch_sweep.json")
+SWEEPS = ("mqar_sweep.json", "mqar_seeds_sweep.json", "ablations_sweep.json", "mqar_paper_arch_sweep.json",
+          "mqar_long_sweep.json")
 
 
 def runs_at_step(results: Path, patterns: list[str], step: int) -> list[dict]:

@@ -16,7 +16,8 @@ ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_mqar_session.sh"
 SWEEPS = {"SEEDS_ONLY": ("seeds.yaml", "mqar_seeds"), "MAIN_ONLY": ("main.yaml", "mqar"),
           "ABL_ONLY": ("ablations.yaml", "ablations"),
-          "ARCH_ONLY": ("paper_arch.yaml", "mqar_paper_arch"), "PROFILE_ONLY": ("profile.yaml", "mqar_profile")}
+          "ARCH_ONLY": ("paper_arch.yaml", "mqar_paper_arch"), "PROFILE_ONLY": ("profile.yaml", "mqar_profile"),
+          "LONG_ONLY": ("long.yaml", "mqar_long")}
 # left out on purpose: the kept-model copy of paper-m64-k16 at lr 3e-3 (that lr did not learn, 0.004)
 LEFT_OUT = {"ARCH_ONLY": {"paper-m64-k16-saved-lr0.003-s0"}}
 

@@ -56,3 +56,33 @@ def test_every_profile_run_is_a_main_seed_0_run():
     for run in profile_runs:
         key = (run["label"], run["lr"])
         assert main_runs.get(key) == run["fingerprint"], f"{key}: not main.yaml's seed-0 run"
+
+
+LONG_SUFFIX = "-8k-steps"
+
+
+def _long_runs_as_main(long: dict) -> dict:
+    """long.yaml's runs with main.yaml's step budget and labels: (label, lr, seed) -> fingerprint"""
+    as_main = {**long, "steps": _spec("main.yaml")["steps"],
+               "models": [{**m, "label": m["label"].removesuffix(LONG_SUFFIX)} for m in long["models"]]}
+    return {(r["label"], r["lr"], r["seed"]): r["fingerprint"] for r in expand(as_main)}
+
+
+def test_every_long_run_is_a_main_run_with_twice_the_steps():
+    """``long.yaml`` trains main.yaml's models for twice its step budget; everything else (model, lr, data,
+    training keys) must be main.yaml's, and each label carries the suffix that keeps it out of main.yaml's tables."""
+    main, long = _spec("main.yaml"), _spec("long.yaml")
+    assert long["steps"] == 2 * main["steps"]
+    assert all(m["label"].endswith(LONG_SUFFIX) for m in long["models"])
+    main_runs = {(r["label"], r["lr"], r["seed"]): r["fingerprint"] for r in expand({**main, "seeds": long["seeds"]})}
+    long_runs = _long_runs_as_main(long)
+    assert long_runs
+    for key, fingerprint in long_runs.items():
+        assert main_runs.get(key) == fingerprint, f"{key}: not main.yaml's run but for the step budget"
+
+
+def test_the_long_check_catches_a_changed_lr():
+    main, long = _spec("main.yaml"), _spec("long.yaml")
+    changed = {**long, "models": [{**long["models"][0], "lrs": [2.0e-3]}]}
+    main_runs = {(r["label"], r["lr"], r["seed"]): r["fingerprint"] for r in expand({**main, "seeds": long["seeds"]})}
+    assert any(main_runs.get(k) != f for k, f in _long_runs_as_main(changed).items())
