@@ -98,14 +98,33 @@ def earlier_copy_mask(inputs, labels, num_kv_pairs: int):
     return mask & (labels != -100)
 
 
+def last_pair_mask(inputs, labels, num_kv_pairs: int):
+    """``[B, T]`` bool: the queries that ask for the last pair written, the one right before the query phase"""
+    last_key = inputs[:, 2 * num_kv_pairs - 2].unsqueeze(1)
+    mask = (inputs == last_key) & (labels != -100)
+    mask[:, :2 * num_kv_pairs] = False
+    return mask
+
+
+def _caught(inputs, labels, setting: str, mask, wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
+    """(wrong queries inside ``mask``, or None when the run listed none; the queries inside ``mask``); ``wrong``
+    is checked first (``check_listed``)."""
+    check_listed(inputs, labels, setting, wrong)
+    caught = None if wrong is None else sum(int(mask[b, t]) for b, t in wrong)
+    return caught, int(mask.sum())
+
+
 def after_earlier_copy(inputs, labels, setting: str, num_kv_pairs: int,
                        wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
     """(wrong queries whose key stood earlier in the query phase, or None when the run listed none; such queries in
-    the evaluation set); ``wrong`` is checked first (``check_listed``)."""
-    check_listed(inputs, labels, setting, wrong)
-    mask = earlier_copy_mask(inputs, labels, num_kv_pairs)
-    caught = None if wrong is None else sum(int(mask[b, t]) for b, t in wrong)
-    return caught, int(mask.sum())
+    the evaluation set)"""
+    return _caught(inputs, labels, setting, earlier_copy_mask(inputs, labels, num_kv_pairs), wrong)
+
+
+def on_last_pair(inputs, labels, setting: str, num_kv_pairs: int,
+                 wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
+    """(wrong queries that ask for the last pair written, or None when the run listed none; such queries)"""
+    return _caught(inputs, labels, setting, last_pair_mask(inputs, labels, num_kv_pairs), wrong)
 
 
 def _quarters(values) -> str:
@@ -133,9 +152,11 @@ def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
     same_key = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
     caught, held = after_earlier_copy(inputs, labels, setting, pairs, wrong)
     earlier = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
+    caught, held = on_last_pair(inputs, labels, setting, pairs, wrong)
+    last = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
     return (f"| {run['id']} | {file} | {run['state_size']:,} | {accuracy:.5f} ({run['precision']}) | "
             f"{'-' if fp32 is None else f'{fp32:.5f}'} | {errors} | {_quarters(counts.get('by_pair_quarter'))} | "
-            f"{_quarters(counts.get('by_query_quarter'))} | {same_key} | {earlier} |")
+            f"{_quarters(counts.get('by_query_quarter'))} | {same_key} | {earlier} | {last} |")
 
 
 def table_rows(results: Path, patterns: list[str], setting: str) -> tuple[int, list[str], list[tuple]]:
@@ -207,8 +228,9 @@ def main(argv=None) -> int:
           "(first asked first)")
     print()
     print("| run | file | state | accuracy | in fp32 | errors of queries | by pair quarter | by query quarter "
-          "| errors after the same key, of such queries | errors after an earlier copy of the key, of such queries |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| errors after the same key, of such queries | errors after an earlier copy of the key, of such queries "
+          "| errors on the last pair written, of such queries |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(lines))
     pairs = overlap_lines(listed) if args.overlap else []
     if args.overlap:

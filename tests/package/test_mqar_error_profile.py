@@ -42,26 +42,36 @@ def _earlier_copies(x, y, pairs=4):
     return [[b, t] for b, t in (y != -100).nonzero().tolist() if (x[b, 2 * pairs:t] == x[b, t]).any()]
 
 
+def _last_pair_queries(x, y, pairs=4):
+    """The queries that ask for the last pair written (its key is the token at 2 * pairs - 2), one by one."""
+    return [[b, t] for b, t in (y != -100).nonzero().tolist() if t >= 2 * pairs and x[b, t] == x[b, 2 * pairs - 2]]
+
+
 def test_each_run_gets_its_quarters_fp32_score_and_errors_after_their_own_key(tmp_path):
     x, y = eval_set(protocol_settings(SPEC["settings"], 64)[1], 1, 8, SEED)
     other = next(q for q in (y != -100).nonzero().tolist() if x[q[0], q[1] - 1] != x[q[0], q[1]])
     earlier = _earlier_copies(x, y)
     # a small vocabulary makes such queries common; the right-after ones are among them, `other` is not
     assert [0, 10] in earlier and [0, 12] in earlier and other not in earlier and len(earlier) > 2
-    _write(tmp_path, [[0, 10], other, [0, 12]])
+    last = _last_pair_queries(x, y)
+    wrong = [[0, 10], other, [0, 12]]
+    wrong.append(next(q for q in last if q not in wrong and x[q[0], q[1] - 1] != x[q[0], q[1]]))
+    on_last = sum(q in last for q in wrong)
+    assert len(last) == 8 and 0 < on_last < len(wrong)  # one a sequence; the list holds some, not all
+    _write(tmp_path, wrong)
     out = _run("ramnet-*", "--setting", "N4-T32", "--results", str(tmp_path))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert lines[4] == (f"| ramnet-a-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | 0.93750 | 3 of 32 | "
+    assert lines[4] == (f"| ramnet-a-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | 0.93750 | {len(wrong)} of 32 | "
                         "0.7500 / 1.0000 / 1.0000 / 1.0000 | 1.0000 / 0.8750 / - / 1.0000 | 2 of 2 | "
-                        f"2 of {len(earlier)} |")
+                        f"{sum(q in earlier for q in wrong)} of {len(earlier)} | {on_last} of {len(last)} |")
     # without a profile: the error count the accuracy implies (0.90625 of 8 x 4 queries), and the set's own count
     assert lines[5] == (f"| ramnet-old-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | - | 3 of 32 (from "
                         "the accuracy; no profile) | - | - | - of 2 | "
-                        f"- of {len(earlier)} |")
+                        f"- of {len(earlier)} | - of {len(last)} |")
     assert lines[6] == (f"| ramnet-bad-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | - | 3 of 32 (from "
                         "the accuracy; profile failed: RuntimeError: no) | - | - | - of 2 | "
-                        f"- of {len(earlier)} |")
+                        f"- of {len(earlier)} | - of {len(last)} |")
     assert len(lines) == 7
 
 
@@ -98,6 +108,7 @@ def test_the_earlier_copy_mask_is_the_one_by_one_list():
         expected = _earlier_copies(x, y, pairs)
         assert expected  # small vocabularies: the case occurs
         assert module.earlier_copy_mask(x, y, pairs).nonzero().tolist() == expected
+        assert module.last_pair_mask(x, y, pairs).nonzero().tolist() == _last_pair_queries(x, y, pairs)
 
 
 def test_overlap_counts_the_wrong_queries_two_runs_share(tmp_path):
