@@ -1,0 +1,100 @@
+"""Which writes bind an MQAR pair in a gated RAM-Net checkpoint: the queries for the first, the middle and the last
+pair written, as trained and with the writes shut at one offset after each of those pairs' key (in each layer
+alone and in all), scored by the label's mean probability and by how many are right.
+
+    python benchmarks/mqar_pair_writes.py RUN/model --settings 256,1024 --num-examples 24 --offsets 1 2 3
+
+With the short conv on keys and values, a pair's key still stands in the convolution window for a few tokens
+after it, so the writes at its value (offset 1) and at the next tokens can all bind it. For every pair but the
+last those next tokens are the next pair; for the last they are the query phase's first tokens (a query, then a
+random token), so a binding that leans on the later writes holds less for the last pair. Offset 0 (the key's
+own position) binds the pair before. Each variant is one forward pass over the sequences: fp32 on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling module, not a package
+from common import checkpoint_name, parse_probe_args, probe_parser, write_probe_json  # noqa: E402
+from ramnet.analysis_gates import writes_closed_where  # noqa: E402
+from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, multiquery_ar  # noqa: E402
+
+
+def chosen_pairs(num_kv_pairs: int) -> dict[str, int]:
+    """The pairs probed: the first, the middle and the last written."""
+    return {"first": 0, "middle": num_kv_pairs // 2, "last": num_kv_pairs - 1}
+
+
+def query_positions(ids: torch.Tensor, labels: torch.Tensor, pair: int, num_kv_pairs: int) -> list[int]:
+    """Each sequence's position of the query for ``pair`` (its key asked again in the query phase)."""
+    asked = (ids == ids[:, 2 * pair].unsqueeze(1)) & (labels != IGNORE_INDEX)
+    asked[:, :2 * num_kv_pairs] = False
+    if not bool(asked.any(1).all()):
+        raise ValueError(f"pair {pair} is not asked in every sequence")
+    return asked.float().argmax(1).tolist()
+
+
+@torch.no_grad()
+def scores(model, ids, labels, queries: dict[str, list[int]], closed, layers) -> dict[str, dict]:
+    """``{pair name: {"p_label", "right"}}`` with the writes at ``closed [B, T]`` (None: none) shut in ``layers``"""
+    mask = torch.zeros(ids.shape, dtype=torch.bool) if closed is None else closed
+    with writes_closed_where(model, mask, layers):
+        logits = model(ids).float()
+    out = {}
+    for name, positions in queries.items():
+        rows = torch.arange(len(ids))
+        probs = logits[rows, positions].softmax(-1)
+        wanted = labels[rows, positions]
+        out[name] = {"p_label": float(probs[rows, wanted].mean()),
+                     "right": int((probs.argmax(-1) == wanted).sum())}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = probe_parser(__doc__.split("\n\n")[0], 24, "gated model checkpoint directories (a sweep's RUN/model)")
+    parser.add_argument("--offsets", nargs="+", type=int, default=[0, 1, 2, 3],
+                        help="positions after each probed pair's key whose writes to shut (default 0 1 2 3)")
+    args, checkpoints = parse_probe_args(parser, argv, gated=True)
+    if any(o < 0 for o in args.offsets):
+        parser.error(f"--offsets must be >= 0, got {args.offsets}")
+    for pairs, length in args.settings:  # the last pair's key sits at 2 * pairs - 2
+        if 2 * pairs - 2 + max(args.offsets) >= length:
+            parser.error(f"--offsets {max(args.offsets)} runs past the length of --settings {pairs},{length}")
+    rows = []
+    print("| checkpoint | setting | writes shut | first pair: p(label), right | middle | last |")
+    print("|---|---|---|---|---|---|")
+    for path, model in checkpoints:
+        name = checkpoint_name(path)
+        n_layers = model.config.n_layers
+        for pairs, length in args.settings:
+            setting = MQARSetting(vocab_size=model.config.vocab_size, seq_len=length, num_kv_pairs=pairs)
+            ids, labels = multiquery_ar(setting, args.num_examples, seed=args.seed)
+            probed = chosen_pairs(pairs)
+            queries = {k: query_positions(ids, labels, pair, pairs) for k, pair in probed.items()}
+            variants = [("none (as trained)", None, None, None)]
+            for offset in args.offsets:
+                closed = torch.zeros(ids.shape, dtype=torch.bool)
+                closed[:, [2 * p + offset for p in probed.values()]] = True
+                for layers in [None] + [[i] for i in range(n_layers)]:
+                    where = "every layer" if layers is None else f"layer {layers[0] + 1}"
+                    variants.append((f"offset {offset} in {where}", offset, closed, layers))
+            for label, offset, closed, layers in variants:
+                result = scores(model, ids, labels, queries, closed, layers)
+                rows.append({"checkpoint": name, "path": str(Path(path).resolve()), "pairs": pairs,
+                             "seq_len": length, "variant": label, "offset": offset, "closed_layers": layers,
+                             "pairs_probed": probed, **result})
+                cells = " | ".join(f"{result[k]['p_label']:.3f}, {result[k]['right']} of {len(ids)}" for k in probed)
+                print(f"| {name} | {pairs},{length} | {label} | {cells} |", flush=True)
+                if args.out:  # after every variant: each takes about a minute at 256 pairs on a CPU
+                    write_probe_json(args, rows)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""``benchmarks/mqar_pair_writes.py``: the queries for the first, middle and last pair, as trained and with the
+writes at one offset after their keys shut; its numbers are the model's own, and bad input gets one line."""
+import json
+from pathlib import Path
+
+import torch
+
+from ramnet.analysis_gates import writes_closed_where
+from ramnet.checkpoint import load_checkpoint
+from ramnet.data.mqar import MQARSetting, multiquery_ar
+
+from .probe_cases import run_script, small_checkpoint
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_pair_writes.py"
+
+
+def _p_last(checkpoint, closed_offset=None):
+    """The mean probability of the label at the last pair's queries, computed here without the script."""
+    model = load_checkpoint(checkpoint).eval()
+    ids, labels = multiquery_ar(MQARSetting(vocab_size=model.config.vocab_size, seq_len=32, num_kv_pairs=4), 3,
+                                seed=5)
+    closed = torch.zeros(ids.shape, dtype=torch.bool)
+    if closed_offset is not None:
+        closed[:, [2 * p + closed_offset for p in (0, 2, 3)]] = True
+    with torch.no_grad(), writes_closed_where(model, closed):
+        probs = model(ids).float().softmax(-1)
+    total = 0.0
+    for b in range(3):
+        t = next(t for t in range(8, 32) if ids[b, t] == ids[b, 6] and labels[b, t] != -100)
+        total += float(probs[b, t, labels[b, t]])
+    return total / 3
+
+
+def test_the_rows_are_the_models_own(tmp_path):
+    checkpoint = small_checkpoint(tmp_path, write_gate=True)
+    out = tmp_path / "rows.json"
+    done = run_script(SCRIPT, str(checkpoint), "--settings", "4,32", "--num-examples", "3", "--seed", "5",
+                      "--offsets", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["none (as trained)", "offset 1 in every layer", "offset 1 in layer 1",
+                                            "offset 1 in layer 2"]
+    assert rows[0]["pairs_probed"] == {"first": 0, "middle": 2, "last": 3}
+    as_trained, shut = _p_last(checkpoint), _p_last(checkpoint, closed_offset=1)
+    assert abs(shut - as_trained) > 1e-6  # shutting the value's write moves the label's probability
+    assert abs(rows[0]["last"]["p_label"] - as_trained) < 1e-6 and abs(rows[1]["last"]["p_label"] - shut) < 1e-6
+
+
+def test_bad_input_gets_one_line(tmp_path):
+    checkpoint = small_checkpoint(tmp_path, write_gate=True)
+    for args, message in [(["--offsets", "-1"], "--offsets must be >= 0"),
+                          (["--offsets", "30"], "runs past the length of --settings 4,32")]:
+        done = run_script(SCRIPT, str(checkpoint), "--settings", "4,32", *args)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert "| checkpoint" not in done.stdout  # refused before the table starts
+    done = run_script(SCRIPT, str(small_checkpoint(tmp_path / "plain")), "--settings", "4,32")
+    assert done.returncode == 2 and "no write gate" in done.stderr
