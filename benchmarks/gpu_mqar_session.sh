@@ -30,10 +30,11 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AK (which ran the M=256 and 16-head rows at 88,064 and seeds.yaml's last run, on H100s):
-# nothing but paper_arch.yaml's duplicate, left out on purpose. No new row is queued: at 88,064 K (8, 16, 32), heads
-# (4, 8, 16), M (64, 256) and lr have all been tried, and none lifts 256 pairs to DeltaNet-66k (docs/MQAR_SESSIONS.md,
-# session AK). Alone on the card an 8-head 44,032 K=32 run
+# Pending after session AL (which ran long.yaml's seed-0 runs and deltanet-16k's seeds 1-2 there, on an H100):
+# long.yaml's other seeds, ramnet-22k's first (LONG_PARALLEL=1 or 2, LONG_ONLY; its default order below). Nothing
+# else but paper_arch.yaml's duplicate, left out on purpose: at 88,064 K (8, 16, 32), heads (4, 8, 16), M (64, 256)
+# and lr have all been tried, and none lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md,
+# sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
 # start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
 # nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
