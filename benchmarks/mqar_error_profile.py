@@ -98,11 +98,16 @@ def earlier_copy_mask(inputs, labels, num_kv_pairs: int):
     return mask & (labels != -100)
 
 
-def last_pair_mask(inputs, labels, num_kv_pairs: int):
-    """``[B, T]`` bool: the queries that ask for the last pair written, the one right before the query phase"""
+def last_pair_mask(inputs, labels, num_kv_pairs: int, key_vocab: int | None = None):
+    """``[B, T]`` bool: the queries that ask for the last pair written, the one right before the query phase; with
+    ``key_vocab``, only in the sequences whose token two after that pair's value (the first random token of the
+    query phase, where the next pair's value stands for every other pair) is a key-range token (below
+    ``key_vocab``)."""
     last_key = inputs[:, 2 * num_kv_pairs - 2].unsqueeze(1)
     mask = (inputs == last_key) & (labels != -100)
     mask[:, :2 * num_kv_pairs] = False
+    if key_vocab is not None:
+        mask &= (inputs[:, 2 * num_kv_pairs + 1] < key_vocab).unsqueeze(1)
     return mask
 
 
@@ -121,10 +126,11 @@ def after_earlier_copy(inputs, labels, setting: str, num_kv_pairs: int,
     return _caught(inputs, labels, setting, earlier_copy_mask(inputs, labels, num_kv_pairs), wrong)
 
 
-def on_last_pair(inputs, labels, setting: str, num_kv_pairs: int,
-                 wrong: list[tuple[int, int]] | None) -> tuple[int | None, int]:
-    """(wrong queries that ask for the last pair written, or None when the run listed none; such queries)"""
-    return _caught(inputs, labels, setting, last_pair_mask(inputs, labels, num_kv_pairs), wrong)
+def on_last_pair(inputs, labels, setting: str, num_kv_pairs: int, wrong: list[tuple[int, int]] | None,
+                 key_vocab: int | None = None) -> tuple[int | None, int]:
+    """(wrong queries that ask for the last pair written, or None when the run listed none; such queries), with
+    ``key_vocab`` only those followed two after the pair's value by a key-range token (``last_pair_mask``)"""
+    return _caught(inputs, labels, setting, last_pair_mask(inputs, labels, num_kv_pairs, key_vocab), wrong)
 
 
 def _quarters(values) -> str:
@@ -153,7 +159,9 @@ def table_row(file: str, spec: dict, run: dict, setting: str) -> str | None:
     caught, held = after_earlier_copy(inputs, labels, setting, pairs, wrong)
     earlier = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
     caught, held = on_last_pair(inputs, labels, setting, pairs, wrong)
-    last = f"{'-' if caught is None else f'{caught:,}'} of {held:,}"
+    keyed, keyed_held = on_last_pair(inputs, labels, setting, pairs, wrong, key_vocab=spec["vocab_size"] // 2)
+    last = (f"{'-' if caught is None else f'{caught:,}'} of {held:,} "
+            f"({'-' if keyed is None else f'{keyed:,}'} of {keyed_held:,} after a key-range token)")
     return (f"| {run['id']} | {file} | {run['state_size']:,} | {accuracy:.5f} ({run['precision']}) | "
             f"{'-' if fp32 is None else f'{fp32:.5f}'} | {errors} | {_quarters(counts.get('by_pair_quarter'))} | "
             f"{_quarters(counts.get('by_query_quarter'))} | {same_key} | {earlier} | {last} |")
@@ -229,7 +237,8 @@ def main(argv=None) -> int:
     print()
     print("| run | file | state | accuracy | in fp32 | errors of queries | by pair quarter | by query quarter "
           "| errors after the same key, of such queries | errors after an earlier copy of the key, of such queries "
-          "| errors on the last pair written, of such queries |")
+          "| errors on the last pair written, of such queries (of those whose first random token is a key-range "
+          "token) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(lines))
     pairs = overlap_lines(listed) if args.overlap else []

@@ -42,9 +42,11 @@ def _earlier_copies(x, y, pairs=4):
     return [[b, t] for b, t in (y != -100).nonzero().tolist() if (x[b, 2 * pairs:t] == x[b, t]).any()]
 
 
-def _last_pair_queries(x, y, pairs=4):
-    """The queries that ask for the last pair written (its key is the token at 2 * pairs - 2), one by one."""
-    return [[b, t] for b, t in (y != -100).nonzero().tolist() if t >= 2 * pairs and x[b, t] == x[b, 2 * pairs - 2]]
+def _last_pair_queries(x, y, pairs=4, key_vocab=None):
+    """The queries that ask for the last pair written (its key is the token at 2 * pairs - 2), one by one; with
+    ``key_vocab``, those whose sequence has a key-range token two after that pair's value."""
+    return [[b, t] for b, t in (y != -100).nonzero().tolist() if t >= 2 * pairs and x[b, t] == x[b, 2 * pairs - 2]
+            and (key_vocab is None or x[b, 2 * pairs + 1] < key_vocab)]
 
 
 def test_each_run_gets_its_quarters_fp32_score_and_errors_after_their_own_key(tmp_path):
@@ -53,7 +55,7 @@ def test_each_run_gets_its_quarters_fp32_score_and_errors_after_their_own_key(tm
     earlier = _earlier_copies(x, y)
     # a small vocabulary makes such queries common; the right-after ones are among them, `other` is not
     assert [0, 10] in earlier and [0, 12] in earlier and other not in earlier and len(earlier) > 2
-    last = _last_pair_queries(x, y)
+    last, keyed = _last_pair_queries(x, y), _last_pair_queries(x, y, key_vocab=32)
     wrong = [[0, 10], other, [0, 12]]
     wrong.append(next(q for q in last if q not in wrong and x[q[0], q[1] - 1] != x[q[0], q[1]]))
     on_last = sum(q in last for q in wrong)
@@ -64,14 +66,15 @@ def test_each_run_gets_its_quarters_fp32_score_and_errors_after_their_own_key(tm
     lines = out.stdout.strip().splitlines()
     assert lines[4] == (f"| ramnet-a-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | 0.93750 | {len(wrong)} of 32 | "
                         "0.7500 / 1.0000 / 1.0000 / 1.0000 | 1.0000 / 0.8750 / - / 1.0000 | 2 of 2 | "
-                        f"{sum(q in earlier for q in wrong)} of {len(earlier)} | {on_last} of {len(last)} |")
+                        f"{sum(q in earlier for q in wrong)} of {len(earlier)} | {on_last} of {len(last)} "
+                        f"({sum(q in keyed for q in wrong)} of {len(keyed)} after a key-range token) |")
     # without a profile: the error count the accuracy implies (0.90625 of 8 x 4 queries), and the set's own count
     assert lines[5] == (f"| ramnet-old-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | - | 3 of 32 (from "
                         "the accuracy; no profile) | - | - | - of 2 | "
-                        f"- of {len(earlier)} | - of {len(last)} |")
+                        f"- of {len(earlier)} | - of {len(last)} (- of {len(keyed)} after a key-range token) |")
     assert lines[6] == (f"| ramnet-bad-lr0.001-s{SEED} | mqar_sweep.json | 4,352 | 0.90625 (bf16) | - | 3 of 32 (from "
                         "the accuracy; profile failed: RuntimeError: no) | - | - | - of 2 | "
-                        f"- of {len(earlier)} | - of {len(last)} |")
+                        f"- of {len(earlier)} | - of {len(last)} (- of {len(keyed)} after a key-range token) |")
     assert len(lines) == 7
 
 
@@ -109,6 +112,9 @@ def test_the_earlier_copy_mask_is_the_one_by_one_list():
         assert expected  # small vocabularies: the case occurs
         assert module.earlier_copy_mask(x, y, pairs).nonzero().tolist() == expected
         assert module.last_pair_mask(x, y, pairs).nonzero().tolist() == _last_pair_queries(x, y, pairs)
+        keyed = _last_pair_queries(x, y, pairs, vocab // 2)
+        assert 0 < len(keyed) < len(_last_pair_queries(x, y, pairs))  # the filter keeps some, not all
+        assert module.last_pair_mask(x, y, pairs, vocab // 2).nonzero().tolist() == keyed
 
 
 def test_overlap_counts_the_wrong_queries_two_runs_share(tmp_path):
