@@ -8,7 +8,10 @@ With the short conv on keys and values, a pair's key still stands in the convolu
 after it, so the writes at its value (offset 1) and at the next tokens can all bind it. For every pair but the
 last those next tokens are the next pair; for the last they are the query phase's first tokens (a query, then a
 random token), so a binding that leans on the later writes holds less for the last pair. Offset 0 (the key's
-own position) binds the pair before. Each variant is one forward pass over the sequences: fp32 on the CPU.
+own position) binds the pair before. ``--first-random-token`` adds two variants that change the data instead:
+the query phase's first random token (two after the last pair's value, where every other pair has the next
+pair's value) set in every sequence to a key-range token, then to a value-range token, neither of them in the
+sequence already. Each variant is one forward pass over the sequences: fp32 on the CPU.
 """
 from __future__ import annotations
 
@@ -38,6 +41,18 @@ def query_positions(ids: torch.Tensor, labels: torch.Tensor, pair: int, num_kv_p
     return asked.float().argmax(1).tolist()
 
 
+def with_first_random_token(ids: torch.Tensor, num_kv_pairs: int, vocab_size: int, key_range: bool) -> torch.Tensor:
+    """``ids`` with the query phase's first random token (position ``2 * num_kv_pairs + 1``) replaced in each
+    sequence by the smallest token of the key range (below ``vocab_size // 2``, from 1) or of the value range
+    that the sequence does not hold."""
+    low, high = (1, vocab_size // 2) if key_range else (vocab_size // 2, vocab_size)
+    out = ids.clone()
+    for row in out:
+        present = set(row.tolist())
+        row[2 * num_kv_pairs + 1] = next(t for t in range(low, high) if t not in present)
+    return out
+
+
 @torch.no_grad()
 def scores(model, ids, labels, queries: dict[str, list[int]], closed, layers) -> dict[str, dict]:
     """``{pair name: {"p_label", "right"}}`` with the writes at ``closed [B, T]`` (None: none) shut in ``layers``"""
@@ -58,6 +73,8 @@ def main(argv=None) -> int:
     parser = probe_parser(__doc__.split("\n\n")[0], 24, "gated model checkpoint directories (a sweep's RUN/model)")
     parser.add_argument("--offsets", nargs="+", type=int, default=[0, 1, 2, 3],
                         help="positions after each probed pair's key whose writes to shut (default 0 1 2 3)")
+    parser.add_argument("--first-random-token", action="store_true",
+                        help="also set the query phase's first random token to a key-range, then a value-range token")
     args, checkpoints = parse_probe_args(parser, argv, gated=True)
     if any(o < 0 for o in args.offsets):
         parser.error(f"--offsets must be >= 0, got {args.offsets}")
@@ -75,15 +92,19 @@ def main(argv=None) -> int:
             ids, labels = multiquery_ar(setting, args.num_examples, seed=args.seed)
             probed = chosen_pairs(pairs)
             queries = {k: query_positions(ids, labels, pair, pairs) for k, pair in probed.items()}
-            variants = [("none (as trained)", None, None, None)]
+            variants = [("none (as trained)", None, None, None, ids)]
             for offset in args.offsets:
                 closed = torch.zeros(ids.shape, dtype=torch.bool)
                 closed[:, [2 * p + offset for p in probed.values()]] = True
                 for layers in [None] + [[i] for i in range(n_layers)]:
                     where = "every layer" if layers is None else f"layer {layers[0] + 1}"
-                    variants.append((f"offset {offset} in {where}", offset, closed, layers))
-            for label, offset, closed, layers in variants:
-                result = scores(model, ids, labels, queries, closed, layers)
+                    variants.append((f"offset {offset} in {where}", offset, closed, layers, ids))
+            if args.first_random_token:
+                for key_range, kind in ((True, "key"), (False, "value")):
+                    changed = with_first_random_token(ids, pairs, model.config.vocab_size, key_range)
+                    variants.append((f"none; first random token a {kind}-range token", None, None, None, changed))
+            for label, offset, closed, layers, inputs in variants:
+                result = scores(model, inputs, labels, queries, closed, layers)
                 rows.append({"checkpoint": name, "path": str(Path(path).resolve()), "pairs": pairs,
                              "seq_len": length, "variant": label, "offset": offset, "closed_layers": layers,
                              "pairs_probed": probed, **result})

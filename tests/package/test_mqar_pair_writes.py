@@ -55,3 +55,25 @@ def test_bad_input_gets_one_line(tmp_path):
         assert "| checkpoint" not in done.stdout  # refused before the table starts
     done = run_script(SCRIPT, str(small_checkpoint(tmp_path / "plain")), "--settings", "4,32")
     assert done.returncode == 2 and "no write gate" in done.stderr
+
+
+def test_the_first_random_token_variants(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mqar_pair_writes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ids, _ = multiquery_ar(MQARSetting(vocab_size=64, seq_len=32, num_kv_pairs=4), 6, seed=5)
+    for key_range in (True, False):
+        changed = module.with_first_random_token(ids, 4, 64, key_range)
+        assert torch.equal(changed[:, :9], ids[:, :9]) and torch.equal(changed[:, 10:], ids[:, 10:])
+        for row, new in zip(ids, changed[:, 9].tolist()):
+            assert (1 <= new < 32 if key_range else 32 <= new < 64) and new not in row.tolist()
+    checkpoint = small_checkpoint(tmp_path, write_gate=True)
+    out = tmp_path / "rows.json"
+    done = run_script(SCRIPT, str(checkpoint), "--settings", "4,32", "--num-examples", "3", "--seed", "5",
+                      "--offsets", "1", "--first-random-token", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows[-2:]] == ["none; first random token a key-range token",
+                                                 "none; first random token a value-range token"]
+    assert rows[-1]["last"]["p_label"] != rows[-2]["last"]["p_label"]  # the data changed, so did the answer
