@@ -31,10 +31,12 @@ set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
 # Pending after session AL (which ran long.yaml's seed-0 runs and deltanet-16k's seeds 1-2 there, on an H100):
-# long.yaml's other seeds, ramnet-22k's first (LONG_PARALLEL=1 or 2, LONG_ONLY; its default order below). Nothing
-# else but paper_arch.yaml's duplicate, left out on purpose: at 88,064 K (8, 16, 32), heads (4, 8, 16), M (64, 256)
-# and lr have all been tried, and none lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md,
-# sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
+# first main.yaml's two short-conv-kernel rows at 88,064, one a call (MAIN_ONLY='*-gate-conv3-*', then
+# '*-gate-conv2-*'; about 250 s each alone on an H100, as the K=16 row they change), since they test why the last
+# pair written fails (docs/RESULTS.md, "the last pair written"); then long.yaml's other seeds, ramnet-22k's first
+# (LONG_PARALLEL=1 or 2, LONG_ONLY; its default order below), and paper_arch.yaml's duplicate, left out on purpose.
+# Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
+# lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md, sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
 # start-up per call; the 176,128 row alone took 363-379 s (sessions AA and AB). Side by side these runs gain
 # nothing: three 176,128 runs made about 10.5 steps a second between them (session AA), and two 44,032 K=32 runs
@@ -82,7 +84,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: nothing pending after session AK; a new row runs one a call, picked with MAIN_ONLY (the plan above)
+# main.yaml: the two short-conv-kernel rows pending after session AL; a new row runs one a call, picked with
+# MAIN_ONLY (the plan above)
 MAIN_ONLY=${MAIN_ONLY-'*'}
 # seeds.yaml: nothing pending after session AK (its last run, the 8-head K=32 row's seed 2 at 5e-4)
 SEEDS_ONLY=${SEEDS_ONLY-'*'}
