@@ -222,3 +222,12 @@ def write_probe_json(args: argparse.Namespace, rows: list[dict]) -> None:
     part = args.out.with_name(args.out.name + ".part")
     part.write_text(json.dumps({"seed": args.seed, "num_examples": args.num_examples, "rows": clean}, indent=1) + "\n")
     part.replace(args.out)
+
+
+def report_row(args: argparse.Namespace, rows: list[dict], row: dict, line: str) -> None:
+    """Add ``row`` to ``rows``, print its table ``line`` at once, and rewrite ``--out`` (when given) with every row
+    so far: a probe's variants take minutes each on a CPU, and a stopped run keeps the ones it finished."""
+    rows.append(row)
+    print(line, flush=True)
+    if args.out:
+        write_probe_json(args, rows)

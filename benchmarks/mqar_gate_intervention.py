@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling module, not a package
-from common import checkpoint_name, parse_probe_args, probe_parser, write_probe_json  # noqa: E402
+from common import checkpoint_name, parse_probe_args, probe_parser, report_row  # noqa: E402
 from ramnet.analysis_gates import writes_closed_where  # noqa: E402
 from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, multiquery_ar  # noqa: E402
 from ramnet.mqar_errors import QUARTERS, query_outcomes  # noqa: E402
@@ -93,13 +93,11 @@ def main(argv=None) -> int:
             for label, role, layers in variants:
                 closed = None if role is None else _closed_mask(labels, pairs, role)
                 counts = _errors(model, ids, labels, pairs, args.batch_size, closed, layers)
-                rows.append({"checkpoint": name, "path": str(Path(path).resolve()), "pairs": pairs,
-                             "seq_len": length, "variant": label, "closed_tokens": role, "closed_layers": layers,
-                             **counts})
-                print(f"| {name} | {pairs},{length} | {label} | {counts['errors']:,} of {counts['queries']:,} | "
-                      f"{' / '.join(str(c) for c in counts['by_query_quarter'])} |", flush=True)
-                if args.out:  # after every variant: each takes minutes on a CPU, and a stopped run keeps the rest
-                    write_probe_json(args, rows)
+                report_row(args, rows, {"checkpoint": name, "path": str(Path(path).resolve()), "pairs": pairs,
+                                        "seq_len": length, "variant": label, "closed_tokens": role,
+                                        "closed_layers": layers, **counts},
+                           f"| {name} | {pairs},{length} | {label} | {counts['errors']:,} of {counts['queries']:,} | "
+                           f"{' / '.join(str(c) for c in counts['by_query_quarter'])} |")
     if args.out:
         print(f"wrote {args.out}")
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling module, not a package
-from common import checkpoint_name, parse_probe_args, probe_parser, write_probe_json  # noqa: E402
+from common import checkpoint_name, parse_probe_args, probe_parser, report_row  # noqa: E402
 from ramnet.analysis_gates import writes_closed_where  # noqa: E402
 from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, multiquery_ar  # noqa: E402
 
@@ -105,13 +105,11 @@ def main(argv=None) -> int:
                     variants.append((f"none; first random token a {kind}-range token", None, None, None, changed))
             for label, offset, closed, layers, inputs in variants:
                 result = scores(model, inputs, labels, queries, closed, layers)
-                rows.append({"checkpoint": name, "path": str(Path(path).resolve()), "pairs": pairs,
-                             "seq_len": length, "variant": label, "offset": offset, "closed_layers": layers,
-                             "pairs_probed": probed, **result})
                 cells = " | ".join(f"{result[k]['p_label']:.3f}, {result[k]['right']} of {len(ids)}" for k in probed)
-                print(f"| {name} | {pairs},{length} | {label} | {cells} |", flush=True)
-                if args.out:  # after every variant: each takes about a minute at 256 pairs on a CPU
-                    write_probe_json(args, rows)
+                report_row(args, rows, {"checkpoint": name, "path": str(Path(path).resolve()), "pairs": pairs,
+                                        "seq_len": length, "variant": label, "offset": offset,
+                                        "closed_layers": layers, "pairs_probed": probed, **result},
+                           f"| {name} | {pairs},{length} | {label} | {cells} |")
     if args.out:
         print(f"wrote {args.out}")
     return 0
