@@ -77,7 +77,9 @@ def main(argv=None) -> int:
         index, position = int(seq_text), int(pos_text)
         if args.seed < 0:
             raise ValueError(f"--seed must be >= 0, got {args.seed}")
-        spec = read_json(args.sweep, dict).get("spec") or {}
+        spec = read_json(args.sweep, dict).get("spec")
+        if not isinstance(spec, dict) or not {"settings", "vocab_size", "num_eval"} <= set(spec):
+            raise ValueError(f"--sweep: {args.sweep} holds no sweep spec with settings, vocab_size and num_eval")
         inputs, labels, pairs = evaluation_data(spec, args.seed, args.setting)
     except (ValueError, SummaryError, KeyError, OSError) as error:
         parser.exit(2, f"mqar_one_query.py: {error}\n")

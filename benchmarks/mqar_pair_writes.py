@@ -6,12 +6,14 @@ alone and in all), scored by the label's mean probability and by how many are ri
 
 With the short conv on keys and values, a pair's key still stands in the convolution window for a few tokens
 after it, so the writes at its value (offset 1) and at the next tokens can all bind it. For every pair but the
-last those next tokens are the next pair; for the last they are the query phase's first tokens (a query, then a
-random token), so a binding that leans on the later writes holds less for the last pair. Offset 0 (the key's
+last those next tokens are the next pair; for the last they are the query phase's first tokens (at 256 pairs a
+query, then a random token), so a binding that leans on the later writes holds less for the last pair. Offset 0 (the key's
 own position) binds the pair before. ``--first-random-token`` adds two variants that change the data instead:
-the query phase's first random token (two after the last pair's value, where every other pair has the next
-pair's value) set in every sequence to a key-range token, then to a value-range token, neither of them in the
-sequence already. Each variant is one forward pass over the sequences: fp32 on the CPU.
+the token two after the last pair's value (where every other pair has the next pair's value; at 256 pairs the
+token before it is always a query, so it is the query phase's first random token) set in every sequence to a
+key-range token, then to a value-range token, each drawn at random among those the sequence does not hold. Each
+offset variant shuts that offset's writes after all three probed pairs at once. Each variant is one forward pass
+over the sequences: fp32 on the CPU.
 """
 from __future__ import annotations
 
@@ -41,15 +43,19 @@ def query_positions(ids: torch.Tensor, labels: torch.Tensor, pair: int, num_kv_p
     return asked.float().argmax(1).tolist()
 
 
-def with_first_random_token(ids: torch.Tensor, num_kv_pairs: int, vocab_size: int, key_range: bool) -> torch.Tensor:
+def with_first_random_token(ids: torch.Tensor, num_kv_pairs: int, vocab_size: int, key_range: bool,
+                            seed: int) -> torch.Tensor:
     """``ids`` with the query phase's first random token (position ``2 * num_kv_pairs + 1``) replaced in each
-    sequence by the smallest token of the key range (below ``vocab_size // 2``, from 1) or of the value range
-    that the sequence does not hold."""
+    sequence by a token drawn at random (``seed``) from the key range (1 to ``vocab_size // 2 - 1``) or the
+    value range (``vocab_size // 2`` up), among those the sequence does not hold; a ValueError if none is left."""
     low, high = (1, vocab_size // 2) if key_range else (vocab_size // 2, vocab_size)
+    generator = torch.Generator().manual_seed(seed)
     out = ids.clone()
     for row in out:
-        present = set(row.tolist())
-        row[2 * num_kv_pairs + 1] = next(t for t in range(low, high) if t not in present)
+        absent = sorted(set(range(low, high)) - set(row.tolist()))
+        if not absent:
+            raise ValueError(f"a sequence holds every token of the {'key' if key_range else 'value'} range")
+        row[2 * num_kv_pairs + 1] = absent[int(torch.randint(len(absent), (1,), generator=generator))]
     return out
 
 
@@ -79,6 +85,8 @@ def main(argv=None) -> int:
     if any(o < 0 for o in args.offsets):
         parser.error(f"--offsets must be >= 0, got {args.offsets}")
     for pairs, length in args.settings:  # the last pair's key sits at 2 * pairs - 2
+        if pairs < 3:
+            parser.error(f"--settings {pairs},{length}: needs at least 3 pairs (a first, a middle and a last)")
         if 2 * pairs - 2 + max(args.offsets) >= length:
             parser.error(f"--offsets {max(args.offsets)} runs past the length of --settings {pairs},{length}")
     rows = []
@@ -101,7 +109,10 @@ def main(argv=None) -> int:
                     variants.append((f"offset {offset} in {where}", offset, closed, layers, ids))
             if args.first_random_token:
                 for key_range, kind in ((True, "key"), (False, "value")):
-                    changed = with_first_random_token(ids, pairs, model.config.vocab_size, key_range)
+                    try:
+                        changed = with_first_random_token(ids, pairs, model.config.vocab_size, key_range, args.seed)
+                    except ValueError as error:
+                        parser.exit(2, f"mqar_pair_writes.py: --first-random-token: {error}\n")
                     variants.append((f"none; first random token a {kind}-range token", None, None, None, changed))
             for label, offset, closed, layers, inputs in variants:
                 result = scores(model, inputs, labels, queries, closed, layers)

@@ -24,11 +24,11 @@ def _setup(tmp_path):
     return sweep, checkpoint, x, y
 
 
-def _expected(checkpoint, x, y, b, t, closed=()):
+def _expected(checkpoint, x, y, b, t, closed=(), layers=None):
     model = load_checkpoint(checkpoint).eval()
     mask = torch.zeros(1, x.shape[1], dtype=torch.bool)
     mask[0, list(closed)] = True
-    with torch.no_grad(), writes_closed_where(model, mask):
+    with torch.no_grad(), writes_closed_where(model, mask, layers):
         probs = model(x[b:b + 1])[0, t].float().softmax(-1)
     return f"| {int(probs.argmax())} | {float(probs.max()):.4f} | {float(probs[y[b, t]]):.4f} |"
 
@@ -49,6 +49,10 @@ def test_the_rows_are_the_models_own_answers(tmp_path):
     shut = _expected(checkpoint, x, y, b, t, closed=range(t))
     assert rows[1].endswith(shut) and rows[1].startswith(f"| {','.join(map(str, range(t)))} | all |")
     assert shut != _expected(checkpoint, x, y, b, t)  # shutting every earlier write changes the answer's numbers
+    for row, layer in zip(rows[2:], (0, 1)):  # then each layer alone, numbered from 1
+        assert row.startswith(f"| {','.join(map(str, range(t)))} | {layer + 1} |")
+        assert row.endswith(_expected(checkpoint, x, y, b, t, closed=range(t), layers=[layer]))
+    assert rows[2] != rows[3]
 
 
 def test_bad_input_gets_one_line(tmp_path):
@@ -57,12 +61,16 @@ def test_bad_input_gets_one_line(tmp_path):
     cases = [(["--query", f"0:{unlabelled}"], "is not a query of N4-T32"), (["--query", "0-9"], "SEQ:POS"),
              (["--query", "99:30"], "is not a query"), (["--close", "9-3"], "a range must run upwards"),
              (["--close", "a,b"], "not a list of positions"), (["--close", "40"], "below the length, 32"),
-             (["--setting", "N9-T9"], "do not include N9-T9"), (["--seed", "-1"], "--seed must be >= 0")]
+             (["--setting", "N9-T9"], "do not include N9-T9"), (["--seed", "-1"], "--seed must be >= 0"),
+             (["--sweep", "NOSPEC"], "holds no sweep spec")]
     query = "{}:{}".format(*(y != -100).nonzero().tolist()[0])
     for args, message in cases:
         base = {"--query": query, "--setting": "N4-T32"}
         base.update(dict(zip(args[::2], args[1::2])))
-        argv = [str(checkpoint), "--sweep", str(sweep), "--seed", base.pop("--seed", str(SEED))]
+        nospec = tmp_path / "nospec.json"
+        nospec.write_text(json.dumps({"runs": []}))
+        sweep_file = str(nospec) if base.pop("--sweep", None) == "NOSPEC" else str(sweep)
+        argv = [str(checkpoint), "--sweep", sweep_file, "--seed", base.pop("--seed", str(SEED))]
         argv += [a for k, v in base.items() for a in (k, v)]
         done = run_script(SCRIPT, *argv)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)

@@ -3,6 +3,7 @@ writes at one offset after their keys shut; its numbers are the model's own, and
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from ramnet.analysis_gates import writes_closed_where
@@ -14,21 +15,25 @@ from .probe_cases import run_script, small_checkpoint
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_pair_writes.py"
 
 
-def _p_last(checkpoint, closed_offset=None):
-    """The mean probability of the label at the last pair's queries, computed here without the script."""
+def _p_labels(checkpoint, closed_offset=None, layers=None) -> dict[str, float]:
+    """The label's mean probability at the first, middle and last pairs' queries, computed here without the
+    script, with the writes at ``closed_offset`` after each of those keys shut in ``layers``."""
     model = load_checkpoint(checkpoint).eval()
     ids, labels = multiquery_ar(MQARSetting(vocab_size=model.config.vocab_size, seq_len=32, num_kv_pairs=4), 3,
                                 seed=5)
     closed = torch.zeros(ids.shape, dtype=torch.bool)
     if closed_offset is not None:
         closed[:, [2 * p + closed_offset for p in (0, 2, 3)]] = True
-    with torch.no_grad(), writes_closed_where(model, closed):
+    with torch.no_grad(), writes_closed_where(model, closed, layers):
         probs = model(ids).float().softmax(-1)
-    total = 0.0
-    for b in range(3):
-        t = next(t for t in range(8, 32) if ids[b, t] == ids[b, 6] and labels[b, t] != -100)
-        total += float(probs[b, t, labels[b, t]])
-    return total / 3
+    out = {}
+    for name, pair in (("first", 0), ("middle", 2), ("last", 3)):
+        total = 0.0
+        for b in range(3):
+            t = next(t for t in range(8, 32) if ids[b, t] == ids[b, 2 * pair] and labels[b, t] != -100)
+            total += float(probs[b, t, labels[b, t]])
+        out[name] = total / 3
+    return out
 
 
 def test_the_rows_are_the_models_own(tmp_path):
@@ -41,16 +46,21 @@ def test_the_rows_are_the_models_own(tmp_path):
     assert [r["variant"] for r in rows] == ["none (as trained)", "offset 1 in every layer", "offset 1 in layer 1",
                                             "offset 1 in layer 2"]
     assert rows[0]["pairs_probed"] == {"first": 0, "middle": 2, "last": 3}
-    as_trained, shut = _p_last(checkpoint), _p_last(checkpoint, closed_offset=1)
-    assert abs(shut - as_trained) > 1e-6  # shutting the value's write moves the label's probability
-    assert abs(rows[0]["last"]["p_label"] - as_trained) < 1e-6 and abs(rows[1]["last"]["p_label"] - shut) < 1e-6
+    expected = [_p_labels(checkpoint), _p_labels(checkpoint, 1), _p_labels(checkpoint, 1, [0]),
+                _p_labels(checkpoint, 1, [1])]
+    assert abs(expected[1]["last"] - expected[0]["last"]) > 1e-6  # shutting the value's write moves the answer
+    assert abs(expected[2]["last"] - expected[3]["last"]) > 1e-6  # and the two layers' writes differ
+    for row, want in zip(rows, expected):
+        for name in ("first", "middle", "last"):
+            assert abs(row[name]["p_label"] - want[name]) < 1e-6, (row["variant"], name)
 
 
 def test_bad_input_gets_one_line(tmp_path):
     checkpoint = small_checkpoint(tmp_path, write_gate=True)
     for args, message in [(["--offsets", "-1"], "--offsets must be >= 0"),
-                          (["--offsets", "30"], "runs past the length of --settings 4,32")]:
-        done = run_script(SCRIPT, str(checkpoint), "--settings", "4,32", *args)
+                          (["--offsets", "30"], "runs past the length of --settings 4,32"),
+                          (["--settings", "2,32"], "needs at least 3 pairs")]:
+        done = run_script(SCRIPT, str(checkpoint), *(args if "--settings" in args else ["--settings", "4,32", *args]))
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert "| checkpoint" not in done.stdout  # refused before the table starts
     done = run_script(SCRIPT, str(small_checkpoint(tmp_path / "plain")), "--settings", "4,32")
@@ -63,11 +73,17 @@ def test_the_first_random_token_variants(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     ids, _ = multiquery_ar(MQARSetting(vocab_size=64, seq_len=32, num_kv_pairs=4), 6, seed=5)
+    drawn = set()
     for key_range in (True, False):
-        changed = module.with_first_random_token(ids, 4, 64, key_range)
+        changed = module.with_first_random_token(ids, 4, 64, key_range, seed=0)
+        drawn |= set(changed[:, 9].tolist())
         assert torch.equal(changed[:, :9], ids[:, :9]) and torch.equal(changed[:, 10:], ids[:, 10:])
         for row, new in zip(ids, changed[:, 9].tolist()):
             assert (1 <= new < 32 if key_range else 32 <= new < 64) and new not in row.tolist()
+    assert len(drawn) > 2  # drawn at random, not one fixed token a range
+    full = torch.arange(32).unsqueeze(0).repeat(1, 2)  # a sequence holding every key-range token
+    with pytest.raises(ValueError, match="every token of the key range"):
+        module.with_first_random_token(full, 4, 64, True, seed=0)
     checkpoint = small_checkpoint(tmp_path, write_gate=True)
     out = tmp_path / "rows.json"
     done = run_script(SCRIPT, str(checkpoint), "--settings", "4,32", "--num-examples", "3", "--seed", "5",

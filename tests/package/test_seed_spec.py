@@ -81,8 +81,12 @@ def test_every_long_run_is_a_main_run_with_twice_the_steps():
         assert main_runs.get(key) == fingerprint, f"{key}: not main.yaml's run but for the step budget"
 
 
-def test_the_long_check_catches_a_changed_lr():
+def test_the_long_check_catches_a_changed_model():
+    """Same label and lr as main.yaml's, another d_v: the fingerprints differ, so the check above would fail."""
     main, long = _spec("main.yaml"), _spec("long.yaml")
-    changed = {**long, "models": [{**long["models"][0], "lrs": [2.0e-3]}]}
+    first = long["models"][0]
+    changed = {**long, "models": [{**first, "overrides": {**first["overrides"], "d_v": first["overrides"]["d_v"] + 1}}]}
     main_runs = {(r["label"], r["lr"], r["seed"]): r["fingerprint"] for r in expand({**main, "seeds": long["seeds"]})}
-    assert any(main_runs.get(k) != f for k, f in _long_runs_as_main(changed).items())
+    long_runs = _long_runs_as_main(changed)
+    assert set(long_runs) <= set(main_runs)  # every (label, lr, seed) is main.yaml's: only the fingerprint differs
+    assert any(main_runs[k] != f for k, f in long_runs.items())
