@@ -107,23 +107,22 @@ def _chosen_mixers(model: RamNetForCausalLM, layers, name: str) -> list:
 
 
 @contextlib.contextmanager
-def _gates_scaled(mixers: list, keep):
-    """Within the block each mixer's gate ``g [B, T, H]`` of a full-sequence pass is ``g * keep(g)``, where
-    ``keep(g)`` is a 0/1 tensor that broadcasts to ``[B, T, 1]``. Nested blocks compose; on leaving, each mixer gets
-    back the gate it had on entering (the enclosing block's, when nested)."""
-    def closed(gate_of):
+def _gates_mapped(mixers: list, maps: list):
+    """Within the block mixer ``i``'s gate ``g [B, T, H]`` of a full-sequence pass is ``maps[i](g)``. Nested blocks
+    compose; on leaving, each mixer gets back the gate it had on entering (the enclosing block's, when nested)."""
+    def mapped(gate_of, fn):
         def gate(x):
             g = gate_of(x)
             if g.dim() != 3:
                 raise RuntimeError("a gate intervention works on full-sequence passes ([B, T, D]), not decode steps")
-            return g * keep(g)
+            return fn(g)
         return gate
 
     missing = object()
     previous = [mixer.__dict__.get("_gate", missing) for mixer in mixers]
     try:
-        for mixer in mixers:
-            mixer._gate = closed(mixer._gate)  # an instance attribute shadows the method
+        for mixer, fn in zip(mixers, maps):
+            mixer._gate = mapped(mixer._gate, fn)  # an instance attribute shadows the method
         yield
     finally:
         for mixer, before in zip(mixers, previous):
@@ -131,6 +130,12 @@ def _gates_scaled(mixers: list, keep):
                 mixer.__dict__.pop("_gate", None)
             else:
                 mixer._gate = before
+
+
+def _gates_scaled(mixers: list, keep):
+    """``_gates_mapped`` with every gate ``g`` made ``g * keep(g)``, where ``keep(g)`` is a 0/1 tensor that
+    broadcasts to ``[B, T, 1]``."""
+    return _gates_mapped(mixers, [lambda g: g * keep(g)] * len(mixers))
 
 
 @contextlib.contextmanager
@@ -166,4 +171,36 @@ def writes_closed_where(model: RamNetForCausalLM, closed: torch.Tensor, layers=N
         return (~closed).to(device=g.device, dtype=g.dtype).unsqueeze(-1)
 
     with _gates_scaled(mixers, keep):
+        yield model
+
+
+@contextlib.contextmanager
+def write_gates_replaced_where(model: RamNetForCausalLM, where: torch.Tensor, gates: list, layers=None):
+    """Within the block, the write gate of ``layers`` (default every layer) is ``gates[i]`` (``[B, T, H]``, e.g.
+    from ``write_gates`` on other inputs; one per chosen layer, in order) wherever ``where [B, T]`` (bool) is True,
+    and the model's own elsewhere, for full-sequence passes over exactly ``B`` sequences of ``T`` tokens. It
+    separates what a gate lets through from what is written: with another token at a position, give that position
+    the gate the first token had there. The tensors are copied on entry."""
+    mixers = _chosen_mixers(model, layers, "write_gates_replaced_where")
+    if not isinstance(where, torch.Tensor) or where.dtype != torch.bool or where.dim() != 2:
+        raise ValueError(f"where must be a bool tensor [B, T], got {getattr(where, 'dtype', type(where))} "
+                         f"of shape {tuple(getattr(where, 'shape', ()))}")
+    heads = model.config.n_heads
+    if not isinstance(gates, (list, tuple)) or len(gates) != len(mixers) or any(
+            not isinstance(g, torch.Tensor) or not g.is_floating_point()
+            or tuple(g.shape) != (*where.shape, heads) for g in gates):
+        raise ValueError(f"gates must be {len(mixers)} float tensor(s) [B, T, H] = {(*where.shape, heads)}, one per "
+                         f"chosen layer")
+    where = where.clone()
+    gates = [g.detach().clone() for g in gates]
+
+    def replace(new):
+        def fn(g):
+            if tuple(g.shape[:2]) != tuple(where.shape):
+                raise RuntimeError(f"write_gates_replaced_where: the mask is {tuple(where.shape)}, the pass is "
+                                   f"{tuple(g.shape[:2])} (run it over the same sequences)")
+            return torch.where(where.to(g.device).unsqueeze(-1), new.to(device=g.device, dtype=g.dtype), g)
+        return fn
+
+    with _gates_mapped(mixers, [replace(g) for g in gates]):
         yield model

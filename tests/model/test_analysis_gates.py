@@ -5,7 +5,8 @@ import torch
 
 from ramnet import RamNetConfig, RamNetForCausalLM
 from ramnet.analysis import layer_addresses
-from ramnet.analysis_gates import gate_by_role, token_roles, write_gates, writes_closed_from, writes_closed_where
+from ramnet.analysis_gates import (gate_by_role, token_roles, write_gates, write_gates_replaced_where,
+                                   writes_closed_from, writes_closed_where)
 from ramnet.data.mqar import IGNORE_INDEX, MQARSetting, multiquery_ar
 
 PAIRS, LENGTH = 4, 32
@@ -185,3 +186,49 @@ def test_writes_closed_where_refuses_a_bad_mask_and_a_pass_of_another_shape():
     with pytest.raises(ValueError, match="write gate"):
         with writes_closed_where(_model(write_gate=False), torch.zeros(x.shape, dtype=torch.bool)):
             pass
+
+
+def test_write_gates_replaced_where_puts_the_given_gates_at_the_chosen_positions_only():
+    model = _model()
+    x, _ = _data()
+    other = x.clone()
+    other[:, 2 * PAIRS + 1] = (other[:, 2 * PAIRS + 1] + 1) % 128  # another token at one position
+    plain, before, theirs = model(x), write_gates(model, x), write_gates(model, other)
+    where = torch.zeros(x.shape, dtype=torch.bool)
+    where[:2, 2 * PAIRS + 1] = True  # rows 0 and 1; row 2 keeps its own gate
+    with write_gates_replaced_where(model, where, [theirs[0]], layers=[0]):
+        gates, logits = write_gates(model, x), model(x)
+    torch.testing.assert_close(gates[0], torch.where(where.unsqueeze(-1), theirs[0], before[0]))
+    assert not torch.allclose(gates[0][:2, 2 * PAIRS + 1], before[0][:2, 2 * PAIRS + 1])  # the change is real
+    torch.testing.assert_close(logits[2], plain[2])
+    torch.testing.assert_close(logits[:2, :2 * PAIRS + 1], plain[:2, :2 * PAIRS + 1])  # causal
+    assert not torch.allclose(logits[:2, 2 * PAIRS + 1:], plain[:2, 2 * PAIRS + 1:])
+    # every layer, with the model's own gates: nothing changes
+    with write_gates_replaced_where(model, torch.ones(x.shape, dtype=torch.bool), before):
+        torch.testing.assert_close(model(x), plain)
+    # nested in a closing block, the replacement applies to the closed gate's positions it names only
+    with writes_closed_from(model, 2 * PAIRS, layers=[0]):
+        with write_gates_replaced_where(model, where, [theirs[0]], layers=[0]):
+            nested = write_gates(model, x)[0]
+    assert not nested[2, 2 * PAIRS:].any() and not nested[:2, 2 * PAIRS + 2:].any()
+    torch.testing.assert_close(nested[:2, 2 * PAIRS + 1], theirs[0][:2, 2 * PAIRS + 1])
+    assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)
+
+
+def test_write_gates_replaced_where_refuses_bad_gates_masks_and_passes():
+    model = _model()
+    x, _ = _data()
+    gates = write_gates(model, x)
+    where = torch.zeros(x.shape, dtype=torch.bool)
+    for bad_where in (where.long(), where[0], x.tolist()):
+        with pytest.raises(ValueError, match="where must be a bool tensor"):
+            with write_gates_replaced_where(model, bad_where, gates):
+                pass
+    for bad_gates in (gates[:1], gates[0], [g[:, :, :1] for g in gates], [g.long() for g in gates]):
+        with pytest.raises(ValueError, match="gates must be 2 float tensor"):
+            with write_gates_replaced_where(model, where, bad_gates):
+                pass
+    with pytest.raises(RuntimeError, match="the mask is"):
+        with write_gates_replaced_where(model, where, gates):
+            model(x[:2])
+    assert all("_gate" not in block.mixer.__dict__ for block in model.blocks)
