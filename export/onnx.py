@@ -59,7 +59,7 @@ def example_states(model, batch: int):
         S, z = initial_state(batch, c.n_heads, c.num_slots, c.d_v, device=device)
         out += [S, z]
         if c.short_conv:
-            out.append(torch.zeros(batch, c.short_conv_kernel - 1, c.n_heads * (2 * c.d_k + c.d_v), device=device))
+            out.append(torch.zeros(batch, c.short_conv_kernel - 1, c.conv_channels, device=device))
     return out
 
 

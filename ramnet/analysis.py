@@ -60,11 +60,11 @@ def layer_addresses(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[t
         for block in model.blocks:
             mixer = block.mixer
             normed = block.mixer_norm(x)
-            q, k, _, _ = mixer._qkv(normed)
+            q, k, _, _, gate_logit = mixer._qkv(normed)
             cape = mixer.cape if mixer.any_cape else None
             (write_idx, write_w), (read_idx, read_w) = (address(t, num_factors=c.num_factors, top_k=c.top_k,
                                                                 tau=c.tau) for t in (k, q))
-            gate = mixer._gate(normed)
+            gate = mixer._gate(normed, gate_logit)
             if gate is not None:
                 write_w = write_w * gate.unsqueeze(-1).to(write_w.dtype)
             layers.append(tuple(t.cpu() for t in (cape_shift(write_idx, positions, cape, c.num_slots), write_w,

@@ -7,6 +7,8 @@ write lands in slots that other pairs share. DeltaNet's delta rule replaces what
 moving-average write adds to every pair in those slots. So the gate's value at those positions says how much
 the query phase crowds the memory that later queries read. The gate is computed from the mixer's input before
 the short conv, so in the first layer it depends on the token alone; from the second layer on it can see context.
+With ``write_gate_conv`` its logit goes through the short conv too, so even the first layer's sees the tokens
+before it.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ def write_gates(model: RamNetForCausalLM, input_ids: torch.Tensor) -> list[torch
     with eval_mode(model):
         x = model.embed(input_ids.to(device))
         for block in model.blocks:
-            gates.append(block.mixer._gate(block.mixer_norm(x)).float().cpu())
+            normed = block.mixer_norm(x)
+            gates.append(block.mixer._gate(normed, block.mixer._qkv(normed)[4]).float().cpu())
             x, _ = block(x)
     return gates
 
@@ -111,8 +114,8 @@ def _gates_mapped(mixers: list, maps: list):
     """Within the block mixer ``i``'s gate ``g [B, T, H]`` of a full-sequence pass is ``maps[i](g)``. Nested blocks
     compose; on leaving, each mixer gets back the gate it had on entering (the enclosing block's, when nested)."""
     def mapped(gate_of, fn):
-        def gate(x):
-            g = gate_of(x)
+        def gate(x, logit=None):
+            g = gate_of(x, logit)
             if g.dim() != 3:
                 raise RuntimeError("a gate intervention works on full-sequence passes ([B, T, D]), not decode steps")
             return fn(g)

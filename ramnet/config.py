@@ -63,6 +63,9 @@ class RamNetConfig(DictConfig):
     #                               weights (DeltaNet's beta); off in the paper, where every token writes at least K/M
     write_gate_offset: float = 0.0  # a fixed number added to the gate's logit, sigmoid(x W_g + offset): the gate starts
     #                                 near sigmoid(offset) (0.5 at 0, 0.88 at 2); needs write_gate
+    write_gate_conv: bool = False  # the gate's logit goes through the short conv too (H more channels, started as the
+    #                                identity), so a token's gate can see the kernel - 1 tokens before it; needs
+    #                                write_gate and short_conv (see docs/DECISIONS.md)
     version: int = CONFIG_VERSION
     name: str = field(default="custom", compare=False)
 
@@ -106,6 +109,10 @@ class RamNetConfig(DictConfig):
         if self.write_gate_offset != 0 and not self.write_gate:
             raise ValueError(f"RamNetConfig.write_gate_offset={self.write_gate_offset} needs write_gate=True (it "
                              "offsets the write gate's logit; without the gate it would do nothing)")
+        if self.write_gate_conv and not (self.write_gate and self.short_conv):
+            raise ValueError("RamNetConfig.write_gate_conv=True needs write_gate=True and short_conv=True (it passes "
+                             f"the write gate's logit through the short conv), got write_gate={self.write_gate}, "
+                             f"short_conv={self.short_conv}")
         if self.norm not in NORM_TYPES:
             raise ValueError(f"RamNetConfig.norm must be one of {NORM_TYPES}, got {self.norm!r}")
         if self.version != CONFIG_VERSION:
@@ -118,6 +125,12 @@ class RamNetConfig(DictConfig):
     @property
     def num_slots(self) -> int:
         return self.d_p**self.num_factors
+
+    @property
+    def conv_channels(self) -> int:
+        """Channels of a layer's short conv (and of its decode cache): q, k and v of every head, plus the write
+        gate's logit per head with ``write_gate_conv``."""
+        return self.n_heads * (2 * self.d_k + self.d_v + (1 if self.write_gate_conv else 0))
 
     def cape_mask(self, layer: int) -> list[bool]:
         """Which heads of ``layer`` (0-based) use CAPE: all heads of the first ``cape_all_heads_layers`` layers,
@@ -181,7 +194,8 @@ PRESETS: dict[str, dict] = {
                        top_k=8, d_ff=2816, max_seq_len=4096, tau=1.0, gamma=1.0, eps=1e-6, proxy_eps=1e-3,
                        alpha_init=0.0, norm="layernorm", norm_eps=1e-5, cape_all_heads_layers=4,
                        cape_half_heads_layers=4, cape_prev_token_init=0.0, short_conv=False, short_conv_kernel=4,
-                       tie_embeddings=False, init_std=0.02, write_gate=False, write_gate_offset=0.0),
+                       tie_embeddings=False, init_std=0.02, write_gate=False, write_gate_offset=0.0,
+                       write_gate_conv=False),
     # smallest useful model: fast CPU tests, export and validate
     "tiny": dict(vocab_size=128, d_model=64, n_layers=2, n_heads=2, d_v=16, num_factors=3, d_p=4, top_k=4,
                  d_ff=128, max_seq_len=256),

@@ -107,20 +107,28 @@ class RamNetMixer(nn.Module):
         mask = config.cape_mask(layer_idx)
         self.register_buffer("cape", torch.tensor(mask, dtype=torch.bool), persistent=False)
         self.any_cape = any(mask)
-        self.conv = ShortConv(H * (2 * d_k + d_v), config.short_conv_kernel) if config.short_conv else None
+        self.conv = ShortConv(config.conv_channels, config.short_conv_kernel) if config.short_conv else None
         self.gate_proj = nn.Linear(D, H, bias=False) if config.write_gate else None
+        if config.write_gate_conv:  # the gate's channels start as the identity: the token-only gate at step 0
+            with torch.no_grad():
+                self.conv.weight[-H:] = 0.0
+                self.conv.weight[-H:, -1] = 1.0
         self.q_bias = self.k_bias = None
         if config.cape_prev_token_init > 0 and self.any_cape:
             self.q_bias, self.k_bias = prev_token_address_bias(config, mask)
 
     def _qkv(self, x, conv_cache=None, positions=None):
-        """``x [B, T, D]`` -> ``q, k [B, T, H, d_k]``, ``v [B, T, H, d_v]`` and the new conv cache. ``positions``:
-        per-sequence positions of packed sequences (the conv restarts at each)."""
+        """``x [B, T, D]`` -> ``q, k [B, T, H, d_k]``, ``v [B, T, H, d_v]``, the new conv cache and, with
+        ``write_gate_conv``, the conv'd gate logit ``[B, T, H]`` (else None). ``positions``: per-sequence positions
+        of packed sequences (the conv restarts at each)."""
         c = self.config
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        parts = [q, k, v] + ([self.gate_proj(x).to(q.dtype)] if c.write_gate_conv else [])
+        gate_logit = None
         if self.conv is not None:
-            qkv, conv_cache = self.conv(torch.cat([q, k, v], -1), conv_cache, positions)
-            q, k, v = qkv.split([q.shape[-1], k.shape[-1], v.shape[-1]], -1)
+            mixed, conv_cache = self.conv(torch.cat(parts, -1), conv_cache, positions)
+            q, k, v, *gate = mixed.split([t.shape[-1] for t in parts], -1)
+            gate_logit = gate[0] if gate else None
         # in q's dtype: under autocast q, k, v come out of the projections in the autocast dtype, and an fp32
         # scale would promote q and k alone (the op then sees mixed dtypes)
         scale = self.alpha.exp().unsqueeze(-1).to(q.dtype)  # [H, 1]
@@ -129,14 +137,15 @@ class RamNetMixer(nn.Module):
         k = k.view(*lead, c.n_heads, c.d_k) * scale
         if self.q_bias is not None:
             q, k = q + self.q_bias.to(q.dtype), k + self.k_bias.to(k.dtype)
-        return q, k, v.view(*lead, c.n_heads, c.d_v), conv_cache
+        return q, k, v.view(*lead, c.n_heads, c.d_v), conv_cache, gate_logit
 
-    def _gate(self, x):
+    def _gate(self, x, logit=None):
         """``x [..., D]`` -> the write gate ``[..., H]`` in fp32 (fp64 in an fp64 model), or None without
-        ``config.write_gate``."""
+        ``config.write_gate``. ``logit``: the conv'd logit of ``write_gate_conv`` (``_qkv``), used instead of
+        ``x``'s own."""
         if self.gate_proj is None:
             return None
-        g = self.gate_proj(x)  # fp32 from a half-precision autocast; an fp64 model keeps fp64
+        g = self.gate_proj(x) if logit is None else logit  # the model's dtype, or autocast's; fp64 stays fp64
         g = g if g.dtype == torch.float64 else g.float()
         # a fixed offset, not a learned bias: it keeps the parameters (and older checkpoints) those of the
         # offset-free gate, and with LayerNorm (the default) the pre-norm's bias already gives the logit a learnable
@@ -154,9 +163,10 @@ class RamNetMixer(nn.Module):
         S_z = None if state is None else state[:2]
         conv_cache = None if state is None else state[2]
         positions = None if cu_seqlens is None else positions_in_sequence(x.shape[1], cu_seqlens, 0)
-        q, k, v, conv_cache = self._qkv(x, conv_cache, positions)
+        q, k, v, conv_cache, gate_logit = self._qkv(x, conv_cache, positions)
         o, final = ram_attention(q, k, v, offset=offset, initial_state=S_z, output_final_state=output_final_state,
-                                 proxy_eps=self.config.proxy_eps, cu_seqlens=cu_seqlens, write_gate=self._gate(x),
+                                 proxy_eps=self.config.proxy_eps, cu_seqlens=cu_seqlens,
+                                 write_gate=self._gate(x, gate_logit),
                                  **self._op_kwargs())
         y = self.o_proj(o.flatten(-2))
         return y, (None if final is None else (final[0], final[1], conv_cache))
@@ -165,17 +175,19 @@ class RamNetMixer(nn.Module):
         """Out-of-place decode (for export): ``x [B, D]``, ``state = (S, z, conv or None)``, ``position`` int64
         ``[B]``. Returns ``(y [B, D], new_state)``."""
         S, z, conv_cache = state
-        q, k, v, new_cache = self._qkv(x.unsqueeze(1), conv_cache)
+        q, k, v, new_cache, gate_logit = self._qkv(x.unsqueeze(1), conv_cache)
+        gate = self._gate(x, None if gate_logit is None else gate_logit[:, 0])
         o, S_new, z_new = ram_step_functional(q[:, 0], k[:, 0], v[:, 0], S, z, position=position,
-                                              proxy_eps=self.config.proxy_eps, write_gate=self._gate(x),
+                                              proxy_eps=self.config.proxy_eps, write_gate=gate,
                                               **self._op_kwargs())
         return self.o_proj(o.flatten(-2)), (S_new, z_new, new_cache)
 
     def step(self, x, state, position):
         """Decode one token ``x [B, D]``; updates ``state = (S, z, conv_cache)`` in place. Returns ``[B, D]``."""
         S, z, conv_cache = state
-        q, k, v, new_cache = self._qkv(x.unsqueeze(1), conv_cache)
-        o = ram_step(q[:, 0], k[:, 0], v[:, 0], S, z, position=position, write_gate=self._gate(x),
+        q, k, v, new_cache, gate_logit = self._qkv(x.unsqueeze(1), conv_cache)
+        gate = self._gate(x, None if gate_logit is None else gate_logit[:, 0])
+        o = ram_step(q[:, 0], k[:, 0], v[:, 0], S, z, position=position, write_gate=gate,
                      **self._op_kwargs())
         if conv_cache is not None:  # after the memory: a refused step leaves the whole layer state as it was
             conv_cache.copy_(new_cache)

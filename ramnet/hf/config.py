@@ -63,6 +63,7 @@ class RamNetHFConfig(PretrainedConfig):
     init_std: float = 0.02
     write_gate: bool = False
     write_gate_offset: float = 0.0
+    write_gate_conv: bool = False
     version: int = 1
     name: str = "custom"
     # Hugging Face generation fields

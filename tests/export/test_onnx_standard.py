@@ -23,11 +23,26 @@ def all_nodes(graph):
                 yield from all_nodes(attr.g)
 
 
+GATE_CONV = {"write_gate": True, "short_conv": True, "write_gate_conv": True}
+
+
+def _model(overrides):
+    """A ``tiny`` model; with ``write_gate_conv`` its gate channels get random conv weights (at init they are the
+    identity, which would not tell a graph that drops them)."""
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", **overrides)).eval()
+    if overrides.get("write_gate_conv"):
+        with torch.no_grad():
+            for block in model.blocks:
+                block.mixer.conv.weight[-model.config.n_heads:].normal_()
+    return model
+
+
 @pytest.mark.parametrize("overrides", [{}, {"short_conv": True}, {"top_k": 1}, {"top_k": 64, "gamma": 0.5},
-                                       {"write_gate": True}], ids=["tiny", "conv", "K1", "K=M", "gate"])
+                                       {"write_gate": True}, GATE_CONV],
+                         ids=["tiny", "conv", "K1", "K=M", "gate", "gate-conv"])
 def test_standard_decode_in_plain_ort_equals_eager(overrides, tmp_path):
     torch.manual_seed(1)
-    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", **overrides)).eval()
+    model = _model(overrides)
     path = to_onnx(model, tmp_path / "decode.onnx", flavor="standard", graph="decode")
     graph = onnx.load(str(path))
     assert {n.domain for n in all_nodes(graph.graph)} <= {"", "ai.onnx"}
@@ -46,11 +61,11 @@ def test_standard_decode_in_plain_ort_equals_eager(overrides, tmp_path):
         carried = {n: out[n + "_out"] for n in names}
 
 
-@pytest.mark.parametrize("overrides", [{}, {"short_conv": True}, {"top_k": 64, "gamma": 0.5}, {"write_gate": True}],
-                         ids=["tiny", "conv", "K=M", "gate"])
+@pytest.mark.parametrize("overrides", [{}, {"short_conv": True}, {"top_k": 64, "gamma": 0.5}, {"write_gate": True},
+                                       GATE_CONV], ids=["tiny", "conv", "K=M", "gate", "gate-conv"])
 def test_standard_prefill_in_plain_ort_equals_eager(overrides, tmp_path):
     torch.manual_seed(2)
-    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", **overrides)).eval()
+    model = _model(overrides)
     path = to_onnx(model, tmp_path / "prefill.onnx", flavor="standard", graph="prefill")
     graph = onnx.load(str(path))
     assert not graph.functions

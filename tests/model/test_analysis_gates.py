@@ -42,7 +42,7 @@ def test_the_gates_scale_the_write_weights_and_match_the_models_own_pass(monkeyp
         torch.testing.assert_close(g, own)
     # the first layer's input does not depend on the gate: there the gated write weights are the plain ones times it
     gated = layer_addresses(model, x)[0][1]
-    monkeypatch.setattr(type(model.blocks[0].mixer), "_gate", lambda self, x: None)
+    monkeypatch.setattr(type(model.blocks[0].mixer), "_gate", lambda self, x, logit=None: None)
     torch.testing.assert_close(gated, layer_addresses(model, x)[0][1] * gates[0].unsqueeze(-1))
     assert not torch.allclose(gates[0], gates[1])  # each layer its own
 

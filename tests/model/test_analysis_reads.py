@@ -37,8 +37,8 @@ def test_read_weights_times_the_values_are_the_memory_output(preset, overrides):
         for block, A in zip(model.blocks, weights):
             mixer = block.mixer
             normed = block.mixer_norm(x)
-            q, k, v, _ = mixer._qkv(normed)
-            o, _ = ram_attention(q, k, v, write_gate=mixer._gate(normed), **mixer._op_kwargs())
+            q, k, v, _, gate_logit = mixer._qkv(normed)
+            o, _ = ram_attention(q, k, v, write_gate=mixer._gate(normed, gate_logit), **mixer._op_kwargs())
             assert A.shape == (3, 32, model.config.n_heads, 32)
             torch.testing.assert_close(torch.einsum("bths,bshd->bthd", A.double(), v), o, rtol=1e-10, atol=1e-12)
             later = torch.ones(32, 32, dtype=torch.bool).triu(1)  # [t, s]: s after t

@@ -111,7 +111,7 @@ def test_cape_prev_token_init_makes_a_previous_token_head():
         mixer.q_proj.weight.zero_()
         mixer.k_proj.weight.zero_()
     x = torch.randn(2, 9, cfg.d_model, dtype=torch.float64)
-    q, k, v, _ = mixer._qkv(x)
+    q, k, v, _, _ = mixer._qkv(x)
     o, _ = ramnet.ops.ram_attention(q, k, v, **mixer._op_kwargs())
     torch.testing.assert_close(o[:, 1:], v[:, :-1], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(o[:, 0], torch.zeros_like(o[:, 0]))
@@ -125,7 +125,7 @@ def test_the_mqar_init_margin_copies_the_previous_token_with_content_in_q_and_k(
         cfg = RamNetConfig.from_name("mqar-tiny", short_conv=False, cape_all_heads_layers=1,
                                      cape_prev_token_init=margin)
         mixer = ramnet.RamNetMixer(cfg, layer_idx=0)
-        q, k, v, _ = mixer._qkv(torch.randn(1, 32, cfg.d_model))
+        q, k, v, _, _ = mixer._qkv(torch.randn(1, 32, cfg.d_model))
         o, _ = ramnet.ops.ram_attention(q, k, v, **mixer._op_kwargs())
         return torch.nn.functional.cosine_similarity(o[0, 1:], v[0, :-1], dim=-1).mean().item()
 

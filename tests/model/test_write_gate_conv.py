@@ -1,0 +1,148 @@
+"""``write_gate_conv``: the write gate's logit goes through the short conv with q/k/v, so that a token's gate can
+depend on the tokens before it. It starts as the token-only gate, and decode, packed documents, compile,
+checkpoints and the gate probes all see the conv'd gate."""
+import json
+
+import pytest
+import torch
+
+from ramnet import RamNetConfig, RamNetForCausalLM
+from ramnet.analysis_gates import write_gates, writes_closed_from
+from ramnet.checkpoint import load_checkpoint, write_model
+
+GATED = {"short_conv": True, "write_gate": True}
+
+
+def _model(seed=0, conv=True, **overrides):
+    """A ``tiny`` gated short-conv model; with ``conv`` its gate channels get random conv weights, so that the
+    gate of a token depends on the tokens before it (at init they are the identity)."""
+    torch.manual_seed(seed)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", **GATED, write_gate_conv=conv, **overrides))
+    if conv:
+        with torch.no_grad():
+            for block in model.blocks:
+                weight = block.mixer.conv.weight
+                weight[-model.config.n_heads:] = torch.randn(model.config.n_heads, weight.shape[1])
+    return model
+
+
+def test_the_config_needs_the_gate_and_the_conv_and_counts_the_channels():
+    config = RamNetConfig.from_name("tiny", **GATED, write_gate_conv=True)
+    plain = RamNetConfig.from_name("tiny", **GATED)
+    assert config.conv_channels == plain.conv_channels + config.n_heads
+    assert plain.conv_channels == plain.n_heads * (2 * plain.d_k + plain.d_v)
+    for overrides in ({"short_conv": True}, {"write_gate": True}, {}):
+        with pytest.raises(ValueError, match="write_gate_conv=True needs write_gate=True and short_conv=True"):
+            RamNetConfig.from_name("tiny", write_gate_conv=True, **overrides)
+    with pytest.raises(TypeError, match="write_gate_conv must be a bool"):
+        RamNetConfig.from_name("tiny", **GATED, write_gate_conv=1)
+    assert RamNetConfig.from_name("paper-340m").write_gate_conv is False
+
+
+def test_it_starts_as_the_token_only_gate():
+    """At init the gate channels are the identity: with the same other weights the model is the plain gated one."""
+    torch.manual_seed(1)
+    conv_gated = RamNetForCausalLM(RamNetConfig.from_name("tiny", **GATED, write_gate_conv=True)).eval()
+    plain = RamNetForCausalLM(RamNetConfig.from_name("tiny", **GATED)).eval()
+    state = conv_gated.state_dict()
+    heads = conv_gated.config.n_heads
+    plain.load_state_dict({k: v[:-heads] if k.endswith("conv.weight") else v for k, v in state.items()})
+    ids = torch.randint(0, 128, (2, 11))
+    torch.testing.assert_close(conv_gated(ids), plain(ids), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(_model()(ids), _model(conv=False)(ids))  # random gate channels do change it
+
+
+def test_the_first_layers_gate_sees_the_tokens_before_it_and_not_after():
+    ids = torch.randint(0, 128, (1, 12), generator=torch.Generator().manual_seed(2))
+    changed = ids.clone()
+    changed[0, 5] = (changed[0, 5] + 1) % 128
+    for conv, moved in ((True, [5, 6, 7, 8]), (False, [5])):  # kernel 4: the token and the three after it
+        model = _model(conv=conv)
+        before, after = write_gates(model, ids)[0], write_gates(model, changed)[0]
+        differs = [t for t in range(12) if not torch.allclose(before[0, t], after[0, t])]
+        assert differs == moved, (conv, differs)
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_decode_equals_the_full_forward(functional):
+    model = _model(3).double().eval()
+    ids = torch.randint(0, 128, (2, 13))
+    full = model(ids)
+    logits, cache = model.prefill(ids[:, :5])
+    torch.testing.assert_close(logits, full[:, :5], rtol=1e-10, atol=1e-10)
+    assert cache.layers[0][2].shape == (2, 3, model.config.conv_channels)
+    states = [tuple(t.clone() for t in layer) for layer in cache.layers]
+    with torch.no_grad():
+        for t in range(5, 13):
+            if functional:
+                got, states = model.decode_functional(ids[:, t], states, torch.full((2,), t))
+            else:
+                got = model.decode_step(ids[:, t], cache)
+            torch.testing.assert_close(got, full[:, t], rtol=1e-10, atol=1e-10)
+
+
+def test_packed_documents_equal_separate_runs_and_the_gate_channels_learn():
+    model = _model(4).double()
+    docs = [torch.randint(0, 128, (1, n), generator=torch.Generator().manual_seed(n)) for n in (5, 2, 7)]
+    cu = torch.tensor([0, 5, 7, 14])
+    packed = model(torch.cat(docs, 1), cu_seqlens=cu)
+    torch.testing.assert_close(packed, torch.cat([model(d) for d in docs], 1), rtol=1e-10, atol=1e-10)
+    packed.square().sum().backward()
+    heads = model.config.n_heads
+    for block in model.blocks:
+        assert block.mixer.conv.weight.grad[-heads:].abs().sum() > 0
+        assert block.mixer.gate_proj.weight.grad.abs().sum() > 0
+
+
+def test_compile_fullgraph_forward_backward_equals_eager():
+    model = _model(5)
+    ids = torch.randint(0, 128, (2, 12))
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        loss = fn(ids).float().square().mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    loss_e, grads_e = loss_and_grads(model)
+    loss_c, grads_c = loss_and_grads(torch.compile(model, fullgraph=True))
+    torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_c, grads_e):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_checkpoint_round_trips_and_an_older_one_loads_without_the_field(tmp_path):
+    model = _model(6).eval()
+    write_model(model, tmp_path / "conv")
+    ids = torch.randint(0, 128, (2, 9))
+    loaded = load_checkpoint(tmp_path / "conv")
+    assert loaded.config.write_gate_conv is True
+    torch.testing.assert_close(loaded(ids), model(ids))
+    plain = _model(6, conv=False).eval()
+    write_model(plain, tmp_path / "plain")
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    del config["write_gate_conv"]
+    (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
+    older = load_checkpoint(tmp_path / "plain")
+    assert older.config.write_gate_conv is False
+    torch.testing.assert_close(older(ids), plain(ids))
+
+
+def test_the_gate_probes_see_the_conv_gate():
+    """``write_gates`` gives the gate that scales the writes: shutting every write from a position on through it
+    is the same as shutting them by hand, and the probe's gates are those the layer computes."""
+    model = _model(7).eval()
+    ids = torch.randint(0, 128, (2, 10))
+    gates = write_gates(model, ids)
+    mixer, x = model.blocks[0].mixer, model.embed(ids)
+    with torch.no_grad():
+        normed = model.blocks[0].mixer_norm(x)
+        logit = mixer._qkv(normed)[4]
+        torch.testing.assert_close(gates[0], torch.sigmoid(logit.float()))
+        assert not torch.allclose(gates[0], torch.sigmoid(mixer.gate_proj(normed).float()))
+    with writes_closed_from(model, 4):
+        closed = write_gates(model, ids)
+        logits = model(ids)
+    assert all(not g[:, 4:].any() for g in closed)
+    torch.testing.assert_close(closed[0][:, :4], gates[0][:, :4])
+    assert not torch.allclose(logits[:, 4:], model(ids)[:, 4:])
