@@ -30,10 +30,11 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AL (which ran long.yaml's seed-0 runs and deltanet-16k's seeds 1-2 there, on an H100):
-# first main.yaml's two short-conv-kernel rows at 88,064, one a call (MAIN_ONLY='*-gate-conv3-*', then
-# '*-gate-conv2-*'; about 250 s each alone on an H100, as the K=16 row they change), since they test why the last
-# pair written fails (docs/RESULTS.md, "the last pair written"); then long.yaml's other seeds, ramnet-22k's first
+# Pending after session AM (no GPU; session AL ran long.yaml's seed-0 runs and deltanet-16k's seeds 1-2 there):
+# first main.yaml's three rows at 88,064 that test why the last pair written fails (docs/RESULTS.md, "the last
+# pair written"), one a call: MAIN_ONLY='*-gate-conv3-*', then '*-gate-gconv-*' (write_gate_conv), then
+# '*-gate-conv2-*'; about 250 s each alone on an H100, as the K=16 row they change (RUN_SECONDS=420
+# MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515); then long.yaml's other seeds, ramnet-22k's first
 # (LONG_PARALLEL=1 or 2, LONG_ONLY; its default order below), and paper_arch.yaml's duplicate, left out on purpose.
 # Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
 # lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md, sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
