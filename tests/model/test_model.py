@@ -76,12 +76,8 @@ def test_chunked_prefill_continues_the_cache():
     torch.testing.assert_close(logits, model(ids)[:, 11:], rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("write_gate", [False, True])
-def test_compile_fullgraph_model_forward_backward_equals_eager(write_gate):
-    torch.manual_seed(3)
-    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True, write_gate=write_gate))
-    ids = torch.randint(0, 128, (2, 12))
-
+def assert_compiled_equals_eager(model, ids):
+    """``torch.compile(model, fullgraph=True)`` gives eager's loss and every parameter's gradient."""
     def loss_and_grads(fn):
         model.zero_grad()
         loss = fn(ids).float().square().mean()
@@ -93,6 +89,13 @@ def test_compile_fullgraph_model_forward_backward_equals_eager(write_gate):
     torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-6)
     for a, b in zip(grads_c, grads_e):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("write_gate", [False, True])
+def test_compile_fullgraph_model_forward_backward_equals_eager(write_gate):
+    torch.manual_seed(3)
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", short_conv=True, write_gate=write_gate))
+    assert_compiled_equals_eager(model, torch.randint(0, 128, (2, 12)))
 
 
 def test_bad_model_inputs():

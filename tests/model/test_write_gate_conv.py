@@ -10,6 +10,8 @@ from ramnet import RamNetConfig, RamNetForCausalLM
 from ramnet.analysis_gates import write_gates, writes_closed_from
 from ramnet.checkpoint import load_checkpoint, write_model
 
+from .test_model import assert_compiled_equals_eager
+
 GATED = {"short_conv": True, "write_gate": True}
 
 
@@ -95,20 +97,7 @@ def test_packed_documents_equal_separate_runs_and_the_gate_channels_learn():
 
 
 def test_compile_fullgraph_forward_backward_equals_eager():
-    model = _model(5)
-    ids = torch.randint(0, 128, (2, 12))
-
-    def loss_and_grads(fn):
-        model.zero_grad()
-        loss = fn(ids).float().square().mean()
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters()]
-
-    loss_e, grads_e = loss_and_grads(model)
-    loss_c, grads_c = loss_and_grads(torch.compile(model, fullgraph=True))
-    torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-6)
-    for a, b in zip(grads_c, grads_e):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert_compiled_equals_eager(_model(5), torch.randint(0, 128, (2, 12)))
 
 
 def test_a_checkpoint_round_trips_and_an_older_one_loads_without_the_field(tmp_path):
