@@ -85,8 +85,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: the two short-conv-kernel rows pending after session AL; a new row runs one a call, picked with
-# MAIN_ONLY (the plan above)
+# main.yaml: the two short-conv-kernel rows (session AL) and the write_gate_conv row (session AM) pending; a new
+# row runs one a call, picked with MAIN_ONLY (the plan above)
 MAIN_ONLY=${MAIN_ONLY-'*'}
 # seeds.yaml: nothing pending after session AK (its last run, the 8-head K=32 row's seed 2 at 5e-4)
 SEEDS_ONLY=${SEEDS_ONLY-'*'}

@@ -126,8 +126,9 @@ def main(argv=None) -> int:
     for pairs, length in args.settings:  # the last pair's key sits at 2 * pairs - 2
         if pairs < 3:
             parser.error(f"--settings {pairs},{length}: needs at least 3 pairs (a first, a middle and a last)")
-        if 2 * pairs - 2 + max(args.offsets, default=3) >= length:  # the first random token is offset 3
-            parser.error(f"--offsets {max(args.offsets)} runs past the length of --settings {pairs},{length}")
+        reach = max([*args.offsets, *([3] if args.first_random_token else [])], default=0)  # that token: offset 3
+        if 2 * pairs - 2 + reach >= length:
+            parser.error(f"--offsets {reach} runs past the length of --settings {pairs},{length}")
     rows = []
     print("| checkpoint | setting | writes shut | first pair: p(label), right | middle | last |")
     print("|---|---|---|---|---|---|")
@@ -160,10 +161,12 @@ def main(argv=None) -> int:
                     variants += swapped_gate_variants(model, changed, pairs)
             for label, offset, closed, layers, inputs, *swap in variants:
                 result = scores(model, inputs, labels, queries, closed, layers, *swap)
+                swapped = (list(range(n_layers)) if layers is None else layers) if swap else None
                 cells = " | ".join(f"{result[k]['p_label']:.3f}, {result[k]['right']} of {len(ids)}" for k in probed)
                 report_row(args, rows, {"checkpoint": name, "path": str(Path(path).resolve()), "pairs": pairs,
                                         "seq_len": length, "variant": label, "offset": offset,
-                                        "closed_layers": layers, "pairs_probed": probed, **result},
+                                        "closed_layers": None if swap else layers, "swapped_layers": swapped,
+                                        "pairs_probed": probed, **result},
                            f"| {name} | {pairs},{length} | {label} | {cells} |")
     if args.out:
         print(f"wrote {args.out}")

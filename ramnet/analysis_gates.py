@@ -185,6 +185,8 @@ def write_gates_replaced_where(model: RamNetForCausalLM, where: torch.Tensor, ga
     separates what a gate lets through from what is written: with another token at a position, give that position
     the gate the first token had there. The tensors are copied on entry."""
     mixers = _chosen_mixers(model, layers, "write_gates_replaced_where")
+    if layers is not None and len(set(layers)) != len(layers):
+        raise ValueError(f"layers must not repeat a layer (one gate tensor each), got {layers!r}")
     if not isinstance(where, torch.Tensor) or where.dtype != torch.bool or where.dim() != 2:
         raise ValueError(f"where must be a bool tensor [B, T], got {getattr(where, 'dtype', type(where))} "
                          f"of shape {tuple(getattr(where, 'shape', ()))}")
@@ -194,6 +196,8 @@ def write_gates_replaced_where(model: RamNetForCausalLM, where: torch.Tensor, ga
             or tuple(g.shape) != (*where.shape, heads) for g in gates):
         raise ValueError(f"gates must be {len(mixers)} float tensor(s) [B, T, H] = {(*where.shape, heads)}, one per "
                          f"chosen layer")
+    if any(not bool(((g >= 0) & (g <= 1)).all()) for g in gates):  # NaN fails both comparisons
+        raise ValueError("gates must lie in [0, 1] (a write gate scales the write weights), got values outside it")
     where = where.clone()
     gates = [g.detach().clone() for g in gates]
 

@@ -1,4 +1,5 @@
-"""Decode cache: per-layer memory ``(S [B,H,M,d_v], z [B,H,M], conv [B,kernel-1,D] or None)`` plus position."""
+"""Decode cache: per-layer memory ``(S [B,H,M,d_v], z [B,H,M], conv [B,kernel-1,C] or None)`` plus position, where
+``C = config.conv_channels``."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -64,8 +64,8 @@ class RamNetConfig(DictConfig):
     write_gate_offset: float = 0.0  # a fixed number added to the gate's logit, sigmoid(x W_g + offset): the gate starts
     #                                 near sigmoid(offset) (0.5 at 0, 0.88 at 2); needs write_gate
     write_gate_conv: bool = False  # the gate's logit goes through the short conv too (H more channels, started as the
-    #                                identity), so a token's gate can see the kernel - 1 tokens before it; needs
-    #                                write_gate and short_conv (see docs/DECISIONS.md)
+    #                                identity), so a token's gate can see the kernel - 1 tokens before it through
+    #                                their gate logits; needs write_gate and short_conv (see docs/DECISIONS.md)
     version: int = CONFIG_VERSION
     name: str = field(default="custom", compare=False)
 

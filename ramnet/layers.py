@@ -41,14 +41,24 @@ class SwiGLU(nn.Module):
 class ShortConv(nn.Module):
     """Causal depthwise convolution over time, ``[B, T, C] -> [B, T, C]``, with an explicit cache of the last
     ``kernel - 1`` inputs so that decode equals prefill. Applied to the concatenated q/k/v projections (as fla's
-    ``ShortConvolution``), so that k can learn a previous-token shift while q stays on the current token."""
+    ``ShortConvolution``), so that k can learn a previous-token shift while q stays on the current token, and with
+    ``write_gate_conv`` to the write gate's logits too: the last ``identity_channels`` channels, which start as the
+    identity (the current token alone)."""
 
-    def __init__(self, dim: int, kernel: int):
+    def __init__(self, dim: int, kernel: int, identity_channels: int = 0):
         super().__init__()
         self.kernel = kernel
+        self.identity_channels = identity_channels
         self.weight = nn.Parameter(torch.empty(dim, kernel))
-        bound = kernel**-0.5  # nn.Conv1d's default init for a depthwise kernel
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        bound = self.kernel**-0.5  # nn.Conv1d's default init for a depthwise kernel
         nn.init.uniform_(self.weight, -bound, bound)
+        if self.identity_channels:
+            self.weight[-self.identity_channels:] = 0.0
+            self.weight[-self.identity_channels:, -1] = 1.0
 
     def forward(self, x, cache=None, positions=None):
         """``positions [T]`` (packed sequences): each token's position in its own sequence; lags that reach into an
@@ -93,7 +103,7 @@ class RamNetMixer(nn.Module):
     and k); CAPE heads follow ``config.cape_mask(layer_idx)``. With ``config.write_gate`` each token's K write
     weights are scaled by ``sigmoid(x W_g + config.write_gate_offset)`` per head (``W_g: [d_model, H]``, not in
     the paper): the paper's top-K of a product softmax over M slots always writes at least K/M in all, so no token
-    can skip its write."""
+    can skip its write. With ``config.write_gate_conv`` the logit ``x W_g`` goes through the short conv first."""
 
     def __init__(self, config: RamNetConfig, layer_idx: int):
         super().__init__()
@@ -107,12 +117,10 @@ class RamNetMixer(nn.Module):
         mask = config.cape_mask(layer_idx)
         self.register_buffer("cape", torch.tensor(mask, dtype=torch.bool), persistent=False)
         self.any_cape = any(mask)
-        self.conv = ShortConv(config.conv_channels, config.short_conv_kernel) if config.short_conv else None
+        # with write_gate_conv the gate's channels start as the identity: the token-only gate at step 0
+        self.conv = ShortConv(config.conv_channels, config.short_conv_kernel,
+                              identity_channels=H if config.write_gate_conv else 0) if config.short_conv else None
         self.gate_proj = nn.Linear(D, H, bias=False) if config.write_gate else None
-        if config.write_gate_conv:  # the gate's channels start as the identity: the token-only gate at step 0
-            with torch.no_grad():
-                self.conv.weight[-H:] = 0.0
-                self.conv.weight[-H:, -1] = 1.0
         self.q_bias = self.k_bias = None
         if config.cape_prev_token_init > 0 and self.any_cape:
             self.q_bias, self.k_bias = prev_token_address_bias(config, mask)

@@ -148,8 +148,7 @@ class RamNetHFForCausalLM(PreTrainedModel, GenerationMixin):
         elif isinstance(module, (nn.Linear, nn.Embedding)):
             self.model._init_weights(module)
         elif isinstance(module, ShortConv):
-            bound = module.kernel**-0.5  # ShortConv's own initialisation
-            nn.init.uniform_(module.weight, -bound, bound)
+            module.reset_parameters()  # its own initialisation (the gate channels' identity start included)
         elif isinstance(module, nn.LayerNorm):
             module.reset_parameters()
         elif isinstance(module, RMSNorm):

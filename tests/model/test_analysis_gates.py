@@ -228,6 +228,15 @@ def test_write_gates_replaced_where_refuses_bad_gates_masks_and_passes():
         with pytest.raises(ValueError, match="gates must be 2 float tensor"):
             with write_gates_replaced_where(model, where, bad_gates):
                 pass
+    for value in (1.5, -0.1, float("nan")):
+        bad_gates = [g.clone() for g in gates]
+        bad_gates[1][0, 3, 1] = value
+        with pytest.raises(ValueError, match=r"gates must lie in \[0, 1\]"):
+            with write_gates_replaced_where(model, where, bad_gates):
+                pass
+    with pytest.raises(ValueError, match="must not repeat a layer"):
+        with write_gates_replaced_where(model, where, gates, layers=[0, 0]):
+            pass
     with pytest.raises(RuntimeError, match="the mask is"):
         with write_gates_replaced_where(model, where, gates):
             model(x[:2])

@@ -50,8 +50,11 @@ def test_it_starts_as_the_token_only_gate():
     heads = conv_gated.config.n_heads
     plain.load_state_dict({k: v[:-heads] if k.endswith("conv.weight") else v for k, v in state.items()})
     ids = torch.randint(0, 128, (2, 11))
-    torch.testing.assert_close(conv_gated(ids), plain(ids), rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(_model()(ids), _model(conv=False)(ids))  # random gate channels do change it
+    start = conv_gated(ids)
+    torch.testing.assert_close(start, plain(ids), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the same model with random gate taps (every other weight kept) is another model
+        conv_gated.blocks[0].mixer.conv.weight[-heads:].normal_()
+    assert not torch.allclose(conv_gated(ids), start)
 
 
 def test_the_first_layers_gate_sees_the_tokens_before_it_and_not_after():
@@ -117,21 +120,73 @@ def test_a_checkpoint_round_trips_and_an_older_one_loads_without_the_field(tmp_p
     torch.testing.assert_close(older(ids), plain(ids))
 
 
-def test_the_gate_probes_see_the_conv_gate():
-    """``write_gates`` gives the gate that scales the writes: shutting every write from a position on through it
-    is the same as shutting them by hand, and the probe's gates are those the layer computes."""
+def test_the_gate_probes_see_the_gate_the_memory_gets(monkeypatch):
+    """``write_gates`` gives, in every layer, the gate that the forward pass hands to the memory op, and shutting
+    writes through the probes is the same as handing the op a gate zeroed by hand."""
+    import ramnet.layers
+
     model = _model(7).eval()
     ids = torch.randint(0, 128, (2, 10))
-    gates = write_gates(model, ids)
-    mixer, x = model.blocks[0].mixer, model.embed(ids)
+    op = ramnet.layers.ram_attention
+    handed, zero_from = [], [None]
+
+    def recording(*args, write_gate=None, **kwargs):
+        if zero_from[0] is not None:
+            write_gate = write_gate.clone()
+            write_gate[:, zero_from[0]:] = 0
+        handed.append(write_gate.detach().float().clone())
+        return op(*args, write_gate=write_gate, **kwargs)
+
+    monkeypatch.setattr(ramnet.layers, "ram_attention", recording)
     with torch.no_grad():
-        normed = model.blocks[0].mixer_norm(x)
-        logit = mixer._qkv(normed)[4]
-        torch.testing.assert_close(gates[0], torch.sigmoid(logit.float()))
-        assert not torch.allclose(gates[0], torch.sigmoid(mixer.gate_proj(normed).float()))
+        plain = model(ids)
+    handed_in_the_pass = list(handed)  # write_gates runs the blocks too
+    gates = write_gates(model, ids)
+    assert len(handed_in_the_pass) == len(gates) == 2
+    for got, want in zip(gates, handed_in_the_pass):
+        torch.testing.assert_close(got, want)
+    mixer = model.blocks[0].mixer
+    with torch.no_grad():  # the conv'd gate, not the token's own
+        assert not torch.allclose(gates[0], torch.sigmoid(mixer.gate_proj(model.blocks[0].mixer_norm(
+            model.embed(ids))).float()))
     with writes_closed_from(model, 4):
         closed = write_gates(model, ids)
-        logits = model(ids)
+        with torch.no_grad():
+            probed = model(ids)
     assert all(not g[:, 4:].any() for g in closed)
     torch.testing.assert_close(closed[0][:, :4], gates[0][:, :4])
-    assert not torch.allclose(logits[:, 4:], model(ids)[:, 4:])
+    zero_from[0] = 4
+    with torch.no_grad():
+        by_hand = model(ids)
+    torch.testing.assert_close(probed, by_hand)
+    assert not torch.allclose(probed[:, 4:], plain[:, 4:])  # the shut writes mattered
+
+
+def test_decode_under_bf16_autocast_follows_the_full_pass():
+    model = _model(8).eval()
+    ids = torch.randint(0, 128, (2, 9))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full = model(ids).float()
+        logits, cache = model.prefill(ids[:, :5])
+        steps = [model.decode_step(ids[:, t], cache).float() for t in range(5, 9)]
+    torch.testing.assert_close(logits.float(), full[:, :5], rtol=0.05, atol=0.05)
+    torch.testing.assert_close(torch.stack(steps, 1), full[:, 5:], rtol=0.05, atol=0.05)
+
+
+def test_the_hugging_face_model_keeps_the_identity_start():
+    pytest.importorskip("transformers")
+    from ramnet.hf import RamNetHFConfig, RamNetHFForCausalLM
+
+    config = RamNetHFConfig.from_ramnet_config(RamNetConfig.from_name("tiny", **GATED, write_gate_conv=True))
+    model = RamNetHFForCausalLM(config)
+    heads = config.n_heads
+    for block in model.model.blocks:
+        conv = block.mixer.conv
+        identity = torch.zeros(heads, conv.kernel)
+        identity[:, -1] = 1
+        torch.testing.assert_close(conv.weight[-heads:].detach(), identity)
+        with torch.no_grad():
+            conv.weight.normal_()
+        model._init_weights(conv)  # what transformers runs on a weight a checkpoint lacks
+        torch.testing.assert_close(conv.weight[-heads:].detach(), identity)
+        assert conv.weight[:-heads].abs().max() <= conv.kernel ** -0.5  # the q/k/v taps: the uniform start

@@ -131,9 +131,9 @@ def test_the_swapped_gate_rows_are_the_models_own(tmp_path):
     queries = [next(t for t in range(8, 32) if ids[b, t] == ids[b, 6] and labels[b, t] != -100) for b in range(3)]
     for row in rows[3:]:
         kind, other = ("key", "value") if row["variant"].startswith("first random token a key") else ("value", "key")
-        layers = row["closed_layers"]
-        chosen = [0, 1] if layers is None else layers
-        with torch.no_grad(), write_gates_replaced_where(model, where, [gates[other][i] for i in chosen], layers):
+        layers = row["swapped_layers"]
+        assert row["closed_layers"] is None and layers in ([0], [1], [0, 1])
+        with torch.no_grad(), write_gates_replaced_where(model, where, [gates[other][i] for i in layers], layers):
             probs = model(changed[kind]).float().softmax(-1)
         want = float(probs[rows_t, queries, labels[rows_t, queries]].mean())
         assert abs(row["last"]["p_label"] / want - 1) < 1e-5, row["variant"]
