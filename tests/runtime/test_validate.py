@@ -103,12 +103,19 @@ def test_validate_skips_the_custom_graphs_without_onnxruntime_extensions(monkeyp
     assert result["onnx-standard-decode"]["passed"] and model.training  # the caller's mode is left as found
 
 
-def test_validate_a_write_gated_model():
-    """The optional write gate rides through every artifact (its gate is standard ops before the scan op)."""
+@pytest.mark.parametrize("gate_conv", [False, True])
+def test_validate_a_write_gated_model(gate_conv):
+    """The optional write gate rides through every artifact (its gate is standard ops before the scan op), and so
+    does its conv'd form (``write_gate_conv``: a wider conv state), here with random gate taps."""
     from ramnet import RamNetConfig, RamNetForCausalLM
 
     torch.manual_seed(0)
-    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", write_gate=True, short_conv=True))
+    model = RamNetForCausalLM(RamNetConfig.from_name("tiny", write_gate=True, short_conv=True,
+                                                     write_gate_conv=gate_conv))
+    if gate_conv:
+        with torch.no_grad():
+            for block in model.blocks:
+                block.mixer.conv.weight[-model.config.n_heads:].normal_()
     result = V.validate(model, decode_steps=2)
     for key in ALL_KEYS:
         assert result[key]["passed"] is True and result[key]["max_abs_err"] < 1e-5, key
