@@ -1,5 +1,6 @@
 """Shared by the tests of the MQAR probe scripts (benchmarks/mqar_interference.py, benchmarks/mqar_read_mass.py):
-a small untrained checkpoint, and running a script as a user would."""
+a small untrained checkpoint, running a script as a user would, and loading one to test its parts."""
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,14 @@ from ramnet.checkpoint import write_model
 
 def run_script(script: Path, *args):
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+
+
+def load_script(script: Path):
+    """A benchmark script loaded as a module by its path (the scripts are not a package), to test its parts."""
+    spec = importlib.util.spec_from_file_location(script.stem, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def small_checkpoint(tmp_path: Path, **overrides) -> Path:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ramnet.data.mqar_protocol import eval_set, protocol_settings
 
+from .probe_cases import load_script
+
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_error_profile.py"
 SPEC = {"settings": [[2, 16], [4, 32]], "vocab_size": 64, "num_eval": 8}
 SEED = 2  # its N4-T32 evaluation set holds two queries right after a random token equal to their key: (0, 10), (0, 12)
@@ -101,11 +103,7 @@ def test_bad_input_gets_one_line(tmp_path):
 
 
 def test_the_earlier_copy_mask_is_the_one_by_one_list():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mqar_error_profile", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT)
     for pairs, length, vocab, seed in [(4, 32, 64, SEED), (8, 64, 96, 5), (16, 64, 128, 7)]:
         x, y = eval_set(protocol_settings([[pairs, length]], vocab)[0], 0, 12, seed)
         expected = _earlier_copies(x, y, pairs)

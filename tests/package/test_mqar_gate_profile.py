@@ -3,7 +3,7 @@ untrained gated checkpoint; the figures themselves are tested in tests/model/tes
 import json
 from pathlib import Path
 
-from .probe_cases import run_script, small_checkpoint
+from .probe_cases import load_script, run_script, small_checkpoint
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_gate_profile.py"
 
@@ -65,12 +65,7 @@ def test_by_role_adds_the_random_tokens_and_the_queries_apart(tmp_path):
 
 
 def _intervention_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mqar_gate_intervention", INTERVENTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(INTERVENTION)
 
 
 def test_each_batch_gets_its_own_sequences_mask(monkeypatch):

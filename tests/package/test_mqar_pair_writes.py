@@ -10,7 +10,7 @@ from ramnet.analysis_gates import write_gates, write_gates_replaced_where, write
 from ramnet.checkpoint import load_checkpoint, write_model
 from ramnet.data.mqar import MQARSetting, multiquery_ar
 
-from .probe_cases import run_script, small_checkpoint
+from .probe_cases import load_script, run_script, small_checkpoint
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mqar_pair_writes.py"
 
@@ -69,11 +69,7 @@ def test_bad_input_gets_one_line(tmp_path):
 
 
 def _module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("mqar_pair_writes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_the_first_random_token_variants(tmp_path):
