@@ -30,11 +30,11 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AM (no GPU; session AL ran long.yaml's seed-0 runs and deltanet-16k's seeds 1-2 there):
-# first main.yaml's three rows at 88,064 that test why the last pair written fails (docs/RESULTS.md, "the last
-# pair written"), one a call: MAIN_ONLY='*-gate-conv3-*', then '*-gate-gconv-*' (write_gate_conv), then
-# '*-gate-conv2-*'; about 250 s each alone on an H100, as the K=16 row they change (RUN_SECONDS=420
-# MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515); then long.yaml's other seeds, ramnet-22k's first
+# Pending after session AM (which ran main.yaml's kernel-3, write_gate_conv and kernel-2 rows at 88,064 and
+# deltanet-66k-8k-steps' seed 1, on an H200): first seeds.yaml's seeds 1-2 of the kernel-2 row, one a call
+# (SEEDS_PARALLEL=1 MAIN_PARALLEL=0 SEEDS_ONLY='*-gate-conv2-*-s1', then '*-s2'; RUN_SECONDS=420
+# MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; 228 s alone on an H200), since its seed 0 left 9 wrong at 256
+# pairs against DeltaNet-66k's 36-38 (docs/RESULTS.md, "Shorter kernels"); then long.yaml's other seeds, ramnet-22k's first
 # (LONG_PARALLEL=1 or 2, LONG_ONLY; its default order below), and paper_arch.yaml's duplicate, left out on purpose.
 # Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
 # lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md, sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
@@ -85,10 +85,10 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: the two short-conv-kernel rows (session AL) and the write_gate_conv row (session AM) pending; a new
-# row runs one a call, picked with MAIN_ONLY (the plan above)
+# main.yaml: nothing pending after session AM; a new row runs one a call, picked with
+# MAIN_ONLY (the plan above)
 MAIN_ONLY=${MAIN_ONLY-'*'}
-# seeds.yaml: nothing pending after session AK (its last run, the 8-head K=32 row's seed 2 at 5e-4)
+# seeds.yaml: the kernel-2 row's seeds 1-2 at 88,064 pending after session AM, one a call (the plan above)
 SEEDS_ONLY=${SEEDS_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
