@@ -100,8 +100,8 @@ ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
 # to record where their errors sit, DeltaNet's first (the shorter run)
 PROFILE_ONLY=${PROFILE_ONLY-'deltanet-*,*'}
 # long.yaml (no workers by default; added in session AL): the 66k and 16k pairs at twice the step budget. Pending
-# after session AL: seeds 1-2 of ramnet-22k (does its 16k lead at 8,000 steps hold?), then deltanet-66k's (about
-# 200 s each alone) and ramnet-88k's (496 s alone: one a call)
+# after session AM: seeds 1-2 of ramnet-22k (does its 16k lead at 8,000 steps hold?), then deltanet-66k's seed 2
+# (166 s alone on an H200) and ramnet-88k's seeds (496 s alone on an H100: one a call)
 LONG_ONLY=${LONG_ONLY-'ramnet-22k-*,deltanet-66k-*,*'}
 case "${1:-}" in
   start)
