@@ -30,12 +30,13 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AM (which ran main.yaml's kernel-3, write_gate_conv and kernel-2 rows at 88,064 and
-# deltanet-66k-8k-steps' seed 1, on an H200): first seeds.yaml's seeds 1-2 of the kernel-2 row, one a call
-# (SEEDS_PARALLEL=1 MAIN_PARALLEL=0 SEEDS_ONLY='*-gate-conv2-*-s1', then '*-s2'; RUN_SECONDS=420
-# MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515; 228 s alone on an H200), since its seed 0 left 9 wrong at 256
-# pairs against DeltaNet-66k's 36-38 (docs/RESULTS.md, "Shorter kernels"); then long.yaml's other seeds, ramnet-22k's first
-# (LONG_PARALLEL=1 or 2, LONG_ONLY; its default order below), and paper_arch.yaml's duplicate, left out on purpose.
+# Pending after session AN (which ran seeds.yaml's seed 1 of the kernel-2 row at 88,064 beside main.yaml's
+# deltanet-66k-conv2, on an H100): first main.yaml's kernel-2 row at 44,032, one call (SEEDS_PARALLEL=0
+# MAIN_PARALLEL=1 MAIN_ONLY='ramnet-44k-w256-h8-m64-k32-gate-conv2-*' RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ...
+# start 520; ... wait 515), the 33k band being the one whose seed ranges overlap (docs/RESULTS.md, "What kernel 2
+# costs"); then long.yaml's other seeds, ramnet-22k's first (LONG_PARALLEL=1 or 2, LONG_ONLY; its default order
+# below). seeds.yaml's seed 2 of the kernel-2 row cannot change the 66k verdict (docs/DECISIONS.md), and
+# paper_arch.yaml's duplicate is left out on purpose.
 # Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
 # lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md, sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
