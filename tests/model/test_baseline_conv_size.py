@@ -18,11 +18,10 @@ def _build(layer):
 @pytest.mark.parametrize("kernel", [2, 3])
 def test_deltanet_conv_size_sets_every_short_conv_and_keeps_the_state(kernel):
     model, state, config = _build({"conv_size": kernel})
-    _, default_state, default_config = _build({})
+    default_model, default_state, default_config = _build({})
     convs = [getattr(m.layer, f"{p}_conv1d") for m in model.mixers for p in "qkv"]
     assert [c.kernel_size[0] for c in convs] == [kernel] * 6
-    default_convs = [m.layer.q_conv1d.kernel_size[0] for m in _build({})[0].mixers]
-    assert default_convs == [4, 4]  # so the option changed something
+    assert [m.layer.q_conv1d.kernel_size[0] for m in default_model.mixers] == [4, 4]  # so the option changed something
     assert state == default_state == 2 * 2 * 16 * 16  # the conv is not state the paper counts
     assert config["layer"] == {"conv_size": kernel} and config["short_conv"] and default_config["short_conv"]
 
