@@ -28,10 +28,14 @@ DEFAULTS = {"name": "mqar", "out": None, "steps": 4000, "batch_size": 128, "lrs"
 # is part of its fingerprint, the list is not, so a run keeps its fingerprint across specs
 # alpha_lr_mult (RAM-Net only): the alpha temperatures' lr as a multiple of the run's; in the fingerprint only
 # when other than 1.0, so the runs recorded before the key existed keep theirs
-ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides", "save_model", "lrs", "alpha_lr_mult"},
-              "baseline": {"label", "model", "tags", "d_model", "n_layers", "n_heads", "d_ff", "layer", "lrs"}}
+# steps: this entry's step budget instead of the spec's (the cosine schedule spans it); the run's steps are part of
+# its fingerprint as before, so an entry without the key keeps the fingerprints it had
+ENTRY_KEYS = {"ramnet": {"label", "model", "tags", "preset", "overrides", "save_model", "lrs", "alpha_lr_mult",
+                         "steps"},
+              "baseline": {"label", "model", "tags", "d_model", "n_layers", "n_heads", "d_ff", "layer", "lrs",
+                           "steps"}}
 # entry keys that do not describe the model (model_spec leaves them out)
-NOT_MODEL_KEYS = ("label", "tags", "save_model", "lrs", "alpha_lr_mult")
+NOT_MODEL_KEYS = ("label", "tags", "save_model", "lrs", "alpha_lr_mult", "steps")
 # TrainArgs' names for the spec's keys, to name the spec key in its errors
 TRAIN_KEYS = {"steps": "steps", "batch_size": "batch_size", "warmup_steps": "warmup_steps",
               "min_lr_ratio": "min_lr_ratio", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
@@ -142,6 +146,11 @@ def _check_models(spec: dict) -> None:
             except (ValueError, TypeError):
                 raise SpecError(f"model {label}: alpha_lr_mult must be a finite number > 0, got "
                                 f"{entry['alpha_lr_mult']!r}") from None
+        if "steps" in entry:
+            try:
+                _int("steps", entry["steps"])
+            except SpecError as error:
+                raise SpecError(f"model {label}: {error}") from None
         if not isinstance(entry.get("save_model", False), bool):
             raise SpecError(f"model {label}: save_model must be true or false, got {entry['save_model']!r}")
         tags = entry.get("tags", {})
@@ -199,6 +208,8 @@ def expand(spec: dict) -> list[dict]:
                 run = {**common, "id": f"{entry['label']}-lr{float(lr)!r}-s{seed}", "label": entry["label"],
                        "spec": model_spec(entry), "lr": float(lr), "seed": seed,
                        "save_model": entry.get("save_model", False)}
+                if "steps" in entry:
+                    run["steps"] = entry["steps"]
                 if float(entry.get("alpha_lr_mult", 1.0)) != 1.0:  # 1.0 is the default: the same run as without
                     run["alpha_lr_mult"] = float(entry["alpha_lr_mult"])
                 runs.append({**run, "fingerprint": fingerprint(run)})

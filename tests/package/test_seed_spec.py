@@ -58,22 +58,32 @@ def test_every_profile_run_is_a_main_seed_0_run():
         assert main_runs.get(key) == run["fingerprint"], f"{key}: not main.yaml's seed-0 run"
 
 
-LONG_SUFFIX = "-8k-steps"
+def _long_suffix(long: dict, entry: dict) -> str:
+    """The label suffix of a long.yaml entry, from its step budget (its own ``steps``, else the spec's): 8,000
+    steps -> ``-8k-steps``"""
+    return f"-{entry.get('steps', long['steps']) // 1000}k-steps"
 
 
 def _long_runs_as_main(long: dict) -> dict:
     """long.yaml's runs with main.yaml's step budget and labels: (label, lr, seed) -> fingerprint"""
     as_main = {**long, "steps": _spec("main.yaml")["steps"],
-               "models": [{**m, "label": m["label"].removesuffix(LONG_SUFFIX)} for m in long["models"]]}
+               "models": [{**{k: v for k, v in m.items() if k != "steps"},
+                           "label": m["label"].removesuffix(_long_suffix(long, m))} for m in long["models"]]}
     return {(r["label"], r["lr"], r["seed"]): r["fingerprint"] for r in expand(as_main)}
 
 
-def test_every_long_run_is_a_main_run_with_twice_the_steps():
-    """``long.yaml`` trains main.yaml's models for twice its step budget; everything else (model, lr, data,
-    training keys) must be main.yaml's, and each label carries the suffix that keeps it out of main.yaml's tables."""
+def test_every_long_run_is_a_main_run_with_more_steps():
+    """``long.yaml`` trains main.yaml's models for more steps than its budget (the spec's 8,000, or an entry's
+    own); everything else (model, lr, data, training keys) must be main.yaml's, and each label carries the
+    suffix, from its budget, that keeps it out of main.yaml's tables."""
     main, long = _spec("main.yaml"), _spec("long.yaml")
     assert long["steps"] == 2 * main["steps"]
-    assert all(m["label"].endswith(LONG_SUFFIX) for m in long["models"])
+    for m in long["models"]:
+        steps = m.get("steps", long["steps"])
+        assert steps > main["steps"] and steps % 1000 == 0, m["label"]
+        assert m["label"].endswith(_long_suffix(long, m)), m["label"]
+    runs = {r["label"]: r["steps"] for r in expand(long)}
+    assert runs["deltanet-33k-6k-steps"] == 6000 and runs["deltanet-66k-8k-steps"] == 8000
     main_runs = {(r["label"], r["lr"], r["seed"]): r["fingerprint"] for r in expand({**main, "seeds": long["seeds"]})}
     long_runs = _long_runs_as_main(long)
     assert long_runs
