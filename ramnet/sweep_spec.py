@@ -147,10 +147,14 @@ def _check_models(spec: dict) -> None:
                 raise SpecError(f"model {label}: alpha_lr_mult must be a finite number > 0, got "
                                 f"{entry['alpha_lr_mult']!r}") from None
         if "steps" in entry:
-            try:
+            try:  # the int check first (TrainArgs' own message names a flag), then TrainArgs with the spec's keys,
+                # as for the spec's own steps, so a check across training keys covers entries too
                 _int("steps", entry["steps"])
+                TrainArgs(**({arg: spec[key] for key, arg in TRAIN_KEYS.items()} | {"steps": entry["steps"]}))
             except SpecError as error:
                 raise SpecError(f"model {label}: {error}") from None
+            except (ValueError, TypeError) as error:
+                raise SpecError(f"model {label}: {str(error).replace('--', '').replace('-', '_')}") from None
         if not isinstance(entry.get("save_model", False), bool):
             raise SpecError(f"model {label}: save_model must be true or false, got {entry['save_model']!r}")
         tags = entry.get("tags", {})

@@ -29,10 +29,11 @@ def test_an_entry_steps_replace_the_spec_steps_for_its_runs_only(tmp_path):
     assert restated["fingerprint"] == plain_ram["fingerprint"]
 
 
+@pytest.mark.parametrize("entry", [RAM, ATTN], ids=["ramnet", "baseline"])
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "6", None])
-def test_a_bad_entry_steps_is_refused_with_the_entry_and_the_key(tmp_path, bad):
-    with pytest.raises(SpecError, match=r"model ram: steps must be an int >= 1"):
-        check_spec(_spec(tmp_path, [{**RAM, "steps": bad}]))
+def test_a_bad_entry_steps_is_refused_with_the_entry_and_the_key(tmp_path, entry, bad):
+    with pytest.raises(SpecError, match=rf"model {entry['label']}: steps must be an int >= 1, got {bad!r}"):
+        check_spec(_spec(tmp_path, [{**entry, "steps": bad}]))
 
 
 def test_a_run_trains_for_its_entry_steps(tmp_path, capsys):
