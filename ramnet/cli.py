@@ -173,7 +173,8 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         print(f"{report['runs']} runs, {report['done']} done, {len(report['pending'])} to run{left}")
         for run_id in report["pending"]:
-            print(f"  {run_id}")
+            own = report["own_steps"].get(run_id)
+            print(f"  {run_id}" + (f" ({own:,} steps; the spec's: {spec['steps']:,})" if own is not None else ""))
         return 0
     late = f", {report['not_started']} not started (--stop-starting-after)" if report["not_started"] else ""
     print(f"{report['ran']} ran, {report['skipped']} skipped (results exist), {len(report['failed'])} failed"

@@ -359,7 +359,9 @@ def sweep(spec: dict, *, dry_run: bool = False, progress: bool = True, only=None
         ids = {r["id"] for r in todo}
         selected = [r for r in chosen if r["id"] in ids]
         return {"runs": len(runs), "pending": [r["id"] for r in selected], "done": len(runs) - len(todo),
-                "left": len(todo) - len(selected)}
+                "left": len(todo) - len(selected),
+                # the pending runs whose entry sets its own step budget (shown beside their ids)
+                "own_steps": {r["id"]: r["steps"] for r in selected if r["steps"] != spec["steps"]}}
     restore_results(spec, runs)
     ids = {r["id"] for r in pending(spec, runs)}
     todo = [r for r in chosen if r["id"] in ids]

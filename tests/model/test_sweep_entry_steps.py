@@ -46,3 +46,11 @@ def test_a_run_trains_for_its_entry_steps(tmp_path, capsys):
     assert [h["step"] for h in runs["attn"]["history"]] == [2, 4] and runs["attn"]["steps"] == 4
     assert main(["sweep", str(path), "--quiet"]) == 0
     assert "0 ran, 2 skipped" in capsys.readouterr().out
+
+
+def test_the_dry_run_shows_an_entry_own_budget(tmp_path, capsys):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(_spec(tmp_path, [{**RAM, "steps": 6000}, ATTN])))
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  ram-lr0.001-s0 (6,000 steps; the spec's: 4)" in lines and "  attn-lr0.001-s0" in lines
