@@ -30,13 +30,14 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AO (which ran main.yaml's kernel-2 row at 44,032, 0.99830, no gain on the kernel-4 row,
-# and long.yaml's ramnet-22k seed 1, both on an H100): long.yaml's runs, one a call (LONG_PARALLEL=1, LONG_ONLY;
-# RUN_SECONDS=420 MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515), in its default order below: first its new
-# 33k pair at 6,000 steps (RAM-Net alone about 400 s of training on an H100, DeltaNet about 230 s), then
-# ramnet-22k's seed 2 (about 335 s). The kernel-2 row at 131k is not added (it was to follow only if 33k passed;
-# docs/DECISIONS.md), seeds.yaml's seed 2 of the kernel-2 row at 88,064 cannot change the 66k verdict, and
-# paper_arch.yaml's duplicate is left out on purpose.
+# Pending after session AP (which ran long.yaml's 33k pair at 6,000 steps, seed 0: RAM-Net 0.99842, DeltaNet 0.99970,
+# DeltaNet's seed 1 0.99910, ramnet-22k's seed 2 at 8,000 steps, 0.99230, and deltanet-66k's seed 2, 0.99998, all on
+# one H100): long.yaml's last five runs, one a call (LONG_PARALLEL=1, LONG_ONLY; RUN_SECONDS=420
+# MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515), in its default order below: deltanet-33k-6k-steps's seed 2
+# (about 135 s), the 33k RAM-Net row's seeds 1-2 (about 420 s each), ramnet-88k's seeds 1-2 (about 500 s each).
+# None is expected to change a band's verdict (docs/DECISIONS.md). The kernel-2 row at 131k is not added,
+# seeds.yaml's seed 2 of the kernel-2 row at 88,064 cannot change the 66k verdict, and paper_arch.yaml's
+# duplicate is left out on purpose.
 # Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
 # lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md, sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
@@ -101,10 +102,9 @@ ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
 # to record where their errors sit, DeltaNet's first (the shorter run)
 PROFILE_ONLY=${PROFILE_ONLY-'deltanet-*,*'}
 # long.yaml (no workers by default; added in session AL): the 66k and 16k pairs at twice the step budget, and (session
-# AO) the 33k pair at 6,000. Pending after session AO: the 33k pair's seed 0, RAM-Net first (the longer run), then
-# seed 2 of ramnet-22k (seeds 0-1 lead DeltaNet's three at 8,000 steps), the 33k pair's seeds 1-2, deltanet-66k's
-# seed 2 (166-202 s alone) and ramnet-88k's seeds (496 s alone on an H100: one a call)
-LONG_ONLY=${LONG_ONLY-'*-6k-steps-*-s0,ramnet-22k-*,*-6k-steps-*,deltanet-66k-*,*'}
+# AO) the 33k pair at 6,000. Pending after session AP: deltanet-33k-6k-steps's seed 2 (the cheapest; it completes
+# a three-seed mean), the 33k RAM-Net row's seeds 1-2, then ramnet-88k's seeds 1-2 (496 s alone on an H100: one a call)
+LONG_ONLY=${LONG_ONLY-'deltanet-33k-*,*-6k-steps-*,*'}
 case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
