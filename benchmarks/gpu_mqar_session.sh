@@ -34,7 +34,8 @@ bg=benchmarks/gpu_sweep_background.sh
 # DeltaNet's seed 1 0.99910, ramnet-22k's seed 2 at 8,000 steps, 0.99230, and deltanet-66k's seed 2, 0.99998, all on
 # one H100): long.yaml's last five runs, one a call (LONG_PARALLEL=1, LONG_ONLY; RUN_SECONDS=420
 # MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515), in its default order below: deltanet-33k-6k-steps's seed 2
-# (about 135 s), the 33k RAM-Net row's seeds 1-2 (about 420 s each), ramnet-88k's seeds 1-2 (about 500 s each).
+# (about 135 s), the 33k RAM-Net row's seeds 1-2 (about 420 s each), ramnet-88k's seeds 1-2 (about 500 s each:
+# RUN_SECONDS=500 MIN_SWEEP_SECONDS=520 ... start 555; ... wait 550, as in session AL).
 # None is expected to change a band's verdict (docs/DECISIONS.md). The kernel-2 row at 131k is not added,
 # seeds.yaml's seed 2 of the kernel-2 row at 88,064 cannot change the 66k verdict, and paper_arch.yaml's
 # duplicate is left out on purpose.
