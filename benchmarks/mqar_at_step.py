@@ -2,6 +2,10 @@
 setting's accuracy) that each run's evaluation at STEP gave, and the mean over the seeds of each (label, lr).
 
     python benchmarks/mqar_at_step.py --step 3500 'deltanet-33k-lr0.001-*' 'ramnet-44k-w256-h8-*-lr0.0005-*'
+    python benchmarks/mqar_at_step.py --step 2000,2500,3000 '*-6k-steps-*'   # seed means along the curve
+
+With several steps it prints one table of seed means, a column per step (a cell names its seed count where
+fewer seeds reached that step than the row's most).
 
 A run cut off by its session's deadline is not a result (the tables and ``mqar.json`` never use it), but the
 sweep files keep its curve up to its last evaluation under ``unfinished``; this reads both lists, so that a cut-off
@@ -66,25 +70,70 @@ def seed_means(rows: list[dict]) -> list[tuple[str, float, int, int, float]]:
             for (label, lr, state), seeds in groups.items()]
 
 
+def seed_means_along(results: Path, patterns: list[str], steps: list[int]) -> tuple[list[tuple], list[str]]:
+    """(rows, header) for the several-step table: each row ``(label, lr, state size, most seeds, {step: (seeds,
+    mean)})`` in first-seen order over the steps."""
+    rows: dict[tuple[str, float, int], dict[int, tuple[int, float]]] = {}
+    for step in steps:
+        for label, lr, state, n, mean in seed_means(runs_at_step(results, patterns, step)):
+            rows.setdefault((label, lr, state), {})[step] = (n, mean)
+    return [(label, lr, state, max(n for n, _ in cells.values()), cells)
+            for (label, lr, state), cells in rows.items()], [f"step {step}" for step in steps]
+
+
+def _steps(text: str) -> list[int]:
+    """``--step``'s value: one step or several, comma-separated, each a positive integer; raises ValueError."""
+    steps = [int(part) for part in text.split(",")]
+    if any(step <= 0 for step in steps) or len(set(steps)) != len(steps):
+        raise ValueError(text)
+    return steps
+
+
+def _print_along(rows: list[tuple], header: list[str], steps: list[int]) -> None:
+    print("| label | lr | state | seeds | " + " | ".join(header) + " |")
+    print("|---|---|---|---|" + "---|" * len(steps))
+    for label, lr, state, most, cells in rows:
+        shown = []
+        for step in steps:
+            if step not in cells:
+                shown.append("-")
+                continue
+            n, mean = cells[step]
+            shown.append(f"{mean:.5f}" + ("" if n == most else f" ({n} seed{'s' * (n != 1)})"))
+        print(f"| {label} | {lr:g} | {state:,} | {most} | " + " | ".join(shown) + " |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("patterns", nargs="+", help="fnmatch patterns on run ids")
-    parser.add_argument("--step", type=int, required=True, help="the training step (a multiple of the sweep's "
-                        "eval_every, 500)")
+    parser.add_argument("--step", required=True, help="the training step (a multiple of the sweep's eval_every, "
+                        "500), or several, comma-separated, for one table of seed means along them")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results",
                         help="folder with the sweep files (default: benchmarks/results)")
     args = parser.parse_args(argv)
-    if args.step <= 0:
-        parser.error(f"--step must be a positive step number, got {args.step}")
+    try:
+        steps = _steps(args.step)
+    except ValueError:
+        parser.error(f"--step must be a positive step number, or several different ones separated by commas "
+                     f"(2000,2500), got {args.step!r}")
     if not args.results.is_dir():
         parser.error(f"--results: no folder {args.results}")
     try:
-        rows = runs_at_step(args.results, args.patterns, args.step)
+        if len(steps) > 1:
+            along, header = seed_means_along(args.results, args.patterns, steps)
+        rows = runs_at_step(args.results, args.patterns, steps[0])
     except SummaryError as error:
         parser.error(f"--results: {error}")
     except (KeyError, TypeError, AttributeError) as error:  # a run without a field this reads
         parser.error(f"--results: a sweep file in {args.results} is not what a sweep writes "
                      f"({type(error).__name__}: {error})")
+    if len(steps) > 1:
+        if not along:
+            print(f"no run matching {args.patterns} was evaluated at any of steps {args.step}", file=sys.stderr)
+            return 1
+        _print_along(along, header, steps)
+        return 0
+    args.step = steps[0]
     if not rows:
         print(f"no run matching {args.patterns} was evaluated at step {args.step}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """``benchmarks/mqar_at_step.py`` sets finished and cut-off sweep runs side by side at one step: it must read both
 the ``runs`` and the ``unfinished`` lists, take the evaluation at exactly that step, average over seeds per (label,
-lr), and answer a bad step, folder or pattern with one line."""
+lr), give the seed means along several steps in one table, and answer a bad step, folder or pattern with one
+line."""
 import json
 import subprocess
 import sys
@@ -48,10 +49,27 @@ def test_finished_and_cut_off_runs_at_one_step_with_the_seed_mean(tmp_path):
     assert len(lines) == 12
 
 
+def test_several_steps_give_one_table_of_seed_means_along_them(tmp_path):
+    _sweep(tmp_path)
+    out = _run("ramnet-a-*", "--step", "500,1000", "--results", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == [
+        "| label | lr | state | seeds | step 500 | step 1000 |",
+        "|---|---|---|---|---|---|",
+        # seed 2 was cut off before step 1000: the cell says how many seeds its mean holds
+        "| ramnet-a | 0.001 | 44,032 | 3 | 0.60000 | 0.85000 (2 seeds) |",
+        # the 8,192 model has no evaluation at step 500
+        "| ramnet-a | 0.001 | 8,192 | 2 | - | 0.10000 |"]
+
+
 def test_bad_step_folder_or_pattern_is_one_line(tmp_path):
     _sweep(tmp_path)
     for args, code, message in ((["x", "--step", "0", "--results", str(tmp_path)], 2, "--step must be a positive"),
                                 (["x", "--step", "500", "--results", str(tmp_path / "nope")], 2, "no folder"),
+                                (["x", "--step", "500,x", "--results", str(tmp_path)], 2, "got '500,x'"),
+                                (["x", "--step", "500,500", "--results", str(tmp_path)], 2, "several different"),
+                                (["x", "--step", "500,-5", "--results", str(tmp_path)], 2, "--step must be a positive"),
+                                (["gla-*", "--step", "500,1000", "--results", str(tmp_path)], 1, "any of steps"),
                                 (["gla-*", "--step", "500", "--results", str(tmp_path)], 1, "was evaluated")):
         out = _run(*args)
         assert out.returncode == code and message in out.stderr.strip().splitlines()[-1], out.stderr
