@@ -70,15 +70,15 @@ def seed_means(rows: list[dict]) -> list[tuple[str, float, int, int, float]]:
             for (label, lr, state), seeds in groups.items()]
 
 
-def seed_means_along(results: Path, patterns: list[str], steps: list[int]) -> tuple[list[tuple], list[str]]:
-    """(rows, header) for the several-step table: each row ``(label, lr, state size, most seeds, {step: (seeds,
-    mean)})`` in first-seen order over the steps."""
+def seed_means_along(results: Path, patterns: list[str], steps: list[int]) -> list[tuple]:
+    """The several-step table's rows: ``(label, lr, state size, most seeds, {step: (seeds, mean)})`` per (label, lr,
+    state size), in first-seen order over the steps."""
     rows: dict[tuple[str, float, int], dict[int, tuple[int, float]]] = {}
     for step in steps:
         for label, lr, state, n, mean in seed_means(runs_at_step(results, patterns, step)):
             rows.setdefault((label, lr, state), {})[step] = (n, mean)
     return [(label, lr, state, max(n for n, _ in cells.values()), cells)
-            for (label, lr, state), cells in rows.items()], [f"step {step}" for step in steps]
+            for (label, lr, state), cells in rows.items()]
 
 
 def _steps(text: str) -> list[int]:
@@ -89,8 +89,22 @@ def _steps(text: str) -> list[int]:
     return steps
 
 
-def _print_along(rows: list[tuple], header: list[str], steps: list[int]) -> None:
-    print("| label | lr | state | seeds | " + " | ".join(header) + " |")
+def _print_one(rows: list[dict], step: int) -> None:
+    hardest_name = next((row["hardest_name"] for row in rows if row["hardest_name"]), "longest setting")
+    print(f"| run | state | finished | mean at step {step} | {hardest_name} |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        hardest = "diverged" if row["hardest"] is None else f"{row['hardest']:.4f}"
+        print(f"| {row['id']} | {row['state_size']:,} | {row['status']} | {row['accuracy']:.5f} | {hardest} |")
+    print()
+    print(f"| label | lr | state | seeds | mean over seeds at step {step} |")
+    print("|---|---|---|---|---|")
+    for label, lr, state, n, mean in seed_means(rows):
+        print(f"| {label} | {lr:g} | {state:,} | {n} | {mean:.5f} |")
+
+
+def _print_along(rows: list[tuple], steps: list[int]) -> None:
+    print("| label | lr | state | seeds | " + " | ".join(f"step {step}" for step in steps) + " |")
     print("|---|---|---|---|" + "---|" * len(steps))
     for label, lr, state, most, cells in rows:
         shown = []
@@ -118,36 +132,23 @@ def main(argv=None) -> int:
                      f"(2000,2500), got {args.step!r}")
     if not args.results.is_dir():
         parser.error(f"--results: no folder {args.results}")
+    several = len(steps) > 1
     try:
-        if len(steps) > 1:
-            along, header = seed_means_along(args.results, args.patterns, steps)
-        rows = runs_at_step(args.results, args.patterns, steps[0])
+        rows = (seed_means_along(args.results, args.patterns, steps) if several
+                else runs_at_step(args.results, args.patterns, steps[0]))
     except SummaryError as error:
         parser.error(f"--results: {error}")
     except (KeyError, TypeError, AttributeError) as error:  # a run without a field this reads
         parser.error(f"--results: a sweep file in {args.results} is not what a sweep writes "
                      f"({type(error).__name__}: {error})")
-    if len(steps) > 1:
-        if not along:
-            print(f"no run matching {args.patterns} was evaluated at any of steps {args.step}", file=sys.stderr)
-            return 1
-        _print_along(along, header, steps)
-        return 0
-    args.step = steps[0]
     if not rows:
-        print(f"no run matching {args.patterns} was evaluated at step {args.step}", file=sys.stderr)
+        where = f"any of steps {args.step}" if several else f"step {steps[0]}"
+        print(f"no run matching {args.patterns} was evaluated at {where}", file=sys.stderr)
         return 1
-    hardest_name = next((row["hardest_name"] for row in rows if row["hardest_name"]), "longest setting")
-    print(f"| run | state | finished | mean at step {args.step} | {hardest_name} |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        hardest = "diverged" if row["hardest"] is None else f"{row['hardest']:.4f}"
-        print(f"| {row['id']} | {row['state_size']:,} | {row['status']} | {row['accuracy']:.5f} | {hardest} |")
-    print()
-    print(f"| label | lr | state | seeds | mean over seeds at step {args.step} |")
-    print("|---|---|---|---|---|")
-    for label, lr, state, n, mean in seed_means(rows):
-        print(f"| {label} | {lr:g} | {state:,} | {n} | {mean:.5f} |")
+    if several:
+        _print_along(rows, steps)
+    else:
+        _print_one(rows, steps[0])
     return 0
 
 
