@@ -51,15 +51,24 @@ def test_finished_and_cut_off_runs_at_one_step_with_the_seed_mean(tmp_path):
 
 def test_several_steps_give_one_table_of_seed_means_along_them(tmp_path):
     _sweep(tmp_path)
-    out = _run("ramnet-a-*", "--step", "500,1000", "--results", str(tmp_path))
+    # steps out of order: the columns follow the order given, and the most seeds (3) come at the later column
+    out = _run("ramnet-a-*", "--step", "1000,500", "--results", str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines() == [
-        "| label | lr | state | seeds | step 500 | step 1000 |",
+        "| label | lr | state | most seeds | step 1000 | step 500 |",
         "|---|---|---|---|---|---|",
-        # seed 2 was cut off before step 1000: the cell says how many seeds its mean holds
-        "| ramnet-a | 0.001 | 44,032 | 3 | 0.60000 | 0.85000 (2 seeds) |",
-        # the 8,192 model has no evaluation at step 500
-        "| ramnet-a | 0.001 | 8,192 | 2 | - | 0.10000 |"]
+        # seed 2 was cut off before step 1000; seeds 1-2 were cut off (not finished) and still count
+        "| ramnet-a | 0.001 | 44,032 | 3 | 0.85000 (2 seeds, 1 not finished) | 0.60000 (2 not finished) |",
+        # the 8,192 model has no evaluation at step 500; its failed seed 1 is not finished
+        "| ramnet-a | 0.001 | 8,192 | 2 | 0.10000 (1 not finished) | - |"]
+
+
+def test_a_cell_of_one_seed_says_so(tmp_path):
+    both = _run_record("ramnet-c", 0.001, 0, [(500, 0.4, 0.1), (1000, 0.6, 0.2)])
+    early = _run_record("ramnet-c", 0.001, 1, [(500, 0.2, 0.1)])  # a finished record without step 1000
+    (tmp_path / "mqar_sweep.json").write_text(json.dumps({"runs": [both, early], "unfinished": []}))
+    out = _run("ramnet-c-*", "--step", "500,1000", "--results", str(tmp_path))
+    assert out.stdout.strip().splitlines()[-1] == "| ramnet-c | 0.001 | 44,032 | 2 | 0.30000 | 0.60000 (1 seed) |"
 
 
 def test_bad_step_folder_or_pattern_is_one_line(tmp_path):
@@ -69,7 +78,16 @@ def test_bad_step_folder_or_pattern_is_one_line(tmp_path):
                                 (["x", "--step", "500,x", "--results", str(tmp_path)], 2, "got '500,x'"),
                                 (["x", "--step", "500,500", "--results", str(tmp_path)], 2, "several different"),
                                 (["x", "--step", "500,-5", "--results", str(tmp_path)], 2, "--step must be a positive"),
-                                (["gla-*", "--step", "500,1000", "--results", str(tmp_path)], 1, "any of steps"),
+                                (["x", "--step", " 500", "--results", str(tmp_path)], 2, "got ' 500'"),
+                                (["x", "--step", "500, 1000", "--results", str(tmp_path)], 2, "--step must be"),
+                                (["x", "--step", "+500", "--results", str(tmp_path)], 2, "--step must be"),
+                                (["x", "--step", "1_000", "--results", str(tmp_path)], 2, "--step must be"),
+                                (["x", "--step", "1e3", "--results", str(tmp_path)], 2, "--step must be"),
+                                (["gla-*", "--step", "500,1000", "--results", str(tmp_path)], 1,
+                                 "evaluated at step 500, 1000"),
+                                # a step no matched run reached (a typo for 1000?) is named, not printed empty
+                                (["ramnet-a-*", "--step", "500,10000", "--results", str(tmp_path)], 1,
+                                 "evaluated at step 10000"),
                                 (["gla-*", "--step", "500", "--results", str(tmp_path)], 1, "was evaluated")):
         out = _run(*args)
         assert out.returncode == code and message in out.stderr.strip().splitlines()[-1], out.stderr
