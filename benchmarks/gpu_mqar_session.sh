@@ -30,12 +30,10 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AP (which ran long.yaml's 33k pair at 6,000 steps, seed 0: RAM-Net 0.99842, DeltaNet 0.99970,
-# DeltaNet's seed 1 0.99910, ramnet-22k's seed 2 at 8,000 steps, 0.99230, and deltanet-66k's seed 2, 0.99998, all on
-# one H100): long.yaml's last five runs, one a call (LONG_PARALLEL=1, LONG_ONLY; RUN_SECONDS=420
-# MIN_SWEEP_SECONDS=450 ... start 520; ... wait 515), in its default order below: deltanet-33k-6k-steps's seed 2
-# (about 135 s), the 33k RAM-Net row's seeds 1-2 (about 420 s each), ramnet-88k's seeds 1-2 (about 500 s each:
-# RUN_SECONDS=500 MIN_SWEEP_SECONDS=520 ... start 555; ... wait 550, as in session AL).
+# Pending after session AQ (which ran the 33k pair's last three seeds at 6,000 steps: DeltaNet's seed 2 0.99914,
+# RAM-Net's seeds 1-2 0.99947 and 0.99889, all on one H100): long.yaml's last two runs, ramnet-88k's 8,000-step
+# seeds 1-2, one a call (LONG_PARALLEL=1, about 500 s each: RUN_SECONDS=500 MIN_SWEEP_SECONDS=520 ... start 555;
+# ... wait 550, as in session AL), in the default LONG_ONLY order below.
 # None is expected to change a band's verdict (docs/DECISIONS.md). The kernel-2 row at 131k is not added,
 # seeds.yaml's seed 2 of the kernel-2 row at 88,064 cannot change the 66k verdict, and paper_arch.yaml's
 # duplicate is left out on purpose.
@@ -103,9 +101,9 @@ ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
 # to record where their errors sit, DeltaNet's first (the shorter run)
 PROFILE_ONLY=${PROFILE_ONLY-'deltanet-*,*'}
 # long.yaml (no workers by default; added in session AL): the 66k and 16k pairs at twice the step budget, and (session
-# AO) the 33k pair at 6,000. Pending after session AP: deltanet-33k-6k-steps's seed 2 (the cheapest; it completes
-# a three-seed mean), the 33k RAM-Net row's seeds 1-2, then ramnet-88k's seeds 1-2 (496 s alone on an H100: one a call)
-LONG_ONLY=${LONG_ONLY-'deltanet-33k-*,*-6k-steps-*,*'}
+# AO) the 33k pair at 6,000 (three seeds each by session AQ). Pending after session AQ: ramnet-88k's seeds 1-2 (496 s
+# alone on an H100: one a call)
+LONG_ONLY=${LONG_ONLY-'ramnet-88k-*,*'}
 case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
