@@ -86,7 +86,7 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: nothing pending after session AM; a new row runs one a call, picked with
+# main.yaml: nothing pending after session AQ; a new row runs one a call, picked with
 # MAIN_ONLY (the plan above)
 MAIN_ONLY=${MAIN_ONLY-'*'}
 # seeds.yaml: the kernel-2 row's seeds 1-2 at 88,064 pending after session AM, one a call (the plan above)
