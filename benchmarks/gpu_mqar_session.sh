@@ -89,7 +89,7 @@ bg=benchmarks/gpu_sweep_background.sh
 # main.yaml: nothing pending after session AQ; a new row runs one a call, picked with
 # MAIN_ONLY (the plan above)
 MAIN_ONLY=${MAIN_ONLY-'*'}
-# seeds.yaml: the kernel-2 row's seeds 1-2 at 88,064 pending after session AM, one a call (the plan above)
+# seeds.yaml: the kernel-2 row's seed 2 at 88,064 left (seed 1 ran in session AN); it cannot change the 66k verdict
 SEEDS_ONLY=${SEEDS_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
