@@ -1,8 +1,8 @@
 """``to_onnx``: export a ``RamNetForCausalLM`` as a prefill or a decode ONNX graph with explicit state I/O.
 
 Graph I/O (per layer i): prefill ``input_ids [B, T] -> logits [B, T, V], S_i [B, H, M, d_v], z_i [B, H, M]``
-(``conv_i [B, k-1, C]`` too with a short conv); decode ``token [B], position [B], S_i, z_i(, conv_i) -> logits
-[B, V], S_i', z_i'(, conv_i')``. Batch and sequence length are dynamic.
+(``conv_i [B, conv_window - 1, C]`` too with a short conv); decode ``token [B], position [B], S_i, z_i(, conv_i) ->
+logits [B, V], S_i', z_i'(, conv_i')``. Batch and sequence length are dynamic.
 
 Flavours: ``custom`` emits ``ramnet``-domain nodes (``export/onnx_schemas.py``); ``standard`` uses standard ONNX
 ops only (``export/onnx_standard.py``; the prefill scan is a ``Loop`` over T).
@@ -59,7 +59,7 @@ def example_states(model, batch: int):
         S, z = initial_state(batch, c.n_heads, c.num_slots, c.d_v, device=device)
         out += [S, z]
         if c.short_conv:
-            out.append(torch.zeros(batch, c.short_conv_kernel - 1, c.conv_channels, device=device))
+            out.append(torch.zeros(batch, c.conv_window - 1, c.conv_channels, device=device))
     return out
 
 

@@ -1,5 +1,5 @@
-"""Decode cache: per-layer memory ``(S [B,H,M,d_v], z [B,H,M], conv [B,kernel-1,C] or None)`` plus position, where
-``C = config.conv_channels``."""
+"""Decode cache: per-layer memory ``(S [B,H,M,d_v], z [B,H,M], conv [B,conv_window-1,C] or None)`` plus position,
+where ``C = config.conv_channels`` and ``conv_window = config.conv_window``."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -167,7 +167,8 @@ def read_json(path: Path, what: str) -> dict:
 
 # Fields added to RamNetConfig after checkpoints were written, with the value that reproduces those checkpoints'
 # models (the feature off): a config without one of them is an older checkpoint, not a partial config.
-ADDED_FIELDS = {"write_gate": False, "write_gate_offset": 0.0, "write_gate_conv": False}
+ADDED_FIELDS = {"write_gate": False, "write_gate_offset": 0.0, "write_gate_conv": False,
+                "write_gate_conv_kernel": 0}
 
 
 def read_config(checkpoint: str | Path) -> RamNetConfig:

@@ -64,8 +64,13 @@ class RamNetConfig(DictConfig):
     write_gate_offset: float = 0.0  # a fixed number added to the gate's logit, sigmoid(x W_g + offset): the gate starts
     #                                 near sigmoid(offset) (0.5 at 0, 0.88 at 2); needs write_gate
     write_gate_conv: bool = False  # the gate's logit goes through the short conv too (H more channels, started as the
-    #                                identity), so a token's gate can see the kernel - 1 tokens before it through
-    #                                their gate logits; needs write_gate and short_conv (see docs/DECISIONS.md)
+    #                                identity), so a token's gate can see the kernel - 1 tokens before it (its own
+    #                                kernel's, see below) through their gate logits; needs write_gate and short_conv
+    #                                (see docs/DECISIONS.md)
+    write_gate_conv_kernel: int = 0  # >= 1: the gate channels' own conv kernel, so the gate can see further back (or
+    #                                  less far) than q/k/v: the conv window is the longer of the two kernels, and each
+    #                                  channel's taps beyond its own kernel stay 0; 0 = short_conv_kernel; needs
+    #                                  write_gate_conv
     version: int = CONFIG_VERSION
     name: str = field(default="custom", compare=False)
 
@@ -113,6 +118,13 @@ class RamNetConfig(DictConfig):
             raise ValueError("RamNetConfig.write_gate_conv=True needs write_gate=True and short_conv=True (it passes "
                              f"the write gate's logit through the short conv), got write_gate={self.write_gate}, "
                              f"short_conv={self.short_conv}")
+        value = self.write_gate_conv_kernel
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"RamNetConfig.write_gate_conv_kernel must be an int >= 0 (0 = short_conv_kernel), got "
+                             f"{value!r}")
+        if value and not self.write_gate_conv:
+            raise ValueError(f"RamNetConfig.write_gate_conv_kernel={value} needs write_gate_conv=True (it sets the "
+                             "kernel of the write gate's conv channels; leave it 0 without them)")
         if self.norm not in NORM_TYPES:
             raise ValueError(f"RamNetConfig.norm must be one of {NORM_TYPES}, got {self.norm!r}")
         if self.version != CONFIG_VERSION:
@@ -131,6 +143,15 @@ class RamNetConfig(DictConfig):
         """Channels of a layer's short conv (and of its decode cache): q, k and v of every head, plus the write
         gate's logit per head with ``write_gate_conv``."""
         return self.n_heads * (2 * self.d_k + self.d_v + (1 if self.write_gate_conv else 0))
+
+    @property
+    def conv_window(self) -> int:
+        """The short conv's window: each layer's decode cache keeps the last ``conv_window - 1`` inputs. The longer
+        of ``short_conv_kernel`` and, with ``write_gate_conv``, the gate channels' kernel (``write_gate_conv_kernel``,
+        0 = ``short_conv_kernel``)."""
+        if self.write_gate_conv:
+            return max(self.short_conv_kernel, self.write_gate_conv_kernel or self.short_conv_kernel)
+        return self.short_conv_kernel
 
     def cape_mask(self, layer: int) -> list[bool]:
         """Which heads of ``layer`` (0-based) use CAPE: all heads of the first ``cape_all_heads_layers`` layers,
@@ -195,7 +216,7 @@ PRESETS: dict[str, dict] = {
                        alpha_init=0.0, norm="layernorm", norm_eps=1e-5, cape_all_heads_layers=4,
                        cape_half_heads_layers=4, cape_prev_token_init=0.0, short_conv=False, short_conv_kernel=4,
                        tie_embeddings=False, init_std=0.02, write_gate=False, write_gate_offset=0.0,
-                       write_gate_conv=False),
+                       write_gate_conv=False, write_gate_conv_kernel=0),
     # smallest useful model: fast CPU tests, export and validate
     "tiny": dict(vocab_size=128, d_model=64, n_layers=2, n_heads=2, d_v=16, num_factors=3, d_p=4, top_k=4,
                  d_ff=128, max_seq_len=256),

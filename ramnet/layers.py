@@ -43,22 +43,46 @@ class ShortConv(nn.Module):
     ``kernel - 1`` inputs so that decode equals prefill. Applied to the concatenated q/k/v projections (as fla's
     ``ShortConvolution``), so that k can learn a previous-token shift while q stays on the current token, and with
     ``write_gate_conv`` to the write gate's logits too: the last ``identity_channels`` channels, which start as the
-    identity (the current token alone)."""
+    identity (the current token alone). ``identity_kernel`` (None = ``kernel``) gives those channels a kernel of their
+    own: ``self.kernel`` is then the window, the longer of the two, and each channel's taps beyond its own kernel are
+    held at 0 by a fixed mask (a non-persistent buffer, only when the kernels differ)."""
 
-    def __init__(self, dim: int, kernel: int, identity_channels: int = 0):
+    def __init__(self, dim: int, kernel: int, identity_channels: int = 0, identity_kernel: int | None = None):
         super().__init__()
-        self.kernel = kernel
+        if identity_kernel is not None and not identity_channels:
+            raise ValueError("ShortConv: identity_kernel needs identity_channels > 0")
+        self.channel_kernel = kernel  # the other channels' (q/k/v's) own kernel
+        self.identity_kernel = identity_kernel or kernel
+        self.kernel = max(kernel, self.identity_kernel)  # the window
         self.identity_channels = identity_channels
-        self.weight = nn.Parameter(torch.empty(dim, kernel))
+        self.weight = nn.Parameter(torch.empty(dim, self.kernel))
+        if self.identity_kernel != self.channel_kernel:
+            self.register_buffer("tap_mask", self.live_taps(), persistent=False)
+        else:
+            self.tap_mask = None  # one kernel: no mask (the parameters, state_dict and numerics of a plain conv)
         self.reset_parameters()
+
+    def live_taps(self):
+        """``[dim, window]`` bool: the taps a channel's own kernel reaches (``weight[:, -1 - lag]`` is lag ``lag``)."""
+        lag = torch.arange(self.kernel - 1, -1, -1, device=self.weight.device)
+        own = torch.full((self.weight.shape[0], 1), self.channel_kernel, device=self.weight.device)
+        if self.identity_channels:
+            own[-self.identity_channels:] = self.identity_kernel
+        return lag < own
 
     @torch.no_grad()
     def reset_parameters(self):
-        bound = self.kernel**-0.5  # nn.Conv1d's default init for a depthwise kernel
+        bound = self.channel_kernel**-0.5  # nn.Conv1d's default init for a depthwise kernel
         nn.init.uniform_(self.weight, -bound, bound)
+        if self.tap_mask is not None:
+            self.weight.masked_fill_(~self.tap_mask, 0.0)
         if self.identity_channels:
             self.weight[-self.identity_channels:] = 0.0
             self.weight[-self.identity_channels:, -1] = 1.0
+
+    def _weight(self):
+        """The taps in use: ``weight`` with the masked (dead) taps at exactly 0, so that they get no gradient."""
+        return self.weight if self.tap_mask is None else self.weight * self.tap_mask
 
     def forward(self, x, cache=None, positions=None):
         """``positions [T]`` (packed sequences): each token's position in its own sequence; lags that reach into an
@@ -69,16 +93,17 @@ class ShortConv(nn.Module):
         if cache is None:
             cache = x.new_zeros(B, self.kernel - 1, D)
         padded = torch.cat([cache.to(x.dtype), x], dim=1)
-        out = F.conv1d(padded.transpose(1, 2), self.weight.unsqueeze(1), groups=D).transpose(1, 2)
+        out = F.conv1d(padded.transpose(1, 2), self._weight().unsqueeze(1), groups=D).transpose(1, 2)
         return out, padded[:, padded.shape[1] - (self.kernel - 1):]
 
     def _packed(self, x, positions):
         # out[t] = sum_j weight[:, k-1-j] * x[t-j], the term kept while lag j stays inside t's sequence
-        out = x * self.weight[:, -1].to(x.dtype)
+        weight = self._weight()
+        out = x * weight[:, -1].to(x.dtype)
         for lag in range(1, self.kernel):
             shifted = F.pad(x, (0, 0, lag, 0))[:, :x.shape[1]]
             keep = (positions >= lag).to(x.dtype).view(1, -1, 1)
-            out = out + shifted * keep * self.weight[:, -1 - lag].to(x.dtype)
+            out = out + shifted * keep * weight[:, -1 - lag].to(x.dtype)
         return out
 
 
@@ -103,7 +128,8 @@ class RamNetMixer(nn.Module):
     and k); CAPE heads follow ``config.cape_mask(layer_idx)``. With ``config.write_gate`` each token's K write
     weights are scaled by ``sigmoid(x W_g + config.write_gate_offset)`` per head (``W_g: [d_model, H]``, not in
     the paper): the paper's top-K of a product softmax over M slots always writes at least K/M in all, so no token
-    can skip its write. With ``config.write_gate_conv`` the logit ``x W_g`` goes through the short conv first."""
+    can skip its write. With ``config.write_gate_conv`` the logit ``x W_g`` goes through the short conv first, with
+    a kernel of its own if ``config.write_gate_conv_kernel`` is set (a gate window longer or shorter than q/k/v's)."""
 
     def __init__(self, config: RamNetConfig, layer_idx: int):
         super().__init__()
@@ -117,9 +143,12 @@ class RamNetMixer(nn.Module):
         mask = config.cape_mask(layer_idx)
         self.register_buffer("cape", torch.tensor(mask, dtype=torch.bool), persistent=False)
         self.any_cape = any(mask)
-        # with write_gate_conv the gate's channels start as the identity: the token-only gate at step 0
-        self.conv = ShortConv(config.conv_channels, config.short_conv_kernel,
-                              identity_channels=H if config.write_gate_conv else 0) if config.short_conv else None
+        # with write_gate_conv the gate's channels start as the identity: the token-only gate at step 0, and
+        # write_gate_conv_kernel (0 = short_conv_kernel) gives them a kernel of their own
+        gate_conv = config.write_gate_conv
+        self.conv = ShortConv(config.conv_channels, config.short_conv_kernel, identity_channels=H if gate_conv else 0,
+                              identity_kernel=(config.write_gate_conv_kernel or None) if gate_conv else None,
+                              ) if config.short_conv else None
         self.gate_proj = nn.Linear(D, H, bias=False) if config.write_gate else None
         self.q_bias = self.k_bias = None
         if config.cape_prev_token_init > 0 and self.any_cape:

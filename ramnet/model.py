@@ -165,8 +165,8 @@ class RamNetForCausalLM(nn.Module):
                 if (conv is None) == c.short_conv:
                     raise ValueError("the conv cache must be a tensor exactly when config.short_conv is set")
                 if conv is not None:
-                    want = (B, c.short_conv_kernel - 1, c.conv_channels)
-                    C.check_same("conv", tuple(conv.shape), "(B, kernel - 1, channels)", want, "shape")
+                    want = (B, c.conv_window - 1, c.conv_channels)
+                    C.check_same("conv", tuple(conv.shape), "(B, conv_window - 1, channels)", want, "shape")
                     C.check_inplace_state(conv, z, names=("conv", "z"))
                 for name, t in (("S", S), ("z", z), ("conv", conv)):
                     if t is not None:

@@ -1,7 +1,7 @@
 """``RamNetHFCache``: the RAM-Net decode state as a ``transformers`` ``Cache``.
 
 A RAM-Net layer keeps no keys or values: its whole past is a fixed-size memory, ``(S [B, H, M, d_v] fp32,
-z [B, H, M] fp32, conv [B, kernel - 1, C] or None)`` (the native model's per-layer state). The cache holds that
+z [B, H, M] fp32, conv [B, conv_window - 1, C] or None)`` (the native model's per-layer state). The cache holds that
 tuple per layer plus two counters:
 
 - ``positions`` int64 ``[B]``: each row's next position, counting real tokens only (left padding is not a

@@ -64,6 +64,7 @@ class RamNetHFConfig(PretrainedConfig):
     write_gate: bool = False
     write_gate_offset: float = 0.0
     write_gate_conv: bool = False
+    write_gate_conv_kernel: int = 0
     version: int = 1
     name: str = "custom"
     # Hugging Face generation fields

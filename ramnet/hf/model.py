@@ -148,7 +148,12 @@ class RamNetHFForCausalLM(PreTrainedModel, GenerationMixin):
         elif isinstance(module, (nn.Linear, nn.Embedding)):
             self.model._init_weights(module)
         elif isinstance(module, ShortConv):
-            module.reset_parameters()  # its own initialisation (the gate channels' identity start included)
+            # the tap mask of write_gate_conv_kernel is a non-persistent buffer: never in a checkpoint, left unset by
+            # loading, which therefore calls this after loading too: then keep the loaded weight (its gate taps)
+            if module.tap_mask is not None:
+                module.tap_mask.copy_(module.live_taps())
+            if module.tap_mask is None or not getattr(module.weight, "_is_hf_initialized", False):
+                module.reset_parameters()  # its own initialisation (the gate channels' identity start included)
         elif isinstance(module, nn.LayerNorm):
             module.reset_parameters()
         elif isinstance(module, RMSNorm):
