@@ -30,13 +30,19 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AQ (which ran the 33k pair's last three seeds at 6,000 steps: DeltaNet's seed 2 0.99914,
-# RAM-Net's seeds 1-2 0.99947 and 0.99889, all on one H100): long.yaml's last two runs, ramnet-88k's 8,000-step
-# seeds 1-2, one a call (LONG_PARALLEL=1, about 500 s each: RUN_SECONDS=500 MIN_SWEEP_SECONDS=520 ... start 555;
-# ... wait 550, as in session AL), in the default LONG_ONLY order below.
-# None is expected to change a band's verdict (docs/DECISIONS.md). The kernel-2 row at 131k is not added,
-# seeds.yaml's seed 2 of the kernel-2 row at 88,064 cannot change the 66k verdict, and paper_arch.yaml's
-# duplicate is left out on purpose.
+# Pending after session AR (whose last call ran main.yaml's kernel-2 row with a 4-token gate conv at 88,064,
+# write_gate_conv_kernel 4: 0.99999 on seed 0, above each of DeltaNet-66k's seeds; docs/MQAR_SESSIONS.md), in this
+# order, one run a call:
+#   1-2. seeds.yaml's seeds 1-2 of that row (about 240 s each alone on an H100; they decide the 66k band):
+#        SEEDS_PARALLEL=1 MAIN_PARALLEL=0 LONG_PARALLEL=0
+#        SEEDS_ONLY='ramnet-88k-w256-h8-m64-k16-gate-conv2-gconv4-*-s1' (then -s2)
+#        RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415
+#   3. main.yaml's same change in the 131k band (ramnet-176k-w256-h8-m64-k16-gate-conv2-gconv4, about 420 s):
+#        SEEDS_PARALLEL=0 MAIN_PARALLEL=1 MAIN_ONLY='ramnet-176k-*-gconv4-*'
+#        RUN_SECONDS=450 MIN_SWEEP_SECONDS=470 ... start 525; ... wait 520
+#   then, if it reaches DeltaNet-131k's three-seed 0.99997, its seeds (to be added to seeds.yaml).
+# long.yaml's ramnet-88k seed 2 at 8,000 steps (about 500 s) stays listed for the record only: it cannot change
+# the reading at that budget (docs/DECISIONS.md); paper_arch.yaml's duplicate is left out on purpose.
 # Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
 # lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md, sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
@@ -86,11 +92,12 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: nothing pending after session AQ; a new row runs one a call, picked with
-# MAIN_ONLY (the plan above)
-MAIN_ONLY=${MAIN_ONLY-'*'}
-# seeds.yaml: the kernel-2 row's seed 2 at 88,064 left (seed 1 ran in session AN); it cannot change the 66k verdict
-SEEDS_ONLY=${SEEDS_ONLY-'*'}
+# main.yaml: after session AR the 131k band's kernel-2 row with a 4-token gate conv; a new row runs one a call,
+# picked with MAIN_ONLY (the plan above)
+MAIN_ONLY=${MAIN_ONLY-'ramnet-176k-*-gconv4-*,*'}
+# seeds.yaml: after session AR the 88,064 kernel-2 row with a 4-token gate conv, seeds 1-2, one a call (the plan
+# above)
+SEEDS_ONLY=${SEEDS_ONLY-'*-gconv4-*-s1,*-gconv4-*-s2,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
@@ -101,8 +108,8 @@ ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
 # to record where their errors sit, DeltaNet's first (the shorter run)
 PROFILE_ONLY=${PROFILE_ONLY-'deltanet-*,*'}
 # long.yaml (no workers by default; added in session AL): the 66k and 16k pairs at twice the step budget, and (session
-# AO) the 33k pair at 6,000 (three seeds each by session AQ). Pending after session AQ: ramnet-88k's seeds 1-2 (496 s
-# alone on an H100: one a call)
+# AO) the 33k pair at 6,000 (three seeds each by session AQ, but ramnet-88k's seeds 0-1 only, session AR). Left for
+# the record: ramnet-88k's seed 2 (455-496 s alone on an H100: one a call)
 LONG_ONLY=${LONG_ONLY-'ramnet-88k-*,*'}
 case "${1:-}" in
   start)
