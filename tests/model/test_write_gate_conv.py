@@ -68,9 +68,10 @@ def test_the_first_layers_gate_sees_the_tokens_before_it_and_not_after():
         assert differs == moved, (conv, differs)
 
 
-@pytest.mark.parametrize("functional", [False, True])
-def test_decode_equals_the_full_forward(functional):
-    model = _model(3).double().eval()
+def assert_decode_equals_the_full_forward(model, functional):
+    """Prefill 5 tokens, then decode 8 one at a time (in place, or functional): each step's logits equal the full
+    forward's at that position (float64), and the conv cache keeps the window's last 3 inputs."""
+    model = model.double().eval()
     ids = torch.randint(0, 128, (2, 13))
     full = model(ids)
     logits, cache = model.prefill(ids[:, :5])
@@ -84,6 +85,11 @@ def test_decode_equals_the_full_forward(functional):
             else:
                 got = model.decode_step(ids[:, t], cache)
             torch.testing.assert_close(got, full[:, t], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_decode_equals_the_full_forward(functional):
+    assert_decode_equals_the_full_forward(_model(3), functional)
 
 
 def test_packed_documents_equal_separate_runs_and_the_gate_channels_learn():
@@ -103,21 +109,28 @@ def test_compile_fullgraph_forward_backward_equals_eager():
     assert_compiled_equals_eager(_model(5), torch.randint(0, 128, (2, 12)))
 
 
-def test_a_checkpoint_round_trips_and_an_older_one_loads_without_the_field(tmp_path):
-    model = _model(6).eval()
-    write_model(model, tmp_path / "conv")
+def assert_checkpoint_round_trips_and_an_older_one_loads(model, plain, field, off, tmp_path):
+    """``model`` survives ``write_model`` / ``load_checkpoint``; a checkpoint of ``plain`` (the feature off) whose
+    config lacks ``field``, as one written before the field existed, loads with ``field == off`` and the same
+    outputs."""
+    model, plain = model.eval(), plain.eval()
+    write_model(model, tmp_path / "new")
     ids = torch.randint(0, 128, (2, 9))
-    loaded = load_checkpoint(tmp_path / "conv")
-    assert loaded.config.write_gate_conv is True
+    loaded = load_checkpoint(tmp_path / "new")
+    assert loaded.config == model.config and getattr(loaded.config, field) != off
     torch.testing.assert_close(loaded(ids), model(ids))
-    plain = _model(6, conv=False).eval()
-    write_model(plain, tmp_path / "plain")
-    config = json.loads((tmp_path / "plain" / "config.json").read_text())
-    del config["write_gate_conv"]
-    (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
-    older = load_checkpoint(tmp_path / "plain")
-    assert older.config.write_gate_conv is False
+    write_model(plain, tmp_path / "older")
+    config = json.loads((tmp_path / "older" / "config.json").read_text())
+    del config[field]
+    (tmp_path / "older" / "config.json").write_text(json.dumps(config))
+    older = load_checkpoint(tmp_path / "older")
+    assert getattr(older.config, field) == off
     torch.testing.assert_close(older(ids), plain(ids))
+
+
+def test_a_checkpoint_round_trips_and_an_older_one_loads_without_the_field(tmp_path):
+    assert_checkpoint_round_trips_and_an_older_one_loads(_model(6), _model(6, conv=False), "write_gate_conv", False,
+                                                         tmp_path)
 
 
 def test_the_gate_probes_see_the_gate_the_memory_gets(monkeypatch):

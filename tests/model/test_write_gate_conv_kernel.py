@@ -1,18 +1,17 @@
 """``write_gate_conv_kernel``: the write gate's conv channels get a kernel of their own, so that the gate can see
 further back (or less far) than q/k/v. The conv's window is the longer kernel; each channel's taps beyond its own
 kernel are held at 0 by a fixed mask, and decode, packed documents, compile, checkpoints and export follow."""
-import json
 
 import pytest
 import torch
 
 from ramnet import RamNetConfig, RamNetForCausalLM
 from ramnet.analysis_gates import write_gates
-from ramnet.checkpoint import load_checkpoint, write_model
 from ramnet.layers import ShortConv
 
 from .test_model import assert_compiled_equals_eager
-from .test_write_gate_conv import GATED, _model
+from .test_write_gate_conv import (GATED, _model, assert_checkpoint_round_trips_and_an_older_one_loads,
+                                   assert_decode_equals_the_full_forward)
 
 KERNELS = {"short_conv_kernel": 2, "write_gate_conv_kernel": 4}
 
@@ -119,20 +118,7 @@ def test_no_mask_buffer_in_a_state_dict_and_none_for_one_kernel():
 
 @pytest.mark.parametrize("functional", [False, True])
 def test_decode_equals_the_full_forward_with_the_window_cache(functional):
-    model = _mixed(4).double().eval()
-    ids = torch.randint(0, 128, (2, 13))
-    full = model(ids)
-    logits, cache = model.prefill(ids[:, :5])
-    torch.testing.assert_close(logits, full[:, :5], rtol=1e-10, atol=1e-10)
-    assert cache.layers[0][2].shape == (2, 3, model.config.conv_channels)
-    states = [tuple(t.clone() for t in layer) for layer in cache.layers]
-    with torch.no_grad():
-        for t in range(5, 13):
-            if functional:
-                got, states = model.decode_functional(ids[:, t], states, torch.full((2,), t))
-            else:
-                got = model.decode_step(ids[:, t], cache)
-            torch.testing.assert_close(got, full[:, t], rtol=1e-10, atol=1e-10)
+    assert_decode_equals_the_full_forward(_mixed(4), functional)  # the window's cache: conv_window - 1 = 3 inputs
 
 
 def test_decode_refuses_a_cache_of_the_qkv_kernel():
@@ -156,20 +142,7 @@ def test_compile_fullgraph_forward_backward_equals_eager():
 
 
 def test_a_checkpoint_round_trips_and_an_older_one_loads_with_0(tmp_path):
-    model = _mixed(7).eval()
-    write_model(model, tmp_path / "mixed")
-    ids = torch.randint(0, 128, (2, 9))
-    loaded = load_checkpoint(tmp_path / "mixed")
-    assert loaded.config.write_gate_conv_kernel == 4 and loaded.config == model.config
-    torch.testing.assert_close(loaded(ids), model(ids))
-    plain = _model(7).eval()
-    write_model(plain, tmp_path / "older")
-    config = json.loads((tmp_path / "older" / "config.json").read_text())
-    del config["write_gate_conv_kernel"]
-    (tmp_path / "older" / "config.json").write_text(json.dumps(config))
-    older = load_checkpoint(tmp_path / "older")
-    assert older.config.write_gate_conv_kernel == 0
-    torch.testing.assert_close(older(ids), plain(ids))
+    assert_checkpoint_round_trips_and_an_older_one_loads(_mixed(7), _model(7), "write_gate_conv_kernel", 0, tmp_path)
 
 
 def test_the_hugging_face_model_round_trips_the_gate_taps_and_the_mask(tmp_path):
