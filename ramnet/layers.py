@@ -51,6 +51,9 @@ class ShortConv(nn.Module):
         super().__init__()
         if identity_kernel is not None and not identity_channels:
             raise ValueError("ShortConv: identity_kernel needs identity_channels > 0")
+        if identity_kernel is not None and (isinstance(identity_kernel, bool) or not isinstance(identity_kernel, int)
+                                            or identity_kernel < 1):
+            raise ValueError(f"ShortConv: identity_kernel must be None or an int >= 1, got {identity_kernel!r}")
         self.channel_kernel = kernel  # the other channels' (q/k/v's) own kernel
         self.identity_kernel = identity_kernel or kernel
         self.kernel = max(kernel, self.identity_kernel)  # the window

@@ -21,6 +21,15 @@ def _mixed(seed=0, **overrides):
     return _model(seed, **{**KERNELS, **overrides})
 
 
+def _random_dead_taps(model):
+    """Every tap random, the masked ones included, as an arbitrary loaded state dict might hold them: a loader or
+    exporter that used the raw weight instead of the masked one would then change the outputs."""
+    with torch.no_grad():
+        for block in model.blocks:
+            block.mixer.conv.weight.normal_(std=0.5)
+    return model
+
+
 def _first_layer_changes(model, ids, changed):
     """Positions where the first layer's write gate, and where its q, k and v, differ between two inputs."""
     def first_layer(input_ids):
@@ -114,6 +123,27 @@ def test_no_mask_buffer_in_a_state_dict_and_none_for_one_kernel():
     assert all(block.mixer.conv.tap_mask is not None for block in mixed.blocks)
     with pytest.raises(ValueError, match="identity_kernel needs identity_channels"):
         ShortConv(8, 2, identity_kernel=4)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="identity_kernel must be None or an int >= 1"):
+            ShortConv(8, 2, identity_channels=2, identity_kernel=bad)
+
+
+@pytest.mark.parametrize("identity_channels", [0, 3])
+def test_one_kernel_is_the_plain_conv(identity_channels):
+    """With one kernel (no identity_kernel, or the same one) the conv is a plain depthwise conv: a ``[dim, kernel]``
+    weight drawn by one ``uniform_(-kernel ** -0.5, kernel ** -0.5)`` (so seeded models and the RNG stream after
+    them are what they were), the identity channels set after, and no mask."""
+    for identity_kernel in (None, 3):
+        torch.manual_seed(11)
+        conv = ShortConv(10, 3, identity_channels=identity_channels,
+                         identity_kernel=identity_kernel if identity_channels else None)
+        after = torch.rand(1)
+        torch.manual_seed(11)
+        expected = torch.empty(10, 3).uniform_(-3**-0.5, 3**-0.5)
+        if identity_channels:
+            expected[-identity_channels:] = torch.tensor([0.0, 0.0, 1.0])
+        assert torch.equal(conv.weight, expected) and torch.equal(after, torch.rand(1))
+        assert conv.kernel == 3 and conv.tap_mask is None
 
 
 @pytest.mark.parametrize("functional", [False, True])
@@ -142,7 +172,7 @@ def test_compile_fullgraph_forward_backward_equals_eager():
 
 
 def test_a_checkpoint_round_trips_and_an_older_one_loads_with_0(tmp_path):
-    assert_checkpoint_round_trips_and_an_older_one_loads(_mixed(7), _model(7), "write_gate_conv_kernel", 0, tmp_path)
+    assert_checkpoint_round_trips_and_an_older_one_loads(_random_dead_taps(_mixed(7)), _model(7), "write_gate_conv_kernel", 0, tmp_path)
 
 
 def test_the_hugging_face_model_round_trips_the_gate_taps_and_the_mask(tmp_path):
@@ -151,7 +181,7 @@ def test_the_hugging_face_model_round_trips_the_gate_taps_and_the_mask(tmp_path)
     pytest.importorskip("transformers")
     from ramnet.hf import RamNetHFConfig, RamNetHFForCausalLM
 
-    model = _mixed(8).eval()
+    model = _random_dead_taps(_mixed(8)).eval()
     assert RamNetHFConfig.from_ramnet_config(model.config).to_ramnet_config() == model.config
     RamNetHFForCausalLM.from_native(model).save_pretrained(tmp_path)
     loaded = RamNetHFForCausalLM.from_pretrained(tmp_path).eval()
@@ -172,7 +202,7 @@ def test_the_standard_onnx_decode_graph_carries_the_window_cache(tmp_path):
     from ramnet.export.onnx import example_states, state_names, to_onnx
     from ramnet.runtime.ort import run, session
 
-    model = _mixed(9).eval()
+    model = _random_dead_taps(_mixed(9)).eval()
     assert example_states(model, 3)[2].shape == (3, 3, model.config.conv_channels)
     path = to_onnx(model, tmp_path / "decode.onnx", flavor="standard", graph="decode")
     ids = torch.randint(0, 128, (3, 9))
