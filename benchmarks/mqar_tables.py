@@ -148,6 +148,14 @@ def _seed_verdict(ramnet_accs: list[float], baselines: list[list[float]]) -> str
     return f"not yet ({len(ramnet_accs)} against {len(best)} seeds)"
 
 
+def signed_difference(difference: float, places: int) -> str:
+    """``difference`` with a sign and ``places`` decimals, or as many more (up to 9) as it takes to show a digit
+    that is not 0: two seed means a few millionths apart must not print as "+0.00000" beside a "yes"."""
+    while places < 9 and difference != 0 and round(abs(difference), places) == 0:
+        places += 1
+    return f"{difference:+.{places}f}"
+
+
 def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
     """Every (label, lr) of seeds.yaml with its accuracy per seed, the mean and the spread, and each RAM-Net row
     against the best baseline within EQUAL_STATE by the mean over seeds (a verdict once no missing seed can change
@@ -179,7 +187,7 @@ def seeds_table(main_sweep: dict, seeds_sweep: dict) -> str:
             # "1.000 ... -0.000"
             pairs.append([r["label"], f"{r['lr']:g}", f"{r['mean']:.4f} ({n})", b["label"], f"{b['lr']:g}",
                           f"{b['mean']:.4f} ({m})",
-                          f"{r['mean'] - b['mean']:+.4f}", verdict])
+                          signed_difference(r['mean'] - b['mean'], 4), verdict])
     if pairs:
         out.append(table(["RAM-Net", "lr", "mean (seeds)", "best fla baseline within 1.35x", "lr", "mean (seeds)",
                           "difference", "RAM-Net >="], pairs))
@@ -242,7 +250,7 @@ def band_table(main_sweep: dict, seeds_sweep: dict) -> str:
         if rival["mean"] > b["mean"]:
             verdict += f" (against {rival['label']})"
         body.append([*line, f"{r['label']} ({r['lr']:g})", f"{r['state_size'] / state:.2f}x", seeds(r),
-                     f"{r['mean'] - b['mean']:+.5f}", _seeds_apart(r["accs"], b["accs"]), verdict])
+                     signed_difference(r['mean'] - b['mean'], 5), _seeds_apart(r["accs"], b["accs"]), verdict])
     return table(["fla state", "best fla baseline (lr)", "mean over seeds (range)",
                   f"best RAM-Net within {EQUAL_STATE}x (lr)", "its state", "mean over seeds (range)",
                   "difference", "seeds", "RAM-Net >="], body)

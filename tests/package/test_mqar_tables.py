@@ -283,3 +283,13 @@ def test_band_table_puts_each_baselines_best_seeded_rival_beside_it(tmp_path):
     assert _line(out, "| 131,072 |").endswith("| +0.12500 | every RAM-Net seed above every baseline seed "
                                               "| not yet (3 against 2 seeds) (against dn-150k) |")
     assert "| 150,000 |" not in out and "(no RAM-Net row with 3 seeds)" in _line(out, "| 1,000,000 |")
+
+
+def test_differences_a_few_millionths_apart_keep_a_digit_and_their_sign():
+    """Three-seed means 0.9999754 and 0.9999730 (the 66k band after session AS) round to "+0.00000"; the tables
+    widen such a difference until a digit shows, and leave the rest at their own width."""
+    assert _tables.signed_difference(0.9999754 - 0.9999730, 5) == "+0.000002"
+    assert _tables.signed_difference(0.9999730 - 0.9999754, 4) == "-0.000002"
+    assert _tables.signed_difference(0.04025, 5) == "+0.04025"
+    assert _tables.signed_difference(-0.00016, 5) == "-0.00016"
+    assert _tables.signed_difference(0.0, 5) == "+0.00000"
