@@ -34,7 +34,7 @@ bg=benchmarks/gpu_sweep_background.sh
 # 0.999975 against DeltaNet-66k's 0.999973, so the 66k band turned; and the 176,128 row's seeds 0-1, 0.99999 and
 # 1.00000; docs/MQAR_SESSIONS.md), in this order, one run a call:
 #   1. seeds.yaml's seed 2 of ramnet-176k-w256-h8-m64-k16-gate-conv2-gconv4 (about 415 s alone on an H100; it
-#      decides the 131k band, needing 0.99991 to bring the three-seed mean to DeltaNet-131k's 0.999968):
+#      decides the 131k band, needing 0.999914 to bring the three-seed mean to DeltaNet-131k's 0.999968):
 #        SEEDS_PARALLEL=1 MAIN_PARALLEL=0 LONG_PARALLEL=0 SEEDS_ONLY='ramnet-176k-*-gconv4-*-s2'
 #        RUN_SECONDS=450 MIN_SWEEP_SECONDS=470 ... start 525; ... wait 520
 #   2. main.yaml's same change in the 33k band (ramnet-44k-w256-h8-m64-k32-gate-conv2-gconv4, lr 1e-3, about 280 s):

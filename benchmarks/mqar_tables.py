@@ -150,8 +150,11 @@ def _seed_verdict(ramnet_accs: list[float], baselines: list[list[float]]) -> str
 
 def signed_difference(difference: float, places: int) -> str:
     """``difference`` with a sign and ``places`` decimals, or as many more (up to 9) as it takes to show a digit
-    that is not 0: two seed means a few millionths apart must not print as "+0.00000" beside a "yes"."""
-    while places < 9 and difference != 0 and round(abs(difference), places) == 0:
+    that is not 0: two seed means a few millionths apart must not print as "+0.00000" beside a "yes". A
+    difference under 1e-12 is float noise from averaging equal means and prints as "+0.000..." at ``places``."""
+    if abs(difference) < 1e-12:
+        return f"{0.0:+.{places}f}"
+    while places < 9 and round(abs(difference), places) == 0:
         places += 1
     return f"{difference:+.{places}f}"
 

@@ -293,3 +293,8 @@ def test_differences_a_few_millionths_apart_keep_a_digit_and_their_sign():
     assert _tables.signed_difference(0.04025, 5) == "+0.04025"
     assert _tables.signed_difference(-0.00016, 5) == "-0.00016"
     assert _tables.signed_difference(0.0, 5) == "+0.00000"
+    assert _tables.signed_difference(-0.0, 5) == "+0.00000"
+    assert _tables.signed_difference(0.9999730 - 0.9999730000000001, 4) == "+0.0000"  # float noise, not a lead
+    assert _tables.signed_difference(0.0000096, 5) == "+0.00001"  # rounds up: no widening needed
+    assert _tables.signed_difference(3e-8, 5) == "+0.00000003"
+    assert _tables.signed_difference(2e-10, 5) == "+0.000000000"  # nine places at most
