@@ -30,17 +30,16 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AS (which ran the 88,064 4-token-gate row's seeds 1-2, 0.99998 and 0.99995: three seeds
-# 0.999975 against DeltaNet-66k's 0.999973, so the 66k band turned; and the 176,128 row's seeds 0-1, 0.99999 and
-# 1.00000; docs/MQAR_SESSIONS.md), in this order, one run a call:
-#   1. seeds.yaml's seed 2 of ramnet-176k-w256-h8-m64-k16-gate-conv2-gconv4 (about 415 s alone on an H100; it
-#      decides the 131k band, needing 0.999914 to bring the three-seed mean to DeltaNet-131k's 0.999968):
-#        SEEDS_PARALLEL=1 MAIN_PARALLEL=0 LONG_PARALLEL=0 SEEDS_ONLY='ramnet-176k-*-gconv4-*-s2'
-#        RUN_SECONDS=450 MIN_SWEEP_SECONDS=470 ... start 525; ... wait 520
-#   2. main.yaml's same change in the 33k band (ramnet-44k-w256-h8-m64-k32-gate-conv2-gconv4, lr 1e-3, about 280 s):
-#        SEEDS_PARALLEL=0 MAIN_PARALLEL=1 MAIN_ONLY='ramnet-44k-*-gconv4-*'
+# Pending after session AT (which ran the 176,128 4-token-gate row's seed 2, 0.99996: three seeds 0.999983
+# against DeltaNet-131k's 0.999968, so the 131k band turned; and the 44,032 one's seed 0 at lr 1e-3, 0.99360,
+# and at 5e-4, 0.99870, and its seed 1 at 5e-4, 0.99925; docs/MQAR_SESSIONS.md), one run a call:
+#   1. seeds.yaml's seed 2 of ramnet-44k-w256-h8-m64-k32-gate-conv2-gconv4 at lr 5e-4 (about 275 s alone on an
+#      H100; it decides the 33k band, needing 0.997484 to bring the three-seed mean to DeltaNet-33k's 0.99848):
+#        SEEDS_PARALLEL=1 MAIN_PARALLEL=0 LONG_PARALLEL=0 SEEDS_ONLY='ramnet-44k-*-gconv4-*-s2'
 #        RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415
-#   then, if it passes DeltaNet-33k's three-seed 0.99848, its seeds 1-2 (to be added to seeds.yaml).
+# (session AS's calls, kept as the commands used: SEEDS_ONLY='ramnet-176k-*-gconv4-*-s2' with RUN_SECONDS=450
+# MIN_SWEEP_SECONDS=470 ... start 525; ... wait 520, then MAIN_ONLY='ramnet-44k-*-gconv4-*' with RUN_SECONDS=330
+# MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415; both ran in session AT.)
 # long.yaml's ramnet-88k seed 2 at 8,000 steps (about 500 s) stays listed for the record only: it cannot change
 # the reading at that budget (docs/DECISIONS.md); paper_arch.yaml's duplicate is left out on purpose.
 # Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
@@ -92,12 +91,11 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: after session AS the 33k band's kernel-2 row with a 4-token gate conv; a new row runs one a call,
-# picked with MAIN_ONLY (the plan above)
-MAIN_ONLY=${MAIN_ONLY-'ramnet-44k-*-gconv4-*,*'}
-# seeds.yaml: after session AS the 176,128 kernel-2 row with a 4-token gate conv, seed 2, one a call (the plan
-# above)
-SEEDS_ONLY=${SEEDS_ONLY-'ramnet-176k-*-gconv4-*-s2,*'}
+# main.yaml: nothing pending after session AT; a new row runs one a call, picked with MAIN_ONLY (the plan above)
+MAIN_ONLY=${MAIN_ONLY-'*'}
+# seeds.yaml: after session AT the 44,032 kernel-2 row with a 4-token gate conv, seed 2 at lr 5e-4, one a call
+# (the plan above)
+SEEDS_ONLY=${SEEDS_ONLY-'ramnet-44k-*-gconv4-*-s2,*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
