@@ -37,9 +37,11 @@ bg=benchmarks/gpu_sweep_background.sh
 #      H100; it decides the 33k band, needing 0.997484 to bring the three-seed mean to DeltaNet-33k's 0.99848):
 #        SEEDS_PARALLEL=1 MAIN_PARALLEL=0 LONG_PARALLEL=0 SEEDS_ONLY='ramnet-44k-*-gconv4-*-s2'
 #        RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415
-# (session AS's calls, kept as the commands used: SEEDS_ONLY='ramnet-176k-*-gconv4-*-s2' with RUN_SECONDS=450
-# MIN_SWEEP_SECONDS=470 ... start 525; ... wait 520, then MAIN_ONLY='ramnet-44k-*-gconv4-*' with RUN_SECONDS=330
-# MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415; both ran in session AT.)
+# (session AT's four calls, kept as the commands used, are in docs/MQAR_SESSIONS.md, "Session AT": the 176,128
+# row's seed 2 with SEEDS_ONLY='ramnet-176k-*-gconv4-*-s2' RUN_SECONDS=450 MIN_SWEEP_SECONDS=470 ... start 525;
+# ... wait 520; then, each with RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415, the 44,032
+# row's seed 0 with MAIN_ONLY='ramnet-44k-*-gconv4-*' (lr 1e-3), MAIN_ONLY='ramnet-44k-*-gconv4-lr0.0005-*',
+# and its seed 1 with SEEDS_ONLY='ramnet-44k-*-gconv4-*-s1'.)
 # long.yaml's ramnet-88k seed 2 at 8,000 steps (about 500 s) stays listed for the record only: it cannot change
 # the reading at that budget (docs/DECISIONS.md); paper_arch.yaml's duplicate is left out on purpose.
 # Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
