@@ -30,20 +30,15 @@
 set -u
 cd "$(dirname "$0")/.."
 bg=benchmarks/gpu_sweep_background.sh
-# Pending after session AT (which ran the 176,128 4-token-gate row's seed 2, 0.99996: three seeds 0.999983
-# against DeltaNet-131k's 0.999968, so the 131k band turned; and the 44,032 one's seed 0 at lr 1e-3, 0.99360,
-# and at 5e-4, 0.99870, and its seed 1 at 5e-4, 0.99925; docs/MQAR_SESSIONS.md), one run a call:
-#   1. seeds.yaml's seed 2 of ramnet-44k-w256-h8-m64-k32-gate-conv2-gconv4 at lr 5e-4 (about 275 s alone on an
-#      H100; it decides the 33k band, needing 0.997484 to bring the three-seed mean to DeltaNet-33k's 0.99848):
-#        SEEDS_PARALLEL=1 MAIN_PARALLEL=0 LONG_PARALLEL=0 SEEDS_ONLY='ramnet-44k-*-gconv4-*-s2'
-#        RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415
-# (session AT's four calls, kept as the commands used, are in docs/MQAR_SESSIONS.md, "Session AT": the 176,128
-# row's seed 2 with SEEDS_ONLY='ramnet-176k-*-gconv4-*-s2' RUN_SECONDS=450 MIN_SWEEP_SECONDS=470 ... start 525;
-# ... wait 520; then, each with RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415, the 44,032
-# row's seed 0 with MAIN_ONLY='ramnet-44k-*-gconv4-*' (lr 1e-3), MAIN_ONLY='ramnet-44k-*-gconv4-lr0.0005-*',
-# and its seed 1 with SEEDS_ONLY='ramnet-44k-*-gconv4-*-s1'.)
-# long.yaml's ramnet-88k seed 2 at 8,000 steps (about 500 s) stays listed for the record only: it cannot change
-# the reading at that budget (docs/DECISIONS.md); paper_arch.yaml's duplicate is left out on purpose.
+# Pending after session AU: nothing. Session AU ran seeds.yaml's seed 2 of the 44,032 4-token-gate row at lr 5e-4
+# (0.99932: three seeds 0.99909 against DeltaNet-33k's 0.99848, so the 33k band turned) and long.yaml's ramnet-88k
+# seed 2 (0.99997, for the record); docs/MQAR_SESSIONS.md, "Session AU", keeps its two calls:
+#   SEEDS_PARALLEL=1 MAIN_PARALLEL=0 LONG_PARALLEL=0 SEEDS_ONLY='ramnet-44k-*-gconv4-*-s2'
+#     RUN_SECONDS=330 MIN_SWEEP_SECONDS=360 ... start 420; ... wait 415
+#   SEEDS_PARALLEL=0 MAIN_PARALLEL=0 LONG_PARALLEL=1 LONG_ONLY='ramnet-88k-*'
+#     RUN_SECONDS=480 MIN_SWEEP_SECONDS=490 ... start 560; ... wait 555
+# A new row goes into its spec and runs one a call with MAIN_ONLY or SEEDS_ONLY, as those did.
+# paper_arch.yaml's duplicate is left out on purpose.
 # Geometry at 88,064 is closed: K (8, 16, 32), heads (4, 8, 16), M (64, 256) and lr have all been tried, and none
 # lifts 256 pairs to DeltaNet-66k at 4,000 steps (docs/MQAR_SESSIONS.md, sessions AK and AL). Alone on the card an 8-head 44,032 K=32 run
 # took 260-273 s of training (sessions AC and AD) and an 88,064 one 338 s, plus 58-83 s of install, set-up and
@@ -93,11 +88,11 @@ bg=benchmarks/gpu_sweep_background.sh
 # 22,016 took 458-524 s; session N's two 5k runs with the card to themselves took 154-155 s each)
 # fla's DeltaNet and GLA spend their first ~11 minutes compiling and autotuning on a fresh machine unless
 # benchmarks/gpu_cache/triton_autotune.tgz holds their shapes (gpu_session_lm_mqar.sh restores it)
-# main.yaml: nothing pending after session AT; a new row runs one a call, picked with MAIN_ONLY (the plan above)
+# main.yaml: nothing pending after session AU; a new row runs one a call, picked with MAIN_ONLY (the plan above)
 MAIN_ONLY=${MAIN_ONLY-'*'}
-# seeds.yaml: after session AT the 44,032 kernel-2 row with a 4-token gate conv, seed 2 at lr 5e-4, one a call
-# (the plan above)
-SEEDS_ONLY=${SEEDS_ONLY-'ramnet-44k-*-gconv4-*-s2,*'}
+# seeds.yaml: nothing pending after session AU (the 44,032 4-token gate row's seed 2 ran last); a new seed runs one
+# a call, picked with SEEDS_ONLY (the plan above)
+SEEDS_ONLY=${SEEDS_ONLY-'*'}
 # ablations.yaml (no workers by default): every row has run at lr 1e-3 and 3e-3 (M1024-U1 at 3e-3 last, in session
 # N: 991 s beside 9 other runs, 29,338 MiB; in session A four runs next to it ran out of memory)
 ABL_ONLY=${ABL_ONLY-'M256-*-lr0.003-*,[!M]*-lr0.003-*,*'}
@@ -108,9 +103,9 @@ ARCH_ONLY=${ARCH_ONLY-'*-alpha-lr-*'}
 # to record where their errors sit, DeltaNet's first (the shorter run)
 PROFILE_ONLY=${PROFILE_ONLY-'deltanet-*,*'}
 # long.yaml (no workers by default; added in session AL): the 66k and 16k pairs at twice the step budget, and (session
-# AO) the 33k pair at 6,000 (three seeds each by session AQ, but ramnet-88k's seeds 0-1 only, session AR). Left for
-# the record: ramnet-88k's seed 2 (455-496 s alone on an H100: one a call)
-LONG_ONLY=${LONG_ONLY-'ramnet-88k-*,*'}
+# AO) the 33k pair at 6,000: three seeds each, ramnet-88k's seed 2 last (session AU, 496 s alone on an H100);
+# nothing pending
+LONG_ONLY=${LONG_ONLY-'*'}
 case "${1:-}" in
   start)
     budget=${2:?usage: start SECONDS [--mps]}
